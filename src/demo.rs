@@ -1,0 +1,425 @@
+//! `zcc-relay demo`: the real pipeline against the built-in Zoom simulator, with
+//! a file sink and a stand-in CRM (an HTTP sink that checks signatures), so a new
+//! user sees in a minute what the daemon does and where its output goes.
+//!
+//! Everything the daemon runs here is the production code path; only Zoom and
+//! the CRM are simulated. The demo owns its directory and starts from a clean
+//! one each time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use crate::config::{
+    DaemonSettings, JournalSettings, MediaSettings, MetricsSettings, ReconcileSettings, Secret,
+    Settings, SinkKind, SinkSettings, WebsocketSettings, ZoomSettings,
+};
+use crate::record::Source;
+use crate::sim::scenario::{self, ScenarioOptions};
+use crate::sim::{SimConfig, Simulator};
+use crate::sink::http::{sign, signing_key};
+use crate::telemetry::stats::Stats;
+
+/// The CRM stand-in's signing secret (Standard Webhooks `whsec_` form).
+const CRM_SECRET: &str = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC1ub3QtZm9yLXByb2R1Y3Rpb24=";
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its journal and output (emptied first).
+    #[arg(long, default_value = "./zcc-relay-demo")]
+    pub dir: PathBuf,
+    /// Engagements (calls, video calls, chats) to simulate; each yields several events.
+    #[arg(long, default_value_t = 80)]
+    pub engagements: usize,
+    /// Seed for the simulated contact center (same seed, same events).
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// How much faster than real time to play the scripted traffic.
+    #[arg(long, default_value_t = 20.0)]
+    pub speedup: f64,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    prepare_dir(&args.dir)?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .context("cannot start the Zoom simulator")?;
+    let crm = Crm::start().await?;
+    let archive = dir.join("events.jsonl");
+    let settings = demo_settings(&sim, &dir, &archive, &crm.url)?;
+
+    println!(
+        "zcc-relay demo: the whole pipeline against a built-in Zoom simulator (no account needed)\n"
+    );
+    println!(
+        "  Zoom simulator   {}  (S2S OAuth + WebSocket event subscription)",
+        sim.websocket_url()
+    );
+    println!(
+        "  journal          {}  (redb, fsync'd group commits)",
+        settings.journal.dir.display()
+    );
+    println!(
+        "  sink \"archive\"   {}  (JSONL, one record per line)",
+        archive.display()
+    );
+    println!(
+        "  sink \"crm\"       {}  (stand-in CRM that verifies webhook signatures)\n",
+        crm.url
+    );
+
+    let stats = Stats::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(crate::app::run(settings, stats.clone(), async {
+        let _ = stopped.await;
+    }));
+    tokio::time::timeout(Duration::from_secs(15), sim.wait_live())
+        .await
+        .context("the daemon did not connect to the simulator within 15 s")?;
+
+    let script = scenario::generate_with(
+        args.seed,
+        args.engagements,
+        SystemTime::now(),
+        Duration::from_secs(3),
+        &ScenarioOptions::for_simulator(&sim),
+    );
+    let span = script.last().map(|e| e.offset).unwrap_or_default();
+    println!(
+        "Streaming {} engagements: {} events over {} of contact-center time, played {}x faster.",
+        args.engagements,
+        script.len(),
+        humantime::format_duration(Duration::from_secs(span.as_secs())),
+        args.speedup
+    );
+    println!(
+        "Zoom resends some events and agents edit notes: watch duplicates being suppressed.\n"
+    );
+
+    let mut sent: BTreeMap<String, u64> = BTreeMap::new();
+    for event in &script {
+        *sent.entry(event_name(&event.body)).or_default() += 1;
+    }
+    let total = script.len();
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    {
+        let playback = scenario::play(&sim, script.clone(), args.speedup, |_, _| {});
+        tokio::pin!(playback);
+        loop {
+            tokio::select! {
+                _ = &mut playback => break,
+                _ = ticker.tick() => progress(started, &sim, &stats, total),
+            }
+        }
+    }
+    // Wait until both sinks have every persisted record.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let snapshot = stats.snapshot();
+        let persisted: u64 = snapshot.by_event.values().map(|c| c.persisted).sum();
+        let handled: u64 = snapshot
+            .by_event
+            .values()
+            .map(|c| c.persisted + c.duplicates)
+            .sum();
+        let done = handled as usize >= total
+            && ["archive", "crm"]
+                .iter()
+                .all(|s| snapshot.delivered_to(s) >= persisted);
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::select! {
+            _ = ticker.tick() => progress(started, &sim, &stats, total),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    progress(started, &sim, &stats, total);
+    let _ = stop.send(());
+    daemon.await.context("daemon task failed")??;
+
+    let snapshot = stats.snapshot();
+    summary(&sent, &snapshot, &crm);
+    let check = verify_archive(&archive, &script)?;
+    println!();
+    if check.problems.is_empty() {
+        println!(
+            "OK  every event reached both sinks exactly once per natural key ({} records, {} note revisions)",
+            check.lines, check.revisions
+        );
+    } else {
+        for problem in &check.problems {
+            println!("!!  {problem}");
+        }
+    }
+    println!(
+        "OK  the CRM verified {} webhook signatures ({} rejected); its {} simulated 503s were retried",
+        crm.state.verified.load(Ordering::Relaxed),
+        crm.state.bad_signatures.load(Ordering::Relaxed),
+        crm.state.refused.load(Ordering::Relaxed),
+    );
+    println!("\nLook at the output:");
+    println!(
+        "  head -n 2 {} | python3 -m json.tool --json-lines",
+        archive.display()
+    );
+    println!("  ls {}", dir.display());
+    println!("Point it at your Zoom account: README.md, section \"Configuration\".");
+    sim.shutdown().await;
+    if check.problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("the demo found undelivered or duplicated records")
+    }
+}
+
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        // Only ever remove a directory that looks like ours.
+        let ours = dir.join("journal").exists() || dir.join("events.jsonl").exists();
+        let empty = std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !ours && !empty {
+            anyhow::bail!(
+                "{} exists and is not a demo directory; choose another with --dir",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+fn demo_settings(
+    sim: &Simulator,
+    dir: &Path,
+    archive: &Path,
+    crm_url: &url::Url,
+) -> anyhow::Result<Settings> {
+    let config = sim.config();
+    let journal_dir = dir.join("journal");
+    let mut crm = SinkSettings::new(
+        "crm",
+        SinkKind::Http {
+            url: crm_url.clone(),
+            secret: Some(Secret::new(CRM_SECRET.to_string())),
+        },
+    );
+    crm.timeout = Duration::from_secs(5);
+    Ok(Settings {
+        zoom: ZoomSettings {
+            account_id: config.account_id.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: Secret::new(config.client_secret.clone()),
+            subscription_id: config.subscription_id.clone(),
+            oauth_url: sim.oauth_url(),
+            api_base_url: sim.api_base_url(),
+            websocket_url: sim.websocket_url(),
+        },
+        websocket: WebsocketSettings::default(),
+        daemon: DaemonSettings::default(),
+        media: MediaSettings::default_for(&journal_dir).map_err(|e| anyhow::anyhow!("{e}"))?,
+        journal: JournalSettings { dir: journal_dir },
+        reconcile: ReconcileSettings::default(),
+        metrics: MetricsSettings::default(),
+        sinks: vec![
+            SinkSettings::new(
+                "archive",
+                SinkKind::File {
+                    path: archive.to_path_buf(),
+                },
+            ),
+            crm,
+        ],
+    })
+}
+
+fn event_name(body: &serde_json::Value) -> String {
+    body.get("event")
+        .and_then(|e| e.as_str())
+        .unwrap_or(crate::zoom::event::UNKNOWN_EVENT)
+        .to_string()
+}
+
+fn progress(started: Instant, sim: &Simulator, stats: &Stats, total: usize) {
+    let snapshot = stats.snapshot();
+    let sent = sim.history().len();
+    let persisted: u64 = snapshot.by_event.values().map(|c| c.persisted).sum();
+    let duplicates: u64 = snapshot.by_event.values().map(|c| c.duplicates).sum();
+    println!(
+        "  [{:>5.1}s]  sent {sent:>4}/{total}   persisted {persisted:>4}   duplicates {duplicates:>3}   delivered: archive {:>4}  crm {:>4}",
+        started.elapsed().as_secs_f64(),
+        snapshot.delivered_to("archive"),
+        snapshot.delivered_to("crm"),
+    );
+}
+
+fn summary(sent: &BTreeMap<String, u64>, snapshot: &crate::telemetry::stats::Snapshot, crm: &Crm) {
+    let delivered = |sink: &str, event: &str| {
+        snapshot
+            .delivered
+            .get(&(sink.to_string(), event.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "\n{:<58} {:>5} {:>9} {:>10} {:>8} {:>5}",
+        "event", "sent", "persisted", "duplicates", "archive", "crm"
+    );
+    let mut totals = [0u64; 5];
+    for (event, n_sent) in sent {
+        let counts = snapshot.by_event.get(event).cloned().unwrap_or_default();
+        let row = [
+            *n_sent,
+            counts.persisted,
+            counts.duplicates,
+            delivered("archive", event),
+            delivered("crm", event),
+        ];
+        for (total, value) in totals.iter_mut().zip(row) {
+            *total += value;
+        }
+        println!(
+            "{event:<58} {:>5} {:>9} {:>10} {:>8} {:>5}",
+            row[0], row[1], row[2], row[3], row[4]
+        );
+    }
+    println!(
+        "{:<58} {:>5} {:>9} {:>10} {:>8} {:>5}",
+        "total", totals[0], totals[1], totals[2], totals[3], totals[4]
+    );
+    let _ = crm;
+}
+
+struct ArchiveCheck {
+    lines: usize,
+    revisions: usize,
+    problems: Vec<String>,
+}
+
+/// Reads the file sink back: every natural key of the script present, no
+/// (id, revision) twice.
+fn verify_archive(path: &Path, script: &[scenario::ScriptedEvent]) -> anyhow::Result<ArchiveCheck> {
+    let expected: BTreeSet<String> = script
+        .iter()
+        .filter_map(|e| {
+            crate::zoom::event::parse_body(&e.body.to_string(), Source::Websocket, String::new(), 0)
+                .ok()
+        })
+        .map(|r| r.id)
+        .collect();
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut seen = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    let mut problems = Vec::new();
+    let mut lines = 0;
+    let mut revisions = 0;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        lines += 1;
+        let record: serde_json::Value =
+            serde_json::from_str(&line).context("archive line is not JSON")?;
+        let id = record["id"].as_str().unwrap_or_default().to_string();
+        let revision = record["revision"].as_u64().unwrap_or(0);
+        if revision > 1 {
+            revisions += 1;
+        }
+        if !seen.insert((id.clone(), revision)) {
+            problems.push(format!("{id} revision {revision} was delivered twice"));
+        }
+        ids.insert(id);
+    }
+    for missing in expected.difference(&ids) {
+        problems.push(format!("{missing} never reached the archive"));
+    }
+    Ok(ArchiveCheck {
+        lines,
+        revisions,
+        problems,
+    })
+}
+
+/// A stand-in CRM: verifies the Standard Webhooks signature of every request
+/// and, to show retries, answers 503 to the first attempt of every 10th record.
+struct Crm {
+    url: url::Url,
+    state: Arc<CrmState>,
+}
+
+#[derive(Default)]
+struct CrmState {
+    verified: AtomicU64,
+    bad_signatures: AtomicU64,
+    refused: AtomicU64,
+    requests: AtomicU64,
+    refused_ids: Mutex<BTreeSet<String>>,
+}
+
+impl Crm {
+    async fn start() -> anyhow::Result<Crm> {
+        let state = Arc::new(CrmState::default());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new()
+            .route("/zoom", axum::routing::post(receive))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Crm {
+            url: format!("http://{addr}/zoom").parse()?,
+            state,
+        })
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<CrmState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (id, timestamp, signature) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
+    let key = signing_key(CRM_SECRET).unwrap_or_default();
+    let valid = timestamp
+        .parse::<u64>()
+        .is_ok_and(|ts| sign(&key, &id, ts, &body) == signature);
+    if !valid {
+        state.bad_signatures.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::UNAUTHORIZED;
+    }
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    if n % 10 == 9 {
+        let mut refused = state.refused_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.insert(id) {
+            state.refused.fetch_add(1, Ordering::Relaxed);
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+    }
+    state.verified.fetch_add(1, Ordering::Relaxed);
+    StatusCode::OK
+}

@@ -1,0 +1,116 @@
+//! The journal's redb tables and the byte layouts of their values.
+//!
+//! Layout (one database file, `journal.redb`):
+//! - `records`: seq → the forwarded record as JSON, exactly the bytes sinks get.
+//! - `refs`: seq → how many sinks still need the record; at 0 both rows go.
+//! - `keys`: natural key → [`KeyEntry`], the dedup index. It outlives the record:
+//!   an item that was delivered and removed must still be recognised when
+//!   reconciliation finds it again.
+//! - `outbox/<sink>`: seq → [`OutboxEntry`], what that sink still has to get.
+//! - `dead/<sink>`: seq → JSON [`DeadLetter`](super::DeadLetter).
+//! - `meta`: small named values (`next_seq`, `last_live_ms`, …).
+//! - `sinks`: every sink name that ever had an outbox here.
+
+use redb::TableDefinition;
+
+pub const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+pub const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
+pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const SINKS: TableDefinition<&str, ()> = TableDefinition::new("sinks");
+
+pub fn outbox_name(sink: &str) -> String {
+    format!("outbox/{sink}")
+}
+
+pub fn dead_name(sink: &str) -> String {
+    format!("dead/{sink}")
+}
+
+pub fn outbox(name: &str) -> TableDefinition<'_, u64, (u32, u64)> {
+    TableDefinition::new(name)
+}
+
+pub fn dead(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+/// Per-sink progress of one record: how many attempts failed so far and the
+/// earliest time (ms since the epoch) of the next one; 0 means now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxEntry {
+    pub attempts: u32,
+    pub not_before_ms: u64,
+}
+
+impl OutboxEntry {
+    pub fn to_tuple(self) -> (u32, u64) {
+        (self.attempts, self.not_before_ms)
+    }
+    pub fn from_tuple((attempts, not_before_ms): (u32, u64)) -> Self {
+        OutboxEntry {
+            attempts,
+            not_before_ms,
+        }
+    }
+}
+
+/// What the dedup index remembers about a natural key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub revision: u32,
+    pub first_seen_ms: u64,
+    /// Fingerprint of the editable content (notes only).
+    pub version: Option<[u8; 32]>,
+}
+
+impl KeyEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(44);
+        bytes.extend_from_slice(&self.revision.to_le_bytes());
+        bytes.extend_from_slice(&self.first_seen_ms.to_le_bytes());
+        if let Some(version) = &self.version {
+            bytes.extend_from_slice(version);
+        }
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<KeyEntry> {
+        let revision = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?);
+        let first_seen_ms = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?);
+        let version = match bytes.get(12..) {
+            Some([]) | None => None,
+            Some(rest) => Some(rest.try_into().ok()?),
+        };
+        Some(KeyEntry {
+            revision,
+            first_seen_ms,
+            version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_entries_round_trip() {
+        for entry in [
+            KeyEntry {
+                revision: 1,
+                first_seen_ms: 42,
+                version: None,
+            },
+            KeyEntry {
+                revision: 7,
+                first_seen_ms: u64::MAX,
+                version: Some([9; 32]),
+            },
+        ] {
+            assert_eq!(KeyEntry::decode(&entry.encode()), Some(entry));
+        }
+        assert_eq!(KeyEntry::decode(&[1, 2]), None);
+        assert_eq!(KeyEntry::decode(&[0; 13]), None);
+    }
+}

@@ -1,0 +1,277 @@
+use super::*;
+use crate::record::Source;
+use serde_json::value::RawValue;
+
+fn routes(names: &[(&str, &[&str])]) -> Vec<SinkRoute> {
+    names
+        .iter()
+        .map(|(name, patterns)| SinkRoute {
+            name: name.to_string(),
+            filter: EventFilter::new(patterns.iter().map(|p| p.to_string()).collect()),
+        })
+        .collect()
+}
+
+fn record(id: &str, event: &str, version: Option<[u8; 32]>) -> NewRecord {
+    NewRecord {
+        id: id.into(),
+        event: event.into(),
+        event_ts: 1,
+        source: Source::Websocket,
+        received_at: "2026-01-01T00:00:00.000Z".into(),
+        payload: RawValue::from_string(format!(r#"{{"object":{{"id":"{id}"}}}}"#)).unwrap(),
+        version,
+    }
+}
+
+fn seq(outcome: AppendOutcome) -> u64 {
+    match outcome {
+        AppendOutcome::Stored { seq, .. } => seq,
+        AppendOutcome::Duplicate => panic!("expected a stored record"),
+    }
+}
+
+#[tokio::test]
+async fn dedups_on_the_natural_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    let first = journal.append(record("k1", "e", None)).await.unwrap();
+    assert_eq!(
+        first,
+        AppendOutcome::Stored {
+            seq: 1,
+            revision: 1,
+            sinks: 1
+        }
+    );
+    assert_eq!(
+        journal.append(record("k1", "e", None)).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    assert_eq!(
+        seq(journal.append(record("k2", "e", None)).await.unwrap()),
+        2
+    );
+    // The key is remembered after the record itself is gone.
+    journal.ack("a", 1).await.unwrap();
+    assert_eq!(
+        journal.append(record("k1", "e", None)).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn edited_notes_become_new_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    let v1 = Some([1; 32]);
+    let v2 = Some([2; 32]);
+    assert!(matches!(
+        journal.append(record("n", "note", v1)).await.unwrap(),
+        AppendOutcome::Stored { revision: 1, .. }
+    ));
+    assert_eq!(
+        journal.append(record("n", "note", v1)).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    assert!(matches!(
+        journal.append(record("n", "note", v2)).await.unwrap(),
+        AppendOutcome::Stored { revision: 2, .. }
+    ));
+    assert!(matches!(
+        journal.append(record("n", "note", v1)).await.unwrap(),
+        AppendOutcome::Stored { revision: 3, .. }
+    ));
+    let stored = journal.read_outbox("a", 0, 10).await.unwrap();
+    let revisions: Vec<u32> = stored
+        .iter()
+        .map(|p| {
+            serde_json::from_slice::<crate::record::RecordHeader>(&p.bytes)
+                .unwrap()
+                .revision
+        })
+        .collect();
+    assert_eq!(revisions, [1, 2, 3]);
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn never_deletes_before_every_sink_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[]), ("b", &[])])).unwrap();
+    let s = seq(journal.append(record("k", "e", None)).await.unwrap());
+    journal.ack("a", s).await.unwrap();
+    assert_eq!(journal.stored_records().await.unwrap(), 1);
+    assert!(journal.read_outbox("a", 0, 10).await.unwrap().is_empty());
+    assert_eq!(journal.read_outbox("b", 0, 10).await.unwrap().len(), 1);
+    // A repeated ack (after a crash, say) must not release b's reference.
+    journal.ack("a", s).await.unwrap();
+    assert_eq!(journal.stored_records().await.unwrap(), 1);
+    journal.ack("b", s).await.unwrap();
+    assert_eq!(journal.stored_records().await.unwrap(), 0);
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn routes_by_event_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(
+        dir.path(),
+        routes(&[("rec", &["*recording*"]), ("all", &[])]),
+    )
+    .unwrap();
+    let r = journal
+        .append(record("r", "contact_center.recording_completed", None))
+        .await
+        .unwrap();
+    assert!(matches!(r, AppendOutcome::Stored { sinks: 2, .. }));
+    let n = journal
+        .append(record("n", "contact_center.engagement_note_added", None))
+        .await
+        .unwrap();
+    assert!(matches!(n, AppendOutcome::Stored { sinks: 1, .. }));
+    assert_eq!(journal.read_outbox("rec", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(journal.read_outbox("all", 0, 10).await.unwrap().len(), 2);
+    journal.close().await;
+
+    let journal = Journal::open(dir.path(), routes(&[("rec", &["*recording*"])])).unwrap();
+    let x = journal
+        .append(record("x", "contact_center.task_created", None))
+        .await
+        .unwrap();
+    assert!(matches!(x, AppendOutcome::Stored { sinks: 0, .. }));
+    assert_eq!(
+        journal
+            .append(record("x", "contact_center.task_created", None))
+            .await
+            .unwrap(),
+        AppendOutcome::Duplicate
+    );
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn survives_reopen_with_pending_records_and_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+        for i in 0..5 {
+            journal
+                .append(record(&format!("k{i}"), "e", None))
+                .await
+                .unwrap();
+        }
+        journal.ack("a", 1).await.unwrap();
+        journal.close().await;
+    }
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    let pending: Vec<u64> = journal
+        .read_outbox("a", 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect();
+    assert_eq!(pending, [2, 3, 4, 5]);
+    assert_eq!(*journal.committed().borrow(), 5);
+    assert_eq!(
+        seq(journal.append(record("k9", "e", None)).await.unwrap()),
+        6
+    );
+    assert_eq!(
+        journal.append(record("k0", "e", None)).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn second_open_of_a_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    let Err(error) = Journal::open(dir.path(), routes(&[("a", &[])])) else {
+        panic!("second open must fail");
+    };
+    assert!(matches!(error, JournalError::Locked { .. }));
+    assert!(
+        error.to_string().contains(&std::process::id().to_string()),
+        "{error}"
+    );
+    journal.close().await;
+    drop(journal);
+    Journal::open(dir.path(), routes(&[("a", &[])]))
+        .unwrap()
+        .close()
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_commits_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    let mut receivers = Vec::new();
+    for i in 0..2000 {
+        receivers.push(
+            journal
+                .submit(record(&format!("k{}", i % 1500), "e", None))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut stored = std::collections::BTreeSet::new();
+    let mut duplicates = 0;
+    for rx in receivers {
+        match rx.await.unwrap().unwrap() {
+            AppendOutcome::Stored { seq, .. } => assert!(stored.insert(seq)),
+            AppendOutcome::Duplicate => duplicates += 1,
+        }
+    }
+    assert_eq!((stored.len(), duplicates), (1500, 500));
+    assert_eq!(
+        journal.counts().await.unwrap(),
+        vec![(
+            "a".to_string(),
+            SinkCounts {
+                pending: 1500,
+                dead: 0
+            }
+        )]
+    );
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn dead_letter_keeps_the_record_out_of_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    let s = seq(journal.append(record("k", "e", None)).await.unwrap());
+    let letter = DeadLetter {
+        reason: "HTTP 400".into(),
+        status: Some(400),
+        attempts: 1,
+        at: "t".into(),
+    };
+    journal.dead_letter("a", s, letter).await.unwrap();
+    assert!(journal.read_outbox("a", 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        journal.counts().await.unwrap()[0].1,
+        SinkCounts {
+            pending: 0,
+            dead: 1
+        }
+    );
+    assert_eq!(journal.stored_records().await.unwrap(), 1);
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn closed_journal_refuses_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    journal.close().await;
+    assert!(matches!(
+        journal.append(record("k", "e", None)).await,
+        Err(JournalError::Closed)
+    ));
+}

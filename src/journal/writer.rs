@@ -1,0 +1,355 @@
+//! The journal's single writer: group commit on a dedicated thread.
+//!
+//! redb allows one write transaction at a time and a commit blocks on fsync, so
+//! one thread owns all writes. It takes every request that queued up while the
+//! previous commit was syncing, applies them in order in one transaction (a
+//! duplicate within a batch sees the earlier write), commits once and only then
+//! answers. A failed commit answers every request in the batch with the error;
+//! nothing is reported as persisted that was not.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::tables::{self, KeyEntry, OutboxEntry};
+use super::{AppendOutcome, DeadLetter, JournalError, SinkRoute};
+use crate::record::NewRecord;
+
+/// Upper bound on requests per commit, so one commit's latency stays bounded.
+const MAX_BATCH: usize = 4096;
+
+pub(super) enum Op {
+    Append {
+        record: NewRecord,
+        reply: oneshot::Sender<Result<AppendOutcome, JournalError>>,
+    },
+    Ack {
+        sink: String,
+        seq: u64,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
+    Dead {
+        sink: String,
+        seq: u64,
+        letter: DeadLetter,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
+    Meta {
+        key: String,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Creates the tables, records the configured sinks, warns about sinks that
+/// still hold records but are no longer configured, and returns the next seq.
+pub(super) fn prepare(db: &Database, sinks: &[SinkRoute]) -> Result<u64, JournalError> {
+    let txn = db.begin_write()?;
+    let next_seq = {
+        txn.open_table(tables::RECORDS)?;
+        txn.open_table(tables::REFS)?;
+        txn.open_table(tables::KEYS)?;
+        let meta = txn.open_table(tables::META)?;
+        let mut known = txn.open_table(tables::SINKS)?;
+        let configured: BTreeSet<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+        let mut orphans = Vec::new();
+        for row in known.iter()? {
+            let (name, _) = row?;
+            if !configured.contains(name.value()) {
+                orphans.push(name.value().to_string());
+            }
+        }
+        for name in orphans {
+            let pending = match txn.open_table(tables::outbox(&tables::outbox_name(&name))) {
+                Ok(t) => t.len()?,
+                Err(_) => 0,
+            };
+            if pending > 0 {
+                tracing::warn!(
+                    sink = %name,
+                    pending,
+                    "sink is no longer configured but still has records in its outbox; they are kept until it is configured again"
+                );
+            } else {
+                known.remove(name.as_str())?;
+            }
+        }
+        for sink in sinks {
+            known.insert(sink.name.as_str(), ())?;
+            txn.open_table(tables::outbox(&tables::outbox_name(&sink.name)))?;
+        }
+        let stored = meta
+            .get("next_seq")?
+            .and_then(|v| v.value().try_into().ok())
+            .map(u64::from_le_bytes);
+        stored.unwrap_or(1)
+    };
+    txn.commit()?;
+    Ok(next_seq)
+}
+
+pub(super) struct Writer {
+    db: Arc<Database>,
+    sinks: Vec<SinkRoute>,
+    next_seq: u64,
+    committed: watch::Sender<u64>,
+}
+
+/// A reply to send once the commit's fate is known.
+enum Reply {
+    Append(
+        oneshot::Sender<Result<AppendOutcome, JournalError>>,
+        AppendOutcome,
+    ),
+    Unit(oneshot::Sender<Result<(), JournalError>>),
+}
+
+impl Writer {
+    pub(super) fn new(
+        db: Arc<Database>,
+        sinks: Vec<SinkRoute>,
+        next_seq: u64,
+        committed: watch::Sender<u64>,
+    ) -> Writer {
+        Writer {
+            db,
+            sinks,
+            next_seq,
+            committed,
+        }
+    }
+
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut shutdown = None;
+            let ops: Vec<Op> = batch
+                .drain(..)
+                .filter_map(|op| match op {
+                    Op::Shutdown { reply } => {
+                        shutdown = Some(reply);
+                        None
+                    }
+                    other => Some(other),
+                })
+                .collect();
+            if !ops.is_empty() {
+                self.commit(ops);
+            }
+            if let Some(reply) = shutdown {
+                rx.close();
+                // Whatever raced in before the close still gets committed.
+                let rest: Vec<Op> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+                if !rest.is_empty() {
+                    self.commit(rest);
+                }
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+
+    fn commit(&mut self, ops: Vec<Op>) {
+        let seq_before = self.next_seq;
+        let mut replies = Vec::with_capacity(ops.len());
+        let result = (|| -> Result<(), JournalError> {
+            let txn = self.db.begin_write()?;
+            for op in ops {
+                match op {
+                    Op::Append { record, reply } => {
+                        let outcome = self.append(&txn, record)?;
+                        replies.push(Reply::Append(reply, outcome));
+                    }
+                    Op::Ack { sink, seq, reply } => {
+                        ack(&txn, &sink, seq)?;
+                        replies.push(Reply::Unit(reply));
+                    }
+                    Op::Dead {
+                        sink,
+                        seq,
+                        letter,
+                        reply,
+                    } => {
+                        dead_letter(&txn, &sink, seq, &letter)?;
+                        replies.push(Reply::Unit(reply));
+                    }
+                    Op::Meta { key, value, reply } => {
+                        txn.open_table(tables::META)?
+                            .insert(key.as_str(), value.as_slice())?;
+                        replies.push(Reply::Unit(reply));
+                    }
+                    Op::Shutdown { .. } => {}
+                }
+            }
+            if self.next_seq != seq_before {
+                txn.open_table(tables::META)?
+                    .insert("next_seq", self.next_seq.to_le_bytes().as_slice())?;
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                if self.next_seq != seq_before {
+                    self.committed.send_replace(self.next_seq - 1);
+                }
+                for reply in replies {
+                    match reply {
+                        Reply::Append(tx, outcome) => {
+                            let _ = tx.send(Ok(outcome));
+                        }
+                        Reply::Unit(tx) => {
+                            let _ = tx.send(Ok(()));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                // The transaction was dropped (aborted): seqs handed out in it
+                // were never written, so they can be handed out again.
+                self.next_seq = seq_before;
+                tracing::error!(error = %error, "journal commit failed");
+                let message = error.to_string();
+                for reply in replies {
+                    let failed = || JournalError::CommitFailed(message.clone());
+                    match reply {
+                        Reply::Append(tx, _) => {
+                            let _ = tx.send(Err(failed()));
+                        }
+                        Reply::Unit(tx) => {
+                            let _ = tx.send(Err(failed()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn append(
+        &mut self,
+        txn: &WriteTransaction,
+        record: NewRecord,
+    ) -> Result<AppendOutcome, JournalError> {
+        let mut keys = txn.open_table(tables::KEYS)?;
+        let known = keys
+            .get(record.id.as_str())?
+            .and_then(|v| KeyEntry::decode(v.value()));
+        let revision = match &known {
+            None => 1,
+            // First-wins types, and notes whose text and time did not change.
+            Some(entry) if record.version.is_none() || entry.version == record.version => {
+                return Ok(AppendOutcome::Duplicate);
+            }
+            Some(entry) => entry.revision + 1,
+        };
+        let entry = KeyEntry {
+            revision,
+            first_seen_ms: known.as_ref().map_or_else(now_ms, |k| k.first_seen_ms),
+            version: record.version,
+        };
+        keys.insert(record.id.as_str(), entry.encode().as_slice())?;
+        drop(keys);
+
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let targets: Vec<&SinkRoute> = self
+            .sinks
+            .iter()
+            .filter(|s| s.filter.matches(&record.event))
+            .collect();
+        if targets.is_empty() {
+            // Nobody wants it: remembered for dedup, nothing to hold.
+            return Ok(AppendOutcome::Stored {
+                seq,
+                revision,
+                sinks: 0,
+            });
+        }
+        txn.open_table(tables::RECORDS)?
+            .insert(seq, record.to_json(revision).as_slice())?;
+        txn.open_table(tables::REFS)?
+            .insert(seq, targets.len() as u32)?;
+        for sink in &targets {
+            let name = tables::outbox_name(&sink.name);
+            txn.open_table(tables::outbox(&name))?
+                .insert(seq, OutboxEntry::default().to_tuple())?;
+        }
+        Ok(AppendOutcome::Stored {
+            seq,
+            revision,
+            sinks: targets.len(),
+        })
+    }
+}
+
+/// Removes `seq` from the sink's outbox and drops the record when no sink needs
+/// it any more. Acking something not in the outbox is a no-op (a retry after a
+/// crash may ack twice).
+fn ack(txn: &WriteTransaction, sink: &str, seq: u64) -> Result<(), JournalError> {
+    let name = tables::outbox_name(sink);
+    let removed = txn
+        .open_table(tables::outbox(&name))?
+        .remove(seq)?
+        .is_some();
+    if removed {
+        release(txn, seq)?;
+    }
+    Ok(())
+}
+
+fn release(txn: &WriteTransaction, seq: u64) -> Result<(), JournalError> {
+    let mut refs = txn.open_table(tables::REFS)?;
+    let remaining = refs
+        .get(seq)?
+        .map(|v| v.value())
+        .unwrap_or(1)
+        .saturating_sub(1);
+    if remaining == 0 {
+        refs.remove(seq)?;
+        txn.open_table(tables::RECORDS)?.remove(seq)?;
+    } else {
+        refs.insert(seq, remaining)?;
+    }
+    Ok(())
+}
+
+/// Moves a record from the outbox to the dead-letter. The record itself stays
+/// (its reference is now held by the dead-letter row) so it can be redriven.
+fn dead_letter(
+    txn: &WriteTransaction,
+    sink: &str,
+    seq: u64,
+    letter: &DeadLetter,
+) -> Result<(), JournalError> {
+    let name = tables::outbox_name(sink);
+    let removed = txn
+        .open_table(tables::outbox(&name))?
+        .remove(seq)?
+        .is_some();
+    if removed {
+        let json = serde_json::to_vec(letter).unwrap_or_default();
+        let dead = tables::dead_name(sink);
+        txn.open_table(tables::dead(&dead))?
+            .insert(seq, json.as_slice())?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

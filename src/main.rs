@@ -1,0 +1,135 @@
+//! The `zcc-relay` binary: command-line parsing, logging set-up, dispatch and
+//! exit codes (0 ok, 78 configuration error, 1 runtime failure). Everything else
+//! lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const DEFAULT_CONFIG: &str = "/etc/zcc-relay/config.toml";
+/// EX_CONFIG from sysexits.h; the systemd unit does not restart on it.
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "zcc-relay",
+    version,
+    about = "Relays Zoom Contact Center events to your systems through a crash-safe journal"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and list every problem in it.
+    Validate {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Run the whole pipeline against the built-in Zoom simulator (no account needed).
+    Demo(zcc_relay::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => validate(&config),
+        Command::Run { config } => run(&config),
+        Command::Demo(args) => {
+            zcc_relay::telemetry::init(
+                &std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+            runtime_then(|| async move { zcc_relay::demo::run(args).await })
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match zcc_relay::config::load(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                println!("warning: {warning}");
+            }
+            println!(
+                "{}: configuration is valid ({} sink(s))",
+                path.display(),
+                loaded.settings.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: configuration is invalid:\n{e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let loaded = match zcc_relay::config::load(path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Logging is not set up yet (the level comes from the config).
+            eprintln!("{}: configuration is invalid:\n{e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    zcc_relay::telemetry::init(&loaded.settings.daemon.log_level);
+    for warning in &loaded.warnings {
+        tracing::warn!(key = %warning.key, "{}", warning.message);
+    }
+    let settings = loaded.settings;
+    runtime_then(|| async move {
+        let stats = zcc_relay::telemetry::stats::Stats::default();
+        zcc_relay::app::run(settings, stats, shutdown_signal()).await
+    })
+}
+
+fn runtime_then<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "zcc-relay failed");
+            eprintln!("zcc-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

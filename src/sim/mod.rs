@@ -1,0 +1,223 @@
+//! The built-in Zoom stand-in used by `zcc-relay demo` and by the tests.
+//!
+//! Owns the public face of the simulator: [`SimConfig`], [`Simulator`] (start, URLs,
+//! the test-facing controls `emit`/`drop_connection`/`send_raw_text`, counters,
+//! shutdown) and [`EmittedEvent`]. It serves, on `127.0.0.1:0`, the S2S OAuth token
+//! endpoint (`oauth`), the WebSocket event subscription (`ws`) and whatever REST
+//! routes `server` mounts under `/v2`; all three share one [`state::Inner`].
+//! [`scenario`] scripts realistic contact-center traffic to feed through `emit`.
+//!
+//! It imitates Zoom as described in `shared/zoom-reference.md` §1–3, including the
+//! unpleasant parts (no replay, last connection wins). It does not import anything
+//! from the rest of the crate, so the daemon's own Zoom code is tested against an
+//! independent reading of the reference, never against itself.
+
+mod oauth;
+pub mod scenario;
+mod server;
+mod state;
+mod ws;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use self::state::{Content, Inner, Scheme};
+
+/// Credentials and identity of the simulated Zoom account.
+#[derive(Clone)]
+pub struct SimConfig {
+    pub account_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub subscription_id: String,
+    /// Lifetime of each issued access token (`expires_in`); Zoom's is one hour.
+    pub token_ttl: Duration,
+}
+
+impl Default for SimConfig {
+    /// Fixed demo credentials, so `zcc-relay demo` can write a config without
+    /// asking the simulator first.
+    fn default() -> Self {
+        SimConfig {
+            account_id: "sim-account".to_owned(),
+            client_id: "sim-client".to_owned(),
+            client_secret: "sim-secret".to_owned(),
+            subscription_id: "sim-subscription".to_owned(),
+            token_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+// Hand-written so a config dumped in a test failure never shows the secret, the
+// same rule the daemon follows for real credentials.
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("account_id", &self.account_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("subscription_id", &self.subscription_id)
+            .field("token_ttl", &self.token_ttl)
+            .finish()
+    }
+}
+
+/// One event handed to [`Simulator::emit`] (or its object-content variant).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmittedEvent {
+    /// The webhook-shaped body (`event`, `event_ts`, `payload`).
+    pub body: Value,
+    /// The body exactly as it appears inside the frame: for `emit` the text of the
+    /// `content` string, for `emit_content_as_object` the compact serialization of
+    /// the object (what `serde_json::to_string` gives). This is the "raw event body"
+    /// that DESIGN §3.4 hashes for unlisted event types.
+    pub content: String,
+    /// Whether it was handed to a live, authenticated socket. `false` means Zoom
+    /// would have lost it: it is never sent later.
+    pub live: bool,
+    pub at: SystemTime,
+}
+
+/// A running simulated Zoom. Dropping it stops the server as well; `shutdown`
+/// additionally waits until every connection task has finished.
+pub struct Simulator {
+    inner: Arc<Inner>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Binds `127.0.0.1:0` and starts serving.
+    pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner::new(config, addr)?);
+        let server = server::spawn(listener, Arc::clone(&inner));
+        tracing::debug!(%addr, "zoom simulator listening");
+        Ok(Simulator {
+            inner,
+            server: Some(server),
+        })
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.config
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// `http://127.0.0.1:PORT/oauth/token`
+    pub fn oauth_url(&self) -> Url {
+        self.url(Scheme::Http, "/oauth/token")
+    }
+
+    /// `http://127.0.0.1:PORT/v2`
+    pub fn api_base_url(&self) -> Url {
+        self.url(Scheme::Http, "/v2")
+    }
+
+    /// `ws://127.0.0.1:PORT/ws` (the client appends `subscriptionId` and `access_token`).
+    pub fn websocket_url(&self) -> Url {
+        self.url(Scheme::Ws, "/ws")
+    }
+
+    fn url(&self, scheme: Scheme, path: &str) -> Url {
+        let mut url = self.inner.origin(scheme);
+        url.set_path(path);
+        url
+    }
+
+    /// Sends one event the way Zoom does: a `message` frame whose `content` is the
+    /// body serialized as a JSON string. Records it in [`history`](Self::history)
+    /// and returns whether it went to a live socket; when none is live the event
+    /// is lost for good, as on Zoom.
+    pub fn emit(&self, body: Value) -> bool {
+        self.inner.emit(body, Content::String)
+    }
+
+    /// Like [`emit`](Self::emit), but `content` is the JSON object itself, which
+    /// some clients report seeing.
+    pub fn emit_content_as_object(&self, body: Value) -> bool {
+        self.inner.emit(body, Content::Object)
+    }
+
+    /// Sends `text` verbatim as one text frame to the live socket (for malformed
+    /// input tests). Not recorded in history. Returns whether a socket was live.
+    pub fn send_raw_text(&self, text: String) -> bool {
+        self.inner.send_raw_text(text)
+    }
+
+    /// Cuts the live socket without a close frame: the TCP connection is dropped,
+    /// as when a network path dies. The subscription is no longer live at return.
+    pub fn drop_connection(&self) {
+        self.inner.drop_live();
+    }
+
+    pub fn history(&self) -> Vec<EmittedEvent> {
+        self.inner.history()
+    }
+
+    /// WebSocket upgrades accepted, including ones whose handshake then failed.
+    pub fn connections_accepted(&self) -> u64 {
+        self.inner.connections_accepted.load(Ordering::Relaxed)
+    }
+
+    /// Sockets that received `build_connection` success.
+    pub fn handshakes_completed(&self) -> u64 {
+        self.inner.handshakes_completed.load(Ordering::Relaxed)
+    }
+
+    pub fn heartbeats_received(&self) -> u64 {
+        self.inner.heartbeats_received.load(Ordering::Relaxed)
+    }
+
+    pub fn tokens_issued(&self) -> u64 {
+        self.inner.tokens_issued.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once a socket for the subscription is live (it has been granted
+    /// `build_connection` success; events emitted from now on reach it, after that
+    /// frame). Resolves at once if one already is.
+    pub async fn wait_live(&self) {
+        let mut live = self.inner.live_watch();
+        // An error means the sender is gone, which cannot happen while `self`
+        // holds `inner`; returning is the only sensible answer either way.
+        let _ = live.wait_for(|live| *live).await;
+    }
+
+    pub fn is_live(&self) -> bool {
+        *self.inner.live_watch().borrow()
+    }
+
+    /// Stops accepting, closes live sockets with a 1001 "going away" close frame
+    /// and waits for the server and every connection task to finish.
+    pub async fn shutdown(mut self) {
+        self.inner.cancel.cancel();
+        if let Some(server) = self.server.take()
+            && let Err(error) = server.await
+        {
+            tracing::warn!(%error, "zoom simulator server task failed");
+        }
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}
+
+impl Drop for Simulator {
+    // A test that fails halfway drops the simulator without `shutdown`; cancelling
+    // here keeps its sockets from outliving it.
+    fn drop(&mut self) {
+        self.inner.cancel.cancel();
+    }
+}

@@ -1,0 +1,266 @@
+//! The simulated account's shared state: issued tokens, the one live socket of the
+//! subscription, the history of emitted events, counters and the shutdown token.
+//!
+//! Owns the rules that span endpoints: token validity (checked by `/ws`, and later
+//! by REST routes), "one connection per subscription, last wins" and "no replay".
+//! It does not touch sockets or HTTP: a connection task registers an mpsc sender
+//! here and everything for that socket goes through it as an [`Outbound`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::Rng as _;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+use super::{EmittedEvent, SimConfig, ws};
+
+/// How an event body is placed in the `message` frame's `content`.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Content {
+    /// Serialized to a JSON string (double-encoded), as Zoom sends it.
+    String,
+    /// The object itself.
+    Object,
+}
+
+/// What the account asks of the connection task that owns the live socket.
+#[derive(Debug)]
+pub(super) enum Outbound {
+    /// Send this text frame as is.
+    Text(String),
+    /// A newer connection took over: tell this one and close it.
+    Evict,
+    /// Drop the TCP connection without a close frame.
+    Abort,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Scheme {
+    Http,
+    Ws,
+}
+
+pub(super) struct Inner {
+    pub config: SimConfig,
+    pub addr: SocketAddr,
+    http_origin: Url,
+    ws_origin: Url,
+    /// Cancelled on shutdown; every connection task selects on it.
+    pub cancel: CancellationToken,
+    /// Tracks connection tasks so `shutdown` can wait for them.
+    pub tracker: TaskTracker,
+    pub connections_accepted: AtomicU64,
+    pub handshakes_completed: AtomicU64,
+    pub heartbeats_received: AtomicU64,
+    pub tokens_issued: AtomicU64,
+    next_connection_id: AtomicU64,
+    /// Mirrors `State::live.is_some()`, for `wait_live` without polling. Only
+    /// written while `state` is locked, so the two never disagree for a reader
+    /// that takes the lock.
+    live: watch::Sender<bool>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Access token -> expiry. Old tokens stay valid when new ones are issued
+    /// (current Zoom docs: "You can generate and use multiple access tokens").
+    tokens: HashMap<String, Instant>,
+    live: Option<LiveConnection>,
+    history: Vec<EmittedEvent>,
+}
+
+struct LiveConnection {
+    id: u64,
+    outbound: mpsc::UnboundedSender<Outbound>,
+}
+
+/// Why a WebSocket handshake is refused; the `Display` text is the failure
+/// frame's `content`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum HandshakeError {
+    /// Zoom's answer when the token is missing from the URL (forum /t/69974).
+    #[error("token is empty")]
+    TokenEmpty,
+    /// Unknown or expired token.
+    #[error("Invalid Token")]
+    InvalidToken,
+    #[error("subscriptionId is empty")]
+    SubscriptionEmpty,
+    #[error("Subscription not found")]
+    UnknownSubscription,
+}
+
+impl Inner {
+    pub fn new(config: SimConfig, addr: SocketAddr) -> std::io::Result<Inner> {
+        let origin = |scheme: &str| {
+            Url::parse(&format!("{scheme}://{addr}/"))
+                .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))
+        };
+        Ok(Inner {
+            config,
+            addr,
+            http_origin: origin("http")?,
+            ws_origin: origin("ws")?,
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            connections_accepted: AtomicU64::new(0),
+            handshakes_completed: AtomicU64::new(0),
+            heartbeats_received: AtomicU64::new(0),
+            tokens_issued: AtomicU64::new(0),
+            next_connection_id: AtomicU64::new(1),
+            live: watch::Sender::new(false),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    // A panic while the lock is held (only possible in a test thread) must not
+    // turn every later call into a second panic; the state stays consistent
+    // because no method leaves it half-updated before a panic point.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `scheme://127.0.0.1:PORT/`
+    pub fn origin(&self, scheme: Scheme) -> Url {
+        match scheme {
+            Scheme::Http => self.http_origin.clone(),
+            Scheme::Ws => self.ws_origin.clone(),
+        }
+    }
+
+    /// Mints a new opaque token valid for `config.token_ttl`.
+    pub fn issue_token(&self) -> String {
+        let mut bytes = [0u8; 30];
+        rand::rng().fill(&mut bytes);
+        // 30 random bytes -> exactly 40 URL-safe characters.
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let now = Instant::now();
+        let expires_at = now + self.config.token_ttl;
+        let mut state = self.state();
+        // Expired tokens can never become valid again; dropping them here keeps
+        // the map from growing over a long demo.
+        state.tokens.retain(|_, expiry| *expiry > now);
+        state.tokens.insert(token.clone(), expires_at);
+        drop(state);
+        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        token
+    }
+
+    pub fn token_is_valid(&self, token: &str) -> bool {
+        self.state()
+            .tokens
+            .get(token)
+            .is_some_and(|expiry| *expiry > Instant::now())
+    }
+
+    /// Checks a `/ws` request's query parameters, in the order Zoom appears to:
+    /// token presence, token validity, then the subscription.
+    pub fn check_handshake(
+        &self,
+        subscription_id: Option<&str>,
+        access_token: Option<&str>,
+    ) -> Result<(), HandshakeError> {
+        let token = access_token.filter(|token| !token.is_empty());
+        let Some(token) = token else {
+            return Err(HandshakeError::TokenEmpty);
+        };
+        if !self.token_is_valid(token) {
+            return Err(HandshakeError::InvalidToken);
+        }
+        match subscription_id.filter(|id| !id.is_empty()) {
+            None => Err(HandshakeError::SubscriptionEmpty),
+            Some(id) if id != self.config.subscription_id => {
+                Err(HandshakeError::UnknownSubscription)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Makes `outbound` the subscription's live connection and returns its id.
+    /// A previous live connection is told to close ("Connected in another place").
+    pub fn register(&self, outbound: mpsc::UnboundedSender<Outbound>) -> u64 {
+        let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        let previous = state.live.replace(LiveConnection { id, outbound });
+        self.live.send_replace(true);
+        drop(state);
+        self.handshakes_completed.fetch_add(1, Ordering::Relaxed);
+        if let Some(previous) = previous {
+            // A send error means that task already ended; nothing left to evict.
+            let _ = previous.outbound.send(Outbound::Evict);
+            tracing::debug!(
+                evicted = previous.id,
+                by = id,
+                "zoom simulator: connection evicted"
+            );
+        }
+        id
+    }
+
+    /// Forgets connection `id` if it is still the live one (an evicted
+    /// connection must not unregister its successor).
+    pub fn unregister(&self, id: u64) {
+        let mut state = self.state();
+        if state.live.as_ref().is_some_and(|live| live.id == id) {
+            state.live = None;
+            self.live.send_replace(false);
+        }
+    }
+
+    pub fn live_watch(&self) -> watch::Receiver<bool> {
+        self.live.subscribe()
+    }
+
+    pub fn emit(&self, body: Value, mode: Content) -> bool {
+        // `Value`'s Display is its compact JSON serialization and cannot fail.
+        let content = body.to_string();
+        let frame = match mode {
+            Content::String => ws::frame("message", true, &Value::String(content.clone())),
+            Content::Object => ws::frame("message", true, &body),
+        };
+        let mut state = self.state();
+        // Sent and recorded under one lock so history order is delivery order.
+        let live = state
+            .live
+            .as_ref()
+            .is_some_and(|live| live.outbound.send(Outbound::Text(frame)).is_ok());
+        state.history.push(EmittedEvent {
+            body,
+            content,
+            live,
+            at: SystemTime::now(),
+        });
+        live
+    }
+
+    pub fn send_raw_text(&self, text: String) -> bool {
+        self.state()
+            .live
+            .as_ref()
+            .is_some_and(|live| live.outbound.send(Outbound::Text(text)).is_ok())
+    }
+
+    pub fn drop_live(&self) {
+        let mut state = self.state();
+        if let Some(live) = state.live.take() {
+            self.live.send_replace(false);
+            let _ = live.outbound.send(Outbound::Abort);
+            tracing::debug!(connection = live.id, "zoom simulator: connection dropped");
+        }
+    }
+
+    pub fn history(&self) -> Vec<EmittedEvent> {
+        self.state().history.clone()
+    }
+}

@@ -1,0 +1,401 @@
+//! The Zoom WebSocket connection: connect, wait for `build_connection`,
+//! heartbeat, read event frames into the journal, and reconnect on every kind of
+//! failure with backoff.
+//!
+//! Only this module talks to the WebSocket. It hands each event body to the
+//! journal and goes on reading; the journal answers once the record is on disk.
+//! It does not deliver anything, and it never logs the connection URL (the
+//! access token is in it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::WebsocketSettings;
+use crate::journal::{AppendOutcome, Journal, JournalError};
+use crate::record::{Source as Origin, now_rfc3339};
+use crate::telemetry::stats::Stats;
+use crate::zoom::auth::{Token, TokenCache};
+use crate::zoom::event;
+use crate::zoom::frame::{self, Frame};
+
+/// tungstenite's own limit: far above `max_frame_bytes` so that an oversized
+/// message is read, refused and counted by us while the socket stays up, yet
+/// bounded so a hostile peer cannot make us buffer without limit.
+const HARD_MESSAGE_CAP: usize = 64 * 1024 * 1024;
+
+/// How much of a refused frame a log line shows.
+const LOG_EXCERPT: usize = 200;
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+type PendingAppend = BoxFuture<
+    'static,
+    (
+        String,
+        Result<Result<AppendOutcome, JournalError>, tokio::sync::oneshot::error::RecvError>,
+    ),
+>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot persist events: {0}")]
+    Journal(#[from] JournalError),
+}
+
+/// Why one connection ended; decides the next delay and the log line.
+#[derive(Debug)]
+enum End {
+    Cancelled,
+    /// Network trouble, a close, silence past `idle_timeout`: retry with backoff.
+    Dropped(String),
+    /// `build_connection` said no for a reason other than the token.
+    Refused(String),
+    /// Zoom said the token is bad: a new one is fetched before the next attempt.
+    TokenRejected(String),
+    /// "Connected in another place": someone else holds the subscription.
+    Evicted(String),
+    /// The token endpoint refused our credentials.
+    Credentials(String),
+    /// The token is about to expire: reconnect now with a fresh one.
+    TokenExpiring,
+}
+
+pub struct Source {
+    pub settings: WebsocketSettings,
+    pub websocket_url: url::Url,
+    pub subscription_id: String,
+    pub tokens: TokenCache,
+    pub journal: Journal,
+    pub stats: Stats,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Source {
+    /// Runs until `cancel` fires (Ok) or the journal fails (Err).
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), SourceError> {
+        let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
+        let mut rng = StdRng::from_os_rng();
+        loop {
+            let end = self.session(&cancel, &mut backoff).await?;
+            let delay = match &end {
+                End::Cancelled => return Ok(()),
+                End::TokenExpiring => Duration::ZERO,
+                End::Evicted(_) | End::Credentials(_) => backoff.max(),
+                End::Dropped(_) | End::Refused(_) | End::TokenRejected(_) => backoff.next(&mut rng),
+            };
+            let retry_in = humantime::format_duration(round_ms(delay)).to_string();
+            match &end {
+                End::Cancelled => {}
+                End::TokenExpiring => {
+                    tracing::info!("access token about to expire; reconnecting with a fresh one")
+                }
+                End::Dropped(reason) => {
+                    tracing::warn!(reason = %reason, retry_in = %retry_in, "Zoom WebSocket disconnected")
+                }
+                End::Refused(reason) => {
+                    tracing::warn!(reason = %reason, retry_in = %retry_in, "Zoom refused the WebSocket connection")
+                }
+                End::TokenRejected(reason) => {
+                    tracing::warn!(reason = %reason, retry_in = %retry_in, "Zoom rejected the access token; fetching a new one")
+                }
+                End::Evicted(reason) => tracing::error!(
+                    reason = %reason,
+                    retry_in = %retry_in,
+                    "another consumer took this Zoom subscription (a second zcc-relay or another integration uses the same subscription id); only one connection per subscription receives events"
+                ),
+                End::Credentials(reason) => tracing::error!(
+                    error = %reason,
+                    retry_in = %retry_in,
+                    "Zoom rejected the app credentials; check zoom.account_id, zoom.client_id and the client secret"
+                ),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn session(
+        &self,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<End, SourceError> {
+        let token = tokio::select! {
+            _ = cancel.cancelled() => return Ok(End::Cancelled),
+            token = self.tokens.token() => token,
+        };
+        let token = match token {
+            Ok(token) => token,
+            Err(e) if e.is_credentials_problem() => return Ok(End::Credentials(e.to_string())),
+            Err(e) => return Ok(End::Dropped(format!("cannot get an access token: {e}"))),
+        };
+        let mut socket = tokio::select! {
+            _ = cancel.cancelled() => return Ok(End::Cancelled),
+            connected = self.connect(&token) => match connected {
+                Ok(socket) => socket,
+                Err(end) => return Ok(end),
+            },
+        };
+        let mut pending: FuturesUnordered<PendingAppend> = FuturesUnordered::new();
+        let end = self
+            .live(&mut socket, &token, cancel, backoff, &mut pending)
+            .await;
+        // Whatever was read before the end still gets counted; the journal
+        // commits it regardless of the socket.
+        while let Some((event, result)) = pending.next().await {
+            self.count(&event, result)?;
+        }
+        end
+    }
+
+    /// TCP + TLS + upgrade, then the `build_connection` verdict, all within
+    /// `connect_timeout`.
+    async fn connect(&self, token: &Token) -> Result<Socket, End> {
+        let mut url = self.websocket_url.clone();
+        url.query_pairs_mut()
+            .append_pair("subscriptionId", &self.subscription_id)
+            .append_pair("access_token", token.expose());
+        let connector = match url.scheme() {
+            "wss" => Connector::Rustls(self.tls.clone()),
+            _ => Connector::Plain,
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(HARD_MESSAGE_CAP))
+            .max_frame_size(Some(HARD_MESSAGE_CAP));
+        let limit = self.settings.connect_timeout;
+        let handshake = async {
+            let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+                url.as_str(),
+                Some(config),
+                true,
+                Some(connector),
+            )
+            .await
+            .map_err(|e| End::Dropped(redact(format!("connect failed: {e}"), token)))?;
+            let first = loop {
+                match socket.next().await {
+                    Some(Ok(Message::Text(text))) => break text,
+                    Some(Ok(Message::Close(frame))) => return Err(closed(frame.as_ref())),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        return Err(End::Dropped(redact(format!("read failed: {e}"), token)));
+                    }
+                    None => {
+                        return Err(End::Dropped(
+                            "connection closed before build_connection".into(),
+                        ));
+                    }
+                }
+            };
+            match Frame::parse(first.as_str()) {
+                Ok(Frame::BuildConnection { success: true, .. }) => Ok(socket),
+                Ok(frame @ Frame::BuildConnection { success: false, .. }) => {
+                    Err(verdict(&frame, &self.tokens, token).await)
+                }
+                Ok(other) => Err(End::Dropped(format!(
+                    "expected build_connection first, got {other:?}"
+                ))),
+                Err(e) => Err(End::Dropped(format!("unreadable first frame: {e}"))),
+            }
+        };
+        match timeout(limit, handshake).await {
+            Ok(result) => result,
+            Err(_) => Err(End::Dropped(format!(
+                "no build_connection within connect_timeout ({})",
+                humantime::format_duration(limit)
+            ))),
+        }
+    }
+
+    async fn live(
+        &self,
+        socket: &mut Socket,
+        token: &Token,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+        pending: &mut FuturesUnordered<PendingAppend>,
+    ) -> Result<End, SourceError> {
+        self.stats.connected();
+        tracing::info!(subscription = %self.subscription_id, "connected to Zoom WebSocket");
+        let settings = &self.settings;
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + settings.heartbeat_interval,
+            settings.heartbeat_interval,
+        );
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let idle = sleep(settings.idle_timeout);
+        tokio::pin!(idle);
+        let refresh = sleep_until(token.refresh_at());
+        tokio::pin!(refresh);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    let _ = timeout(Duration::from_secs(1), socket.close(None)).await;
+                    return Ok(End::Cancelled);
+                }
+                Some((event, result)) = pending.next(), if !pending.is_empty() => {
+                    self.count(&event, result)?;
+                }
+                _ = heartbeat.tick() => {
+                    if let Err(e) = socket.send(Message::text(frame::HEARTBEAT)).await {
+                        return Ok(End::Dropped(redact(format!("heartbeat send failed: {e}"), token)));
+                    }
+                }
+                _ = &mut idle => {
+                    return Ok(End::Dropped(format!(
+                        "no frame for idle_timeout ({}); connection presumed dead",
+                        humantime::format_duration(settings.idle_timeout)
+                    )));
+                }
+                _ = &mut refresh => {
+                    let _ = timeout(Duration::from_secs(1), socket.close(None)).await;
+                    return Ok(End::TokenExpiring);
+                }
+                message = socket.next() => {
+                    idle.as_mut().reset(Instant::now() + settings.idle_timeout);
+                    let text = match message {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(bytes))) => {
+                            self.refuse("binary frame", &format!("{} bytes", bytes.len()));
+                            continue;
+                        }
+                        Some(Ok(Message::Close(frame))) => return Ok(closed(frame.as_ref())),
+                        Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+                        Some(Err(e)) => return Ok(End::Dropped(redact(format!("read failed: {e}"), token))),
+                        None => return Ok(End::Dropped("connection closed by peer".into())),
+                    };
+                    if text.len() > settings.max_frame_bytes {
+                        self.refuse(
+                            "oversized frame",
+                            &format!("{} bytes > websocket.max_frame_bytes ({})", text.len(), settings.max_frame_bytes),
+                        );
+                        continue;
+                    }
+                    match Frame::parse(text.as_str()) {
+                        Ok(Frame::Message { body }) => {
+                            backoff.reset();
+                            if let Some(append) = self.ingest(&body).await? {
+                                pending.push(append);
+                            }
+                        }
+                        Ok(frame @ Frame::Heartbeat { success: true, .. }) if !frame.is_token_error() => {
+                            backoff.reset();
+                        }
+                        Ok(frame @ (Frame::Heartbeat { .. } | Frame::BuildConnection { .. })) => {
+                            if frame.is_eviction() || frame.is_token_error() {
+                                let _ = timeout(Duration::from_secs(1), socket.close(None)).await;
+                                return Ok(verdict(&frame, &self.tokens, token).await);
+                            }
+                            if let Frame::BuildConnection { success: false, content } = &frame {
+                                return Ok(End::Refused(content.clone()));
+                            }
+                            tracing::debug!(?frame, "ignoring control frame");
+                        }
+                        Ok(Frame::Unknown { module }) => self.refuse("unknown module", &module),
+                        Err(e) => self.refuse(&e.to_string(), text.as_str()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parses one event body and queues it for the journal. Returns the commit
+    /// to wait for, or `None` if the body was refused.
+    async fn ingest(&self, body: &str) -> Result<Option<PendingAppend>, SourceError> {
+        let received_ms = jiff::Timestamp::now().as_millisecond();
+        let record = match event::parse_body(body, Origin::Websocket, now_rfc3339(), received_ms) {
+            Ok(record) => record,
+            Err(e) => {
+                self.refuse(&e.to_string(), body);
+                return Ok(None);
+            }
+        };
+        let event = record.event.clone();
+        self.stats.received(&event);
+        let rx = self.journal.submit(record).await?;
+        Ok(Some(rx.map(move |result| (event, result)).boxed()))
+    }
+
+    fn count(
+        &self,
+        event: &str,
+        result: Result<Result<AppendOutcome, JournalError>, tokio::sync::oneshot::error::RecvError>,
+    ) -> Result<(), SourceError> {
+        match result.map_err(|_| JournalError::Closed)? {
+            Ok(AppendOutcome::Stored { seq, revision, .. }) => {
+                self.stats.persisted(event);
+                tracing::debug!(event, seq, revision, "persisted");
+                Ok(())
+            }
+            Ok(AppendOutcome::Duplicate) => {
+                self.stats.duplicate(event);
+                Ok(())
+            }
+            Err(e) => Err(SourceError::Journal(e)),
+        }
+    }
+
+    fn refuse(&self, why: &str, excerpt: &str) {
+        self.stats.bad_frame();
+        let excerpt: String = excerpt.chars().take(LOG_EXCERPT).collect();
+        tracing::warn!(reason = why, frame = %excerpt, "refused a WebSocket frame");
+    }
+}
+
+/// What a failed `build_connection` (or a token-error frame) means for us.
+async fn verdict(frame: &Frame, tokens: &TokenCache, token: &Token) -> End {
+    let content = match frame {
+        Frame::BuildConnection { content, .. } | Frame::Heartbeat { content, .. } => {
+            content.clone()
+        }
+        other => format!("{other:?}"),
+    };
+    if frame.is_eviction() {
+        End::Evicted(content)
+    } else if frame.is_token_error() {
+        tokens.invalidate(token).await;
+        End::TokenRejected(content)
+    } else {
+        End::Refused(content)
+    }
+}
+
+fn closed(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> End {
+    match frame {
+        Some(frame) if frame::is_eviction_text(frame.reason.as_str()) => {
+            End::Evicted(frame.reason.to_string())
+        }
+        Some(frame) => End::Dropped(format!(
+            "closed by Zoom (code {}, reason {:?})",
+            u16::from(frame.code),
+            frame.reason.as_str()
+        )),
+        None => End::Dropped("closed by Zoom".into()),
+    }
+}
+
+/// Errors from the WebSocket stack may quote the request; the token must never
+/// reach a log line.
+fn redact(text: String, token: &Token) -> String {
+    if token.expose().is_empty() {
+        text
+    } else {
+        text.replace(token.expose(), "***")
+    }
+}
+
+fn round_ms(delay: Duration) -> Duration {
+    Duration::from_millis(delay.as_millis() as u64)
+}

@@ -1,0 +1,36 @@
+//! Logs and counters: where tracing output goes (journald under systemd, stderr
+//! otherwise) and the in-process counts that the demo summary and, later, the
+//! metrics endpoint read.
+//!
+//! Owns no policy: components report what happened, this module records it.
+
+pub mod stats;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Installs the global subscriber. `RUST_LOG` overrides `level`. Under systemd
+/// (`JOURNAL_STREAM` set) logs go straight to journald with structured fields;
+/// if journald cannot be reached they fall back to stderr.
+pub fn init(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(journald) = tracing_journald::layer() {
+            let _ = registry
+                .with(journald.with_syslog_identifier("zcc-relay".into()))
+                .try_init();
+            return;
+        }
+    }
+    let _ = registry
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .try_init();
+}
