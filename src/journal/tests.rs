@@ -134,6 +134,7 @@ async fn routes_by_event_filter() {
     assert_eq!(journal.read_outbox("rec", 0, 10).await.unwrap().len(), 1);
     assert_eq!(journal.read_outbox("all", 0, 10).await.unwrap().len(), 2);
     journal.close().await;
+    drop(journal);
 
     let journal = Journal::open(dir.path(), routes(&[("rec", &["*recording*"])])).unwrap();
     let x = journal

@@ -182,6 +182,11 @@ impl Simulator {
         self.inner.heartbeats_received.load(Ordering::Relaxed)
     }
 
+    /// The value of every access token issued so far (for leak checks).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.inner.issued_tokens()
+    }
+
     pub fn tokens_issued(&self) -> u64 {
         self.inner.tokens_issued.load(Ordering::Relaxed)
     }

@@ -76,6 +76,9 @@ struct State {
     /// Access token -> expiry. Old tokens stay valid when new ones are issued
     /// (current Zoom docs: "You can generate and use multiple access tokens").
     tokens: HashMap<String, Instant>,
+    /// Every token ever issued, expired or not, so tests can prove none of them
+    /// reached a log line.
+    issued: Vec<String>,
     live: Option<LiveConnection>,
     history: Vec<EmittedEvent>,
 }
@@ -152,9 +155,14 @@ impl Inner {
         // the map from growing over a long demo.
         state.tokens.retain(|_, expiry| *expiry > now);
         state.tokens.insert(token.clone(), expires_at);
+        state.issued.push(token.clone());
         drop(state);
         self.tokens_issued.fetch_add(1, Ordering::Relaxed);
         token
+    }
+
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state().issued.clone()
     }
 
     pub fn token_is_valid(&self, token: &str) -> bool {

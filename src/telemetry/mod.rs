@@ -7,8 +7,19 @@
 pub mod stats;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterFn, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// tungstenite traces the raw upgrade request, whose query string carries the
+/// access token, so its TRACE level never reaches any output, whatever
+/// `RUST_LOG` says.
+fn never_secrets() -> FilterFn {
+    filter_fn(|meta| {
+        !(meta.target().starts_with("tungstenite") && *meta.level() == tracing::Level::TRACE)
+    })
+}
 
 /// Installs the global subscriber. `RUST_LOG` overrides `level`. Under systemd
 /// (`JOURNAL_STREAM` set) logs go straight to journald with structured fields;
@@ -18,19 +29,18 @@ pub fn init(level: &str) {
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        if let Ok(journald) = tracing_journald::layer() {
-            let _ = registry
-                .with(journald.with_syslog_identifier("zcc-relay".into()))
-                .try_init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let journald = journald
+            .with_syslog_identifier("zcc-relay".into())
+            .with_filter(never_secrets());
+        let _ = registry.with(journald).try_init();
+        return;
     }
-    let _ = registry
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false),
-        )
-        .try_init();
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_filter(never_secrets());
+    let _ = registry.with(stderr).try_init();
 }

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TypeCounts {
     pub received: u64,
@@ -32,9 +34,20 @@ impl Snapshot {
     }
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Stats {
     inner: Arc<Mutex<Snapshot>>,
+    /// Bumped on every update, so waiters wake on change instead of polling.
+    changes: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            inner: Arc::default(),
+            changes: Arc::new(watch::channel(0).0),
+        }
+    }
 }
 
 impl Stats {
@@ -43,6 +56,23 @@ impl Stats {
         // counts are still worth keeping.
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard);
+        drop(guard);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits until `condition` holds for a snapshot (checked now and after
+    /// every change).
+    pub async fn wait_until(&self, mut condition: impl FnMut(&Snapshot) -> bool) {
+        let mut changes = self.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if condition(&self.snapshot()) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     pub fn received(&self, event: &str) {

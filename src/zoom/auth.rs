@@ -118,10 +118,10 @@ impl TokenCache {
     /// request: the mutex is held across it.
     pub async fn token(&self) -> Result<Token, AuthError> {
         let mut state = self.inner.state.lock().await;
-        if let Some(token) = &state.current {
-            if Instant::now() < token.refresh_at() {
-                return Ok(token.clone());
-            }
+        if let Some(token) = &state.current
+            && Instant::now() < token.refresh_at()
+        {
+            return Ok(token.clone());
         }
         let (value, lifetime) = self.request().await?;
         state.generation += 1;

@@ -1,0 +1,234 @@
+//! The real binary: `validate`, `run` with its single-owner lock, SIGTERM, and
+//! what reaches the logs.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, SystemTime};
+
+use zcc_relay::sim::scenario;
+use zcc_relay::sim::{SimConfig, Simulator};
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zcc-relay");
+
+/// Runs the daemon with its output going to `log` (a file, not a pipe: a
+/// chatty trace level would fill a pipe nobody reads yet and stall the child).
+fn spawn_run(config: &Path, log_level: &str, log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", log_level)
+        .env_remove("JOURNAL_STREAM")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn zcc-relay")
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for the child without blocking the runtime's threads.
+async fn wait_output(child: Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn validate_lists_every_problem_and_exits_78() {
+    let dir = temp_dir();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[zoom]
+account_id = ""
+client_id = "c"
+client_secret = "s"
+subscription_id = "sub"
+websocket_url = "ws.zoom.us/ws"
+
+[websocket]
+heartbeat_interval = "30s"
+idle_timeout = "10s"
+reconnect_min = "0s"
+
+[[sinks]]
+name = "crm"
+type = "http"
+url = "crm/zoom"
+
+[[sinks]]
+name = "crm"
+type = "file"
+path = "/tmp/x.jsonl"
+"#,
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in [
+        "zoom.account_id",
+        "zoom.websocket_url",
+        "websocket.idle_timeout",
+        "websocket.reconnect_min",
+        "sinks[0].url",
+        "sinks[1].name",
+    ] {
+        assert!(stderr.contains(key), "{key} missing from:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("\"s\""),
+        "the secret must not be echoed:\n{stderr}"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, include_str!("../../config.toml.example")).unwrap();
+    // The example reads its secret from a file that does not exist here.
+    let output = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&good)
+        .env("CREDENTIALS_DIRECTORY", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+
+    let output = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_process_on_the_same_journal_is_refused() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let config = dir.path().join("config.toml");
+    let archive = dir.path().join("events.jsonl");
+    std::fs::write(
+        &config,
+        config_text(&sim, &dir.path().join("journal"), &file_sink("a", &archive)),
+    )
+    .unwrap();
+    let first = spawn_run(&config, "info", &dir.path().join("first.log"));
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("first daemon connects");
+
+    let second = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("in use by another zcc-relay process"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
+    assert_eq!(
+        sim.handshakes_completed(),
+        1,
+        "the refused process must not touch the subscription"
+    );
+
+    sigterm(&first);
+    let output = wait_output(first).await;
+    let log = std::fs::read_to_string(dir.path().join("first.log")).unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "SIGTERM is a clean stop:\n{log}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_secrets_never_reach_the_logs() {
+    // Two-second tokens: the daemon replaces each one a second before it
+    // expires, so several tokens pass through one short run.
+    let sim = Simulator::start(SimConfig {
+        token_ttl: Duration::from_secs(2),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let crm = FakeSink::status_sequence([500, 503]).await;
+    let dir = temp_dir();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &sim,
+            &dir.path().join("journal"),
+            &http_sink("crm", &crm.url()),
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let child = spawn_run(&config, "trace", &log_path);
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("daemon connects");
+    let script = scenario::generate(5, 3, SystemTime::now(), Duration::from_secs(1));
+    for event in &script {
+        sim.emit(event.body.clone());
+    }
+    // A dropped socket and a refused frame put error paths into the log too.
+    sim.send_raw_text("not json at all".into());
+    sim.drop_connection();
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("daemon reconnects");
+    crm.wait_accepted(1).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        // Polling an external process's effect; the interval is not asserted on.
+        while sim.tokens_issued() < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the daemon refreshes its token before expiry");
+    sigterm(&child);
+    let output = wait_output(child).await;
+    assert_eq!(output.status.code(), Some(0));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("connected to Zoom WebSocket"),
+        "expected a real log to inspect:\n{log}"
+    );
+    assert!(log.contains("refused a WebSocket frame"), "{log}");
+    let tokens = sim.issued_tokens();
+    assert!(tokens.len() >= 3);
+    for token in tokens {
+        let leak = log.lines().find(|line| line.contains(&token));
+        assert!(leak.is_none(), "an access token reached the log: {leak:?}");
+    }
+    assert!(
+        !log.contains(&sim.config().client_secret),
+        "the client secret reached the log"
+    );
+    let sink_secret = SINK_SECRET.trim_start_matches("whsec_");
+    assert!(
+        !log.contains(sink_secret),
+        "the sink secret reached the log"
+    );
+    sim.shutdown().await;
+}

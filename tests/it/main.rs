@@ -1,0 +1,6 @@
+//! Integration tests: the daemon against the built-in Zoom simulator and fake
+//! sinks, all on 127.0.0.1, in one test binary.
+
+mod cli;
+mod pipeline;
+mod support;

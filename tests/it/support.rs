@@ -1,0 +1,259 @@
+//! Shared test fixtures: a fake HTTP sink with scripted answers, a config
+//! builder pointing at a simulator, and a running daemon handle.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use zcc_relay::config::{FakeEnvironment, Settings};
+use zcc_relay::sim::Simulator;
+use zcc_relay::telemetry::stats::Stats;
+
+pub const SINK_SECRET: &str = "whsec_dGVzdC1zaW5rLXNlY3JldC0xMjM0NTY3ODkw";
+
+/// One request the fake sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub webhook_id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+/// An HTTP sink stand-in: answers with the scripted statuses in order, then 200.
+pub struct FakeSink {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+    server: JoinHandle<()>,
+}
+
+struct FakeState {
+    script: Mutex<VecDeque<u16>>,
+    received: Mutex<Vec<Received>>,
+    accepted: watch::Sender<usize>,
+}
+
+impl FakeSink {
+    pub async fn ok() -> FakeSink {
+        FakeSink::status_sequence([]).await
+    }
+
+    pub async fn status_sequence(statuses: impl IntoIterator<Item = u16>) -> FakeSink {
+        let state = Arc::new(FakeState {
+            script: Mutex::new(statuses.into_iter().collect()),
+            received: Mutex::new(Vec::new()),
+            accepted: watch::channel(0).0,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeSink {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Requests answered with 2xx.
+    pub fn accepted(&self) -> Vec<Received> {
+        let received = self.state.received.lock().unwrap();
+        received.clone()
+    }
+
+    pub async fn wait_accepted(&self, n: usize) {
+        let mut rx = self.state.accepted.subscribe();
+        let waited =
+            tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|count| *count >= n))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        assert!(waited, "fake sink got {} of {n} records", *rx.borrow());
+    }
+}
+
+impl Drop for FakeSink {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<FakeState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
+    if (200..300).contains(&status) {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        state.received.lock().unwrap().push(Received {
+            webhook_id: header("webhook-id"),
+            timestamp: header("webhook-timestamp"),
+            signature: header("webhook-signature"),
+            content_type: header("content-type"),
+            body,
+        });
+        state.accepted.send_modify(|n| *n += 1);
+    }
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// A config file's text pointing at `sim`, with the given journal directory and
+/// `[[sinks]]` tables appended.
+pub fn config_text(sim: &Simulator, journal: &Path, sinks: &str) -> String {
+    let config = sim.config();
+    format!(
+        r#"
+[zoom]
+account_id = "{account}"
+client_id = "{client}"
+client_secret = "{secret}"
+subscription_id = "{subscription}"
+oauth_url = "{oauth}"
+api_base_url = "{api}"
+websocket_url = "{ws}"
+
+[websocket]
+heartbeat_interval = "1s"
+idle_timeout = "5s"
+connect_timeout = "5s"
+reconnect_min = "50ms"
+reconnect_max = "500ms"
+
+[daemon]
+log_level = "info"
+drain_timeout = "2s"
+
+[journal]
+dir = "{journal}"
+
+[media]
+enabled = false
+
+{sinks}
+"#,
+        account = config.account_id,
+        client = config.client_id,
+        secret = config.client_secret,
+        subscription = config.subscription_id,
+        oauth = sim.oauth_url(),
+        api = sim.api_base_url(),
+        ws = sim.websocket_url(),
+        journal = journal.display(),
+    )
+}
+
+pub fn http_sink(name: &str, url: &str) -> String {
+    format!(
+        "[[sinks]]\nname = \"{name}\"\ntype = \"http\"\nurl = \"{url}\"\nsecret = \"{SINK_SECRET}\"\ntimeout = \"2s\"\n"
+    )
+}
+
+pub fn file_sink(name: &str, path: &Path) -> String {
+    format!(
+        "[[sinks]]\nname = \"{name}\"\ntype = \"file\"\npath = \"{}\"\n",
+        path.display()
+    )
+}
+
+pub fn settings(text: &str) -> Settings {
+    match zcc_relay::config::parse(text, &FakeEnvironment::new()) {
+        Ok(loaded) => loaded.settings,
+        Err(e) => panic!("test config is invalid:\n{e}"),
+    }
+}
+
+/// The daemon running in this process, stopped by `stop`.
+pub struct Daemon {
+    pub stats: Stats,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    pub fn start(settings: Settings) -> Daemon {
+        let stats = Stats::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(zcc_relay::app::run(settings, stats.clone(), async {
+            let _ = stopped.await;
+        }));
+        Daemon {
+            stats,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("daemon task panicked")
+    }
+
+    /// Waits (at most a minute) until `n` events were persisted or recognised as duplicates.
+    pub async fn wait_handled(&self, n: u64) {
+        let waited = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.stats.wait_until(|s| {
+                s.by_event
+                    .values()
+                    .map(|c| c.persisted + c.duplicates)
+                    .sum::<u64>()
+                    >= n
+            }),
+        )
+        .await;
+        assert!(
+            waited.is_ok(),
+            "daemon did not handle {n} events: {:?}",
+            self.stats.snapshot().by_event
+        );
+    }
+
+    pub async fn wait_delivered(&self, sink: &str, n: u64) {
+        let waited = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.stats.wait_until(|s| s.delivered_to(sink) >= n),
+        )
+        .await;
+        assert!(
+            waited.is_ok(),
+            "sink {sink} got {} of {n}",
+            self.stats.snapshot().delivered_to(sink)
+        );
+    }
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn read_lines(path: &PathBuf) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("file sink line is JSON"))
+        .collect()
+}
