@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -43,9 +43,10 @@ pub struct DemoArgs {
     /// Seed for the simulated contact center (same seed, same events).
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
-    /// How much faster than real time to play the scripted traffic.
-    #[arg(long, default_value_t = 20.0)]
-    pub speedup: f64,
+    /// How long the playback takes in wall-clock time; the scripted hours of
+    /// contact-center activity are compressed to fit.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -95,12 +96,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &ScenarioOptions::for_simulator(&sim),
     );
     let span = script.last().map(|e| e.offset).unwrap_or_default();
+    let speedup = (span.as_secs_f64() / args.duration.as_secs_f64().max(0.1)).max(1.0);
     println!(
-        "Streaming {} engagements: {} events over {} of contact-center time, played {}x faster.",
+        "Streaming {} engagements: {} events over {} of contact-center time, played {:.0}x faster.",
         args.engagements,
         script.len(),
         humantime::format_duration(Duration::from_secs(span.as_secs())),
-        args.speedup
+        speedup
     );
     println!(
         "Zoom resends some events and agents edit notes: watch duplicates being suppressed.\n"
@@ -115,7 +117,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     {
-        let playback = scenario::play(&sim, script.clone(), args.speedup, |_, _| {});
+        let outage_start = total / 3;
+        let outage_end = total / 2;
+        let crm_state = crm.state.clone();
+        let playback = scenario::play(&sim, script.clone(), speedup, move |index, _| {
+            if index == outage_start {
+                crm_state.down.store(true, Ordering::Relaxed);
+            } else if index == outage_end {
+                crm_state.down.store(false, Ordering::Relaxed);
+            }
+        });
         tokio::pin!(playback);
         loop {
             tokio::select! {
@@ -165,7 +176,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "OK  the CRM verified {} webhook signatures ({} rejected); its {} simulated 503s were retried",
+        "OK  the CRM verified {} webhook signatures ({} bad); during its outage it answered 503 {} times, and every record was retried until delivered",
         crm.state.verified.load(Ordering::Relaxed),
         crm.state.bad_signatures.load(Ordering::Relaxed),
         crm.state.refused.load(Ordering::Relaxed),
@@ -354,7 +365,7 @@ fn verify_archive(path: &Path, script: &[scenario::ScriptedEvent]) -> anyhow::Re
 }
 
 /// A stand-in CRM: verifies the Standard Webhooks signature of every request
-/// and, to show retries, answers 503 to the first attempt of every 10th record.
+/// and, while `down` is set (a simulated outage), answers 503.
 struct Crm {
     url: url::Url,
     state: Arc<CrmState>,
@@ -365,8 +376,7 @@ struct CrmState {
     verified: AtomicU64,
     bad_signatures: AtomicU64,
     refused: AtomicU64,
-    requests: AtomicU64,
-    refused_ids: Mutex<BTreeSet<String>>,
+    down: AtomicBool,
 }
 
 impl Crm {
@@ -412,13 +422,9 @@ async fn receive(
         state.bad_signatures.fetch_add(1, Ordering::Relaxed);
         return StatusCode::UNAUTHORIZED;
     }
-    let n = state.requests.fetch_add(1, Ordering::Relaxed);
-    if n % 10 == 9 {
-        let mut refused = state.refused_ids.lock().unwrap_or_else(|p| p.into_inner());
-        if refused.insert(id) {
-            state.refused.fetch_add(1, Ordering::Relaxed);
-            return StatusCode::SERVICE_UNAVAILABLE;
-        }
+    if state.down.load(Ordering::Relaxed) {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::SERVICE_UNAVAILABLE;
     }
     state.verified.fetch_add(1, Ordering::Relaxed);
     StatusCode::OK

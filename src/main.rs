@@ -44,9 +44,8 @@ fn main() -> ExitCode {
         Command::Validate { config } => validate(&config),
         Command::Run { config } => run(&config),
         Command::Demo(args) => {
-            zcc_relay::telemetry::init(
-                &std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            );
+            // The daemon's own state changes, not its dependencies' chatter.
+            zcc_relay::telemetry::init("warn,zcc_relay=info");
             runtime_then(|| async move { zcc_relay::demo::run(args).await })
         }
     }
