@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod deliver;
 pub mod demo;

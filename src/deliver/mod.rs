@@ -1,11 +1,26 @@
 //! Per-sink delivery: one worker per sink reads that sink's outbox in journal
-//! order, keeps up to `max_in_flight` deliveries going, retries temporary
-//! failures with backoff, and acks or dead-letters each record in the journal.
+//! order, keeps up to `max_in_flight` deliveries going, and settles every
+//! record in the journal: delivered (ack), refused (dead-letter), or failed for
+//! now (durable retry at a stored time).
 //!
-//! Sinks are isolated: each worker has its own cursor, concurrency and retry
-//! state, so a sink that is down holds back nobody else. Memory is bounded: a
-//! worker reads the outbox in batches and only as fast as permits free up.
+//! Retries come in two tiers. A temporary failure is first retried in memory
+//! with exponential backoff for `retry_fast_window`; after that the record's
+//! next attempt time is written to the journal (`retry_schedule`, ±20 %), so it
+//! survives restarts and holds no task while it waits. When the schedule is
+//! used up (and `retry_forever` is off) the record is dead-lettered with the
+//! last error. Records of one engagement are delivered in journal order (see
+//! `lane`).
+//!
+//! Sinks are isolated: each worker has its own cursor, lanes, permits and retry
+//! state. Memory is bounded: outbox reads are batched, at most `max_in_flight`
+//! records are in flight and at most [`MAX_HELD`] wait behind busy engagements.
 
+mod lane;
+mod schedule;
+
+pub use lane::lane_of;
+
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,17 +32,25 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::clock;
 use crate::config::SinkSettings;
 use crate::journal::{DeadLetter, Journal, JournalError, Pending};
 use crate::record::{RecordHeader, now_rfc3339};
 use crate::sink::{Sink, SinkError};
 use crate::telemetry::stats::Stats;
+use lane::Lanes;
 
 /// Outbox rows read per batch.
 const BATCH: usize = 256;
+/// Records held in memory behind busy engagements before the worker stops
+/// reading ahead.
+pub const MAX_HELD: usize = 1024;
 /// In-memory retry delays for a temporary failure.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A backlog whose oldest record is older than this is worth a warning.
+const BACKLOG_WARN_AGE: Duration = Duration::from_secs(3600);
+const BACKLOG_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 pub struct SinkWorker {
     pub settings: SinkSettings,
@@ -38,7 +61,7 @@ pub struct SinkWorker {
 
 /// Shared by a worker's in-flight deliveries.
 struct Context {
-    name: String,
+    settings: SinkSettings,
     sink: Arc<Sink>,
     journal: Journal,
     stats: Stats,
@@ -50,6 +73,24 @@ struct Context {
 struct Health {
     failing_since: Option<Instant>,
     failures: u64,
+    backlog_warned: bool,
+}
+
+/// How one delivery task settled its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// Acked or dead-lettered: the record's lane moves on.
+    Done,
+    /// Waiting in the durable tier: its lane stays held.
+    Scheduled,
+    /// Stopped by the drain deadline: stays in the outbox as it was.
+    Aborted,
+}
+
+struct Finished {
+    seq: u64,
+    lane: Option<String>,
+    settled: Settled,
 }
 
 impl SinkWorker {
@@ -60,133 +101,223 @@ impl SinkWorker {
         stop: CancellationToken,
         abort: CancellationToken,
     ) -> Result<(), JournalError> {
+        let name = self.settings.name.clone();
         let context = Arc::new(Context {
-            name: self.settings.name.clone(),
+            settings: self.settings,
             sink: self.sink,
             journal: self.journal.clone(),
             stats: self.stats,
             health: Mutex::new(Health::default()),
         });
-        let permits = Arc::new(Semaphore::new(self.settings.max_in_flight));
-        let mut in_flight: JoinSet<Result<(), JournalError>> = JoinSet::new();
-        let mut committed = self.journal.committed();
-        let mut cursor = 0u64;
-        let result = 'pull: loop {
-            // Mark the current commit as seen *before* reading, so a commit that
-            // lands after the read wakes us.
-            committed.borrow_and_update();
-            let batch = match self.journal.read_outbox(&context.name, cursor, BATCH).await {
-                Ok(batch) => batch,
-                Err(e) => break 'pull Err(e),
+        let journal = &self.journal;
+        let mut lanes: Lanes<Pending> = Lanes::default();
+        // Records waiting in the durable tier from an earlier run still hold
+        // their engagements back.
+        let mut after = None;
+        loop {
+            let batch = journal.read_waiting(&name, after, BATCH).await?;
+            let Some((ms, last)) = batch.last().map(|(ms, p)| (*ms, p.seq)) else {
+                break;
             };
-            if batch.is_empty() {
-                tokio::select! {
-                    _ = stop.cancelled() => break 'pull Ok(()),
-                    changed = committed.changed() => if changed.is_err() { break 'pull Ok(()) },
-                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                        if let Err(e) = flatten(done) { break 'pull Err(e) }
+            after = Some((ms, last));
+            for (_, pending) in &batch {
+                if let Some(lane) = lane_of(&pending.bytes) {
+                    lanes.occupy(&lane);
+                }
+            }
+        }
+
+        let permits = Arc::new(Semaphore::new(context.settings.max_in_flight));
+        let mut tasks: JoinSet<Result<Finished, JournalError>> = JoinSet::new();
+        let mut in_flight: HashSet<u64> = HashSet::new();
+        let mut ready: VecDeque<Pending> = VecDeque::new();
+        let mut committed = journal.committed();
+        let mut cursor = 0u64;
+        let mut backlog_check = tokio::time::interval(BACKLOG_CHECK_EVERY);
+        let result: Result<(), JournalError> = 'work: loop {
+            if ready.is_empty() {
+                // Durable retries that came due go first: they are the oldest.
+                for pending in journal.read_due(&name, clock::now_ms(), BATCH).await? {
+                    if !in_flight.contains(&pending.seq) {
+                        ready.push_back(pending);
                     }
                 }
-                continue;
             }
-            for pending in batch {
-                let permit = tokio::select! {
-                    _ = stop.cancelled() => break 'pull Ok(()),
-                    permit = permits.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break 'pull Ok(()),
-                    },
+            let mut read_new = false;
+            if ready.is_empty() && lanes.waiting() < MAX_HELD {
+                // Mark the current commit as seen *before* reading, so a commit
+                // that lands after the read wakes us.
+                committed.borrow_and_update();
+                let (batch, last) = journal.read_outbox(&name, cursor, BATCH).await?;
+                read_new = last != cursor;
+                cursor = last;
+                for pending in batch {
+                    let lane = lane_of(&pending.bytes);
+                    if let Some(pending) = lanes.admit(lane.as_deref(), pending) {
+                        ready.push_back(pending);
+                    }
+                }
+            }
+            while !ready.is_empty() {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    break;
                 };
-                cursor = pending.seq;
-                let context = context.clone();
-                let abort = abort.clone();
-                in_flight.spawn(async move {
+                let Some(pending) = ready.pop_front() else {
+                    break;
+                };
+                in_flight.insert(pending.seq);
+                let (context, abort) = (context.clone(), abort.clone());
+                tasks.spawn(async move {
                     let _permit = permit;
                     deliver(&context, pending, &abort).await
                 });
-                while let Some(done) = in_flight.try_join_next() {
-                    if let Err(e) = flatten(done) {
-                        break 'pull Err(e);
+            }
+            if read_new && ready.is_empty() && lanes.waiting() < MAX_HELD {
+                continue; // more of the outbox may be ready right away
+            }
+            let next_due = if ready.is_empty() {
+                journal.next_due(&name).await?
+            } else {
+                None
+            };
+            let due_at = next_due.map(clock::instant_at);
+            tokio::select! {
+                _ = stop.cancelled() => break 'work Ok(()),
+                changed = committed.changed(), if ready.is_empty() && lanes.waiting() < MAX_HELD => {
+                    if changed.is_err() { break 'work Ok(()) }
+                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    match done {
+                        Ok(Ok(finished)) => {
+                            in_flight.remove(&finished.seq);
+                            if finished.settled == Settled::Done
+                                && let Some(lane) = &finished.lane
+                                && let Some(next) = lanes.finish(lane)
+                            {
+                                ready.push_front(next);
+                            }
+                        }
+                        Ok(Err(e)) => break 'work Err(e),
+                        // A panicking delivery is a bug; its record stays in the
+                        // outbox for the next start, its lane stays held.
+                        Err(e) => tracing::error!(sink = %name, error = %e, "delivery task failed"),
                     }
                 }
+                _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
+                _ = backlog_check.tick() => context.check_backlog().await?,
             }
         };
         // Drain: in-flight deliveries run on until they finish or `abort` fires
         // (each one watches it), so this join is bounded by the drain deadline.
-        while let Some(done) = in_flight.join_next().await {
-            if let Err(e) = flatten(done) {
-                tracing::error!(sink = %context.name, error = %e, "journal failed while finishing deliveries");
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!(sink = %name, error = %e, "journal failed while finishing deliveries");
             }
         }
         result
     }
 }
 
-fn flatten(
-    done: Result<Result<(), JournalError>, tokio::task::JoinError>,
-) -> Result<(), JournalError> {
-    match done {
-        Ok(result) => result,
-        // A panicking delivery is a bug; its record stays in the outbox.
-        Err(e) => {
-            tracing::error!(error = %e, "delivery task failed");
-            Ok(())
-        }
-    }
-}
-
-/// Delivers one record, retrying temporary failures in memory until it is
-/// delivered, refused for good, or `abort` fires (then it stays in the outbox).
+/// Delivers one record: in-memory retries within the fast window (a record
+/// already in the durable tier gets one attempt per step), then the durable
+/// tier or the dead-letter.
 async fn deliver(
     context: &Context,
     pending: Pending,
     abort: &CancellationToken,
-) -> Result<(), JournalError> {
-    let name = context.name.as_str();
+) -> Result<Finished, JournalError> {
+    let name = context.settings.name.as_str();
+    let seq = pending.seq;
+    let lane = lane_of(&pending.bytes);
+    let finished = |settled| Finished {
+        seq,
+        lane: lane.clone(),
+        settled,
+    };
     let header: RecordHeader = match serde_json::from_slice(&pending.bytes) {
         Ok(header) => header,
         Err(e) => {
+            tracing::error!(sink = %name, seq, error = %e, "dead-lettering unreadable record");
             let letter = letter(
                 format!("stored record is unreadable: {e}"),
                 None,
                 pending.attempts,
             );
-            tracing::error!(sink = %name, seq = pending.seq, error = %e, "dead-lettering unreadable record");
-            return context.journal.dead_letter(name, pending.seq, letter).await;
+            context.journal.dead_letter(name, seq, letter).await?;
+            return Ok(finished(Settled::Done));
         }
     };
+    let started = Instant::now();
     let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     let mut rng = StdRng::from_os_rng();
     let mut attempts = pending.attempts;
     loop {
         let outcome = tokio::select! {
-            _ = abort.cancelled() => return Ok(()),
+            _ = abort.cancelled() => return Ok(finished(Settled::Aborted)),
             outcome = context.sink.deliver(&header, &pending.bytes) => outcome,
         };
         attempts += 1;
-        match outcome {
+        let (reason, status, after) = match outcome {
             Ok(()) => {
-                context.journal.ack(name, pending.seq).await?;
+                context.journal.ack(name, seq).await?;
                 context.stats.delivered(name, &header.event);
                 context.recovered();
-                return Ok(());
+                return Ok(finished(Settled::Done));
             }
             Err(SinkError::Permanent { reason, status }) => {
                 tracing::warn!(sink = %name, record_id = %header.id, error = %reason, attempts, "sink refused record; moved to dead-letter");
                 context.stats.dead_lettered(name);
-                return context
+                context
                     .journal
-                    .dead_letter(name, pending.seq, letter(reason, status, attempts))
-                    .await;
+                    .dead_letter(name, seq, letter(reason, status, attempts))
+                    .await?;
+                return Ok(finished(Settled::Done));
             }
-            Err(SinkError::Retryable { reason, after, .. }) => {
-                context.failing(&reason);
-                let delay = after.unwrap_or_else(|| backoff.next(&mut rng));
-                tracing::debug!(sink = %name, record_id = %header.id, error = %reason, attempts, ?delay, "delivery failed; will retry");
-                tokio::select! {
-                    _ = abort.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
+            Err(SinkError::Retryable {
+                reason,
+                status,
+                after,
+            }) => (reason, status, after),
+        };
+        context.failing(&reason);
+        let delay = after.unwrap_or_else(|| backoff.next(&mut rng));
+        let in_fast_window =
+            pending.step == 0 && started.elapsed() + delay <= context.settings.retry_fast_window;
+        if in_fast_window {
+            tracing::debug!(sink = %name, record_id = %header.id, error = %reason, attempts, ?delay, "delivery failed; retrying");
+            tokio::select! {
+                _ = abort.cancelled() => return Ok(finished(Settled::Aborted)),
+                _ = tokio::time::sleep(delay) => continue,
+            }
+        }
+        let settings = &context.settings;
+        match schedule::durable_delay(
+            &settings.retry_schedule,
+            pending.step,
+            settings.retry_forever,
+            &mut rng,
+        ) {
+            Some(durable) => {
+                let wait = durable.max(after.unwrap_or_default());
+                let due = clock::now_ms() + wait.as_millis() as u64;
+                tracing::debug!(sink = %name, record_id = %header.id, error = %reason, attempts, retry_in = ?wait, "delivery failed; scheduled a durable retry");
+                context
+                    .journal
+                    .schedule(name, seq, attempts, pending.step + 1, due)
+                    .await?;
+                return Ok(finished(Settled::Scheduled));
+            }
+            None => {
+                let reason = format!(
+                    "retry schedule exhausted after {attempts} attempts; last error: {reason}"
+                );
+                tracing::warn!(sink = %name, record_id = %header.id, error = %reason, "moved to dead-letter");
+                context.stats.dead_lettered(name);
+                context
+                    .journal
+                    .dead_letter(name, seq, letter(reason, status, attempts))
+                    .await?;
+                return Ok(finished(Settled::Done));
             }
         }
     }
@@ -207,7 +338,7 @@ impl Context {
         health.failures += 1;
         if health.failing_since.is_none() {
             health.failing_since = Some(Instant::now());
-            tracing::warn!(sink = %self.name, error = %reason, "sink failing; records wait in its outbox and are retried");
+            tracing::warn!(sink = %self.settings.name, error = %reason, "sink failing; records wait in its outbox and are retried");
         }
     }
 
@@ -216,8 +347,42 @@ impl Context {
         if let Some(since) = health.failing_since.take() {
             let failed_for =
                 humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()));
-            tracing::info!(sink = %self.name, failed_attempts = health.failures, failed_for = %failed_for, "sink recovered");
+            tracing::info!(sink = %self.settings.name, failed_attempts = health.failures, failed_for = %failed_for, "sink recovered");
             health.failures = 0;
         }
+    }
+
+    /// Warns once when the oldest pending record passes [`BACKLOG_WARN_AGE`],
+    /// and once more when the backlog is back under it.
+    async fn check_backlog(&self) -> Result<(), JournalError> {
+        let name = &self.settings.name;
+        let stats = self.journal.stats().await?;
+        let Some(stats) = stats.into_iter().find(|s| &s.sink == name) else {
+            return Ok(());
+        };
+        let age = stats
+            .oldest_pending
+            .as_deref()
+            .and_then(|at| at.parse::<jiff::Timestamp>().ok())
+            .map(|at| {
+                Duration::from_millis(
+                    clock::now_ms().saturating_sub(at.as_millisecond().max(0) as u64),
+                )
+            });
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match age {
+            Some(age) if age > BACKLOG_WARN_AGE && !health.backlog_warned => {
+                health.backlog_warned = true;
+                let oldest = humantime::format_duration(Duration::from_secs(age.as_secs()));
+                tracing::warn!(sink = %name, pending = stats.pending, retrying = stats.retrying, oldest = %oldest, "sink backlog is old");
+            }
+            Some(age) if age <= BACKLOG_WARN_AGE && health.backlog_warned => {
+                health.backlog_warned = false;
+                tracing::info!(sink = %name, pending = stats.pending, "sink backlog caught up");
+            }
+            None if health.backlog_warned => health.backlog_warned = false,
+            _ => {}
+        }
+        Ok(())
     }
 }

@@ -10,13 +10,14 @@
 //! knows nothing of Zoom beyond the natural key it is given.
 
 mod lock;
+pub mod read;
 mod tables;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTableMetadata};
+use redb::{Database, ReadTransaction, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -24,7 +25,6 @@ use crate::record::NewRecord;
 use crate::sink::route::EventFilter;
 
 pub use lock::LOCK_FILE;
-use tables::OutboxEntry;
 use writer::{Op, Writer};
 
 /// File name of the database inside the journal directory.
@@ -98,7 +98,11 @@ pub enum AppendOutcome {
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub seq: u64,
+    /// Failed attempts so far.
     pub attempts: u32,
+    /// Steps of the durable retry schedule used so far.
+    pub step: u32,
+    /// When the next attempt is due (ms since the epoch); 0: not scheduled.
     pub not_before_ms: u64,
     /// The forwarded record, exactly as sinks receive it.
     pub bytes: Arc<[u8]>,
@@ -111,13 +115,6 @@ pub struct DeadLetter {
     pub status: Option<u16>,
     pub attempts: u32,
     pub at: String,
-}
-
-/// Per-sink counts for status displays and the demo summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SinkCounts {
-    pub pending: u64,
-    pub dead: u64,
 }
 
 /// Shared handle to an open journal; clone freely.
@@ -241,12 +238,55 @@ impl Journal {
 
     pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, JournalError> {
         let key = key.to_string();
-        self.read(move |db| {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(tables::META)?;
-            Ok(table.get(key.as_str())?.map(|v| v.value().to_vec()))
+        self.read(move |txn| read::meta(txn, &key)).await
+    }
+
+    /// Puts a record of the sink's outbox into the durable retry tier: its next
+    /// attempt is due at `not_before_ms` (ms since the epoch), after a restart too.
+    pub async fn schedule(
+        &self,
+        sink: &str,
+        seq: u64,
+        attempts: u32,
+        step: u32,
+        not_before_ms: u64,
+    ) -> Result<(), JournalError> {
+        let (reply, rx) = oneshot::channel();
+        let sink = sink.to_string();
+        self.send(Op::Schedule {
+            sink,
+            seq,
+            attempts,
+            step,
+            not_before_ms,
+            reply,
         })
-        .await
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Moves dead-lettered records of the sink (one, or all when `seq` is None)
+    /// back into its outbox for a fresh set of attempts. Returns how many moved.
+    pub async fn redrive(&self, sink: &str, seq: Option<u64>) -> Result<u64, JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Redrive {
+            sink: sink.to_string(),
+            seq,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Deletes the sink's dead-letter (and each record no other sink needs).
+    pub async fn purge_dead(&self, sink: &str) -> Result<u64, JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::PurgeDead {
+            sink: sink.to_string(),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
     }
 
     /// The highest seq whose commit returned; changes wake the delivery workers.
@@ -254,80 +294,63 @@ impl Journal {
         self.shared.committed.clone()
     }
 
-    /// Up to `limit` records in the sink's outbox with a seq above `after`, in
-    /// journal order.
+    /// See [`read::ready_batch`].
     pub async fn read_outbox(
         &self,
         sink: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<Pending>, JournalError> {
-        let name = tables::outbox_name(sink);
-        self.read(move |db| {
-            let txn = db.begin_read()?;
-            let outbox = match txn.open_table(tables::outbox(&name)) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
-            let records = txn.open_table(tables::RECORDS)?;
-            let mut batch = Vec::new();
-            for row in outbox.range(after.saturating_add(1)..)?.take(limit) {
-                let (seq, entry) = row?;
-                let seq = seq.value();
-                let entry = OutboxEntry::from_tuple(entry.value());
-                // An outbox row always has its record (both change in one
-                // commit); a missing one would be a bug, not data to deliver.
-                let Some(bytes) = records.get(seq)? else {
-                    tracing::error!(seq, "outbox entry without a record; skipping");
-                    continue;
-                };
-                batch.push(Pending {
-                    seq,
-                    attempts: entry.attempts,
-                    not_before_ms: entry.not_before_ms,
-                    bytes: Arc::from(bytes.value()),
-                });
-            }
-            Ok(batch)
-        })
-        .await
+    ) -> Result<(Vec<Pending>, u64), JournalError> {
+        let sink = sink.to_string();
+        self.read(move |txn| read::ready_batch(txn, &sink, after, limit))
+            .await
     }
 
-    /// Pending and dead counts for every configured sink.
-    pub async fn counts(&self) -> Result<Vec<(String, SinkCounts)>, JournalError> {
+    /// See [`read::due_batch`].
+    pub async fn read_due(
+        &self,
+        sink: &str,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Pending>, JournalError> {
+        let sink = sink.to_string();
+        self.read(move |txn| read::due_batch(txn, &sink, now_ms, limit))
+            .await
+    }
+
+    /// See [`read::waiting`].
+    pub async fn read_waiting(
+        &self,
+        sink: &str,
+        after: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Pending)>, JournalError> {
+        let sink = sink.to_string();
+        self.read(move |txn| read::waiting(txn, &sink, after, limit))
+            .await
+    }
+
+    /// See [`read::next_due`].
+    pub async fn next_due(&self, sink: &str) -> Result<Option<u64>, JournalError> {
+        let sink = sink.to_string();
+        self.read(move |txn| read::next_due(txn, &sink)).await
+    }
+
+    /// Pending, retrying and dead counts for every configured sink.
+    pub async fn stats(&self) -> Result<Vec<read::SinkStats>, JournalError> {
         let names: Vec<String> = self.shared.sinks.iter().map(|s| s.name.clone()).collect();
-        self.read(move |db| {
-            let txn = db.begin_read()?;
-            let mut out = Vec::new();
-            for name in names {
-                let count = |table: String| -> Result<u64, JournalError> {
-                    match txn.open_table(tables::outbox(&table)) {
-                        Ok(t) => Ok(t.len()?),
-                        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-                        Err(e) => Err(e.into()),
-                    }
-                };
-                let pending = count(tables::outbox_name(&name))?;
-                let dead = match txn.open_table(tables::dead(&tables::dead_name(&name))) {
-                    Ok(t) => t.len()?,
-                    Err(redb::TableError::TableDoesNotExist(_)) => 0,
-                    Err(e) => return Err(e.into()),
-                };
-                out.push((name, SinkCounts { pending, dead }));
-            }
-            Ok(out)
+        self.read(move |txn| {
+            names
+                .iter()
+                .map(|name| read::sink_stats(txn, name))
+                .collect()
         })
         .await
     }
 
     /// Number of records still held (for any sink).
     pub async fn stored_records(&self) -> Result<u64, JournalError> {
-        self.read(|db| {
-            let txn = db.begin_read()?;
-            Ok(txn.open_table(tables::RECORDS)?.len()?)
-        })
-        .await
+        self.read(read::stored_records).await
     }
 
     /// Stops the writer after everything already queued is committed, and waits
@@ -351,13 +374,14 @@ impl Journal {
             .map_err(|_| JournalError::Closed)
     }
 
+    /// Runs `f` on a fresh snapshot, off the async threads.
     async fn read<T, F>(&self, f: F) -> Result<T, JournalError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, JournalError> + Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, JournalError> + Send + 'static,
     {
         let db = self.shared.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        tokio::task::spawn_blocking(move || f(&db.begin_read()?))
             .await
             .map_err(|_| JournalError::Closed)?
     }

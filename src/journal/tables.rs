@@ -7,6 +7,8 @@
 //!   an item that was delivered and removed must still be recognised when
 //!   reconciliation finds it again.
 //! - `outbox/<sink>`: seq → [`OutboxEntry`], what that sink still has to get.
+//! - `due/<sink>`: (not-before ms, seq) → (), the outbox rows waiting in the
+//!   durable retry tier, in the order they come due.
 //! - `dead/<sink>`: seq → JSON [`DeadLetter`](super::DeadLetter).
 //! - `meta`: small named values (`next_seq`, `last_live_ms`, …).
 //! - `sinks`: every sink name that ever had an outbox here.
@@ -27,7 +29,15 @@ pub fn dead_name(sink: &str) -> String {
     format!("dead/{sink}")
 }
 
-pub fn outbox(name: &str) -> TableDefinition<'_, u64, (u32, u64)> {
+pub fn due_name(sink: &str) -> String {
+    format!("due/{sink}")
+}
+
+pub fn outbox(name: &str) -> TableDefinition<'_, u64, (u32, u32, u64)> {
+    TableDefinition::new(name)
+}
+
+pub fn due(name: &str) -> TableDefinition<'_, (u64, u64), ()> {
     TableDefinition::new(name)
 }
 
@@ -35,21 +45,24 @@ pub fn dead(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
     TableDefinition::new(name)
 }
 
-/// Per-sink progress of one record: how many attempts failed so far and the
-/// earliest time (ms since the epoch) of the next one; 0 means now.
+/// Per-sink progress of one record: attempts that failed so far, how many
+/// steps of the durable retry schedule it has used, and the earliest time (ms
+/// since the epoch) of the next attempt; 0 means "as soon as the sink is free".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OutboxEntry {
     pub attempts: u32,
+    pub step: u32,
     pub not_before_ms: u64,
 }
 
 impl OutboxEntry {
-    pub fn to_tuple(self) -> (u32, u64) {
-        (self.attempts, self.not_before_ms)
+    pub fn to_tuple(self) -> (u32, u32, u64) {
+        (self.attempts, self.step, self.not_before_ms)
     }
-    pub fn from_tuple((attempts, not_before_ms): (u32, u64)) -> Self {
+    pub fn from_tuple((attempts, step, not_before_ms): (u32, u32, u64)) -> Self {
         OutboxEntry {
             attempts,
+            step,
             not_before_ms,
         }
     }

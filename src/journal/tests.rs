@@ -83,7 +83,7 @@ async fn edited_notes_become_new_revisions() {
         journal.append(record("n", "note", v1)).await.unwrap(),
         AppendOutcome::Stored { revision: 3, .. }
     ));
-    let stored = journal.read_outbox("a", 0, 10).await.unwrap();
+    let stored = outbox(&journal, "a", 0, 10).await;
     let revisions: Vec<u32> = stored
         .iter()
         .map(|p| {
@@ -103,8 +103,8 @@ async fn never_deletes_before_every_sink_acked() {
     let s = seq(journal.append(record("k", "e", None)).await.unwrap());
     journal.ack("a", s).await.unwrap();
     assert_eq!(journal.stored_records().await.unwrap(), 1);
-    assert!(journal.read_outbox("a", 0, 10).await.unwrap().is_empty());
-    assert_eq!(journal.read_outbox("b", 0, 10).await.unwrap().len(), 1);
+    assert!(outbox(&journal, "a", 0, 10).await.is_empty());
+    assert_eq!(outbox(&journal, "b", 0, 10).await.len(), 1);
     // A repeated ack (after a crash, say) must not release b's reference.
     journal.ack("a", s).await.unwrap();
     assert_eq!(journal.stored_records().await.unwrap(), 1);
@@ -131,8 +131,8 @@ async fn routes_by_event_filter() {
         .await
         .unwrap();
     assert!(matches!(n, AppendOutcome::Stored { sinks: 1, .. }));
-    assert_eq!(journal.read_outbox("rec", 0, 10).await.unwrap().len(), 1);
-    assert_eq!(journal.read_outbox("all", 0, 10).await.unwrap().len(), 2);
+    assert_eq!(outbox(&journal, "rec", 0, 10).await.len(), 1);
+    assert_eq!(outbox(&journal, "all", 0, 10).await.len(), 2);
     journal.close().await;
     drop(journal);
 
@@ -167,10 +167,8 @@ async fn survives_reopen_with_pending_records_and_sequence() {
         journal.close().await;
     }
     let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
-    let pending: Vec<u64> = journal
-        .read_outbox("a", 0, 10)
+    let pending: Vec<u64> = outbox(&journal, "a", 0, 10)
         .await
-        .unwrap()
         .iter()
         .map(|p| p.seq)
         .collect();
@@ -230,14 +228,11 @@ async fn concurrent_appends_share_commits_and_lose_nothing() {
     }
     assert_eq!((stored.len(), duplicates), (1500, 500));
     assert_eq!(
-        journal.counts().await.unwrap(),
-        vec![(
-            "a".to_string(),
-            SinkCounts {
-                pending: 1500,
-                dead: 0
-            }
-        )]
+        (
+            journal.stats().await.unwrap()[0].pending,
+            journal.stats().await.unwrap()[0].dead
+        ),
+        (1500, 0)
     );
     journal.close().await;
 }
@@ -254,13 +249,13 @@ async fn dead_letter_keeps_the_record_out_of_the_outbox() {
         at: "t".into(),
     };
     journal.dead_letter("a", s, letter).await.unwrap();
-    assert!(journal.read_outbox("a", 0, 10).await.unwrap().is_empty());
+    assert!(outbox(&journal, "a", 0, 10).await.is_empty());
     assert_eq!(
-        journal.counts().await.unwrap()[0].1,
-        SinkCounts {
-            pending: 0,
-            dead: 1
-        }
+        (
+            journal.stats().await.unwrap()[0].pending,
+            journal.stats().await.unwrap()[0].dead
+        ),
+        (0, 1)
     );
     assert_eq!(journal.stored_records().await.unwrap(), 1);
     journal.close().await;
@@ -275,4 +270,92 @@ async fn closed_journal_refuses_work() {
         journal.append(record("k", "e", None)).await,
         Err(JournalError::Closed)
     ));
+}
+
+async fn outbox(journal: &Journal, sink: &str, after: u64, limit: usize) -> Vec<Pending> {
+    journal.read_outbox(sink, after, limit).await.unwrap().0
+}
+
+#[tokio::test]
+async fn durable_tier_orders_by_due_time_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+        for i in 1..=3 {
+            journal
+                .append(record(&format!("k{i}"), "e", None))
+                .await
+                .unwrap();
+        }
+        journal.schedule("a", 1, 3, 1, 5_000).await.unwrap();
+        journal.schedule("a", 2, 1, 1, 2_000).await.unwrap();
+        journal.close().await;
+    }
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    // Waiting records are not "ready"; the cursor still moves past them.
+    let (ready, last) = journal.read_outbox("a", 0, 10).await.unwrap();
+    assert_eq!(
+        (ready.iter().map(|p| p.seq).collect::<Vec<_>>(), last),
+        (vec![3], 3)
+    );
+    assert_eq!(journal.next_due("a").await.unwrap(), Some(2_000));
+    assert!(journal.read_due("a", 1_999, 10).await.unwrap().is_empty());
+    let due: Vec<(u64, u32, u32)> = journal
+        .read_due("a", 9_999, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| (p.seq, p.attempts, p.step))
+        .collect();
+    assert_eq!(due, [(2, 1, 1), (1, 3, 1)]);
+    // Rescheduling moves it; acking removes it from the due index too.
+    journal.schedule("a", 2, 2, 2, 7_000).await.unwrap();
+    assert_eq!(journal.next_due("a").await.unwrap(), Some(5_000));
+    journal.ack("a", 1).await.unwrap();
+    assert_eq!(journal.next_due("a").await.unwrap(), Some(7_000));
+    let stats = &journal.stats().await.unwrap()[0];
+    assert_eq!((stats.pending, stats.retrying), (2, 1));
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn redrive_and_purge_the_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[]), ("b", &[])])).unwrap();
+    for i in 1..=3 {
+        journal
+            .append(record(&format!("k{i}"), "e", None))
+            .await
+            .unwrap();
+        journal.ack("b", i).await.unwrap();
+    }
+    let letter = || DeadLetter {
+        reason: "HTTP 400".into(),
+        status: Some(400),
+        attempts: 1,
+        at: "t".into(),
+    };
+    for seq in 1..=3 {
+        journal.dead_letter("a", seq, letter()).await.unwrap();
+    }
+    assert_eq!(journal.redrive("a", Some(2)).await.unwrap(), 1);
+    assert_eq!(
+        journal.redrive("a", Some(2)).await.unwrap(),
+        0,
+        "already redriven"
+    );
+    assert_eq!(
+        outbox(&journal, "a", 0, 10)
+            .await
+            .iter()
+            .map(|p| p.seq)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!(journal.purge_dead("a").await.unwrap(), 2);
+    // Purged records that no sink needs are gone; the redriven one stays.
+    assert_eq!(journal.stored_records().await.unwrap(), 1);
+    let stats = &journal.stats().await.unwrap()[0];
+    assert_eq!((stats.pending, stats.dead), (1, 0));
+    journal.close().await;
 }

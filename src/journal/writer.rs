@@ -41,6 +41,23 @@ pub(super) enum Op {
         value: Vec<u8>,
         reply: oneshot::Sender<Result<(), JournalError>>,
     },
+    Schedule {
+        sink: String,
+        seq: u64,
+        attempts: u32,
+        step: u32,
+        not_before_ms: u64,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
+    Redrive {
+        sink: String,
+        seq: Option<u64>,
+        reply: oneshot::Sender<Result<u64, JournalError>>,
+    },
+    PurgeDead {
+        sink: String,
+        reply: oneshot::Sender<Result<u64, JournalError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -107,6 +124,7 @@ enum Reply {
         AppendOutcome,
     ),
     Unit(oneshot::Sender<Result<(), JournalError>>),
+    Count(oneshot::Sender<Result<u64, JournalError>>, u64),
 }
 
 impl Writer {
@@ -190,6 +208,34 @@ impl Writer {
                             .insert(key.as_str(), value.as_slice())?;
                         replies.push(Reply::Unit(reply));
                     }
+                    Op::Schedule {
+                        sink,
+                        seq,
+                        attempts,
+                        step,
+                        not_before_ms,
+                        reply,
+                    } => {
+                        schedule(
+                            &txn,
+                            &sink,
+                            seq,
+                            OutboxEntry {
+                                attempts,
+                                step,
+                                not_before_ms,
+                            },
+                        )?;
+                        replies.push(Reply::Unit(reply));
+                    }
+                    Op::Redrive { sink, seq, reply } => {
+                        let moved = redrive(&txn, &sink, seq)?;
+                        replies.push(Reply::Count(reply, moved));
+                    }
+                    Op::PurgeDead { sink, reply } => {
+                        let purged = purge_dead(&txn, &sink)?;
+                        replies.push(Reply::Count(reply, purged));
+                    }
                     Op::Shutdown { .. } => {}
                 }
             }
@@ -213,6 +259,9 @@ impl Writer {
                         Reply::Unit(tx) => {
                             let _ = tx.send(Ok(()));
                         }
+                        Reply::Count(tx, n) => {
+                            let _ = tx.send(Ok(n));
+                        }
                     }
                 }
             }
@@ -229,6 +278,9 @@ impl Writer {
                             let _ = tx.send(Err(failed()));
                         }
                         Reply::Unit(tx) => {
+                            let _ = tx.send(Err(failed()));
+                        }
+                        Reply::Count(tx, _) => {
                             let _ = tx.send(Err(failed()));
                         }
                     }
@@ -294,16 +346,32 @@ impl Writer {
     }
 }
 
-/// Removes `seq` from the sink's outbox and drops the record when no sink needs
-/// it any more. Acking something not in the outbox is a no-op (a retry after a
-/// crash may ack twice).
-fn ack(txn: &WriteTransaction, sink: &str, seq: u64) -> Result<(), JournalError> {
+/// Takes `seq` out of the sink's outbox (and the due index), returning the
+/// entry it had.
+fn take_outbox(
+    txn: &WriteTransaction,
+    sink: &str,
+    seq: u64,
+) -> Result<Option<OutboxEntry>, JournalError> {
     let name = tables::outbox_name(sink);
     let removed = txn
         .open_table(tables::outbox(&name))?
         .remove(seq)?
-        .is_some();
-    if removed {
+        .map(|v| OutboxEntry::from_tuple(v.value()));
+    if let Some(entry) = removed
+        && entry.not_before_ms != 0
+    {
+        txn.open_table(tables::due(&tables::due_name(sink)))?
+            .remove((entry.not_before_ms, seq))?;
+    }
+    Ok(removed)
+}
+
+/// Removes `seq` from the sink's outbox and drops the record when no sink needs
+/// it any more. Acking something not in the outbox is a no-op (a retry after a
+/// crash may ack twice).
+fn ack(txn: &WriteTransaction, sink: &str, seq: u64) -> Result<(), JournalError> {
+    if take_outbox(txn, sink, seq)?.is_some() {
         release(txn, seq)?;
     }
     Ok(())
@@ -333,18 +401,66 @@ fn dead_letter(
     seq: u64,
     letter: &DeadLetter,
 ) -> Result<(), JournalError> {
-    let name = tables::outbox_name(sink);
-    let removed = txn
-        .open_table(tables::outbox(&name))?
-        .remove(seq)?
-        .is_some();
-    if removed {
+    if take_outbox(txn, sink, seq)?.is_some() {
         let json = serde_json::to_vec(letter).unwrap_or_default();
-        let dead = tables::dead_name(sink);
-        txn.open_table(tables::dead(&dead))?
+        txn.open_table(tables::dead(&tables::dead_name(sink)))?
             .insert(seq, json.as_slice())?;
     }
     Ok(())
+}
+
+/// Records the outcome of a failed attempt: new counters and, when
+/// `not_before_ms` is set, a place in the due index. A record no longer in the
+/// outbox (acked meanwhile) is left alone.
+fn schedule(
+    txn: &WriteTransaction,
+    sink: &str,
+    seq: u64,
+    entry: OutboxEntry,
+) -> Result<(), JournalError> {
+    if take_outbox(txn, sink, seq)?.is_none() {
+        return Ok(());
+    }
+    txn.open_table(tables::outbox(&tables::outbox_name(sink)))?
+        .insert(seq, entry.to_tuple())?;
+    if entry.not_before_ms != 0 {
+        txn.open_table(tables::due(&tables::due_name(sink)))?
+            .insert((entry.not_before_ms, seq), ())?;
+    }
+    Ok(())
+}
+
+fn redrive(txn: &WriteTransaction, sink: &str, only: Option<u64>) -> Result<u64, JournalError> {
+    let mut dead = txn.open_table(tables::dead(&tables::dead_name(sink)))?;
+    let seqs: Vec<u64> = match only {
+        Some(seq) => dead.get(seq)?.map(|_| seq).into_iter().collect(),
+        None => dead
+            .iter()?
+            .map(|row| row.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut outbox = txn.open_table(tables::outbox(&tables::outbox_name(sink)))?;
+    for seq in &seqs {
+        dead.remove(*seq)?;
+        outbox.insert(*seq, OutboxEntry::default().to_tuple())?;
+    }
+    Ok(seqs.len() as u64)
+}
+
+fn purge_dead(txn: &WriteTransaction, sink: &str) -> Result<u64, JournalError> {
+    let seqs: Vec<u64> = {
+        let mut dead = txn.open_table(tables::dead(&tables::dead_name(sink)))?;
+        let seqs = dead
+            .iter()?
+            .map(|row| row.map(|(k, _)| k.value()))
+            .collect::<Result<Vec<_>, _>>()?;
+        dead.retain(|_, _| false)?;
+        seqs
+    };
+    for seq in &seqs {
+        release(txn, *seq)?;
+    }
+    Ok(seqs.len() as u64)
 }
 
 fn now_ms() -> u64 {

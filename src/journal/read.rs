@@ -1,0 +1,282 @@
+//! Read-only queries over one snapshot (a redb read transaction). Used by the
+//! running daemon through [`Journal`](super::Journal) and by the `queue`
+//! commands directly, including against a journal another process is writing.
+//!
+//! Nothing here writes; a table that does not exist yet reads as empty.
+
+use std::sync::Arc;
+
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableError,
+};
+
+use super::tables::{self, OutboxEntry};
+use super::{DeadLetter, JournalError, Pending};
+
+/// Opens a table, `None` when it was never created.
+fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    definition: TableDefinition<K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, JournalError> {
+    match txn.open_table(definition) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn pending(
+    records: &ReadOnlyTable<u64, &'static [u8]>,
+    seq: u64,
+    entry: OutboxEntry,
+) -> Result<Option<Pending>, JournalError> {
+    // An outbox row always has its record (both change in one commit); a
+    // missing one would be a bug, not data to deliver.
+    let Some(bytes) = records.get(seq)? else {
+        tracing::error!(seq, "outbox entry without a record; skipping");
+        return Ok(None);
+    };
+    Ok(Some(Pending {
+        seq,
+        attempts: entry.attempts,
+        step: entry.step,
+        not_before_ms: entry.not_before_ms,
+        bytes: Arc::from(bytes.value()),
+    }))
+}
+
+/// Records in the sink's outbox after `after` that are not waiting in the
+/// durable tier, at most `limit`, plus the last seq looked at (the caller's
+/// next cursor, also when every row looked at was waiting).
+pub fn ready_batch(
+    txn: &ReadTransaction,
+    sink: &str,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<Pending>, u64), JournalError> {
+    let Some(outbox) = open(txn, tables::outbox(&tables::outbox_name(sink)))? else {
+        return Ok((Vec::new(), after));
+    };
+    let records = txn.open_table(tables::RECORDS)?;
+    let mut batch = Vec::new();
+    let mut last = after;
+    // Look at a bounded number of rows even when most are waiting, so one read
+    // never walks a huge backlog.
+    for row in outbox
+        .range(after.saturating_add(1)..)?
+        .take(limit.saturating_mul(4))
+    {
+        let (seq, entry) = row?;
+        last = seq.value();
+        let entry = OutboxEntry::from_tuple(entry.value());
+        if entry.not_before_ms != 0 {
+            continue;
+        }
+        if let Some(p) = pending(&records, last, entry)? {
+            batch.push(p);
+        }
+        if batch.len() >= limit {
+            break;
+        }
+    }
+    Ok((batch, last))
+}
+
+/// Records in the sink's durable retry tier due at or before `now_ms`.
+pub fn due_batch(
+    txn: &ReadTransaction,
+    sink: &str,
+    now_ms: u64,
+    limit: usize,
+) -> Result<Vec<Pending>, JournalError> {
+    let Some(due) = open(txn, tables::due(&tables::due_name(sink)))? else {
+        return Ok(Vec::new());
+    };
+    let outbox = txn.open_table(tables::outbox(&tables::outbox_name(sink)))?;
+    let records = txn.open_table(tables::RECORDS)?;
+    let mut batch = Vec::new();
+    for row in due.range((0, 0)..=(now_ms, u64::MAX))?.take(limit) {
+        let (key, _) = row?;
+        let (_, seq) = key.value();
+        if let Some(entry) = outbox.get(seq)?
+            && let Some(p) = pending(&records, seq, OutboxEntry::from_tuple(entry.value()))?
+        {
+            batch.push(p);
+        }
+    }
+    Ok(batch)
+}
+
+/// Every record in the durable tier, in due order (a restarting worker needs
+/// to know which engagements they hold back).
+pub fn waiting(
+    txn: &ReadTransaction,
+    sink: &str,
+    after: Option<(u64, u64)>,
+    limit: usize,
+) -> Result<Vec<(u64, Pending)>, JournalError> {
+    let Some(due) = open(txn, tables::due(&tables::due_name(sink)))? else {
+        return Ok(Vec::new());
+    };
+    let outbox = txn.open_table(tables::outbox(&tables::outbox_name(sink)))?;
+    let records = txn.open_table(tables::RECORDS)?;
+    let start = match after {
+        Some((ms, seq)) => std::ops::Bound::Excluded((ms, seq)),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut out = Vec::new();
+    for row in due
+        .range::<(u64, u64)>((start, std::ops::Bound::Unbounded))?
+        .take(limit)
+    {
+        let (key, _) = row?;
+        let (ms, seq) = key.value();
+        if let Some(entry) = outbox.get(seq)?
+            && let Some(p) = pending(&records, seq, OutboxEntry::from_tuple(entry.value()))?
+        {
+            out.push((ms, p));
+        }
+    }
+    Ok(out)
+}
+
+/// When the next durable retry of the sink is due, if any.
+pub fn next_due(txn: &ReadTransaction, sink: &str) -> Result<Option<u64>, JournalError> {
+    let Some(due) = open(txn, tables::due(&tables::due_name(sink)))? else {
+        return Ok(None);
+    };
+    Ok(due.first()?.map(|(key, _)| key.value().0))
+}
+
+/// The operator's numbers for one sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SinkStats {
+    pub sink: String,
+    /// Records the sink still has to get (including those waiting to retry).
+    pub pending: u64,
+    /// Of those, records waiting in the durable retry tier.
+    pub retrying: u64,
+    pub dead: u64,
+    /// `received_at` of the oldest pending record.
+    pub oldest_pending: Option<String>,
+}
+
+pub fn sink_stats(txn: &ReadTransaction, sink: &str) -> Result<SinkStats, JournalError> {
+    let mut stats = SinkStats {
+        sink: sink.to_string(),
+        ..SinkStats::default()
+    };
+    if let Some(outbox) = open(txn, tables::outbox(&tables::outbox_name(sink)))? {
+        stats.pending = outbox.len()?;
+        if let Some((seq, _)) = outbox.first()? {
+            let records = txn.open_table(tables::RECORDS)?;
+            if let Some(bytes) = records.get(seq.value())? {
+                stats.oldest_pending = received_at(bytes.value());
+            }
+        }
+    }
+    if let Some(due) = open(txn, tables::due(&tables::due_name(sink)))? {
+        stats.retrying = due.len()?;
+    }
+    if let Some(dead) = open(txn, tables::dead(&tables::dead_name(sink)))? {
+        stats.dead = dead.len()?;
+    }
+    Ok(stats)
+}
+
+fn received_at(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Received {
+        received_at: String,
+    }
+    serde_json::from_slice::<Received>(bytes)
+        .ok()
+        .map(|r| r.received_at)
+}
+
+/// Sinks that have (or had) an outbox in this journal.
+pub fn known_sinks(txn: &ReadTransaction) -> Result<Vec<String>, JournalError> {
+    let Some(sinks) = open(txn, tables::SINKS)? else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for row in sinks.iter()? {
+        names.push(row?.0.value().to_string());
+    }
+    Ok(names)
+}
+
+/// Pending records of a sink in journal order.
+pub fn list_pending(
+    txn: &ReadTransaction,
+    sink: &str,
+    limit: usize,
+) -> Result<Vec<Pending>, JournalError> {
+    let Some(outbox) = open(txn, tables::outbox(&tables::outbox_name(sink)))? else {
+        return Ok(Vec::new());
+    };
+    let records = txn.open_table(tables::RECORDS)?;
+    let mut out = Vec::new();
+    for row in outbox.iter()?.take(limit) {
+        let (seq, entry) = row?;
+        if let Some(p) = pending(
+            &records,
+            seq.value(),
+            OutboxEntry::from_tuple(entry.value()),
+        )? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// A dead-lettered record with why it died.
+#[derive(Debug, Clone)]
+pub struct Dead {
+    pub seq: u64,
+    pub letter: DeadLetter,
+    pub bytes: Arc<[u8]>,
+}
+
+pub fn list_dead(
+    txn: &ReadTransaction,
+    sink: &str,
+    limit: usize,
+) -> Result<Vec<Dead>, JournalError> {
+    let Some(dead) = open(txn, tables::dead(&tables::dead_name(sink)))? else {
+        return Ok(Vec::new());
+    };
+    let records = txn.open_table(tables::RECORDS)?;
+    let mut out = Vec::new();
+    for row in dead.iter()?.take(limit) {
+        let (seq, letter) = row?;
+        let seq = seq.value();
+        let letter: DeadLetter = serde_json::from_slice(letter.value()).unwrap_or(DeadLetter {
+            reason: "unreadable dead-letter entry".into(),
+            status: None,
+            attempts: 0,
+            at: String::new(),
+        });
+        let bytes = records
+            .get(seq)?
+            .map(|b| Arc::from(b.value()))
+            .unwrap_or_else(|| Arc::from(&b""[..]));
+        out.push(Dead { seq, letter, bytes });
+    }
+    Ok(out)
+}
+
+pub fn meta(txn: &ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, JournalError> {
+    let Some(table) = open(txn, tables::META)? else {
+        return Ok(None);
+    };
+    Ok(table.get(key)?.map(|v| v.value().to_vec()))
+}
+
+pub fn stored_records(txn: &ReadTransaction) -> Result<u64, JournalError> {
+    Ok(open(txn, tables::RECORDS)?
+        .map(|t| t.len())
+        .transpose()?
+        .unwrap_or(0))
+}
