@@ -266,11 +266,11 @@ async fn deliver(
             }
             Err(SinkError::Permanent { reason, status }) => {
                 tracing::warn!(sink = %name, record_id = %header.id, error = %reason, attempts, "sink refused record; moved to dead-letter");
-                context.stats.dead_lettered(name);
                 context
                     .journal
                     .dead_letter(name, seq, letter(reason, status, attempts))
                     .await?;
+                context.stats.dead_lettered(name);
                 return Ok(finished(Settled::Done));
             }
             Err(SinkError::Retryable {
@@ -312,11 +312,11 @@ async fn deliver(
                     "retry schedule exhausted after {attempts} attempts; last error: {reason}"
                 );
                 tracing::warn!(sink = %name, record_id = %header.id, error = %reason, "moved to dead-letter");
-                context.stats.dead_lettered(name);
                 context
                     .journal
                     .dead_letter(name, seq, letter(reason, status, attempts))
                     .await?;
+                context.stats.dead_lettered(name);
                 return Ok(finished(Settled::Done));
             }
         }

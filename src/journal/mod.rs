@@ -1,6 +1,6 @@
 //! The durable store between Zoom and the sinks (redb; layout in `tables`).
 //!
-//! Every write goes through one writer thread that commits in groups: whatever
+//! Every write goes through one writer task that commits in groups: whatever
 //! arrives while a commit is syncing goes into the next one, and a caller hears
 //! back only after the commit that holds its write returned (redb's
 //! `Durability::Immediate`: the data is on disk). Reads run on their own
@@ -29,6 +29,11 @@ use writer::{Op, Writer};
 
 /// File name of the database inside the journal directory.
 pub const DB_FILE: &str = "journal.redb";
+
+/// redb's page cache. Its default (1 GiB) would let a large backlog show up as
+/// resident memory; the journal's access pattern (append at the end, read the
+/// outbox heads) needs little of it.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// How many requests may wait for the writer before producers feel backpressure.
 const QUEUE_DEPTH: usize = 8192;
@@ -129,29 +134,34 @@ struct Shared {
     committed: watch::Receiver<u64>,
     dir: PathBuf,
     sinks: Vec<SinkRoute>,
-    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     _lock: lock::DirLock,
 }
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` for these sinks. Fails if
-    /// another process owns the directory.
+    /// another process owns the directory. Must be called within a tokio
+    /// runtime (the writer is a task on it).
     pub fn open(dir: &Path, sinks: Vec<SinkRoute>) -> Result<Journal, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
         let lock = lock::DirLock::acquire(dir)?;
         let path = dir.join(DB_FILE);
-        let db = Arc::new(Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => JournalError::io(&path, io),
-            other => JournalError::from(other),
-        })?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+                .map_err(|e| match e {
+                    redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                        JournalError::io(&path, io)
+                    }
+                    other => JournalError::from(other),
+                })?,
+        );
         let next_seq = writer::prepare(&db, &sinks)?;
         let (ops, rx) = mpsc::channel(QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(next_seq.saturating_sub(1));
         let worker = Writer::new(db.clone(), sinks.clone(), next_seq, committed_tx);
-        let handle = std::thread::Builder::new()
-            .name("journal-writer".into())
-            .spawn(move || worker.run(rx))
-            .map_err(|e| JournalError::io(dir, e))?;
+        let handle = tokio::spawn(worker.run(rx));
         Ok(Journal {
             shared: Arc::new(Shared {
                 db,
@@ -336,6 +346,17 @@ impl Journal {
         self.read(move |txn| read::next_due(txn, &sink)).await
     }
 
+    /// See [`read::list_dead`].
+    pub async fn dead_letters(
+        &self,
+        sink: &str,
+        limit: usize,
+    ) -> Result<Vec<read::Dead>, JournalError> {
+        let sink = sink.to_string();
+        self.read(move |txn| read::list_dead(txn, &sink, limit))
+            .await
+    }
+
     /// Pending, retrying and dead counts for every configured sink.
     pub async fn stats(&self) -> Result<Vec<read::SinkStats>, JournalError> {
         let names: Vec<String> = self.shared.sinks.iter().map(|s| s.name.clone()).collect();
@@ -362,7 +383,7 @@ impl Journal {
         }
         let handle = self.shared.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            let _ = handle.await;
         }
     }
 

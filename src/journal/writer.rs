@@ -1,7 +1,7 @@
 //! The journal's single writer: group commit on a dedicated thread.
 //!
 //! redb allows one write transaction at a time and a commit blocks on fsync, so
-//! one thread owns all writes. It takes every request that queued up while the
+//! one task owns all writes (each commit runs on the blocking pool). It takes every request that queued up while the
 //! previous commit was syncing, applies them in order in one transaction (a
 //! duplicate within a batch sees the earlier write), commits once and only then
 //! answers. A failed commit answers every request in the batch with the error;
@@ -142,9 +142,12 @@ impl Writer {
         }
     }
 
-    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+    /// Receives requests on the async side and runs each commit on the blocking
+    /// pool. (Being a blocking-pool task, a commit in progress also keeps a
+    /// paused test clock from jumping ahead while the disk syncs.)
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = rx.blocking_recv() {
+        while let Some(first) = rx.recv().await {
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -153,7 +156,7 @@ impl Writer {
                 }
             }
             let mut shutdown = None;
-            let ops: Vec<Op> = batch
+            let mut ops: Vec<Op> = batch
                 .drain(..)
                 .filter_map(|op| match op {
                     Op::Shutdown { reply } => {
@@ -163,16 +166,28 @@ impl Writer {
                     other => Some(other),
                 })
                 .collect();
-            if !ops.is_empty() {
-                self.commit(ops);
-            }
-            if let Some(reply) = shutdown {
+            if shutdown.is_some() {
                 rx.close();
                 // Whatever raced in before the close still gets committed.
-                let rest: Vec<Op> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-                if !rest.is_empty() {
-                    self.commit(rest);
-                }
+                ops.extend(std::iter::from_fn(|| rx.try_recv().ok()));
+            }
+            if !ops.is_empty() {
+                self = match tokio::task::spawn_blocking(move || {
+                    self.commit(ops);
+                    self
+                })
+                .await
+                {
+                    Ok(writer) => writer,
+                    Err(e) => {
+                        // A panic inside redb: the requests of that batch were
+                        // answered with errors when their senders dropped.
+                        tracing::error!(error = %e, "journal writer crashed; the journal is closed");
+                        return;
+                    }
+                };
+            }
+            if let Some(reply) = shutdown {
                 let _ = reply.send(());
                 return;
             }

@@ -1,9 +1,9 @@
 //! The file sink: one forwarded record per line (JSONL), synced before the
 //! delivery counts.
 //!
-//! Writes are grouped like the journal's commits: one thread takes every line
+//! Writes are grouped like the journal's commits: one task takes every line
 //! that queued up while the previous `fdatasync` ran, writes them and syncs
-//! once. A failed write truncates the file back to where the batch started, so
+//! once (on the blocking pool). A failed write truncates the file back to where the batch started, so
 //! a retry never leaves half a line behind.
 
 use std::fs::{File, OpenOptions};
@@ -33,10 +33,7 @@ impl FileSink {
             .open(path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         let (lines, rx) = mpsc::channel(1024);
-        let path = path.to_path_buf();
-        std::thread::Builder::new()
-            .name("file-sink".into())
-            .spawn(move || write_loop(file, path, rx))?;
+        tokio::spawn(write_loop(file, path.to_path_buf(), rx));
         Ok(FileSink { lines })
     }
 
@@ -55,15 +52,27 @@ impl FileSink {
     }
 }
 
-fn write_loop(mut file: File, path: PathBuf, mut rx: mpsc::Receiver<Line>) {
-    let mut batch = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+/// Takes whatever lines queued up, writes and syncs them on the blocking pool,
+/// answers each, repeats. Ends when the sink is dropped.
+async fn write_loop(file: File, path: PathBuf, mut rx: mpsc::Receiver<Line>) {
+    let mut file = Some(file);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
         while let Ok(line) = rx.try_recv() {
             batch.push(line);
         }
-        let result = write_batch(&mut file, &batch);
-        for (_, reply) in batch.drain(..) {
+        let Some(mut owned) = file.take() else { return };
+        let written = tokio::task::spawn_blocking(move || {
+            let result = write_batch(&mut owned, &batch);
+            (owned, batch, result)
+        })
+        .await;
+        let Ok((owned, batch, result)) = written else {
+            tracing::error!(path = %path.display(), "file sink writer crashed");
+            return;
+        };
+        file = Some(owned);
+        for (_, reply) in batch {
             let _ = reply.send(result.clone().map_err(|e| SinkError::Retryable {
                 reason: format!("{}: {e}", path.display()),
                 status: None,

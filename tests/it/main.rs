@@ -2,5 +2,7 @@
 //! sinks, all on 127.0.0.1, in one test binary.
 
 mod cli;
+mod delivery;
+mod footprint;
 mod pipeline;
 mod support;

@@ -18,7 +18,7 @@ use zcc_relay::telemetry::stats::Stats;
 
 pub const SINK_SECRET: &str = "whsec_dGVzdC1zaW5rLXNlY3JldC0xMjM0NTY3ODkw";
 
-/// One request the fake sink received.
+/// One request the fake sink received, with the status it answered.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub webhook_id: String,
@@ -26,9 +26,35 @@ pub struct Received {
     pub signature: String,
     pub content_type: String,
     pub body: Bytes,
+    pub status: u16,
+    pub at: tokio::time::Instant,
 }
 
-/// An HTTP sink stand-in: answers with the scripted statuses in order, then 200.
+impl Received {
+    pub fn record(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("sink body is JSON")
+    }
+}
+
+/// What the fake sink answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            retry_after: None,
+        }
+    }
+}
+
+type Behaviour = Box<dyn Fn(&Received, u32) -> Reply + Send + Sync>;
+
+/// An HTTP sink stand-in on 127.0.0.1 with a scripted behaviour.
 pub struct FakeSink {
     pub addr: SocketAddr,
     state: Arc<FakeState>,
@@ -36,20 +62,33 @@ pub struct FakeSink {
 }
 
 struct FakeState {
-    script: Mutex<VecDeque<u16>>,
+    behaviour: Behaviour,
     received: Mutex<Vec<Received>>,
+    attempts: Mutex<std::collections::HashMap<String, u32>>,
     accepted: watch::Sender<usize>,
 }
 
 impl FakeSink {
     pub async fn ok() -> FakeSink {
-        FakeSink::status_sequence([]).await
+        FakeSink::with(|_, _| Reply::status(200)).await
     }
 
+    /// Answers these statuses to the first requests, in arrival order, then 200.
     pub async fn status_sequence(statuses: impl IntoIterator<Item = u16>) -> FakeSink {
+        let script = Mutex::new(statuses.into_iter().collect::<VecDeque<u16>>());
+        FakeSink::with(move |_, _| Reply::status(script.lock().unwrap().pop_front().unwrap_or(200)))
+            .await
+    }
+
+    /// `behaviour(request, n)` decides the answer; `n` counts the attempts
+    /// for that webhook-id (1 for the first).
+    pub async fn with(
+        behaviour: impl Fn(&Received, u32) -> Reply + Send + Sync + 'static,
+    ) -> FakeSink {
         let state = Arc::new(FakeState {
-            script: Mutex::new(statuses.into_iter().collect()),
+            behaviour: Box::new(behaviour),
             received: Mutex::new(Vec::new()),
+            attempts: Mutex::new(Default::default()),
             accepted: watch::channel(0).0,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -71,18 +110,30 @@ impl FakeSink {
         format!("http://{}/hook", self.addr)
     }
 
-    /// Requests answered with 2xx.
+    /// Requests answered with 2xx, in arrival order.
     pub fn accepted(&self) -> Vec<Received> {
-        let received = self.state.received.lock().unwrap();
-        received.clone()
+        self.requests()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+
+    /// Every request, in arrival order.
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
     }
 
     pub async fn wait_accepted(&self, n: usize) {
+        self.wait_accepted_within(n, Duration::from_secs(60)).await;
+    }
+
+    /// As `wait_accepted`, with a limit in tokio time (paused-clock tests need
+    /// hours of virtual time).
+    pub async fn wait_accepted_within(&self, n: usize, limit: Duration) {
         let mut rx = self.state.accepted.subscribe();
-        let waited =
-            tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|count| *count >= n))
-                .await
-                .is_ok_and(|r| r.is_ok());
+        let waited = tokio::time::timeout(limit, rx.wait_for(|count| *count >= n))
+            .await
+            .is_ok_and(|r| r.is_ok());
         assert!(waited, "fake sink got {} of {n} records", *rx.borrow());
     }
 }
@@ -97,26 +148,43 @@ async fn receive(
     State(state): State<Arc<FakeState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
-    let status = state.script.lock().unwrap().pop_front().unwrap_or(200);
-    if (200..300).contains(&status) {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string()
-        };
-        state.received.lock().unwrap().push(Received {
-            webhook_id: header("webhook-id"),
-            timestamp: header("webhook-timestamp"),
-            signature: header("webhook-signature"),
-            content_type: header("content-type"),
-            body,
-        });
+) -> axum::response::Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut request = Received {
+        webhook_id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+        content_type: header("content-type"),
+        body,
+        status: 0,
+        at: tokio::time::Instant::now(),
+    };
+    let attempt = {
+        let mut attempts = state.attempts.lock().unwrap();
+        let n = attempts.entry(request.webhook_id.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let reply = (state.behaviour)(&request, attempt);
+    request.status = reply.status;
+    state.received.lock().unwrap().push(request);
+    if (200..300).contains(&reply.status) {
         state.accepted.send_modify(|n| *n += 1);
     }
-    StatusCode::from_u16(status).unwrap()
+    let mut response = axum::response::Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+    if let Some(after) = reply.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", after.parse().unwrap());
+    }
+    response
 }
 
 /// A config file's text pointing at `sim`, with the given journal directory and

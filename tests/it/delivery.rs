@@ -1,0 +1,441 @@
+//! Delivery policy with a real journal, real sink workers and a fake HTTP sink
+//! on 127.0.0.1. Schedules run on tokio's paused clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zcc_relay::config::{SinkKind, SinkSettings};
+use zcc_relay::deliver::SinkWorker;
+use zcc_relay::journal::{Journal, JournalError, SinkRoute};
+use zcc_relay::record::Source;
+use zcc_relay::sink::Sink;
+use zcc_relay::sink::route::EventFilter;
+use zcc_relay::telemetry::stats::Stats;
+use zcc_relay::zoom::event::parse_body;
+
+use crate::support::*;
+
+/// A limit for waits in paused-clock tests: hours of virtual time, instant in real time.
+const HOURS: Duration = Duration::from_secs(6 * 3600);
+
+fn sink(name: &str, url: &str) -> SinkSettings {
+    let mut settings = SinkSettings::new(
+        name,
+        SinkKind::Http {
+            url: url.parse().unwrap(),
+            secret: None,
+        },
+    );
+    // Long enough never to be the next timer a paused clock jumps to.
+    settings.timeout = Duration::from_secs(24 * 3600);
+    settings
+}
+
+fn open(dir: &std::path::Path, sinks: &[&SinkSettings]) -> Journal {
+    let routes = sinks
+        .iter()
+        .map(|s| SinkRoute {
+            name: s.name.clone(),
+            filter: EventFilter::all(),
+        })
+        .collect();
+    Journal::open(dir, routes).unwrap()
+}
+
+/// A note event of `engagement`, distinct per `n`.
+fn note(engagement: &str, n: usize) -> String {
+    format!(
+        r#"{{"event":"contact_center.engagement_note_added","event_ts":{n},"payload":{{"account_id":"a","object":{{"engagement_id":"{engagement}","note_id":"n{n}","note":"note {n}","last_modified_time":"2026-11-26T10:00:00Z"}}}}}}"#
+    )
+}
+
+async fn append(journal: &Journal, body: &str) -> String {
+    let record = parse_body(
+        body,
+        Source::Websocket,
+        "2026-11-26T10:00:00.000Z".into(),
+        0,
+    )
+    .unwrap();
+    let id = record.id.clone();
+    journal.append(record).await.unwrap();
+    id
+}
+
+struct Worker {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    task: JoinHandle<Result<(), JournalError>>,
+    stats: Stats,
+}
+
+fn start(journal: &Journal, settings: &SinkSettings) -> Worker {
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let worker = SinkWorker {
+        settings: settings.clone(),
+        sink: Arc::new(Sink::build(settings, &tls).unwrap()),
+        journal: journal.clone(),
+        stats: Stats::default(),
+    };
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let stats = worker.stats.clone();
+    let task = tokio::spawn(worker.run(stop.clone(), abort.clone()));
+    Worker {
+        stop,
+        abort,
+        task,
+        stats,
+    }
+}
+
+impl Worker {
+    async fn shutdown(self) {
+        self.stop.cancel();
+        self.abort.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+
+    /// Waits until `n` records were delivered *and acked in the journal* (the
+    /// fake sink counts a record before the worker hears the answer).
+    async fn wait_delivered(&self, sink: &str, n: u64) {
+        let waited =
+            tokio::time::timeout(HOURS, self.stats.wait_until(|s| s.delivered_to(sink) >= n)).await;
+        assert!(waited.is_ok(), "expected {n} delivered to {sink}");
+    }
+
+    async fn wait_dead(&self, sink: &str, n: u64) {
+        let waited = tokio::time::timeout(
+            Duration::from_secs(3600),
+            self.stats
+                .wait_until(|s| s.dead_lettered.get(sink).copied().unwrap_or(0) >= n),
+        )
+        .await;
+        assert!(waited.is_ok(), "expected {n} dead-lettered");
+    }
+}
+
+fn id_of(request: &Received) -> String {
+    request.record()["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_on_temporary_error() {
+    let dir = temp_dir();
+    let crm = FakeSink::with(|_, attempt| match attempt {
+        1 => Reply::status(503),
+        2 => Reply::status(500),
+        3 => Reply::status(408),
+        _ => Reply::status(200),
+    })
+    .await;
+    let settings = sink("crm", &crm.url());
+    let journal = open(dir.path(), &[&settings]);
+    let id = append(&journal, &note("E1", 1)).await;
+    let worker = start(&journal, &settings);
+    crm.wait_accepted_within(1, HOURS).await;
+    worker.wait_delivered("crm", 1).await;
+    worker.shutdown().await;
+    let requests = crm.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 500, 408, 200]
+    );
+    assert!(requests.iter().all(|r| id_of(r) == id));
+    // Exponential backoff with full jitter: each wait within [1 s, 1 s × 2^n].
+    for (n, pair) in requests.windows(2).enumerate() {
+        let wait = pair[1].at - pair[0].at;
+        assert!(
+            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(1 << n),
+            "wait {n}: {wait:?}"
+        );
+    }
+    assert_eq!(journal.stats().await.unwrap()[0].pending, 0);
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn honours_retry_after() {
+    let dir = temp_dir();
+    let crm = FakeSink::with(|_, attempt| match attempt {
+        1 => Reply {
+            status: 429,
+            retry_after: Some("42".into()),
+        },
+        _ => Reply::status(200),
+    })
+    .await;
+    let settings = sink("crm", &crm.url());
+    let journal = open(dir.path(), &[&settings]);
+    append(&journal, &note("E1", 1)).await;
+    let worker = start(&journal, &settings);
+    crm.wait_accepted_within(1, HOURS).await;
+    worker.wait_delivered("crm", 1).await;
+    worker.shutdown().await;
+    let requests = crm.requests();
+    assert_eq!(requests.len(), 2);
+    let wait = requests[1].at - requests[0].at;
+    assert!(
+        wait >= Duration::from_secs(42) && wait < Duration::from_secs(43),
+        "{wait:?}"
+    );
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_the_fast_window_goes_to_the_durable_tier() {
+    let dir = temp_dir();
+    let crm = FakeSink::with(|_, attempt| match attempt {
+        1 => Reply {
+            status: 503,
+            retry_after: Some("600".into()),
+        },
+        _ => Reply::status(200),
+    })
+    .await;
+    let settings = sink("crm", &crm.url());
+    let journal = open(dir.path(), &[&settings]);
+    append(&journal, &note("E1", 1)).await;
+    let worker = start(&journal, &settings);
+    crm.wait_accepted_within(1, HOURS).await;
+    worker.wait_delivered("crm", 1).await;
+    worker.shutdown().await;
+    let requests = crm.requests();
+    let wait = requests[1].at - requests[0].at;
+    assert!(
+        wait >= Duration::from_secs(600) && wait < Duration::from_secs(601),
+        "{wait:?}"
+    );
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_letters_on_permanent_error() {
+    let dir = temp_dir();
+    let crm = FakeSink::with(|request, _| {
+        let record: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        if record["payload"]["object"]["note_id"] == "n2" {
+            Reply::status(422)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let settings = sink("crm", &crm.url());
+    let journal = open(dir.path(), &[&settings]);
+    for n in 1..=3 {
+        append(&journal, &note(&format!("E{n}"), n)).await;
+    }
+    let worker = start(&journal, &settings);
+    crm.wait_accepted_within(2, HOURS).await;
+    worker.wait_delivered("crm", 2).await;
+    worker.wait_dead("crm", 1).await;
+    worker.shutdown().await;
+    assert_eq!(crm.requests().len(), 3, "a permanent error is not retried");
+    let stats = &journal.stats().await.unwrap()[0];
+    assert_eq!((stats.pending, stats.dead), (0, 1));
+    let dead = journal.dead_letters("crm", 100).await.unwrap();
+    journal.close().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].letter.status, Some(422));
+    assert_eq!(dead[0].letter.attempts, 1);
+    assert!(
+        dead[0].letter.reason.contains("422"),
+        "{}",
+        dead[0].letter.reason
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn durable_retry_survives_restart() {
+    let dir = temp_dir();
+    let mut settings = sink("crm", "http://127.0.0.1:9/never");
+    settings.retry_fast_window = Duration::from_secs(1);
+    settings.retry_schedule = vec![Duration::from_secs(3600), Duration::from_secs(3600)];
+    // First run: the sink's port is closed; after the fast window the record
+    // is scheduled about an hour out.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    settings.kind = SinkKind::Http {
+        url: format!("http://{}/hook", closed.local_addr().unwrap())
+            .parse()
+            .unwrap(),
+        secret: None,
+    };
+    drop(closed);
+    let journal = open(dir.path(), &[&settings]);
+    append(&journal, &note("E1", 1)).await;
+    let worker = start(&journal, &settings);
+    let scheduled = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            if journal.stats().await.unwrap()[0].retrying == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        scheduled.is_ok(),
+        "the record should reach the durable tier"
+    );
+    let scheduled_at = tokio::time::Instant::now();
+    worker.shutdown().await;
+    journal.close().await;
+    drop(journal);
+
+    // Second run: the sink works now, but the record waits for its stored time.
+    let crm = FakeSink::ok().await;
+    settings.kind = SinkKind::Http {
+        url: crm.url().parse().unwrap(),
+        secret: None,
+    };
+    let journal = open(dir.path(), &[&settings]);
+    let worker = start(&journal, &settings);
+    tokio::time::sleep(Duration::from_secs(40 * 60)).await;
+    assert!(crm.requests().is_empty(), "retried before its stored time");
+    crm.wait_accepted_within(1, HOURS).await;
+    worker.wait_delivered("crm", 1).await;
+    let waited = crm.requests()[0].at - scheduled_at;
+    // The schedule's hour with ±20 % jitter.
+    assert!(
+        waited >= Duration::from_secs(48 * 60) && waited <= Duration::from_secs(73 * 60),
+        "{waited:?}"
+    );
+    worker.shutdown().await;
+    let stats = &journal.stats().await.unwrap()[0];
+    assert_eq!((stats.pending, stats.retrying, stats.dead), (0, 0, 0));
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_letters_when_the_schedule_is_exhausted_unless_forever() {
+    for forever in [false, true] {
+        let dir = temp_dir();
+        let crm = FakeSink::with(|_, _| Reply::status(503)).await;
+        let mut settings = sink("crm", &crm.url());
+        settings.retry_fast_window = Duration::from_secs(1);
+        settings.retry_schedule = vec![Duration::from_secs(60), Duration::from_secs(120)];
+        settings.retry_forever = forever;
+        let journal = open(dir.path(), &[&settings]);
+        append(&journal, &note("E1", 1)).await;
+        let worker = start(&journal, &settings);
+        if forever {
+            // Hours later it is still pending and still being tried.
+            tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+            let stats = &journal.stats().await.unwrap()[0];
+            assert_eq!((stats.pending, stats.dead), (1, 0));
+            assert!(crm.requests().len() > 100, "{}", crm.requests().len());
+        } else {
+            worker.wait_dead("crm", 1).await;
+            let stats = &journal.stats().await.unwrap()[0];
+            assert_eq!((stats.pending, stats.dead), (0, 1));
+            // Fast tier (1 s window: one or two attempts) + two durable steps.
+            let tries = crm.requests().len();
+            assert!((3..=4).contains(&tries), "{tries}");
+            let dead = journal.dead_letters("crm", 10).await.unwrap();
+            assert!(
+                dead[0].letter.reason.contains("retry schedule exhausted"),
+                "{}",
+                dead[0].letter.reason
+            );
+            assert_eq!(dead[0].letter.status, Some(503));
+        }
+        worker.shutdown().await;
+        journal.close().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_engagement_order_preserved() {
+    let dir = temp_dir();
+    // The first record of E1 fails twice; everything else succeeds at once.
+    let crm = FakeSink::with(|request, attempt| {
+        let record: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        if record["payload"]["object"]["note_id"] == "n1" && attempt <= 2 {
+            Reply::status(503)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let settings = sink("crm", &crm.url());
+    let journal = open(dir.path(), &[&settings]);
+    let mut e1 = Vec::new();
+    let mut e2 = Vec::new();
+    for n in 1..=8 {
+        let engagement = if n % 2 == 1 { "E1" } else { "E2" };
+        let id = append(&journal, &note(engagement, n)).await;
+        if engagement == "E1" {
+            e1.push(id)
+        } else {
+            e2.push(id)
+        }
+    }
+    let worker = start(&journal, &settings);
+    crm.wait_accepted_within(8, HOURS).await;
+    worker.wait_delivered("crm", 8).await;
+    worker.shutdown().await;
+    let accepted: Vec<String> = crm.accepted().iter().map(id_of).collect();
+    let order = |ids: &[String]| {
+        ids.iter()
+            .map(|id| accepted.iter().position(|a| a == id).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let e1_positions = order(&e1);
+    assert!(
+        e1_positions.windows(2).all(|w| w[0] < w[1]),
+        "E1 out of order: {accepted:?}"
+    );
+    // E2 was not held back by E1's retries: all of it went before E1's head.
+    assert!(
+        order(&e2).iter().all(|p| *p < e1_positions[0]),
+        "E2 waited for E1: {accepted:?}"
+    );
+    journal.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_sink_unaffected_by_dead_sink() {
+    let dir = temp_dir();
+    let crm = FakeSink::ok().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let healthy = sink("crm", &crm.url());
+    let dead = sink("down", &dead_url);
+    let journal = open(dir.path(), &[&healthy, &dead]);
+    let n = 1000;
+    for i in 0..n {
+        append(&journal, &note(&format!("E{}", i % 50), i)).await;
+    }
+    let healthy_worker = start(&journal, &healthy);
+    let dead_worker = start(&journal, &dead);
+    let started = tokio::time::Instant::now();
+    let all = n as u64;
+    let delivered = tokio::time::timeout(
+        Duration::from_secs(60),
+        healthy_worker
+            .stats
+            .wait_until(|s| s.delivered_to("crm") >= all),
+    )
+    .await;
+    assert!(
+        delivered.is_ok(),
+        "healthy sink got {} of {n}",
+        healthy_worker.stats.snapshot().delivered_to("crm")
+    );
+    let took = started.elapsed();
+    // Each of the dead sink's first records is still in its fast tier.
+    assert!(took < Duration::from_secs(30), "healthy sink took {took:?}");
+    let stats = journal.stats().await.unwrap();
+    assert_eq!(stats[0].pending, 0);
+    assert_eq!(
+        stats[1].pending, n as u64,
+        "the dead sink keeps every record"
+    );
+    assert_eq!(stats[1].dead, 0);
+    healthy_worker.shutdown().await;
+    dead_worker.shutdown().await;
+    journal.close().await;
+}
