@@ -105,7 +105,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         speedup
     );
     println!(
-        "Zoom resends some events and agents edit notes: watch duplicates being suppressed.\n"
+        "Zoom resends some events and agents edit notes: watch duplicates being suppressed."
+    );
+    println!(
+        "A third of the way in, the CRM goes down for a moment: its records wait in the journal and catch up.\n"
     );
 
     let mut sent: BTreeMap<String, u64> = BTreeMap::new();
