@@ -104,9 +104,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         humantime::format_duration(Duration::from_secs(span.as_secs())),
         speedup
     );
-    println!(
-        "Zoom resends some events and agents edit notes: watch duplicates being suppressed."
-    );
+    println!("Zoom resends some events and agents edit notes: watch duplicates being suppressed.");
     println!(
         "A third of the way in, the CRM goes down for a moment: its records wait in the journal and catch up.\n"
     );

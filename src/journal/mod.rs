@@ -122,6 +122,24 @@ pub struct DeadLetter {
     pub at: String,
 }
 
+/// Where a socket gap stands with reconciliation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum GapState {
+    Pending = 0,
+    Done = 1,
+}
+
+/// A window in which the WebSocket was not live (ms since the epoch): from the
+/// last moment it was known live to the moment it was live again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Gap {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub state: GapState,
+}
+
 /// Shared handle to an open journal; clone freely.
 #[derive(Clone)]
 pub struct Journal {
@@ -297,6 +315,48 @@ impl Journal {
         })
         .await?;
         rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// The socket went live at `at_ms` after a connect: records the gap since it
+    /// was last known live (across restarts and crashes too). Resolves after
+    /// the commit.
+    pub async fn went_live(&self, at_ms: u64) -> Result<(), JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Live {
+            at_ms,
+            reconnected: true,
+            reply: Some(reply),
+        })
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// The socket is still live at `at_ms` (a heartbeat reply or an event).
+    /// Committed with the next group; nobody waits for it.
+    pub async fn still_live(&self, at_ms: u64) -> Result<(), JournalError> {
+        self.send(Op::Live {
+            at_ms,
+            reconnected: false,
+            reply: None,
+        })
+        .await
+    }
+
+    /// Marks a gap reconciled.
+    pub async fn gap_done(&self, start_ms: u64, end_ms: u64) -> Result<(), JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::GapDone {
+            start_ms,
+            end_ms,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// See [`read::gaps`].
+    pub async fn gaps(&self) -> Result<Vec<Gap>, JournalError> {
+        self.read(read::gaps).await
     }
 
     /// The highest seq whose commit returned; changes wake the delivery workers.

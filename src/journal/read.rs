@@ -12,7 +12,7 @@ use redb::{
 };
 
 use super::tables::{self, OutboxEntry};
-use super::{DeadLetter, JournalError, Pending};
+use super::{DeadLetter, Gap, GapState, JournalError, Pending};
 
 /// Opens a table, `None` when it was never created.
 fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -279,4 +279,34 @@ pub fn stored_records(txn: &ReadTransaction) -> Result<u64, JournalError> {
         .map(|t| t.len())
         .transpose()?
         .unwrap_or(0))
+}
+
+/// The gap ledger, oldest first.
+pub fn gaps(txn: &ReadTransaction) -> Result<Vec<Gap>, JournalError> {
+    let Some(table) = open(txn, tables::GAPS)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (key, state) = row?;
+        let (start_ms, end_ms) = key.value();
+        let state = if state.value() == GapState::Done as u8 {
+            GapState::Done
+        } else {
+            GapState::Pending
+        };
+        out.push(Gap {
+            start_ms,
+            end_ms,
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// The last moment the socket was known live, if it ever was.
+pub fn live_until(txn: &ReadTransaction) -> Result<Option<u64>, JournalError> {
+    Ok(meta(txn, tables::LIVE_UNTIL)?
+        .and_then(|v| v.try_into().ok())
+        .map(u64::from_le_bytes))
 }

@@ -10,7 +10,9 @@
 //! - `due/<sink>`: (not-before ms, seq) → (), the outbox rows waiting in the
 //!   durable retry tier, in the order they come due.
 //! - `dead/<sink>`: seq → JSON [`DeadLetter`](super::DeadLetter).
-//! - `meta`: small named values (`next_seq`, `last_live_ms`, …).
+//! - `gaps`: (start ms, end ms) → [`GapState`] as u8: the windows in which the
+//!   WebSocket was not live, for reconciliation.
+//! - `meta`: small named values (`next_seq`, `live_until_ms`, …).
 //! - `sinks`: every sink name that ever had an outbox here.
 
 use redb::TableDefinition;
@@ -20,6 +22,10 @@ pub const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const SINKS: TableDefinition<&str, ()> = TableDefinition::new("sinks");
+pub const GAPS: TableDefinition<(u64, u64), u8> = TableDefinition::new("gaps");
+
+/// Meta key: the last moment (ms) the socket was known live.
+pub const LIVE_UNTIL: &str = "live_until_ms";
 
 pub fn outbox_name(sink: &str) -> String {
     format!("outbox/{sink}")

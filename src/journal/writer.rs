@@ -14,7 +14,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::tables::{self, KeyEntry, OutboxEntry};
-use super::{AppendOutcome, DeadLetter, JournalError, SinkRoute};
+use super::{AppendOutcome, DeadLetter, GapState, JournalError, SinkRoute};
 use crate::record::NewRecord;
 
 /// Upper bound on requests per commit, so one commit's latency stays bounded.
@@ -58,6 +58,18 @@ pub(super) enum Op {
         sink: String,
         reply: oneshot::Sender<Result<u64, JournalError>>,
     },
+    /// The socket is live at `at_ms`; `reconnected` closes the gap since the
+    /// last moment it was known live.
+    Live {
+        at_ms: u64,
+        reconnected: bool,
+        reply: Option<oneshot::Sender<Result<(), JournalError>>>,
+    },
+    GapDone {
+        start_ms: u64,
+        end_ms: u64,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -71,6 +83,7 @@ pub(super) fn prepare(db: &Database, sinks: &[SinkRoute]) -> Result<u64, Journal
         txn.open_table(tables::RECORDS)?;
         txn.open_table(tables::REFS)?;
         txn.open_table(tables::KEYS)?;
+        txn.open_table(tables::GAPS)?;
         let meta = txn.open_table(tables::META)?;
         let mut known = txn.open_table(tables::SINKS)?;
         let configured: BTreeSet<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
@@ -250,6 +263,28 @@ impl Writer {
                     Op::PurgeDead { sink, reply } => {
                         let purged = purge_dead(&txn, &sink)?;
                         replies.push(Reply::Count(reply, purged));
+                    }
+                    Op::Live {
+                        at_ms,
+                        reconnected,
+                        reply,
+                    } => {
+                        live(&txn, at_ms, reconnected)?;
+                        if let Some(reply) = reply {
+                            replies.push(Reply::Unit(reply));
+                        }
+                    }
+                    Op::GapDone {
+                        start_ms,
+                        end_ms,
+                        reply,
+                    } => {
+                        let mut gaps = txn.open_table(tables::GAPS)?;
+                        if gaps.get((start_ms, end_ms))?.is_some() {
+                            gaps.insert((start_ms, end_ms), GapState::Done as u8)?;
+                        }
+                        drop(gaps);
+                        replies.push(Reply::Unit(reply));
                     }
                     Op::Shutdown { .. } => {}
                 }
@@ -441,6 +476,28 @@ fn schedule(
     if entry.not_before_ms != 0 {
         txn.open_table(tables::due(&tables::due_name(sink)))?
             .insert((entry.not_before_ms, seq), ())?;
+    }
+    Ok(())
+}
+
+/// Records that the socket is live at `at_ms`. On a reconnect (or the first
+/// connection after a start) the window since the last moment it was known
+/// live becomes a gap in the ledger.
+fn live(txn: &WriteTransaction, at_ms: u64, reconnected: bool) -> Result<(), JournalError> {
+    let mut meta = txn.open_table(tables::META)?;
+    let previous = meta
+        .get(tables::LIVE_UNTIL)?
+        .and_then(|v| v.value().try_into().ok())
+        .map(u64::from_le_bytes);
+    if reconnected
+        && let Some(since) = previous
+        && since < at_ms
+    {
+        txn.open_table(tables::GAPS)?
+            .insert((since, at_ms), GapState::Pending as u8)?;
+    }
+    if previous.is_none_or(|p| p < at_ms) {
+        meta.insert(tables::LIVE_UNTIL, at_ms.to_le_bytes().as_slice())?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::clock;
 use crate::config::WebsocketSettings;
 use crate::journal::{AppendOutcome, Journal, JournalError};
 use crate::record::{Source as Origin, now_rfc3339};
@@ -219,6 +220,8 @@ impl Source {
         }
     }
 
+    /// The socket is live: record it in the gap ledger, run it, and record the
+    /// last moment it was known live when it ends.
     async fn live(
         &self,
         socket: &mut Socket,
@@ -227,9 +230,36 @@ impl Source {
         backoff: &mut Backoff,
         pending: &mut FuturesUnordered<PendingAppend>,
     ) -> Result<End, SourceError> {
+        let since = clock::now_ms();
+        self.journal.went_live(since).await?;
         self.stats.connected();
         tracing::info!(subscription = %self.subscription_id, "connected to Zoom WebSocket");
+        let mut last_seen_ms = since;
+        let end = self
+            .live_loop(socket, token, cancel, backoff, pending, &mut last_seen_ms)
+            .await?;
+        // A clean stop was live until now; otherwise the last frame is the last
+        // moment we know of, and the gap to reconcile starts there.
+        let until = if matches!(end, End::Cancelled) {
+            clock::now_ms()
+        } else {
+            last_seen_ms
+        };
+        self.journal.still_live(until).await?;
+        Ok(end)
+    }
+
+    async fn live_loop(
+        &self,
+        socket: &mut Socket,
+        token: &Token,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+        pending: &mut FuturesUnordered<PendingAppend>,
+        last_seen_ms: &mut u64,
+    ) -> Result<End, SourceError> {
         let settings = &self.settings;
+        let mut last_recorded = Instant::now();
         let mut heartbeat = tokio::time::interval_at(
             Instant::now() + settings.heartbeat_interval,
             settings.heartbeat_interval,
@@ -286,12 +316,14 @@ impl Source {
                     match Frame::parse(text.as_str()) {
                         Ok(Frame::Message { body }) => {
                             backoff.reset();
+                            self.seen_live(last_seen_ms, &mut last_recorded).await?;
                             if let Some(append) = self.ingest(&body).await? {
                                 pending.push(append);
                             }
                         }
                         Ok(frame @ Frame::Heartbeat { success: true, .. }) if !frame.is_token_error() => {
                             backoff.reset();
+                            self.seen_live(last_seen_ms, &mut last_recorded).await?;
                         }
                         Ok(frame @ (Frame::Heartbeat { .. } | Frame::BuildConnection { .. })) => {
                             if frame.is_eviction() || frame.is_token_error() {
@@ -309,6 +341,21 @@ impl Source {
                 }
             }
         }
+    }
+
+    /// A healthy frame: the socket is live now. The journal hears of it at most
+    /// once per heartbeat interval (a commit is cheap, but not free).
+    async fn seen_live(
+        &self,
+        last_seen_ms: &mut u64,
+        last_recorded: &mut Instant,
+    ) -> Result<(), SourceError> {
+        *last_seen_ms = clock::now_ms();
+        if last_recorded.elapsed() >= self.settings.heartbeat_interval {
+            *last_recorded = Instant::now();
+            self.journal.still_live(*last_seen_ms).await?;
+        }
+        Ok(())
     }
 
     /// Parses one event body and queues it for the journal. Returns the commit

@@ -5,4 +5,5 @@ mod cli;
 mod delivery;
 mod footprint;
 mod pipeline;
+mod source;
 mod support;
