@@ -90,6 +90,7 @@ pub async fn run(
         journal: journal.clone(),
         stats: stats.clone(),
         tls: tls.clone(),
+        state: tokio::sync::watch::channel(crate::source::ConnectionState::Connecting).0,
     };
     let mut source_task = tokio::spawn(source.run(source_cancel.clone()));
 

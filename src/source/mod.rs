@@ -72,6 +72,32 @@ enum End {
     TokenExpiring,
 }
 
+impl End {
+    fn reason(&self) -> String {
+        match self {
+            End::Cancelled => "stopping".into(),
+            End::TokenExpiring => "access token about to expire".into(),
+            End::Dropped(reason) | End::Refused(reason) | End::TokenRejected(reason) => {
+                reason.clone()
+            }
+            End::Evicted(reason) => format!("evicted: {reason}"),
+            End::Credentials(reason) => format!("credentials rejected: {reason}"),
+        }
+    }
+}
+
+/// Where the connection stands; published on a watch channel for status
+/// displays. Transitions: Connecting → AwaitingBuildConnection → Live →
+/// BackingOff → Connecting …, and Stopped at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connecting,
+    AwaitingBuildConnection,
+    Live { since_ms: u64 },
+    BackingOff { reason: String, retry_at_ms: u64 },
+    Stopped,
+}
+
 pub struct Source {
     pub settings: WebsocketSettings,
     pub websocket_url: url::Url,
@@ -80,6 +106,7 @@ pub struct Source {
     pub journal: Journal,
     pub stats: Stats,
     pub tls: Arc<rustls::ClientConfig>,
+    pub state: tokio::sync::watch::Sender<ConnectionState>,
 }
 
 impl Source {
@@ -88,14 +115,22 @@ impl Source {
         let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
         let mut rng = StdRng::from_os_rng();
         loop {
+            self.state.send_replace(ConnectionState::Connecting);
             let end = self.session(&cancel, &mut backoff).await?;
             let delay = match &end {
-                End::Cancelled => return Ok(()),
+                End::Cancelled => {
+                    self.state.send_replace(ConnectionState::Stopped);
+                    return Ok(());
+                }
                 End::TokenExpiring => Duration::ZERO,
                 End::Evicted(_) | End::Credentials(_) => backoff.max(),
                 End::Dropped(_) | End::Refused(_) | End::TokenRejected(_) => backoff.next(&mut rng),
             };
             let retry_in = humantime::format_duration(round_ms(delay)).to_string();
+            self.state.send_replace(ConnectionState::BackingOff {
+                reason: end.reason(),
+                retry_at_ms: clock::now_ms() + delay.as_millis() as u64,
+            });
             match &end {
                 End::Cancelled => {}
                 End::TokenExpiring => {
@@ -185,6 +220,8 @@ impl Source {
             )
             .await
             .map_err(|e| End::Dropped(redact(format!("connect failed: {e}"), token)))?;
+            self.state
+                .send_replace(ConnectionState::AwaitingBuildConnection);
             let first = loop {
                 match socket.next().await {
                     Some(Ok(Message::Text(text))) => break text,
@@ -232,6 +269,8 @@ impl Source {
     ) -> Result<End, SourceError> {
         let since = clock::now_ms();
         self.journal.went_live(since).await?;
+        self.state
+            .send_replace(ConnectionState::Live { since_ms: since });
         self.stats.connected();
         tracing::info!(subscription = %self.subscription_id, "connected to Zoom WebSocket");
         let mut last_seen_ms = since;

@@ -123,3 +123,264 @@ async fn records_gap_intervals() {
     );
     sim.shutdown().await;
 }
+
+// ---- Resilience on tokio's paused clock: production timings, virtual time. ----
+
+use zcc_relay::config::{Settings, WebsocketSettings};
+use zcc_relay::sim::{ConnectionEventKind, HandshakeMode};
+
+const MIN: Duration = Duration::from_millis(500);
+const MAX: Duration = Duration::from_secs(60);
+
+/// Production WebSocket timings (heartbeat 25 s, idle 75 s, backoff 500 ms..60 s).
+fn production_timed(sim: &Simulator, dir: &std::path::Path) -> Settings {
+    let mut settings = settings(&config_text(
+        sim,
+        &dir.join("journal"),
+        &file_sink("a", &dir.join("a.jsonl")),
+    ));
+    settings.websocket = WebsocketSettings::default();
+    settings
+}
+
+/// Virtual delays between consecutive connection attempts.
+fn attempt_gaps(sim: &Simulator) -> Vec<Duration> {
+    let attempts: Vec<tokio::time::Instant> = sim
+        .connection_log()
+        .iter()
+        .filter(|e| e.kind == ConnectionEventKind::Attempt)
+        .map(|e| e.at)
+        .collect();
+    attempts.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnects_after_drop() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    sim.wait_live().await;
+    let dropped = tokio::time::Instant::now();
+    sim.drop_connection();
+    sim.wait_attempts(2).await;
+    sim.wait_live().await;
+    let took = dropped.elapsed();
+    assert!(
+        took <= MIN + Duration::from_millis(100),
+        "first reconnect waits at most reconnect_min: {took:?}"
+    );
+    assert_eq!(sim.handshakes_completed(), 2);
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn detects_half_open_within_idle_timeout() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    sim.wait_live().await;
+    let silent = tokio::time::Instant::now();
+    sim.go_half_open();
+    sim.wait_attempts(2).await;
+    let detected = silent.elapsed();
+    let idle = WebsocketSettings::default().idle_timeout;
+    assert!(
+        detected >= idle - Duration::from_secs(1)
+            && detected <= idle + MIN + Duration::from_secs(1),
+        "{detected:?}"
+    );
+    sim.wait_live().await;
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_tight_loop_when_server_accepts_then_drops() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.set_handshake(HandshakeMode::AcceptThenDrop);
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let gaps = attempt_gaps(&sim);
+    // Ten virtual minutes: exponential backoff up to a minute allows roughly
+    // 7 quick attempts and then one a minute, never a tight loop.
+    assert!(
+        sim.connection_attempts() <= 25,
+        "{} attempts in 10 minutes",
+        sim.connection_attempts()
+    );
+    assert!(gaps.iter().all(|g| *g >= MIN), "{gaps:?}");
+    assert!(
+        gaps.iter()
+            .rev()
+            .take(3)
+            .all(|g| *g >= Duration::from_secs(8)),
+        "backoff should have grown: {gaps:?}"
+    );
+    sim.set_handshake(HandshakeMode::Normal);
+    tokio::time::timeout(MAX + Duration::from_secs(5), sim.wait_live())
+        .await
+        .expect("connects once the server is healthy");
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn refreshes_token_before_expiry() {
+    let sim = Simulator::start(SimConfig {
+        token_ttl: Duration::from_secs(3600),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    sim.wait_live().await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(sim.tokens_issued(), 1);
+    sim.wait_attempts(2).await;
+    let reconnected_after = started.elapsed();
+    // Replaced 5 minutes before the hour, with a fresh token, without backoff.
+    assert!(
+        reconnected_after >= Duration::from_secs(54 * 60)
+            && reconnected_after <= Duration::from_secs(56 * 60),
+        "{reconnected_after:?}"
+    );
+    sim.wait_live().await;
+    assert_eq!(sim.tokens_issued(), 2);
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovers_after_token_rejection() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    sim.wait_live().await;
+    // A token-error frame on a live socket: reconnect with a new token.
+    sim.send_token_error();
+    sim.wait_attempts(2).await;
+    sim.wait_live().await;
+    assert_eq!(
+        sim.tokens_issued(),
+        2,
+        "a rejected token is replaced before the next attempt"
+    );
+    // Handshakes rejected for a while: every attempt brings a fresh token, with backoff.
+    sim.reject_tokens(true);
+    sim.drop_connection();
+    sim.wait_attempts(6).await;
+    assert!(sim.tokens_issued() >= 5, "{}", sim.tokens_issued());
+    sim.reject_tokens(false);
+    tokio::time::timeout(MAX + Duration::from_secs(5), sim.wait_live())
+        .await
+        .expect("recovers");
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn backs_off_on_eviction() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    sim.wait_live().await;
+    let evicted = tokio::time::Instant::now();
+    sim.evict();
+    sim.wait_attempts(2).await;
+    let waited = evicted.elapsed();
+    assert!(
+        waited >= MAX && waited <= MAX + Duration::from_secs(1),
+        "eviction backs off to reconnect_max: {waited:?}"
+    );
+    sim.wait_live().await;
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_is_prompt_while_backing_off() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.set_handshake(HandshakeMode::Refuse);
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    // Let the backoff grow to its minute-long ceiling.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let asked = tokio::time::Instant::now();
+    daemon.stop().await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "stop took {:?}",
+        asked.elapsed()
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_malformed_frames() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let archive = dir.path().join("a.jsonl");
+    let daemon = Daemon::start(settings(&config_text(
+        &sim,
+        &dir.path().join("journal"),
+        &file_sink("a", &archive),
+    )));
+    sim.wait_live().await;
+    let oversized = format!(
+        r#"{{"module":"message","success":true,"content":"{{\"event\":\"x\",\"pad\":\"{}\"}}"}}"#,
+        "y".repeat(5 * 1024 * 1024)
+    );
+    let malformed = [
+        "not json at all".to_string(),
+        "[1,2,3]".to_string(),
+        r#"{"success":true,"content":"no module"}"#.to_string(),
+        r#"{"module":"message","success":true,"content":"not an object"}"#.to_string(),
+        r#"{"module":"message","success":true,"content":42}"#.to_string(),
+        r#"{"module":"message","success":true}"#.to_string(),
+        r#"{"module":"message","success":true,"content":"{\"event\": broken"}"#.to_string(),
+        r#"{"module":"surprise","success":true,"content":"?"}"#.to_string(),
+        oversized,
+    ];
+    for frame in &malformed {
+        assert!(sim.send_raw_text(frame.clone()));
+    }
+    assert!(sim.send_binary(vec![0, 159, 146, 150]));
+    // An event body that parses but lacks the ids its type is keyed on is kept
+    // under the fallback key, not refused.
+    let idless = serde_json::json!({"event": "contact_center.recording_completed", "event_ts": 5, "payload": {"object": {}}});
+    assert!(sim.emit(idless));
+    for n in 0..100 {
+        let body = serde_json::json!({"event": "contact_center.inbox_message_received", "event_ts": n,
+            "payload": {"account_id": "a", "object": {"message_id": format!("M{n}")}}});
+        assert!(sim.emit(body));
+    }
+    daemon.wait_delivered("a", 101).await;
+    let snapshot = daemon.stats.snapshot();
+    assert_eq!(
+        snapshot.bad_frames,
+        malformed.len() as u64 + 1,
+        "each bad frame is counted once"
+    );
+    assert_eq!(
+        sim.handshakes_completed(),
+        1,
+        "bad frames never cost the connection"
+    );
+    daemon.stop().await.unwrap();
+    let ids: Vec<String> = read_lines(&archive)
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 101);
+    assert!(
+        ids[0].starts_with("recording_completed:")
+            && ids[0].len() == "recording_completed:".len() + 32,
+        "{}",
+        ids[0]
+    );
+    assert!((0..100).all(|n| ids[n + 1] == format!("inbox_message_received:M{n}")));
+    sim.shutdown().await;
+}
