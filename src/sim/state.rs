@@ -201,9 +201,10 @@ impl Inner {
         let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         let previous = state.live.replace(LiveConnection { id, outbound });
+        // Counted before `live` wakes anyone, so a waiter sees the new count.
+        self.handshakes_completed.fetch_add(1, Ordering::Relaxed);
         self.live.send_replace(true);
         drop(state);
-        self.handshakes_completed.fetch_add(1, Ordering::Relaxed);
         if let Some(previous) = previous {
             // A send error means that task already ended; nothing left to evict.
             let _ = previous.outbound.send(Outbound::Evict);
