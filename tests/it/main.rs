@@ -3,4 +3,5 @@
 
 mod cli;
 mod pipeline;
+mod queue;
 mod support;
