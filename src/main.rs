@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-const DEFAULT_CONFIG: &str = "/etc/zcc-relay/config.toml";
+const DEFAULT_CONFIG: &str = zcc_relay::config::DEFAULT_PATH;
 /// EX_CONFIG from sysexits.h; the systemd unit does not restart on it.
 const EXIT_CONFIG: u8 = 78;
 
@@ -36,6 +36,8 @@ enum Command {
     },
     /// Run the whole pipeline against the built-in Zoom simulator (no account needed).
     Demo(zcc_relay::demo::DemoArgs),
+    /// Inspect the journal's outboxes and dead-letters; redrive or purge a dead-letter.
+    Queue(zcc_relay::queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,26 @@ fn main() -> ExitCode {
             // The daemon's own state changes, not its dependencies' chatter.
             zcc_relay::telemetry::init("warn,zcc_relay=info");
             runtime_then(|| async move { zcc_relay::demo::run(args).await })
+        }
+        Command::Queue(args) => queue(&args),
+    }
+}
+
+fn queue(args: &zcc_relay::queue::QueueArgs) -> ExitCode {
+    let settings = match zcc_relay::config::load(&args.config) {
+        Ok(loaded) => loaded.settings,
+        Err(e) => {
+            eprintln!("{}: configuration is invalid:\n{e}", args.config.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    // Only trouble inside the journal is worth a log line next to the report.
+    zcc_relay::telemetry::init("error");
+    match zcc_relay::queue::run(args, &settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zcc-relay queue: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -26,6 +26,9 @@ pub use raw::{
 pub use secret::Secret;
 pub use validate::validate;
 
+/// Where the commands look for the configuration unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/zcc-relay/config.toml";
+
 /// Reads the file at `path` and validates it against the real process environment.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let env = SystemEnvironment;

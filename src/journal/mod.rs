@@ -6,6 +6,10 @@
 //! `Durability::Immediate`: the data is on disk). Reads run on their own
 //! snapshot transactions and never wait for the writer.
 //!
+//! The database is opened in redb's single-writer mode: this process writes,
+//! and other processes (the `queue` commands) may open it read-only with
+//! [`open_read_only`] and follow its commits while it runs.
+//!
 //! This module decides nothing about delivery policy (that is `deliver/`) and
 //! knows nothing of Zoom beyond the natural key it is given.
 
@@ -17,7 +21,9 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadTransaction, ReadableDatabase};
+use redb::{
+    Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -34,6 +40,12 @@ pub const DB_FILE: &str = "journal.redb";
 /// resident memory; the journal's access pattern (append at the end, read the
 /// outbox heads) needs little of it.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb's default (`ExclusiveWriter`) locks the whole file, so nothing could
+/// even read the journal while the daemon runs. `SingleWriter` lets read-only
+/// handles of other processes share the file and see each commit; it costs a
+/// 2-phase commit (a second sync) per group commit. Writer and readers must
+/// use the same mode.
+const CONCURRENCY: ConcurrencyMode = ConcurrencyMode::SingleWriter;
 
 /// How many requests may wait for the writer before producers feel backpressure.
 const QUEUE_DEPTH: usize = 8192;
@@ -60,6 +72,14 @@ impl JournalError {
         JournalError::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// An I/O failure opening the file names the file.
+    fn database(path: &Path, error: redb::DatabaseError) -> JournalError {
+        match error {
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => JournalError::io(path, io),
+            other => JournalError::from(other),
         }
     }
 }
@@ -140,6 +160,28 @@ pub struct Gap {
     pub state: GapState,
 }
 
+/// Opens the journal in `dir` for reading only, beside the process that owns
+/// it (or none). Takes no directory lock and never writes; each
+/// `begin_read` sees the owner's latest commit. Fails with redb's
+/// `DatabaseAlreadyOpen` if the owner holds the file exclusively (a build from
+/// before single-writer mode), and `RepairAborted` if the last owner crashed
+/// and no owner has recovered the file since.
+pub fn open_read_only(dir: &Path) -> Result<ReadOnlyDatabase, JournalError> {
+    let path = dir.join(DB_FILE);
+    Builder::new()
+        .set_concurrency_mode(CONCURRENCY)
+        .open_read_only(&path)
+        .map_err(|e| JournalError::database(&path, e))
+}
+
+/// Size of the journal's database file in `dir`, in bytes.
+pub fn file_size(dir: &Path) -> Result<u64, JournalError> {
+    let path = dir.join(DB_FILE);
+    std::fs::metadata(&path)
+        .map(|m| m.len())
+        .map_err(|e| JournalError::io(&path, e))
+}
+
 /// Shared handle to an open journal; clone freely.
 #[derive(Clone)]
 pub struct Journal {
@@ -164,17 +206,11 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
         let lock = lock::DirLock::acquire(dir)?;
         let path = dir.join(DB_FILE);
-        let db = Arc::new(
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(&path)
-                .map_err(|e| match e {
-                    redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
-                        JournalError::io(&path, io)
-                    }
-                    other => JournalError::from(other),
-                })?,
-        );
+        let db = Builder::new()
+            .set_concurrency_mode(CONCURRENCY)
+            .set_cache_size(CACHE_BYTES)
+            .create(&path);
+        let db = Arc::new(db.map_err(|e| JournalError::database(&path, e))?);
         let next_seq = writer::prepare(&db, &sinks)?;
         let (ops, rx) = mpsc::channel(QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(next_seq.saturating_sub(1));
@@ -195,6 +231,12 @@ impl Journal {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// A snapshot for the [`read`] functions, taken on the calling thread (for
+    /// the `queue` commands; the daemon reads through the async methods).
+    pub fn begin_read(&self) -> Result<ReadTransaction, JournalError> {
+        Ok(self.shared.db.begin_read()?)
     }
 
     pub fn sinks(&self) -> &[SinkRoute] {

@@ -359,3 +359,21 @@ async fn redrive_and_purge_the_dead_letter() {
     assert_eq!((stats.pending, stats.dead), (1, 0));
     journal.close().await;
 }
+
+#[tokio::test]
+async fn read_only_view_follows_the_owners_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    journal.append(record("k1", "e", None)).await.unwrap();
+    let view = open_read_only(dir.path()).unwrap();
+    let pending = || {
+        read::sink_stats(&view.begin_read().unwrap(), "a")
+            .unwrap()
+            .pending
+    };
+    assert_eq!(pending(), 1);
+    journal.append(record("k2", "e", None)).await.unwrap();
+    assert_eq!(pending(), 2, "a new snapshot sees the owner's later commit");
+    journal.close().await;
+    assert!(file_size(dir.path()).unwrap() > 0);
+}

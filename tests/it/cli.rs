@@ -1,47 +1,13 @@
 //! The real binary: `validate`, `run` with its single-owner lock, SIGTERM, and
 //! what reaches the logs.
 
-use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use zcc_relay::sim::scenario;
 use zcc_relay::sim::{SimConfig, Simulator};
 
 use crate::support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_zcc-relay");
-
-/// Runs the daemon with its output going to `log` (a file, not a pipe: a
-/// chatty trace level would fill a pipe nobody reads yet and stall the child).
-fn spawn_run(config: &Path, log_level: &str, log: &Path) -> Child {
-    let out = std::fs::File::create(log).unwrap();
-    Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", log_level)
-        .env_remove("JOURNAL_STREAM")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn zcc-relay")
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Waits for the child without blocking the runtime's threads.
-async fn wait_output(child: Child) -> std::process::Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap()
-}
 
 #[test]
 fn validate_lists_every_problem_and_exits_78() {

@@ -5,5 +5,6 @@ mod cli;
 mod delivery;
 mod footprint;
 mod pipeline;
+mod queue;
 mod source;
 mod support;

@@ -1,9 +1,11 @@
 //! Shared test fixtures: a fake HTTP sink with scripted answers, a config
-//! builder pointing at a simulator, and a running daemon handle.
+//! builder pointing at a simulator, a running daemon handle, and the real
+//! binary run as a child process.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +80,11 @@ impl FakeSink {
         let script = Mutex::new(statuses.into_iter().collect::<VecDeque<u16>>());
         FakeSink::with(move |_, _| Reply::status(script.lock().unwrap().pop_front().unwrap_or(200)))
             .await
+    }
+
+    /// Answers every request with `status`.
+    pub async fn always(status: u16) -> FakeSink {
+        FakeSink::with(move |_, _| Reply::status(status)).await
     }
 
     /// `behaviour(request, n)` decides the answer; `n` counts the attempts
@@ -300,6 +307,22 @@ impl Daemon {
         );
     }
 
+    pub async fn wait_dead_lettered(&self, sink: &str, n: u64) {
+        let count = |s: &zcc_relay::telemetry::stats::Snapshot| {
+            s.dead_lettered.get(sink).copied().unwrap_or(0)
+        };
+        let waited = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.stats.wait_until(|s| count(s) >= n),
+        )
+        .await;
+        assert!(
+            waited.is_ok(),
+            "sink {sink} dead-lettered {} of {n}",
+            count(&self.stats.snapshot())
+        );
+    }
+
     pub async fn wait_delivered(&self, sink: &str, n: u64) {
         let waited = tokio::time::timeout(
             Duration::from_secs(60),
@@ -324,4 +347,37 @@ pub fn read_lines(path: &PathBuf) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str(line).expect("file sink line is JSON"))
         .collect()
+}
+
+/// The real binary, for tests of the command line.
+pub const BIN: &str = env!("CARGO_BIN_EXE_zcc-relay");
+/// Runs the daemon with its output going to `log` (a file, not a pipe: a
+/// chatty trace level would fill a pipe nobody reads yet and stall the child).
+pub fn spawn_run(config: &Path, log_level: &str, log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", log_level)
+        .env_remove("JOURNAL_STREAM")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn zcc-relay")
+}
+
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for the child without blocking the runtime's threads.
+pub async fn wait_output(child: Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
 }
