@@ -37,15 +37,20 @@ impl Owned {
                 filter: EventFilter::new(s.events.clone()),
             })
             .collect();
-        let journal = match Journal::open(dir, routes) {
-            Ok(journal) => journal,
-            Err(JournalError::Locked { holder, .. }) => return Ok(Err(Owner { pid: holder })),
-            Err(e) => return Err(e).context("cannot open the journal"),
-        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        // The journal's writer is a task on this runtime.
+        let opened = {
+            let _entered = runtime.enter();
+            Journal::open(dir, routes)
+        };
+        let journal = match opened {
+            Ok(journal) => journal,
+            Err(JournalError::Locked { holder, .. }) => return Ok(Err(Owner { pid: holder })),
+            Err(e) => return Err(e).context("cannot open the journal"),
+        };
         Ok(Ok(Owned { journal, runtime }))
     }
 

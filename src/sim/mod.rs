@@ -1,17 +1,26 @@
 //! The built-in Zoom stand-in used by `zcc-relay demo` and by the tests.
 //!
 //! Owns the public face of the simulator: [`SimConfig`], [`Simulator`] (start, URLs,
-//! the test-facing controls `emit`/`drop_connection`/`send_raw_text`, counters,
-//! shutdown) and [`EmittedEvent`]. It serves, on `127.0.0.1:0`, the S2S OAuth token
-//! endpoint (`oauth`), the WebSocket event subscription (`ws`) and whatever REST
-//! routes `server` mounts under `/v2`; all three share one [`state::Inner`].
-//! [`scenario`] scripts realistic contact-center traffic to feed through `emit`.
+//! the test-facing controls `emit`/`drop_connection`/`send_raw_text`, the fault
+//! controls for connection-resilience tests, counters, the connection log,
+//! shutdown), [`EmittedEvent`], [`HandshakeMode`] and [`ConnectionEvent`]. It
+//! serves, on `127.0.0.1:0`, the S2S OAuth token endpoint (`oauth`), the WebSocket
+//! event subscription (`ws`) and whatever REST routes `server` mounts under `/v2`;
+//! all three share one [`state::Inner`], and every connection runs over a `link`
+//! that can go dark (half-open). [`scenario`] scripts realistic contact-center
+//! traffic to feed through `emit`.
+//!
+//! Nothing in the simulator sleeps or keeps a timer on an idle connection, so it
+//! runs under a paused tokio clock (`start_paused`), and every time it records is
+//! a `tokio::time::Instant`, virtual under such a clock. The one timer it has is
+//! the close grace, armed only while a socket is being closed.
 //!
 //! It imitates Zoom as described in `shared/zoom-reference.md` §1–3, including the
 //! unpleasant parts (no replay, last connection wins). It does not import anything
 //! from the rest of the crate, so the daemon's own Zoom code is tested against an
 //! independent reading of the reference, never against itself.
 
+mod link;
 mod oauth;
 pub mod scenario;
 mod server;
@@ -29,9 +38,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use url::Url;
 
-use self::state::{Content, Inner, Scheme};
+use self::state::{Content, Inner, Outbound, Scheme};
 
 /// Credentials and identity of the simulated Zoom account.
 #[derive(Clone)]
@@ -86,6 +96,48 @@ pub struct EmittedEvent {
     /// would have lost it: it is never sent later.
     pub live: bool,
     pub at: SystemTime,
+}
+
+/// What the simulator does with a new WebSocket connection, set by
+/// [`Simulator::set_handshake`]. Only `Normal` connections can become live or count
+/// in [`handshakes_completed`](Simulator::handshakes_completed). `Refuse` and
+/// `Stall` apply whatever the request carries; `AcceptThenDrop` only to requests
+/// that would otherwise be accepted (so [`Simulator::reject_tokens`] wins over it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HandshakeMode {
+    /// Zoom's behaviour: check the request, answer `build_connection`, serve.
+    #[default]
+    Normal,
+    /// Send `build_connection` success, then drop the TCP connection at once,
+    /// without a close frame. A request that would be refused is refused as usual.
+    AcceptThenDrop,
+    /// Upgrade, then send nothing at all, not even `build_connection`, a pong or a
+    /// close reply, and read nothing; the socket stays open until the client
+    /// closes it or the simulator shuts down.
+    Stall,
+    /// Answer the HTTP upgrade request with `503 Service Unavailable`.
+    Refuse,
+}
+
+/// One entry of [`Simulator::connection_log`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionEvent {
+    /// Tokio time, so under a paused clock the gaps between attempts are the
+    /// client's virtual backoff delays.
+    pub at: Instant,
+    pub kind: ConnectionEventKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionEventKind {
+    /// A `/ws` request arrived (whatever became of it, including a `503`).
+    Attempt,
+    /// A socket was granted `build_connection` success and became live.
+    Live,
+    /// The simulator released an upgraded socket, whatever the reason: refused or
+    /// dropped handshake, drop, eviction, client gone, shutdown. A `503` or a
+    /// request that was no upgrade never had a socket and has no `Closed`.
+    Closed,
 }
 
 /// A running simulated Zoom. Dropping it stops the server as well; `shutdown`
@@ -155,7 +207,22 @@ impl Simulator {
     /// Sends `text` verbatim as one text frame to the live socket (for malformed
     /// input tests). Not recorded in history. Returns whether a socket was live.
     pub fn send_raw_text(&self, text: String) -> bool {
-        self.inner.send_raw_text(text)
+        self.inner.send_live(Outbound::Text(text))
+    }
+
+    /// Sends `bytes` as one binary frame to the live socket (Zoom sends none).
+    /// Returns whether a socket was live.
+    pub fn send_binary(&self, bytes: Vec<u8>) -> bool {
+        self.inner.send_live(Outbound::Binary(bytes))
+    }
+
+    /// Sends the live socket the token-error frame in the wording Zoom used from
+    /// late 2025 (zoom-reference §2.3),
+    /// `{"module":"heartbeat","success":false,"content":"Token is invalid","header":{}}`,
+    /// and leaves the socket open and live. Returns whether a socket was live.
+    pub fn send_token_error(&self) -> bool {
+        self.inner
+            .send_live(Outbound::Text(ws::token_error_frame()))
     }
 
     /// Cuts the live socket without a close frame: the TCP connection is dropped,
@@ -164,11 +231,68 @@ impl Simulator {
         self.inner.drop_live();
     }
 
+    /// Turns the live socket into a half-open one as the client sees it: from
+    /// return on it sends nothing (no heartbeat acks, no events, no close, no
+    /// pongs) and reads nothing, but the TCP connection stays open until the
+    /// client closes it or the simulator shuts down (then it is dropped without a
+    /// close frame). Nothing is live at return, so later events are lost.
+    pub fn go_half_open(&self) {
+        self.inner.half_open_live();
+    }
+
+    /// Does to the live socket what a second consumer of the subscription would:
+    /// a `build_connection` failure frame "Connected in another place", then a
+    /// close with that reason. Nothing is live at return.
+    pub fn evict(&self) {
+        self.inner.evict_live();
+    }
+
+    /// How connections arriving from now on are treated; see [`HandshakeMode`].
+    /// Sockets already open keep the mode they arrived under.
+    pub fn set_handshake(&self, mode: HandshakeMode) {
+        self.inner.set_handshake(mode);
+    }
+
+    /// While on, every WebSocket handshake (even with a token the simulator just
+    /// issued) gets `build_connection` failure "Invalid Token" and a close, as
+    /// when Zoom has revoked the token. The token endpoint keeps issuing tokens.
+    pub fn reject_tokens(&self, on: bool) {
+        self.inner.reject_tokens(on);
+    }
+
+    /// While on, `/oauth/token` answers everyone `401`
+    /// `{"reason":"Invalid client_id or client_secret","error":"invalid_client"}`,
+    /// as after the app's secret was rotated.
+    pub fn reject_credentials(&self, on: bool) {
+        self.inner.reject_credentials(on);
+    }
+
     pub fn history(&self) -> Vec<EmittedEvent> {
         self.inner.history()
     }
 
-    /// WebSocket upgrades accepted, including ones whose handshake then failed.
+    /// Every `/ws` request, including upgrades refused with `503` and requests
+    /// that were no upgrade at all.
+    pub fn connection_attempts(&self) -> u64 {
+        self.inner.connection_log().borrow().attempts
+    }
+
+    /// Every `/ws` attempt, live socket and release so far, in order.
+    pub fn connection_log(&self) -> Vec<ConnectionEvent> {
+        self.inner.connection_log().borrow().events.clone()
+    }
+
+    /// Resolves once [`connection_attempts`](Self::connection_attempts) is at
+    /// least `n`.
+    pub async fn wait_attempts(&self, n: u64) {
+        let mut log = self.inner.connection_log();
+        // An error means the sender is gone, which cannot happen while `self`
+        // holds `inner`.
+        let _ = log.wait_for(|log| log.attempts >= n).await;
+    }
+
+    /// WebSocket upgrades accepted, including ones whose handshake then failed,
+    /// stalled or was dropped (but not `503`s).
     pub fn connections_accepted(&self) -> u64 {
         self.inner.connections_accepted.load(Ordering::Relaxed)
     }

@@ -3,7 +3,8 @@
 //!
 //! Owns request checking (HTTP Basic client credentials, `grant_type` and
 //! `account_id` from the query string or a form body, as both appear in the wild)
-//! and the response shapes. Token storage and validity belong to `state`.
+//! and the response shapes. Token storage and validity, and whether credentials
+//! are being rejected as a fault, belong to `state`.
 
 use std::sync::Arc;
 
@@ -30,9 +31,10 @@ pub(super) async fn token(
     body: Bytes,
 ) -> Response {
     // Credentials first: Zoom answers 401 before looking at the parameters.
-    let authorized = basic_credentials(&headers).is_some_and(|(id, secret)| {
-        id == inner.config.client_id && secret == inner.config.client_secret
-    });
+    let authorized = !inner.credentials_rejected()
+        && basic_credentials(&headers).is_some_and(|(id, secret)| {
+            id == inner.config.client_id && secret == inner.config.client_secret
+        });
     if !authorized {
         return error(
             StatusCode::UNAUTHORIZED,

@@ -2,7 +2,9 @@
 //!
 //! Owns which path reaches which handler and graceful shutdown of the listener.
 //! It does not implement any endpoint: `oauth` and `ws` do, and REST listings
-//! (`/v2/contact_center/...`) belong in a module of their own mounted here.
+//! (`/v2/contact_center/...`) belong in a module of their own mounted here. Every
+//! connection is accepted through `link`, and each request carries its
+//! connection's [`LinkHandle`] so `ws` can turn a socket dark.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::link::{self, LinkHandle};
 use super::state::Inner;
 use super::{oauth, ws};
 
@@ -37,9 +40,9 @@ async fn not_found() -> Response {
 /// waits on `inner.tracker` for those.
 pub(super) fn spawn(listener: TcpListener, inner: Arc<Inner>) -> JoinHandle<()> {
     let cancel = inner.cancel.clone();
-    let app = router(inner);
+    let app = router(inner).into_make_service_with_connect_info::<LinkHandle>();
     tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+        let served = axum::serve(link::Listener::new(listener), app)
             .with_graceful_shutdown(cancel.cancelled_owned())
             .await;
         if let Err(error) = served {

@@ -1,10 +1,13 @@
 //! The simulated account's shared state: issued tokens, the one live socket of the
-//! subscription, the history of emitted events, counters and the shutdown token.
+//! subscription, the history of emitted events, the connection log, counters, the
+//! faults currently switched on and the shutdown token.
 //!
 //! Owns the rules that span endpoints: token validity (checked by `/ws`, and later
 //! by REST routes), "one connection per subscription, last wins" and "no replay".
 //! It does not touch sockets or HTTP: a connection task registers an mpsc sender
-//! here and everything for that socket goes through it as an [`Outbound`].
+//! here and everything for that socket goes through it as an [`Outbound`]; the
+//! only thing done to a socket directly is switching its link dark, which must
+//! take effect before the call that asks for it returns.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-use super::{EmittedEvent, SimConfig, ws};
+use super::link::LinkHandle;
+use super::{ConnectionEvent, ConnectionEventKind, EmittedEvent, HandshakeMode, SimConfig, ws};
 
 /// How an event body is placed in the `message` frame's `content`.
 #[derive(Clone, Copy, Debug)]
@@ -38,10 +42,15 @@ pub(super) enum Content {
 pub(super) enum Outbound {
     /// Send this text frame as is.
     Text(String),
+    /// Send this binary frame as is.
+    Binary(Vec<u8>),
     /// A newer connection took over: tell this one and close it.
     Evict,
     /// Drop the TCP connection without a close frame.
     Abort,
+    /// The link has gone dark: stop serving, hold the socket until the client
+    /// leaves or the simulator stops.
+    HalfOpen,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +77,8 @@ pub(super) struct Inner {
     /// written while `state` is locked, so the two never disagree for a reader
     /// that takes the lock.
     live: watch::Sender<bool>,
+    /// A watch rather than a field of `State` so `wait_attempts` needs no polling.
+    connection_log: watch::Sender<ConnectionLog>,
     state: Mutex<State>,
 }
 
@@ -81,11 +92,33 @@ struct State {
     issued: Vec<String>,
     live: Option<LiveConnection>,
     history: Vec<EmittedEvent>,
+    /// Faults switched on by the test; read once per request, when it arrives.
+    handshake: HandshakeMode,
+    reject_tokens: bool,
+    reject_credentials: bool,
 }
 
 struct LiveConnection {
     id: u64,
     outbound: mpsc::UnboundedSender<Outbound>,
+    link: LinkHandle,
+}
+
+/// Every `/ws` request and what became of it, in order.
+#[derive(Debug, Default)]
+pub(super) struct ConnectionLog {
+    /// The number of `Attempt` entries in `events`, kept so waiters need not count.
+    pub attempts: u64,
+    pub events: Vec<ConnectionEvent>,
+}
+
+/// How a `/ws` request is to be treated: the faults switched on when it arrived.
+/// Taken once, so a test that changes a fault right after connecting cannot race
+/// the connection task.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Admission {
+    pub mode: HandshakeMode,
+    pub reject_tokens: bool,
 }
 
 /// Why a WebSocket handshake is refused; the `Display` text is the failure
@@ -123,6 +156,7 @@ impl Inner {
             tokens_issued: AtomicU64::new(0),
             next_connection_id: AtomicU64::new(1),
             live: watch::Sender::new(false),
+            connection_log: watch::Sender::new(ConnectionLog::default()),
             state: Mutex::new(State::default()),
         })
     }
@@ -195,14 +229,61 @@ impl Inner {
         }
     }
 
+    /// Records a `/ws` request and returns how it is to be treated.
+    pub fn admit(&self) -> Admission {
+        let state = self.state();
+        let admission = Admission {
+            mode: state.handshake,
+            reject_tokens: state.reject_tokens,
+        };
+        drop(state);
+        self.record(ConnectionEventKind::Attempt);
+        admission
+    }
+
+    pub fn record(&self, kind: ConnectionEventKind) {
+        let event = ConnectionEvent {
+            at: Instant::now(),
+            kind,
+        };
+        self.connection_log.send_modify(|log| {
+            if kind == ConnectionEventKind::Attempt {
+                log.attempts += 1;
+            }
+            log.events.push(event);
+        });
+    }
+
+    pub fn connection_log(&self) -> watch::Receiver<ConnectionLog> {
+        self.connection_log.subscribe()
+    }
+
+    pub fn set_handshake(&self, mode: HandshakeMode) {
+        self.state().handshake = mode;
+    }
+
+    pub fn reject_tokens(&self, on: bool) {
+        self.state().reject_tokens = on;
+    }
+
+    pub fn reject_credentials(&self, on: bool) {
+        self.state().reject_credentials = on;
+    }
+
+    pub fn credentials_rejected(&self) -> bool {
+        self.state().reject_credentials
+    }
+
     /// Makes `outbound` the subscription's live connection and returns its id.
     /// A previous live connection is told to close ("Connected in another place").
-    pub fn register(&self, outbound: mpsc::UnboundedSender<Outbound>) -> u64 {
+    pub fn register(&self, outbound: mpsc::UnboundedSender<Outbound>, link: LinkHandle) -> u64 {
         let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
-        let previous = state.live.replace(LiveConnection { id, outbound });
-        // Counted before "live" is published, so a waiter on `wait_live` sees it.
+        let previous = state.live.replace(LiveConnection { id, outbound, link });
+        // Counted and logged before "live" is published, so a waiter on
+        // `wait_live` sees both.
         self.handshakes_completed.fetch_add(1, Ordering::Relaxed);
+        self.record(ConnectionEventKind::Live);
         self.live.send_replace(true);
         drop(state);
         if let Some(previous) = previous {
@@ -253,20 +334,48 @@ impl Inner {
         live
     }
 
-    pub fn send_raw_text(&self, text: String) -> bool {
+    /// Queues `order` for the live socket; returns whether one was live.
+    pub fn send_live(&self, order: Outbound) -> bool {
         self.state()
             .live
             .as_ref()
-            .is_some_and(|live| live.outbound.send(Outbound::Text(text)).is_ok())
+            .is_some_and(|live| live.outbound.send(order).is_ok())
     }
 
     pub fn drop_live(&self) {
-        let mut state = self.state();
-        if let Some(live) = state.live.take() {
-            self.live.send_replace(false);
+        if let Some(live) = self.take_live() {
+            // A send error means that task already ended; nothing left to cut.
             let _ = live.outbound.send(Outbound::Abort);
             tracing::debug!(connection = live.id, "zoom simulator: connection dropped");
         }
+    }
+
+    /// What a second connection does to the first, without a second connection.
+    pub fn evict_live(&self) {
+        if let Some(live) = self.take_live() {
+            let _ = live.outbound.send(Outbound::Evict);
+            tracing::debug!(connection = live.id, "zoom simulator: connection evicted");
+        }
+    }
+
+    pub fn half_open_live(&self) {
+        if let Some(live) = self.take_live() {
+            // Dark before this returns, so not even a heartbeat ack the task is
+            // writing at this moment reaches the client; the order only tells
+            // the task to stop serving.
+            live.link.go_dark();
+            let _ = live.outbound.send(Outbound::HalfOpen);
+            tracing::debug!(connection = live.id, "zoom simulator: connection half-open");
+        }
+    }
+
+    /// Forgets the live connection, if any. Nothing is live when this returns,
+    /// so no event emitted afterwards can be queued behind the caller's order.
+    fn take_live(&self) -> Option<LiveConnection> {
+        let mut state = self.state();
+        let live = state.live.take()?;
+        self.live.send_replace(false);
+        Some(live)
     }
 
     pub fn history(&self) -> Vec<EmittedEvent> {

@@ -1,6 +1,8 @@
 //! Contract tests for the simulator over real sockets on 127.0.0.1: the token
-//! endpoint through raw HTTP/1.1, the subscription through tokio-tungstenite.
-//! Scenario tests live beside the generator in `scenario.rs`.
+//! endpoint through raw HTTP/1.1, the subscription through tokio-tungstenite, and
+//! the fault controls. Tests that measure time run on a paused clock, where the
+//! simulator must not make time jump on its own. Scenario tests live beside the
+//! generator in `scenario.rs`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -10,12 +12,14 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::ConnectionEventKind::{self, Attempt, Closed, Live};
 use super::scenario::{self, ScenarioOptions};
-use super::{SimConfig, Simulator, ws};
+use super::{HandshakeMode, SimConfig, Simulator, ws};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -92,7 +96,10 @@ async fn connect(sim: &Simulator, subscription: Option<&str>, token: Option<&str
             query.append_pair("access_token", token);
         }
     }
-    let (client, _) = tokio_tungstenite::connect_async(url.as_str())
+    // Nagle off, as on the simulator's side: two small frames in a row (a
+    // heartbeat and a ping) must not wait ~40 ms of real time for an ACK while a
+    // paused clock runs ahead.
+    let (client, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
         .await
         .expect("websocket upgrade");
     client
@@ -481,4 +488,404 @@ async fn play_emits_a_scenario_in_order_to_the_live_socket() {
         transcript.starts_with(&format!("http://{}/v2/contact_center/", sim.addr())),
         "{transcript}"
     );
+}
+
+// ---- Fault injection ----------------------------------------------------------
+
+const HEARTBEAT: &str = r#"{"module":"heartbeat"}"#;
+
+fn kinds(sim: &Simulator) -> Vec<ConnectionEventKind> {
+    sim.connection_log()
+        .iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+/// Resolves once the simulator has released `n` sockets in all.
+async fn wait_closed(sim: &Simulator, n: usize) {
+    let mut log = sim.inner.connection_log();
+    let closed = log.wait_for(|log| {
+        let closed = log.events.iter().filter(|event| event.kind == Closed);
+        closed.count() >= n
+    });
+    tokio::time::timeout(PATIENCE, closed)
+        .await
+        .expect("sockets released in time")
+        .expect("simulator still running");
+}
+
+/// What a client hears within some tokio time.
+#[derive(Debug)]
+enum Heard {
+    Message(Message),
+    End,
+    Nothing,
+}
+
+/// The first thing `client` hears within `quiet` of tokio time (virtual under a
+/// paused clock). Anything already on its way is heard before the clock may move.
+async fn listen(client: &mut Client, quiet: Duration) -> Heard {
+    let quiet_period = async {
+        settle().await;
+        tokio::time::sleep(quiet).await;
+        settle().await;
+    };
+    tokio::select! {
+        biased;
+        received = client.next() => match received {
+            Some(Ok(message)) => Heard::Message(message),
+            Some(Err(_)) | None => Heard::End,
+        },
+        () = quiet_period => Heard::Nothing,
+    }
+}
+
+/// Lets every task and socket of this runtime run without the clock moving: a
+/// paused clock only jumps when the runtime parks with nothing to do, and a task
+/// that keeps yielding means there is something to do.
+async fn settle() {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn assert_silent(client: &mut Client, quiet: Duration) {
+    let started = Instant::now();
+    match listen(client, quiet).await {
+        Heard::Nothing => assert!(started.elapsed() >= quiet),
+        other => panic!("expected silence, got {other:?}"),
+    }
+}
+
+/// A normal live socket answers [`poke`] with a heartbeat ack and a pong, without
+/// the clock moving: what makes the silence of a stalled or half-open one mean
+/// something.
+async fn expect_poke_answered(client: &mut Client) {
+    let started = Instant::now();
+    let quiet = Duration::from_secs(60);
+    match listen(client, quiet).await {
+        Heard::Message(Message::Text(text)) => {
+            let ack: Value = serde_json::from_str(&text).expect("JSON ack");
+            assert_eq!(ack["content"], "live");
+        }
+        other => panic!("expected a heartbeat ack, got {other:?}"),
+    }
+    match listen(client, quiet).await {
+        Heard::Message(Message::Pong(payload)) => assert_eq!(&payload[..], b"anyone there?"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+/// Sends what a half-open or stalled server must not answer: the application
+/// heartbeat and a protocol ping (which tungstenite would answer by itself).
+async fn poke(client: &mut Client) {
+    client
+        .send(Message::text(HEARTBEAT))
+        .await
+        .expect("send heartbeat");
+    client
+        .send(Message::Ping(b"anyone there?".to_vec().into()))
+        .await
+        .expect("send ping");
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_socket_stays_open_and_silent_until_the_client_leaves() {
+    let sim = sim().await;
+    let mut client = connect_live(&sim).await;
+    assert!(sim.emit(event(20)));
+    assert_eq!(decode_message(&next_frame(&mut client).await), event(20));
+    poke(&mut client).await;
+    expect_poke_answered(&mut client).await;
+
+    sim.go_half_open();
+    assert!(!sim.is_live());
+    assert!(!sim.emit(event(21)));
+    assert!(!sim.send_raw_text("{}".to_owned()));
+    poke(&mut client).await;
+    assert_silent(&mut client, Duration::from_secs(5 * 60)).await;
+    assert_eq!(sim.heartbeats_received(), 1);
+    // Still held: no `Closed` while the client keeps its end open.
+    assert_eq!(kinds(&sim), [Attempt, Live]);
+    let live: Vec<bool> = sim.history().iter().map(|e| e.live).collect();
+    assert_eq!(live, [true, false]);
+
+    drop(client);
+    wait_closed(&sim, 1).await;
+    assert_eq!(kinds(&sim), [Attempt, Live, Closed]);
+    // Nothing was live to half-open.
+    sim.go_half_open();
+    assert_eq!(sim.connection_log().len(), 3);
+}
+
+#[tokio::test]
+async fn shutdown_releases_a_half_open_socket_without_a_close_frame() {
+    let sim = sim().await;
+    let mut client = connect_live(&sim).await;
+    sim.go_half_open();
+    let reader = tokio::spawn(async move {
+        let mut messages = Vec::new();
+        while let Some(message) = next_message(&mut client).await {
+            messages.push(message);
+        }
+        messages
+    });
+    let inner = std::sync::Arc::clone(&sim.inner);
+    tokio::time::timeout(PATIENCE, sim.shutdown())
+        .await
+        .expect("shutdown in time");
+    let messages = reader.await.expect("reader");
+    assert!(messages.is_empty(), "{messages:?}");
+    let kinds: Vec<_> = inner
+        .connection_log()
+        .borrow()
+        .events
+        .iter()
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(kinds, [Attempt, Live, Closed]);
+}
+
+#[tokio::test]
+async fn evict_closes_the_live_socket_as_a_second_consumer_would() {
+    let sim = sim().await;
+    let mut client = connect_live(&sim).await;
+    sim.evict();
+    assert!(!sim.is_live());
+    assert!(!sim.emit(event(22)));
+    let (code, reason) = expect_failure_then_close(&mut client, ws::EVICTED).await;
+    assert_eq!((code, reason.as_str()), (CloseCode::Normal, ws::EVICTED));
+    assert!(next_message(&mut client).await.is_none());
+    wait_closed(&sim, 1).await;
+    assert_eq!(kinds(&sim), [Attempt, Live, Closed]);
+    assert_eq!(sim.handshakes_completed(), 1);
+    // Nothing live: a no-op.
+    sim.evict();
+    assert_eq!(sim.connection_log().len(), 3);
+}
+
+#[tokio::test]
+async fn accept_then_drop_cuts_the_connection_right_after_build_connection_success() {
+    let sim = sim().await;
+    sim.set_handshake(HandshakeMode::AcceptThenDrop);
+    let token = token(&sim).await;
+    for _ in 0..2 {
+        let mut client = connect(&sim, Some("sim-subscription"), Some(&token)).await;
+        assert_eq!(
+            next_frame(&mut client).await,
+            json!({"module": "build_connection", "success": true, "content": ws::CONNECTED, "header": {}})
+        );
+        match next_message(&mut client).await {
+            None => {}
+            other => panic!("expected the connection cut, got {other:?}"),
+        }
+    }
+    wait_closed(&sim, 2).await;
+    assert_eq!(kinds(&sim), [Attempt, Closed, Attempt, Closed]);
+    assert!(!sim.is_live());
+    assert!(!sim.emit(event(23)));
+    assert_eq!(sim.connections_accepted(), 2);
+    assert_eq!(sim.handshakes_completed(), 0);
+
+    // A request that would be refused is refused as usual.
+    let mut client = connect(&sim, Some("sim-subscription"), Some("not-a-token")).await;
+    expect_failure_then_close(&mut client, "Invalid Token").await;
+
+    sim.set_handshake(HandshakeMode::Normal);
+    let _client = connect_live(&sim).await;
+    assert!(sim.is_live());
+    assert_eq!(sim.handshakes_completed(), 1);
+}
+
+/// `GET /ws` without any upgrade headers; returns the status code.
+async fn plain_get_ws(sim: &Simulator) -> u16 {
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        sim.addr()
+    );
+    let mut stream = TcpStream::connect(sim.addr()).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    String::from_utf8_lossy(&response)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line")
+}
+
+#[tokio::test]
+async fn refuse_answers_503_and_every_ws_request_counts_as_an_attempt() {
+    let sim = sim().await;
+    let token = token(&sim).await;
+    let url = format!(
+        "{}?subscriptionId=sim-subscription&access_token={token}",
+        sim.websocket_url()
+    );
+    sim.set_handshake(HandshakeMode::Refuse);
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("expected a 503, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(sim.connection_attempts(), 1);
+    assert_eq!(sim.connections_accepted(), 0);
+    assert!(!sim.is_live());
+
+    sim.set_handshake(HandshakeMode::Normal);
+    let status = plain_get_ws(&sim).await;
+    assert!((400..500).contains(&status), "{status}");
+    assert_eq!(sim.connection_attempts(), 2);
+    assert_eq!(sim.connections_accepted(), 0);
+
+    let _client = connect_live(&sim).await;
+    assert_eq!(sim.connection_attempts(), 3);
+    assert_eq!(kinds(&sim), [Attempt, Attempt, Attempt, Live]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stall_upgrades_then_stays_silent_for_minutes_and_never_goes_live() {
+    let sim = sim().await;
+    let token = token(&sim).await;
+    // Control: on this paused clock a normal handshake and answers arrive before
+    // any time passes, so the silence below is the simulator's doing.
+    let mut control = connect(&sim, Some("sim-subscription"), Some(&token)).await;
+    match listen(&mut control, Duration::from_secs(60)).await {
+        Heard::Message(Message::Text(text)) => assert!(text.contains("build_connection")),
+        other => panic!("expected build_connection, got {other:?}"),
+    }
+    poke(&mut control).await;
+    expect_poke_answered(&mut control).await;
+    drop(control);
+    wait_closed(&sim, 1).await;
+
+    sim.set_handshake(HandshakeMode::Stall);
+    let mut client = connect(&sim, Some("sim-subscription"), Some(&token)).await;
+    poke(&mut client).await;
+    assert!(!sim.emit(event(24)));
+    assert_silent(&mut client, Duration::from_secs(10 * 60)).await;
+    assert!(!sim.is_live());
+    assert_eq!(sim.connections_accepted(), 2);
+    assert_eq!(sim.handshakes_completed(), 1);
+    assert_eq!(sim.heartbeats_received(), 1);
+    assert_eq!(kinds(&sim), [Attempt, Live, Closed, Attempt]);
+
+    // Changing the mode does not rescue a socket that arrived stalled.
+    sim.set_handshake(HandshakeMode::Normal);
+    assert_silent(&mut client, Duration::from_secs(60)).await;
+
+    drop(client);
+    wait_closed(&sim, 2).await;
+    assert_eq!(kinds(&sim), [Attempt, Live, Closed, Attempt, Closed]);
+}
+
+#[tokio::test]
+async fn reject_tokens_refuses_even_issued_tokens_while_the_token_endpoint_works() {
+    let sim = sim().await;
+    let mut live = connect_live(&sim).await;
+    sim.reject_tokens(true);
+    let token = token(&sim).await;
+    assert!(sim.issued_tokens().contains(&token));
+    let mut client = connect(&sim, Some("sim-subscription"), Some(&token)).await;
+    let (code, reason) = expect_failure_then_close(&mut client, "Invalid Token").await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Policy, "Invalid Token")
+    );
+    assert!(next_message(&mut client).await.is_none());
+    assert_eq!(sim.handshakes_completed(), 1);
+    // The socket that was live before stays live.
+    assert!(sim.emit(event(25)));
+    assert_eq!(decode_message(&next_frame(&mut live).await), event(25));
+
+    sim.reject_tokens(false);
+    let mut client = connect(&sim, Some("sim-subscription"), Some(&token)).await;
+    assert_eq!(next_frame(&mut client).await["success"], true);
+    assert_eq!(sim.handshakes_completed(), 2);
+}
+
+#[tokio::test]
+async fn send_token_error_sends_the_newer_wording_and_keeps_the_socket_live() {
+    let sim = sim().await;
+    assert!(!sim.send_token_error());
+    let mut client = connect_live(&sim).await;
+    assert!(sim.send_token_error());
+    let frame = next_frame(&mut client).await;
+    assert_eq!(
+        frame,
+        json!({"module": "heartbeat", "success": false, "content": "Token is invalid", "header": {}})
+    );
+    assert!(sim.is_live());
+    assert!(sim.emit(event(26)));
+    assert_eq!(decode_message(&next_frame(&mut client).await), event(26));
+    client
+        .send(Message::text(HEARTBEAT))
+        .await
+        .expect("send heartbeat");
+    assert_eq!(next_frame(&mut client).await["content"], "live");
+}
+
+#[tokio::test]
+async fn reject_credentials_answers_401_to_everyone_until_switched_off() {
+    let sim = sim().await;
+    let query = "?grant_type=account_credentials&account_id=sim-account";
+    let expected =
+        json!({"reason": "Invalid client_id or client_secret", "error": "invalid_client"});
+    sim.reject_credentials(true);
+    let (status, body) = post_token(&sim, demo_credentials(), query, "").await;
+    assert_eq!((status, &body), (401, &expected));
+    assert_eq!(sim.tokens_issued(), 0);
+
+    sim.reject_credentials(false);
+    let (status, body) = post_token(&sim, demo_credentials(), query, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sim.tokens_issued(), 1);
+}
+
+#[tokio::test]
+async fn send_binary_reaches_the_live_socket_only() {
+    let sim = sim().await;
+    assert!(!sim.send_binary(vec![1, 2, 3]));
+    let mut client = connect_live(&sim).await;
+    let bytes = vec![0x00, 0x9f, 0x92, 0x96, 0xff];
+    assert!(sim.send_binary(bytes.clone()));
+    match next_message(&mut client).await {
+        Some(Message::Binary(received)) => assert_eq!(received.as_ref(), bytes.as_slice()),
+        other => panic!("expected a binary frame, got {other:?}"),
+    }
+    assert!(sim.history().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_log_shows_a_clients_backoff_in_virtual_time() {
+    let sim = sim().await;
+    sim.set_handshake(HandshakeMode::Refuse);
+    let url = sim.websocket_url();
+    let delays = [1, 2, 4].map(Duration::from_secs);
+    let client = tokio::spawn(async move {
+        for attempt in 0..=delays.len() {
+            let refused = tokio_tungstenite::connect_async(url.as_str()).await;
+            assert!(refused.is_err(), "attempt {attempt} connected");
+            if let Some(delay) = delays.get(attempt) {
+                tokio::time::sleep(*delay).await;
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), sim.wait_attempts(4))
+        .await
+        .expect("four attempts in time");
+    client.await.expect("client task");
+    // Already reached: resolves at once.
+    sim.wait_attempts(2).await;
+
+    let log = sim.connection_log();
+    assert!(log.iter().all(|event| event.kind == Attempt));
+    let gaps: Vec<Duration> = log.windows(2).map(|pair| pair[1].at - pair[0].at).collect();
+    assert_eq!(gaps, delays);
+    assert_eq!(sim.connection_attempts(), 4);
 }

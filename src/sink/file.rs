@@ -29,9 +29,12 @@ impl FileSink {
         }
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        drop_torn_tail(&file)
+            .map_err(|e| anyhow::anyhow!("cannot repair {}: {e}", path.display()))?;
         let (lines, rx) = mpsc::channel(1024);
         tokio::spawn(write_loop(file, path.to_path_buf(), rx));
         Ok(FileSink { lines })
@@ -82,6 +85,36 @@ async fn write_loop(file: File, path: PathBuf, mut rx: mpsc::Receiver<Line>) {
     }
 }
 
+/// A crash (kill -9, power loss) in the middle of a write can leave half a line
+/// at the end. That line was never acknowledged, so its record is still in the
+/// journal and will be written again: cut the fragment off so the file stays
+/// valid JSONL.
+fn drop_torn_tail(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(buf, start)?;
+        if let Some(pos) = buf.iter().rposition(|&b| b == b'\n') {
+            end = start + pos as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end != len {
+        tracing::warn!(
+            dropped_bytes = len - end,
+            "file sink: removed a partial last line left by a crash"
+        );
+        file.set_len(end)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 fn write_batch(file: &mut File, batch: &[Line]) -> Result<(), String> {
     let start = file.metadata().map_err(|e| e.to_string())?.len();
     let mut buffer = Vec::with_capacity(batch.iter().map(|(b, _)| b.len() + 1).sum());
@@ -101,4 +134,34 @@ fn write_batch(file: &mut File, batch: &[Line]) -> Result<(), String> {
         return Err(error.to_string());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        for (content, expected) in [
+            ("", ""),
+            ("{\"a\":1}\n", "{\"a\":1}\n"),
+            ("{\"a\":1}\n{\"b\":", "{\"a\":1}\n"),
+            ("{\"b\":", ""),
+        ] {
+            let path = dir.path().join("f.jsonl");
+            std::fs::write(&path, content).unwrap();
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
+            drop_torn_tail(&file).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                expected,
+                "from {content:?}"
+            );
+        }
+    }
 }

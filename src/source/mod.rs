@@ -40,13 +40,16 @@ const HARD_MESSAGE_CAP: usize = 64 * 1024 * 1024;
 const LOG_EXCERPT: usize = 200;
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-type PendingAppend = BoxFuture<
-    'static,
-    (
-        String,
-        Result<Result<AppendOutcome, JournalError>, tokio::sync::oneshot::error::RecvError>,
-    ),
->;
+/// An event handed to the journal, waiting for its commit.
+type PendingAppend = BoxFuture<'static, (Ingested, AppendReply)>;
+type AppendReply =
+    Result<Result<AppendOutcome, JournalError>, tokio::sync::oneshot::error::RecvError>;
+
+/// What the source remembers of an event until its commit returns.
+struct Ingested {
+    event: String,
+    id: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -190,8 +193,8 @@ impl Source {
             .await;
         // Whatever was read before the end still gets counted; the journal
         // commits it regardless of the socket.
-        while let Some((event, result)) = pending.next().await {
-            self.count(&event, result)?;
+        while let Some((ingested, result)) = pending.next().await {
+            self.count(&ingested, result)?;
         }
         end
     }
@@ -314,8 +317,8 @@ impl Source {
                     let _ = timeout(Duration::from_secs(1), socket.close(None)).await;
                     return Ok(End::Cancelled);
                 }
-                Some((event, result)) = pending.next(), if !pending.is_empty() => {
-                    self.count(&event, result)?;
+                Some((ingested, result)) = pending.next(), if !pending.is_empty() => {
+                    self.count(&ingested, result)?;
                 }
                 _ = heartbeat.tick() => {
                     if let Err(e) = socket.send(Message::text(frame::HEARTBEAT)).await {
@@ -408,25 +411,28 @@ impl Source {
                 return Ok(None);
             }
         };
-        let event = record.event.clone();
-        self.stats.received(&event);
+        let ingested = Ingested {
+            event: record.event.clone(),
+            id: record.id.clone(),
+        };
+        self.stats.received(&ingested.event);
         let rx = self.journal.submit(record).await?;
-        Ok(Some(rx.map(move |result| (event, result)).boxed()))
+        Ok(Some(rx.map(move |result| (ingested, result)).boxed()))
     }
 
-    fn count(
-        &self,
-        event: &str,
-        result: Result<Result<AppendOutcome, JournalError>, tokio::sync::oneshot::error::RecvError>,
-    ) -> Result<(), SourceError> {
+    /// Counts a commit's outcome. The debug line is the daemon's own word that
+    /// a record is on disk (the crash tests hold it to that).
+    fn count(&self, ingested: &Ingested, result: AppendReply) -> Result<(), SourceError> {
+        let Ingested { event, id } = ingested;
         match result.map_err(|_| JournalError::Closed)? {
             Ok(AppendOutcome::Stored { seq, revision, .. }) => {
                 self.stats.persisted(event);
-                tracing::debug!(event, seq, revision, "persisted");
+                tracing::debug!(event = %event, record_id = %id, seq, revision, "persisted");
                 Ok(())
             }
             Ok(AppendOutcome::Duplicate) => {
                 self.stats.duplicate(event);
+                tracing::debug!(event = %event, record_id = %id, "duplicate suppressed");
                 Ok(())
             }
             Err(e) => Err(SourceError::Journal(e)),

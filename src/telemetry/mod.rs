@@ -38,7 +38,9 @@ pub fn init(level: &str) {
         let _ = registry.with(journald).try_init();
         return;
     }
+    // Colour only for a person at a terminal, never into files or pipes.
     let stderr = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_filter(never_secrets());

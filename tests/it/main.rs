@@ -2,6 +2,7 @@
 //! sinks, all on 127.0.0.1, in one test binary.
 
 mod cli;
+mod crash;
 mod delivery;
 mod footprint;
 mod pipeline;

@@ -1,5 +1,6 @@
 //! The WebSocket source against the simulator: reconnects and the gap ledger.
 
+use std::collections::BTreeSet;
 use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -203,19 +204,19 @@ async fn no_tight_loop_when_server_accepts_then_drops() {
     let daemon = Daemon::start(production_timed(&sim, dir.path()));
     tokio::time::sleep(Duration::from_secs(600)).await;
     let gaps = attempt_gaps(&sim);
-    // Ten virtual minutes: exponential backoff up to a minute allows roughly
-    // 7 quick attempts and then one a minute, never a tight loop.
+    // Ten virtual minutes. A tight loop would be thousands of attempts; with
+    // exponential backoff and full jitter up to a minute it is a few dozen, and
+    // the late delays average about half a minute.
     assert!(
-        sim.connection_attempts() <= 25,
+        sim.connection_attempts() <= 45,
         "{} attempts in 10 minutes",
         sim.connection_attempts()
     );
     assert!(gaps.iter().all(|g| *g >= MIN), "{gaps:?}");
+    let late: Vec<Duration> = gaps.iter().rev().take(10).copied().collect();
+    let mean = late.iter().sum::<Duration>() / late.len() as u32;
     assert!(
-        gaps.iter()
-            .rev()
-            .take(3)
-            .all(|g| *g >= Duration::from_secs(8)),
+        mean >= Duration::from_secs(10),
         "backoff should have grown: {gaps:?}"
     );
     sim.set_handshake(HandshakeMode::Normal);
@@ -370,17 +371,22 @@ async fn survives_malformed_frames() {
         "bad frames never cost the connection"
     );
     daemon.stop().await.unwrap();
-    let ids: Vec<String> = read_lines(&archive)
+    let ids: BTreeSet<String> = read_lines(&archive)
         .iter()
         .map(|l| l["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 101);
-    assert!(
-        ids[0].starts_with("recording_completed:")
-            && ids[0].len() == "recording_completed:".len() + 32,
+    let fallback: Vec<&String> = ids
+        .iter()
+        .filter(|id| id.starts_with("recording_completed:"))
+        .collect();
+    assert_eq!(fallback.len(), 1);
+    assert_eq!(
+        fallback[0].len(),
+        "recording_completed:".len() + 32,
         "{}",
-        ids[0]
+        fallback[0]
     );
-    assert!((0..100).all(|n| ids[n + 1] == format!("inbox_message_received:M{n}")));
+    assert!((0..100).all(|n| ids.contains(&format!("inbox_message_received:M{n}"))));
     sim.shutdown().await;
 }
