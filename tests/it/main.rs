@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod delivery;
+mod durability;
 mod footprint;
 mod pipeline;
 mod queue;
