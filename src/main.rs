@@ -130,9 +130,10 @@ where
     };
     match runtime.block_on(f()) {
         Ok(()) => ExitCode::SUCCESS,
+        // Logging is set up by now (journald or stderr): one line, with the
+        // whole chain of causes.
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "zcc-relay failed");
-            eprintln!("zcc-relay: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -53,7 +53,7 @@ struct Ingested {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot persist events: {0}")]
+    #[error("cannot persist events")]
     Journal(#[from] JournalError),
 }
 

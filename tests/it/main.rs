@@ -4,9 +4,11 @@
 mod cli;
 mod crash;
 mod delivery;
+mod disk_full;
 mod durability;
 mod footprint;
 mod pipeline;
 mod queue;
 mod source;
+mod space;
 mod support;
