@@ -15,6 +15,7 @@
 
 mod lock;
 pub mod read;
+mod recover;
 mod tables;
 mod writer;
 
@@ -31,6 +32,7 @@ use crate::record::NewRecord;
 use crate::sink::route::EventFilter;
 
 pub use lock::LOCK_FILE;
+pub use recover::{QUARANTINE_PREFIX, quarantined};
 use writer::{Op, Writer};
 
 /// File name of the database inside the journal directory.
@@ -206,11 +208,16 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
         let lock = lock::DirLock::acquire(dir)?;
         let path = dir.join(DB_FILE);
-        let db = Builder::new()
-            .set_concurrency_mode(CONCURRENCY)
-            .set_cache_size(CACHE_BYTES)
-            .create(&path);
-        let db = Arc::new(db.map_err(|e| JournalError::database(&path, e))?);
+        let db = Arc::new(recover::open_or_recover(&path, |path| {
+            Builder::new()
+                .set_concurrency_mode(CONCURRENCY)
+                .set_cache_size(CACHE_BYTES)
+                // Reads the whole file once per start, so a torn or altered
+                // file is caught here (and quarantined) instead of panicking
+                // or failing later in the middle of delivery.
+                .set_check_integrity_on_open(true)
+                .create(path)
+        })?);
         let next_seq = writer::prepare(&db, &sinks)?;
         let (ops, rx) = mpsc::channel(QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(next_seq.saturating_sub(1));

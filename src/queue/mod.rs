@@ -225,6 +225,9 @@ struct JournalSummary {
     /// Records held for any sink (pending or dead-lettered).
     records: u64,
     file_bytes: u64,
+    /// Corrupt journal files moved aside at a start (see `journal::recover`),
+    /// kept for inspection until an operator removes them.
+    quarantined: Vec<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -269,6 +272,7 @@ fn stats(settings: &Settings, json: bool, now: jiff::Timestamp) -> anyhow::Resul
             dir: dir.clone(),
             records: read::stored_records(&txn)?,
             file_bytes: journal::file_size(dir)?,
+            quarantined: journal::quarantined(dir),
         },
         sinks,
         unconfigured_sinks,
@@ -312,6 +316,14 @@ fn stats(settings: &Settings, json: bool, now: jiff::Timestamp) -> anyhow::Resul
             "\nno longer configured, still holding records (kept until configured again):\n",
         );
         out.push_str(&table(&report.unconfigured_sinks));
+    }
+    if !report.journal.quarantined.is_empty() {
+        out.push_str(
+            "\ncorrupt journal files moved aside (what was readable was salvaged; see the log):\n",
+        );
+        for path in &report.journal.quarantined {
+            out.push_str(&format!("  {}\n", path.display()));
+        }
     }
     Ok(out)
 }

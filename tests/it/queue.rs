@@ -415,3 +415,37 @@ async fn missing_journal_is_reported_not_created_and_bad_config_exits_78() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_journal_is_quarantined_and_reported() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let journal = dir.path().join("journal");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        config_text(&sim, &journal, &http_sink("crm", "http://127.0.0.1:9/hook")),
+    )
+    .unwrap();
+    std::fs::create_dir_all(&journal).unwrap();
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(journal.join(zcc_relay::journal::DB_FILE), &garbage).unwrap();
+
+    // Opening it (here through `queue stats`, the same path as the daemon)
+    // moves the bad file aside unchanged, starts a new journal and says so.
+    let report = queue_json(&config, &["stats"]).await;
+    let quarantined = report["journal"]["quarantined"].as_array().unwrap();
+    assert_eq!(quarantined.len(), 1, "{report}");
+    let kept = PathBuf::from(quarantined[0].as_str().unwrap());
+    assert_eq!(std::fs::read(&kept).unwrap(), garbage);
+    assert_eq!(sink(&report, "crm")["pending"], 0);
+    let text = queue(&config, &["stats"]).await;
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("corrupt journal files moved aside"),
+        "{}",
+        stderr(&text)
+    );
+    sim.shutdown().await;
+}
