@@ -390,3 +390,25 @@ async fn survives_malformed_frames() {
     assert!((0..100).all(|n| ids.contains(&format!("inbox_message_received:M{n}"))));
     sim.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn rejected_credentials_are_retried_slowly_until_fixed() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.reject_credentials(true);
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(sim.connection_attempts(), 0, "no socket without a token");
+    assert_eq!(sim.tokens_issued(), 0);
+    // Fixed by the operator: the next retry (at most reconnect_max away) works.
+    sim.reject_credentials(false);
+    let fixed = tokio::time::Instant::now();
+    sim.wait_live().await;
+    assert!(
+        fixed.elapsed() <= MAX + Duration::from_secs(1),
+        "{:?}",
+        fixed.elapsed()
+    );
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
