@@ -412,3 +412,27 @@ async fn rejected_credentials_are_retried_slowly_until_fixed() {
     daemon.stop().await.unwrap();
     sim.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn gives_up_on_a_silent_handshake_after_connect_timeout() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.set_handshake(HandshakeMode::Stall);
+    let dir = temp_dir();
+    let daemon = Daemon::start(production_timed(&sim, dir.path()));
+    sim.wait_attempts(1).await;
+    let stalled = tokio::time::Instant::now();
+    sim.wait_attempts(2).await;
+    let waited = stalled.elapsed();
+    let limit = WebsocketSettings::default().connect_timeout;
+    // connect_timeout, then the first backoff step.
+    assert!(
+        waited >= limit && waited <= limit + MIN + Duration::from_millis(100),
+        "{waited:?}"
+    );
+    sim.set_handshake(HandshakeMode::Normal);
+    tokio::time::timeout(Duration::from_secs(120), sim.wait_live())
+        .await
+        .expect("connects once Zoom answers");
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
