@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::deliver::SinkWorker;
 use crate::journal::{Journal, SinkRoute};
+use crate::reconcile::Reconciler;
 use crate::sink::Sink;
 use crate::sink::route::EventFilter;
 use crate::source::Source;
@@ -50,7 +51,7 @@ pub async fn run(
     let zoom_http =
         crate::tls::http_client(&tls, ZOOM_HTTP_TIMEOUT).context("cannot build HTTP client")?;
     let tokens = TokenCache::new(
-        zoom_http,
+        zoom_http.clone(),
         Credentials {
             oauth_url: settings.zoom.oauth_url.clone(),
             account_id: settings.zoom.account_id.clone(),
@@ -81,6 +82,26 @@ pub async fn run(
         let (stop, abort) = (sinks_stop.clone(), sinks_abort.clone());
         workers.spawn(async move { (name, worker.run(stop, abort).await) });
     }
+
+    // Reconciliation shares the token cache with the socket (one token owner).
+    let reconciler = if settings.reconcile.enabled {
+        let api = crate::zoom::api::ZoomApi::new(
+            zoom_http.clone(),
+            settings.zoom.api_base_url.clone(),
+            tokens.clone(),
+            settings.reconcile.max_requests_per_second,
+        );
+        let reconciler = Reconciler {
+            api: Arc::new(api),
+            settings: settings.reconcile.clone(),
+            account_id: settings.zoom.account_id.clone(),
+        };
+        Some(tokio::spawn(
+            reconciler.run(journal.clone(), source_cancel.clone()),
+        ))
+    } else {
+        None
+    };
 
     let source = Source {
         settings: settings.websocket.clone(),
@@ -118,10 +139,19 @@ pub async fn run(
         tracing::error!(error = %format!("{e:#}"), "stopping after a fatal error");
     }
 
-    // 1. No new events. The source finishes its pending appends before it returns.
+    // 1. No new events. The source finishes its pending appends before it
+    //    returns; reconciliation stops between requests (a window it did not
+    //    finish stays pending and is repeated at the next start).
     source_cancel.cancel();
     if !source_task.is_finished() {
         let _ = (&mut source_task).await;
+    }
+    if let Some(reconciler) = reconciler {
+        match reconciler.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "reconciliation stopped on a journal error"),
+            Err(e) => tracing::error!(error = %e, "reconciliation task failed"),
+            Ok(Ok(())) => {}
+        }
     }
     // 2. Stop pulling; in-flight deliveries get the drain deadline.
     sinks_stop.cancel();

@@ -11,6 +11,7 @@ pub mod deliver;
 pub mod demo;
 pub mod journal;
 pub mod queue;
+pub mod reconcile;
 pub mod record;
 pub mod sim;
 pub mod sink;

@@ -38,6 +38,8 @@ enum Command {
     Demo(zcc_relay::demo::DemoArgs),
     /// Inspect the journal's outboxes and dead-letters; redrive or purge a dead-letter.
     Queue(zcc_relay::queue::QueueArgs),
+    /// Fill a window from Zoom's REST API now (or, with --dry-run, show what it would add).
+    Reconcile(zcc_relay::reconcile::command::ReconcileArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,7 +53,20 @@ fn main() -> ExitCode {
             runtime_then(|| async move { zcc_relay::demo::run(args).await })
         }
         Command::Queue(args) => queue(&args),
+        Command::Reconcile(args) => reconcile(args),
     }
+}
+
+fn reconcile(args: zcc_relay::reconcile::command::ReconcileArgs) -> ExitCode {
+    let settings = match zcc_relay::config::load(&args.config) {
+        Ok(loaded) => loaded.settings,
+        Err(e) => {
+            eprintln!("{}: configuration is invalid:\n{e}", args.config.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    zcc_relay::telemetry::init(&settings.daemon.log_level);
+    runtime_then(|| async move { zcc_relay::reconcile::command::run(&args, &settings).await })
 }
 
 fn queue(args: &zcc_relay::queue::QueueArgs) -> ExitCode {

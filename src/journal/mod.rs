@@ -41,7 +41,7 @@ pub const DB_FILE: &str = "journal.redb";
 /// redb's page cache. Its default (1 GiB) would let a large backlog show up as
 /// resident memory; the journal's access pattern (append at the end, read the
 /// outbox heads) needs little of it.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// redb's default (`ExclusiveWriter`) locks the whole file, so nothing could
 /// even read the journal while the daemon runs. `SingleWriter` lets read-only
 /// handles of other processes share the file and see each commit; it costs a
@@ -403,6 +403,17 @@ impl Journal {
         rx.await.map_err(|_| JournalError::Closed)?
     }
 
+    /// See [`read::is_new`].
+    pub async fn is_new(&self, id: &str, version: Option<[u8; 32]>) -> Result<bool, JournalError> {
+        let id = id.to_string();
+        self.read(move |txn| read::is_new(txn, &id, version)).await
+    }
+
+    /// See [`read::live_until`].
+    pub async fn live_until(&self) -> Result<Option<u64>, JournalError> {
+        self.read(read::live_until).await
+    }
+
     /// See [`read::gaps`].
     pub async fn gaps(&self) -> Result<Vec<Gap>, JournalError> {
         self.read(read::gaps).await
@@ -517,5 +528,9 @@ impl Journal {
     }
 }
 
+#[cfg(test)]
+mod model;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;

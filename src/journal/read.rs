@@ -310,3 +310,22 @@ pub fn live_until(txn: &ReadTransaction) -> Result<Option<u64>, JournalError> {
         .and_then(|v| v.try_into().ok())
         .map(u64::from_le_bytes))
 }
+
+/// Would appending a record with this key and version store something new?
+/// (The journal's dedup rule, read-only: a dry run's answer.)
+pub fn is_new(
+    txn: &ReadTransaction,
+    id: &str,
+    version: Option<[u8; 32]>,
+) -> Result<bool, JournalError> {
+    let Some(keys) = open(txn, tables::KEYS)? else {
+        return Ok(true);
+    };
+    let known = keys
+        .get(id)?
+        .and_then(|v| tables::KeyEntry::decode(v.value()));
+    Ok(match known {
+        None => true,
+        Some(entry) => version.is_some() && entry.version != version,
+    })
+}

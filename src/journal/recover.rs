@@ -144,9 +144,11 @@ fn copy_all(source: &Database, fresh: &Database) -> Result<Salvage, String> {
         .map(|t| t.name().to_string())
         .collect();
     let txn = fresh.begin_write().map_err(|e| e.to_string())?;
-    let mut report = Salvage::default();
-    report.records = copy_rows(&read, &txn, tables::RECORDS);
-    report.keys = copy_rows(&read, &txn, tables::KEYS);
+    let mut report = Salvage {
+        records: copy_rows(&read, &txn, tables::RECORDS),
+        keys: copy_rows(&read, &txn, tables::KEYS),
+        ..Salvage::default()
+    };
     copy_rows(&read, &txn, tables::META);
     copy_rows(&read, &txn, tables::SINKS);
     copy_rows(&read, &txn, tables::GAPS);

@@ -5,7 +5,8 @@
 //! - `refs`: seq → how many sinks still need the record; at 0 both rows go.
 //! - `keys`: natural key → [`KeyEntry`], the dedup index. It outlives the record:
 //!   an item that was delivered and removed must still be recognised when
-//!   reconciliation finds it again.
+//!   reconciliation finds it again. The writer prunes an entry 30 days after its
+//!   `first_seen_ms` (`writer::KEY_RETENTION_MS`), a bounded run per commit.
 //! - `outbox/<sink>`: seq → [`OutboxEntry`], what that sink still has to get.
 //! - `due/<sink>`: (not-before ms, seq) → (), the outbox rows waiting in the
 //!   durable retry tier, in the order they come due.

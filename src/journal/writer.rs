@@ -6,8 +6,13 @@
 //! duplicate within a batch sees the earlier write), commits once and only then
 //! answers. A failed commit answers every request in the batch with the error;
 //! nothing is reported as persisted that was not.
+//!
+//! Each commit also carries one bounded step of the dedup index's retention
+//! sweep ([`KEY_RETENTION_MS`]), so the index holds about a month of keys
+//! instead of every key ever seen, and no commit does unbounded work for it.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
@@ -15,10 +20,31 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::tables::{self, KeyEntry, OutboxEntry};
 use super::{AppendOutcome, DeadLetter, GapState, JournalError, SinkRoute};
+use crate::clock;
 use crate::record::NewRecord;
 
 /// Upper bound on requests per commit, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 4096;
+
+/// How long a natural key stays in the dedup index after it was first seen.
+/// Once pruned, a re-sent copy of its event goes out again as new, so this must
+/// outlast every way an old event comes back: reconciliation re-reads
+/// `reconcile.lookback` (48 h by default; the config warns above 30 days) plus
+/// its margins, and Zoom's own redelivery spans minutes. 30 days is a wide
+/// margin over the default, and keeps the index to a month of events (about
+/// 115 bytes of file per key) instead of every event ever seen.
+pub(super) const KEY_RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Keys the retention sweep looks at in every commit, plus
+/// [`SWEEP_KEYS_PER_OP`] for each request in it. The share per request makes
+/// the sweep keep pace with any insert rate (each new key is one request, and
+/// its acks are more): at a steady rate a pass over the index takes at most a
+/// third of the retention, so a key is gone within about 40 days even under a
+/// saturating load. A commit's extra work stays proportional to its own size.
+pub(super) const SWEEP_KEYS_PER_COMMIT: usize = 1024;
+pub(super) const SWEEP_KEYS_PER_OP: usize = 4;
+/// After a full pass the sweep rests this long, so a quiet daemon does not
+/// re-read its whole index every few commits.
+pub(super) const SWEEP_REST_MS: u64 = 60 * 60 * 1000;
 
 pub(super) enum Op {
     Append {
@@ -99,11 +125,18 @@ pub(super) fn prepare(db: &Database, sinks: &[SinkRoute]) -> Result<u64, Journal
                 Ok(t) => t.len()?,
                 Err(_) => 0,
             };
-            if pending > 0 {
+            // Dead-letters hold their records too; forgetting the sink would
+            // hide them from `queue stats` while they stay stored.
+            let dead = match txn.open_table(tables::dead(&tables::dead_name(&name))) {
+                Ok(t) => t.len()?,
+                Err(_) => 0,
+            };
+            if pending > 0 || dead > 0 {
                 tracing::warn!(
                     sink = %name,
                     pending,
-                    "sink is no longer configured but still has records in its outbox; they are kept until it is configured again"
+                    dead,
+                    "sink is no longer configured but still has records in its outbox or dead-letter; they are kept until it is configured again"
                 );
             } else {
                 known.remove(name.as_str())?;
@@ -128,6 +161,21 @@ pub(super) struct Writer {
     sinks: Vec<SinkRoute>,
     next_seq: u64,
     committed: watch::Sender<u64>,
+    sweep: Sweep,
+}
+
+/// Where the dedup index's retention sweep stands. Kept in memory only: after
+/// a restart a pass starts from the first key, which costs one extra pass.
+#[derive(Debug, Clone, Default)]
+struct Sweep {
+    /// The last key looked at; the next step continues after it. `None`: the
+    /// next step starts a pass at the first key.
+    after: Option<String>,
+    /// No pass starts before this (ms since the epoch).
+    rest_until_ms: u64,
+    /// Keys looked at and pruned in the current pass (for its log line).
+    looked_at: u64,
+    pruned: u64,
 }
 
 /// A reply to send once the commit's fate is known.
@@ -152,6 +200,7 @@ impl Writer {
             sinks,
             next_seq,
             committed,
+            sweep: Sweep::default(),
         }
     }
 
@@ -209,6 +258,8 @@ impl Writer {
 
     fn commit(&mut self, ops: Vec<Op>) {
         let seq_before = self.next_seq;
+        let sweep_before = self.sweep.clone();
+        let sweep_budget = SWEEP_KEYS_PER_COMMIT + SWEEP_KEYS_PER_OP * ops.len();
         let mut replies = Vec::with_capacity(ops.len());
         let result = (|| -> Result<(), JournalError> {
             let txn = self.db.begin_write()?;
@@ -289,6 +340,7 @@ impl Writer {
                     Op::Shutdown { .. } => {}
                 }
             }
+            self.sweep_keys(&txn, sweep_budget, clock::now_ms())?;
             if self.next_seq != seq_before {
                 txn.open_table(tables::META)?
                     .insert("next_seq", self.next_seq.to_le_bytes().as_slice())?;
@@ -317,8 +369,10 @@ impl Writer {
             }
             Err(error) => {
                 // The transaction was dropped (aborted): seqs handed out in it
-                // were never written, so they can be handed out again.
+                // were never written, so they can be handed out again, and
+                // the keys it pruned are still there.
                 self.next_seq = seq_before;
+                self.sweep = sweep_before;
                 tracing::error!(error = %error, "journal commit failed");
                 let message = error.to_string();
                 for reply in replies {
@@ -358,7 +412,9 @@ impl Writer {
         };
         let entry = KeyEntry {
             revision,
-            first_seen_ms: known.as_ref().map_or_else(now_ms, |k| k.first_seen_ms),
+            first_seen_ms: known
+                .as_ref()
+                .map_or_else(clock::now_ms, |k| k.first_seen_ms),
             version: record.version,
         };
         keys.insert(record.id.as_str(), entry.encode().as_slice())?;
@@ -393,6 +449,63 @@ impl Writer {
             revision,
             sinks: targets.len(),
         })
+    }
+
+    /// One step of the retention sweep: looks at up to `budget` keys after the
+    /// cursor, in key order, and removes those first seen more than
+    /// [`KEY_RETENTION_MS`] before `now_ms`. Reading a run of neighbouring keys
+    /// keeps the pages a step rewrites few, and needs no second index (which
+    /// would double the index's size).
+    fn sweep_keys(
+        &mut self,
+        txn: &WriteTransaction,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<(), JournalError> {
+        if now_ms < self.sweep.rest_until_ms {
+            return Ok(());
+        }
+        let mut keys = txn.open_table(tables::KEYS)?;
+        let mut expired = Vec::new();
+        let mut looked_at = 0;
+        let mut last = None;
+        {
+            let after = match &self.sweep.after {
+                Some(key) => Bound::Excluded(key.as_str()),
+                None => Bound::Unbounded,
+            };
+            for row in keys.range::<&str>((after, Bound::Unbounded))?.take(budget) {
+                let (key, value) = row?;
+                looked_at += 1;
+                let age_ms = KeyEntry::decode(value.value())
+                    .map_or(0, |entry| now_ms.saturating_sub(entry.first_seen_ms));
+                if age_ms > KEY_RETENTION_MS {
+                    expired.push(key.value().to_string());
+                }
+                if looked_at == budget {
+                    last = Some(key.value().to_string());
+                }
+            }
+        }
+        for key in &expired {
+            keys.remove(key.as_str())?;
+        }
+        self.sweep.looked_at += looked_at as u64;
+        self.sweep.pruned += expired.len() as u64;
+        if last.is_some() {
+            self.sweep.after = last;
+        } else {
+            tracing::debug!(
+                looked_at = self.sweep.looked_at,
+                pruned = self.sweep.pruned,
+                "dedup index retention pass done"
+            );
+            self.sweep = Sweep {
+                rest_until_ms: now_ms.saturating_add(SWEEP_REST_MS),
+                ..Sweep::default()
+            };
+        }
+        Ok(())
     }
 }
 
@@ -533,11 +646,4 @@ fn purge_dead(txn: &WriteTransaction, sink: &str) -> Result<u64, JournalError> {
         release(txn, *seq)?;
     }
     Ok(seqs.len() as u64)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

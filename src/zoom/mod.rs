@@ -1,9 +1,11 @@
-//! Everything that knows Zoom: the OAuth token cache (`auth`), WebSocket frames
-//! (`frame`) and event envelopes with their natural keys (`event`).
+//! Everything that knows Zoom: the OAuth token cache (`auth`), the REST client
+//! (`api`), WebSocket frames (`frame`) and event envelopes with their natural
+//! keys (`event`).
 //!
 //! Nothing outside this module parses Zoom JSON or builds Zoom URLs. It does not
 //! hold connections open (that is `source/`) or persist anything (`journal/`).
 
+pub mod api;
 pub mod auth;
 pub mod event;
 pub mod frame;

@@ -101,7 +101,12 @@ async fn records_gap_intervals() {
     .unwrap();
     let gaps = journal.gaps().await.unwrap();
     journal.close().await;
-    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert_eq!(
+        gaps.len(),
+        2,
+        "{gaps:?}\nsecond run:\n{}",
+        std::fs::read_to_string(dir.path().join("2.log")).unwrap_or_default()
+    );
     let (crash, drop) = (gaps[0], gaps[1]);
     assert!(gaps.iter().all(|g| g.state == GapState::Pending));
     // The crash gap starts at the last moment known live (at most about one

@@ -1,0 +1,306 @@
+//! Reconciliation: the REST API fills the gaps the WebSocket left (Zoom never
+//! replays a socket event).
+//!
+//! Triggers: every window in the journal's gap ledger (widened by
+//! `gap_margin` on both sides, because events arrive late), as soon as the
+//! socket is back; a sweep over the last `lookback` every `interval` (the
+//! whole lookback at the very first start); and `zcc-relay reconcile`. Each
+//! listed item becomes a record with the same type, payload shape and natural
+//! key as the socket path would give it (`synth`), and is appended to the
+//! journal, whose dedup makes items already seen a no-op. A gap is marked done
+//! only after the records it found are committed; a crash mid-run repeats it.
+//!
+//! Items whose data is not ready yet (no transcript URL, an engagement not
+//! ended) yield nothing now and are found by a later sweep.
+
+pub mod command;
+pub mod synth;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::config::ReconcileSettings;
+use crate::journal::{AppendOutcome, GapState, Journal, JournalError};
+use crate::record::{NewRecord, now_rfc3339};
+use crate::zoom::api::{ApiError, Window, ZoomApi, zoom_time};
+
+/// How often the daemon looks at the gap ledger.
+const GAP_POLL: Duration = Duration::from_secs(5);
+/// After a failed run, how long before trying again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
+/// Meta key: the end of the last completed sweep (ms).
+const SWEPT_UNTIL: &str = "reconcile_swept_until_ms";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("Zoom REST API: {0}")]
+    Api(#[from] ApiError),
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+}
+
+/// Where found records go.
+pub enum Target {
+    /// Append them (the daemon, `zcc-relay reconcile`).
+    Apply(Journal),
+    /// Only say whether each would be new (`--dry-run`).
+    DryRun(IsNew),
+}
+
+/// The dedup question of a dry run: would this key (and note version) be new?
+pub type IsNew = Box<dyn Fn(&str, Option<[u8; 32]>) -> Result<bool, JournalError> + Send + Sync>;
+
+/// What one run found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunReport {
+    pub from: String,
+    pub to: String,
+    pub requests: u64,
+    /// Items found per event type.
+    pub found: BTreeMap<String, u64>,
+    /// Of those, new to the journal (added, or that would be added in a dry run).
+    pub new: BTreeMap<String, u64>,
+}
+
+pub struct Reconciler {
+    pub api: Arc<ZoomApi>,
+    pub settings: ReconcileSettings,
+    pub account_id: String,
+}
+
+impl Reconciler {
+    /// Lists everything Zoom has for `window` and hands it to `target`.
+    pub async fn reconcile(
+        &self,
+        window: Window,
+        target: &Target,
+    ) -> Result<RunReport, ReconcileError> {
+        let requests = self.api.requests();
+        let mut report = RunReport {
+            from: zoom_time(window.from_ms),
+            to: zoom_time(window.to_ms),
+            ..RunReport::default()
+        };
+        let received_at = now_rfc3339();
+        let origin = synth::Origin {
+            account_id: &self.account_id,
+            received_at: &received_at,
+        };
+        for part in window.split() {
+            let query = [
+                ("query_date_type", "recording_end_time".to_string()),
+                ("from", zoom_time(part.from_ms)),
+                ("to", zoom_time(part.to_ms)),
+            ];
+            let mut pages = self
+                .api
+                .pages("contact_center/recordings", &query, "recordings");
+            while let Some(items) = pages.next().await? {
+                let records = items
+                    .iter()
+                    .flat_map(|item| synth::from_recording(item, &origin))
+                    .collect();
+                take(records, target, &mut report).await?;
+            }
+        }
+        // Engagement listings filter on start time: look further back.
+        let lookback = self.settings.engagement_lookback.as_millis() as u64;
+        let engagements = Window {
+            from_ms: window.from_ms.saturating_sub(lookback),
+            to_ms: window.to_ms,
+        };
+        for part in engagements.split() {
+            let query = [
+                ("from", zoom_time(part.from_ms)),
+                ("to", zoom_time(part.to_ms)),
+            ];
+            let mut pages = self
+                .api
+                .pages("contact_center/engagements", &query, "engagements");
+            while let Some(items) = pages.next().await? {
+                let records = items
+                    .iter()
+                    .flat_map(|item| synth::from_engagement(item, &origin))
+                    .collect();
+                take(records, target, &mut report).await?;
+            }
+        }
+        for part in window.split() {
+            let query = [
+                ("message_type", "voicemail".to_string()),
+                ("from", zoom_time(part.from_ms)),
+                ("to", zoom_time(part.to_ms)),
+            ];
+            let mut pages = self
+                .api
+                .pages("contact_center/inboxes/messages", &query, "messages");
+            while let Some(items) = pages.next().await? {
+                let records = items
+                    .iter()
+                    .flat_map(|item| synth::from_inbox_message(item, &origin))
+                    .collect();
+                take(records, target, &mut report).await?;
+            }
+        }
+        report.requests = self.api.requests() - requests;
+        Ok(report)
+    }
+
+    /// The daemon's loop: gaps as they appear, the periodic sweep, until `cancel`.
+    pub async fn run(
+        self,
+        journal: Journal,
+        cancel: CancellationToken,
+    ) -> Result<(), JournalError> {
+        let target = Target::Apply(journal.clone());
+        let interval = self.settings.interval.as_millis() as u64;
+        let lookback = self.settings.lookback.as_millis() as u64;
+        let swept_until = journal
+            .meta(SWEPT_UNTIL)
+            .await?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_le_bytes);
+        // First start: the whole lookback at once; later starts: when the last
+        // sweep's interval is up (the downtime itself is a gap in the ledger).
+        let mut next_sweep = swept_until.map_or(0, |at| at + interval);
+        let mut quiet_until = 0;
+        loop {
+            let now = clock::now_ms();
+            if now >= quiet_until {
+                let mut failed = false;
+                if self.settings.on_reconnect {
+                    failed |= !self
+                        .reconcile_gaps(&journal, &target, now, lookback)
+                        .await?;
+                }
+                if now >= next_sweep && !failed {
+                    let window = Window {
+                        from_ms: now.saturating_sub(lookback),
+                        to_ms: now,
+                    };
+                    if self.logged_run("sweep", window, &target).await? {
+                        journal
+                            .set_meta(SWEPT_UNTIL, now.to_le_bytes().to_vec())
+                            .await?;
+                        next_sweep = now + interval;
+                    } else {
+                        failed = true;
+                    }
+                }
+                if failed {
+                    quiet_until = now + RETRY_AFTER_FAILURE.as_millis() as u64;
+                }
+            }
+            let until_sweep = Duration::from_millis(next_sweep.saturating_sub(clock::now_ms()));
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(GAP_POLL.min(until_sweep).max(Duration::from_millis(10))) => {}
+            }
+        }
+    }
+
+    /// Reconciles every pending gap; false if one failed (it stays pending).
+    async fn reconcile_gaps(
+        &self,
+        journal: &Journal,
+        target: &Target,
+        now: u64,
+        lookback: u64,
+    ) -> Result<bool, JournalError> {
+        let margin = self.settings.gap_margin.as_millis() as u64;
+        for gap in journal.gaps().await? {
+            if gap.state != GapState::Pending {
+                continue;
+            }
+            let window = Window {
+                from_ms: gap
+                    .start_ms
+                    .saturating_sub(margin)
+                    .max(now.saturating_sub(lookback)),
+                to_ms: (gap.end_ms + margin).min(now.max(gap.end_ms)),
+            };
+            if !self.logged_run("gap", window, target).await? {
+                return Ok(false);
+            }
+            // Only now, with the records it found committed.
+            journal.gap_done(gap.start_ms, gap.end_ms).await?;
+        }
+        Ok(true)
+    }
+
+    /// One run with its log line; false if Zoom's API failed it.
+    async fn logged_run(
+        &self,
+        trigger: &str,
+        window: Window,
+        target: &Target,
+    ) -> Result<bool, JournalError> {
+        match self.reconcile(window, target).await {
+            Ok(report) => {
+                let found: u64 = report.found.values().sum();
+                let new: u64 = report.new.values().sum();
+                tracing::info!(
+                    trigger,
+                    from = %report.from,
+                    to = %report.to,
+                    requests = report.requests,
+                    found,
+                    new,
+                    new_by_type = %summary(&report.new),
+                    "reconciled"
+                );
+                Ok(true)
+            }
+            Err(ReconcileError::Journal(e)) => Err(e),
+            Err(ReconcileError::Api(e)) => {
+                tracing::warn!(trigger, error = %e, retry_in = "1m", "reconciliation failed; the window stays pending");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Appends (or checks) one page's records and counts them.
+async fn take(
+    records: Vec<NewRecord>,
+    target: &Target,
+    report: &mut RunReport,
+) -> Result<(), ReconcileError> {
+    let mut pending = Vec::new();
+    for record in records {
+        *report.found.entry(record.event.clone()).or_default() += 1;
+        match target {
+            Target::DryRun(is_new) => {
+                if is_new(&record.id, record.version)? {
+                    *report.new.entry(record.event.clone()).or_default() += 1;
+                }
+            }
+            Target::Apply(journal) => {
+                let event = record.event.clone();
+                pending.push((event, journal.submit(record).await?));
+            }
+        }
+    }
+    for (event, rx) in pending {
+        if let AppendOutcome::Stored { .. } = rx.await.map_err(|_| JournalError::Closed)?? {
+            *report.new.entry(event).or_default() += 1;
+        }
+    }
+    Ok(())
+}
+
+fn summary(counts: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(event, n)| format!("{}={n}", event.trim_start_matches("contact_center.")))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(",")
+    }
+}
