@@ -1,32 +1,45 @@
 //! The built-in Zoom stand-in used by `zcc-relay demo` and by the tests.
 //!
 //! Owns the public face of the simulator: [`SimConfig`], [`Simulator`] (start, URLs,
-//! the test-facing controls `emit`/`drop_connection`/`send_raw_text`, the fault
-//! controls for connection-resilience tests, counters, the connection log,
-//! shutdown), [`EmittedEvent`], [`HandshakeMode`] and [`ConnectionEvent`]. It
+//! the test-facing controls `emit`/`emit_without_socket`/`drop_connection`/
+//! `send_raw_text`, the fault controls for connection-resilience and REST tests,
+//! counters, the connection and REST request logs, shutdown), [`EmittedEvent`],
+//! [`HandshakeMode`], [`ConnectionEvent`], [`RetryAfter`] and [`RestRequest`]. It
 //! serves, on `127.0.0.1:0`, the S2S OAuth token endpoint (`oauth`), the WebSocket
-//! event subscription (`ws`) and whatever REST routes `server` mounts under `/v2`;
-//! all three share one [`state::Inner`], and every connection runs over a `link`
-//! that can go dark (half-open). [`scenario`] scripts realistic contact-center
-//! traffic to feed through `emit`.
+//! event subscription (`ws`) and the ZCC REST listings under `/v2` (`rest`, which
+//! lists what `item` builds from the event history, paged by `page`); all share
+//! one [`state::Inner`], and every connection runs over a `link` that can go dark
+//! (half-open). [`scenario`] scripts realistic contact-center traffic to feed
+//! through `emit`.
+//!
+//! Every emitted event is part of the account's history whether or not a socket
+//! was live; the REST API lists the recordings, engagements and voicemails behind
+//! that history, so an event the socket never delivered is still found by
+//! reconciliation, as on Zoom.
 //!
 //! Nothing in the simulator sleeps or keeps a timer on an idle connection, so it
 //! runs under a paused tokio clock (`start_paused`), and every time it records is
 //! a `tokio::time::Instant`, virtual under such a clock. The one timer it has is
 //! the close grace, armed only while a socket is being closed.
 //!
-//! It imitates Zoom as described in `shared/zoom-reference.md` §1–3, including the
-//! unpleasant parts (no replay, last connection wins). It does not import anything
+//! It imitates Zoom as described in `shared/zoom-reference.md` §1–5, including the
+//! unpleasant parts (no replay, last connection wins, page tokens that expire,
+//! 429s). It does not import anything
 //! from the rest of the crate, so the daemon's own Zoom code is tested against an
 //! independent reading of the reference, never against itself.
 
+mod item;
 mod link;
 mod oauth;
+mod page;
+mod rest;
 pub mod scenario;
 mod server;
 mod state;
 mod ws;
 
+#[cfg(test)]
+mod rest_tests;
 #[cfg(test)]
 mod tests;
 
@@ -41,7 +54,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use url::Url;
 
-use self::state::{Content, Inner, Outbound, Scheme};
+use self::state::{Content, Inner, Outbound, RestFault, Scheme};
 
 /// Credentials and identity of the simulated Zoom account.
 #[derive(Clone)]
@@ -140,6 +153,31 @@ pub enum ConnectionEventKind {
     Closed,
 }
 
+/// What a throttled REST answer ([`Simulator::throttle_next`]) says in its
+/// `Retry-After` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// Delta seconds, e.g. `Retry-After: 2`.
+    Seconds(u64),
+    /// An HTTP date, e.g. `Retry-After: Sun, 06 Nov 1994 08:49:37 GMT` (whole
+    /// seconds; as Zoom does for daily limits).
+    Date(SystemTime),
+    /// No `Retry-After` header at all, as users report seeing.
+    None,
+}
+
+/// One request under `/v2`, whatever it was answered with (data, 4xx, or a
+/// fault), in arrival order; see [`Simulator::rest_requests`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestRequest {
+    /// E.g. `/v2/contact_center/recordings`.
+    pub path: String,
+    /// The raw query string without `?`, empty when there was none.
+    pub query: String,
+    /// Tokio time of arrival (virtual under a paused clock).
+    pub at: Instant,
+}
+
 /// A running simulated Zoom. Dropping it stops the server as well; `shutdown`
 /// additionally waits until every connection task has finished.
 pub struct Simulator {
@@ -193,7 +231,8 @@ impl Simulator {
     /// Sends one event the way Zoom does: a `message` frame whose `content` is the
     /// body serialized as a JSON string. Records it in [`history`](Self::history)
     /// and returns whether it went to a live socket; when none is live the event
-    /// is lost for good, as on Zoom.
+    /// is lost to the socket for good, as on Zoom (the REST API still lists the
+    /// recording, engagement or voicemail it stands for).
     pub fn emit(&self, body: Value) -> bool {
         self.inner.emit(body, Content::String)
     }
@@ -202,6 +241,35 @@ impl Simulator {
     /// some clients report seeing.
     pub fn emit_content_as_object(&self, body: Value) -> bool {
         self.inner.emit(body, Content::Object)
+    }
+
+    /// Records `body` in [`history`](Self::history) as if it had been emitted
+    /// while no socket was live, even if one is: it is never sent, so only the
+    /// REST API shows what it stands for. For "missed" events without dropping
+    /// the connection.
+    pub fn emit_without_socket(&self, body: Value) {
+        self.inner.emit_without_socket(body);
+    }
+
+    /// The next `n` REST requests (anything under `/v2`, before the token is
+    /// checked) answer `429`
+    /// `{"code":429,"message":"You have reached the maximum per-second rate limit for this API. Try again later."}`
+    /// with `retry_after`. Queues behind faults set earlier.
+    pub fn throttle_next(&self, n: u32, retry_after: RetryAfter) {
+        self.inner
+            .queue_rest_fault(RestFault::Throttle(retry_after), n);
+    }
+
+    /// The next `n` REST requests answer `status` (meant for 5xx) with
+    /// `{"code":status,"message":...}`; an impossible status becomes `500`.
+    /// Queues behind faults set earlier.
+    pub fn fail_next(&self, n: u32, status: u16) {
+        self.inner.queue_rest_fault(RestFault::Fail(status), n);
+    }
+
+    /// Every REST request so far, in order, for counting calls and pages.
+    pub fn rest_requests(&self) -> Vec<RestRequest> {
+        self.inner.rest_requests()
     }
 
     /// Sends `text` verbatim as one text frame to the live socket (for malformed
@@ -267,6 +335,8 @@ impl Simulator {
         self.inner.reject_credentials(on);
     }
 
+    /// Every event emitted so far, sent or not: the account's history, which the
+    /// REST API lists from.
     pub fn history(&self) -> Vec<EmittedEvent> {
         self.inner.history()
     }

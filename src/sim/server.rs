@@ -1,10 +1,10 @@
 //! The simulator's HTTP server: the route table and the serve task.
 //!
 //! Owns which path reaches which handler and graceful shutdown of the listener.
-//! It does not implement any endpoint: `oauth` and `ws` do, and REST listings
-//! (`/v2/contact_center/...`) belong in a module of their own mounted here. Every
-//! connection is accepted through `link`, and each request carries its
-//! connection's [`LinkHandle`] so `ws` can turn a socket dark.
+//! It does not implement any endpoint: `oauth`, `ws` and `rest` (everything under
+//! `/v2`, merged here with its own gate) do. Every connection is accepted through
+//! `link`, and each request carries its connection's [`LinkHandle`] so `ws` can
+//! turn a socket dark.
 
 use std::sync::Arc;
 
@@ -18,19 +18,20 @@ use tokio::task::JoinHandle;
 
 use super::link::{self, LinkHandle};
 use super::state::Inner;
-use super::{oauth, ws};
+use super::{oauth, rest, ws};
 
 fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/oauth/token", post(oauth::token))
         .route("/ws", get(ws::upgrade))
+        .merge(rest::router(Arc::clone(&inner)))
         .fallback(not_found)
         .with_state(inner)
 }
 
 /// Zoom's REST error shape, so a client probing an unimplemented route sees the
 /// kind of body it will parse in production.
-async fn not_found() -> Response {
+pub(super) async fn not_found() -> Response {
     let body = json!({ "code": 404, "message": "No such endpoint in the Zoom simulator." });
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }

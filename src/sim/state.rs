@@ -1,15 +1,17 @@
 //! The simulated account's shared state: issued tokens, the one live socket of the
-//! subscription, the history of emitted events, the connection log, counters, the
-//! faults currently switched on and the shutdown token.
+//! subscription, the history of emitted events, the connection log, the REST
+//! request log, counters, the faults currently switched on and the shutdown token.
 //!
-//! Owns the rules that span endpoints: token validity (checked by `/ws`, and later
-//! by REST routes), "one connection per subscription, last wins" and "no replay".
+//! Owns the rules that span endpoints: token validity (checked by `/ws` and by the
+//! REST routes), "one connection per subscription, last wins", "no replay" (on
+//! the socket; REST lists the whole history) and the order in which queued REST
+//! faults are served.
 //! It does not touch sockets or HTTP: a connection task registers an mpsc sender
 //! here and everything for that socket goes through it as an [`Outbound`]; the
 //! only thing done to a socket directly is switching its link dark, which must
 //! take effect before the call that asks for it returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -26,7 +28,10 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use super::link::LinkHandle;
-use super::{ConnectionEvent, ConnectionEventKind, EmittedEvent, HandshakeMode, SimConfig, ws};
+use super::{
+    ConnectionEvent, ConnectionEventKind, EmittedEvent, HandshakeMode, RestRequest, RetryAfter,
+    SimConfig, ws,
+};
 
 /// How an event body is placed in the `message` frame's `content`.
 #[derive(Clone, Copy, Debug)]
@@ -62,6 +67,8 @@ pub(super) enum Scheme {
 pub(super) struct Inner {
     pub config: SimConfig,
     pub addr: SocketAddr,
+    /// When the simulator started (tokio time); page tokens count from here.
+    pub started: Instant,
     http_origin: Url,
     ws_origin: Url,
     /// Cancelled on shutdown; every connection task selects on it.
@@ -96,6 +103,19 @@ struct State {
     handshake: HandshakeMode,
     reject_tokens: bool,
     reject_credentials: bool,
+    /// What the next REST requests answer instead of their data, in the order
+    /// the faults were queued: each entry with how many requests it has left.
+    rest_faults: VecDeque<(RestFault, u32)>,
+    rest_requests: Vec<RestRequest>,
+}
+
+/// A REST answer forced by the test instead of the real one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RestFault {
+    /// `429` with this `Retry-After`.
+    Throttle(RetryAfter),
+    /// This status (meant for 5xx).
+    Fail(u16),
 }
 
 struct LiveConnection {
@@ -146,6 +166,7 @@ impl Inner {
         Ok(Inner {
             config,
             addr,
+            started: Instant::now(),
             http_origin: origin("http")?,
             ws_origin: origin("ws")?,
             cancel: CancellationToken::new(),
@@ -378,7 +399,59 @@ impl Inner {
         Some(live)
     }
 
+    /// Records `body` as emitted while nothing was live, even if a socket is:
+    /// it is never sent, so only REST can show it.
+    pub fn emit_without_socket(&self, body: Value) {
+        let content = body.to_string();
+        self.state().history.push(EmittedEvent {
+            body,
+            content,
+            live: false,
+            at: SystemTime::now(),
+        });
+    }
+
     pub fn history(&self) -> Vec<EmittedEvent> {
         self.state().history.clone()
+    }
+
+    /// Runs `read` over the history without copying it. `read` must not call
+    /// back into `Inner` (the lock is held).
+    pub fn read_history<R>(&self, read: impl FnOnce(&[EmittedEvent]) -> R) -> R {
+        read(&self.state().history)
+    }
+
+    /// Queues `fault` for the next `n` REST requests, after any queued before.
+    pub fn queue_rest_fault(&self, fault: RestFault, n: u32) {
+        if n > 0 {
+            self.state().rest_faults.push_back((fault, n));
+        }
+    }
+
+    /// The fault this REST request must answer with, if any is queued.
+    pub fn take_rest_fault(&self) -> Option<RestFault> {
+        let mut state = self.state();
+        let (fault, left) = state.rest_faults.front_mut()?;
+        let fault = *fault;
+        *left -= 1;
+        if *left == 0 {
+            state.rest_faults.pop_front();
+        }
+        Some(fault)
+    }
+
+    /// Logs a REST request; returns how many came before it.
+    pub fn record_rest_request(&self, path: String, query: String) -> usize {
+        let mut state = self.state();
+        state.rest_requests.push(RestRequest {
+            path,
+            query,
+            at: Instant::now(),
+        });
+        state.rest_requests.len() - 1
+    }
+
+    pub fn rest_requests(&self) -> Vec<RestRequest> {
+        self.state().rest_requests.clone()
     }
 }

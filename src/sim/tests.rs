@@ -2,7 +2,8 @@
 //! endpoint through raw HTTP/1.1, the subscription through tokio-tungstenite, and
 //! the fault controls. Tests that measure time run on a paused clock, where the
 //! simulator must not make time jump on its own. Scenario tests live beside the
-//! generator in `scenario.rs`.
+//! generator in `scenario.rs`; REST tests in `rest_tests.rs`, which borrows the
+//! helpers marked `pub(super)` here.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -21,12 +22,12 @@ use super::ConnectionEventKind::{self, Attempt, Closed, Live};
 use super::scenario::{self, ScenarioOptions};
 use super::{HandshakeMode, SimConfig, Simulator, ws};
 
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(super) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Guard against a hang; never the thing that makes a test pass.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-async fn sim() -> Simulator {
+pub(super) async fn sim() -> Simulator {
     Simulator::start(SimConfig::default())
         .await
         .expect("simulator starts")
@@ -75,7 +76,7 @@ fn demo_credentials() -> Option<(&'static str, &'static str)> {
     Some(("sim-client", "sim-secret"))
 }
 
-async fn token(sim: &Simulator) -> String {
+pub(super) async fn token(sim: &Simulator) -> String {
     let query = "?grant_type=account_credentials&account_id=sim-account";
     let (status, body) = post_token(sim, demo_credentials(), query, "").await;
     assert_eq!(status, 200, "{body}");
@@ -115,7 +116,7 @@ async fn next_message(client: &mut Client) -> Option<Message> {
 }
 
 /// The next text frame, parsed.
-async fn next_frame(client: &mut Client) -> Value {
+pub(super) async fn next_frame(client: &mut Client) -> Value {
     loop {
         match next_message(client).await {
             Some(Message::Text(text)) => {
@@ -127,7 +128,7 @@ async fn next_frame(client: &mut Client) -> Value {
     }
 }
 
-async fn connect_live(sim: &Simulator) -> Client {
+pub(super) async fn connect_live(sim: &Simulator) -> Client {
     let token = token(sim).await;
     let mut client = connect(sim, Some("sim-subscription"), Some(&token)).await;
     let first = next_frame(&mut client).await;
@@ -147,7 +148,7 @@ fn event(n: u64) -> Value {
 }
 
 /// The body carried by a `message` frame whose content is a JSON string.
-fn decode_message(frame: &Value) -> Value {
+pub(super) fn decode_message(frame: &Value) -> Value {
     assert_eq!(frame["module"], "message");
     assert_eq!(frame["success"], true);
     let content = frame["content"].as_str().expect("content is a string");

@@ -9,6 +9,7 @@ mod durability;
 mod footprint;
 mod pipeline;
 mod queue;
+mod reconcile;
 mod source;
 mod space;
 mod support;
