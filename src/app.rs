@@ -95,6 +95,7 @@ pub async fn run(
             api: Arc::new(api),
             settings: settings.reconcile.clone(),
             account_id: settings.zoom.account_id.clone(),
+            stats: stats.clone(),
         };
         Some(tokio::spawn(
             reconciler.run(journal.clone(), source_cancel.clone()),

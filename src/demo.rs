@@ -25,7 +25,7 @@ use crate::config::{
 };
 use crate::record::Source;
 use crate::sim::scenario::{self, ScenarioOptions};
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::{HandshakeMode, SimConfig, Simulator};
 use crate::sink::http::{sign, signing_key};
 use crate::telemetry::stats::Stats;
 
@@ -57,7 +57,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .context("cannot start the Zoom simulator")?;
     let crm = Crm::start().await?;
     let archive = dir.join("events.jsonl");
-    let settings = demo_settings(&sim, &dir, &archive, &crm.url)?;
+    // The script compresses half an hour of a contact center into seconds, so
+    // its timestamps are set in the recent past (Zoom's REST listings, like
+    // reconciliation, only look backwards) and gaps are widened to cover it.
+    let span = scenario::generate(
+        args.seed,
+        args.engagements,
+        SystemTime::now(),
+        Duration::from_secs(3),
+    )
+    .last()
+    .map(|e| e.offset)
+    .unwrap_or_default();
+    let script_start = SystemTime::now() - span - Duration::from_secs(60);
+    let mut settings = demo_settings(&sim, &dir, &archive, &crm.url)?;
+    settings.reconcile.gap_margin = span + Duration::from_secs(300);
 
     println!(
         "zcc-relay demo: the whole pipeline against a built-in Zoom simulator (no account needed)\n"
@@ -91,11 +105,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let script = scenario::generate_with(
         args.seed,
         args.engagements,
-        SystemTime::now(),
+        script_start,
         Duration::from_secs(3),
         &ScenarioOptions::for_simulator(&sim),
     );
-    let span = script.last().map(|e| e.offset).unwrap_or_default();
     let speedup = (span.as_secs_f64() / args.duration.as_secs_f64().max(0.1)).max(1.0);
     println!(
         "Streaming {} engagements: {} events over {} of contact-center time, played {:.0}x faster.",
@@ -106,7 +119,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("Zoom resends some events and agents edit notes: watch duplicates being suppressed.");
     println!(
-        "A third of the way in, the CRM goes down for a moment: its records wait in the journal and catch up.\n"
+        "A third of the way in, the CRM goes down for a moment: its records wait in the journal and catch up."
+    );
+    println!(
+        "Two thirds in, Zoom drops the socket and refuses to reconnect for a while: what happens then never\n\
+         arrives on the socket, and reconciliation fetches the recoverable part from Zoom's REST API.\n"
     );
 
     let mut sent: BTreeMap<String, u64> = BTreeMap::new();
@@ -118,14 +135,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     {
-        let outage_start = total / 3;
-        let outage_end = total / 2;
+        let (crm_down, crm_up) = (total / 3, total / 2);
+        let (socket_down, socket_up) = (total * 3 / 5, total * 7 / 10);
         let crm_state = crm.state.clone();
+        let zoom = &sim;
         let playback = scenario::play(&sim, script.clone(), speedup, move |index, _| {
-            if index == outage_start {
+            if index == crm_down {
                 crm_state.down.store(true, Ordering::Relaxed);
-            } else if index == outage_end {
+            } else if index == crm_up {
                 crm_state.down.store(false, Ordering::Relaxed);
+            } else if index == socket_down {
+                zoom.set_handshake(HandshakeMode::Refuse);
+                zoom.drop_connection();
+            } else if index == socket_up {
+                zoom.set_handshake(HandshakeMode::Normal);
             }
         });
         tokio::pin!(playback);
@@ -136,26 +159,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
         }
     }
-    // Wait until both sinks have every persisted record.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Wait until both sinks have every record: the live ones, and what
+    // reconciliation recovers once the socket is back.
+    let expected = Expected::from_history(&sim.history());
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let snapshot = stats.snapshot();
-        let persisted: u64 = snapshot.by_event.values().map(|c| c.persisted).sum();
-        let handled: u64 = snapshot
-            .by_event
-            .values()
-            .map(|c| c.persisted + c.duplicates)
-            .sum();
-        let done = handled as usize >= total
+        let records: u64 = snapshot.by_event.values().map(|c| c.persisted).sum::<u64>()
+            + snapshot.reconciled.values().sum::<u64>();
+        let complete = expected.missing_from(&archive).is_empty()
             && ["archive", "crm"]
                 .iter()
-                .all(|s| snapshot.delivered_to(s) >= persisted);
-        if done || Instant::now() > deadline {
+                .all(|s| snapshot.delivered_to(s) >= records);
+        if complete || Instant::now() > deadline {
             break;
         }
         tokio::select! {
             _ = ticker.tick() => progress(started, &sim, &stats, total),
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
     progress(started, &sim, &stats, total);
@@ -163,13 +184,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     daemon.await.context("daemon task failed")??;
 
     let snapshot = stats.snapshot();
-    summary(&sent, &snapshot, &crm);
-    let check = verify_archive(&archive, &script)?;
+    summary(&sent, &expected, &snapshot);
+    let check = verify_archive(&archive, &expected)?;
     println!();
     if check.problems.is_empty() {
+        let recovered: u64 = snapshot.reconciled.values().sum();
         println!(
-            "OK  every event reached both sinks exactly once per natural key ({} records, {} note revisions)",
+            "OK  every event reached both sinks exactly once per natural key ({} records, {} note revisions, {recovered} recovered by reconciliation)",
             check.lines, check.revisions
+        );
+        println!(
+            "--  {} socket-only events (engagement started/ended, status changes, ...) happened during the outage: Zoom never\n    replays them and lists them nowhere, so no relay can recover them; the seven keyed types were all recovered",
+            expected.lost
         );
     } else {
         for problem in &check.problems {
@@ -279,7 +305,63 @@ fn progress(started: Instant, sim: &Simulator, stats: &Stats, total: usize) {
     );
 }
 
-fn summary(sent: &BTreeMap<String, u64>, snapshot: &crate::telemetry::stats::Snapshot, crm: &Crm) {
+/// What the demo expects in the sinks: every event that went out on the live
+/// socket, and every keyed event (reconciliation's domain) that did not.
+struct Expected {
+    ids: BTreeSet<String>,
+    /// event → sent while the socket was live.
+    live: BTreeMap<String, u64>,
+    /// Socket-only events sent during the outage.
+    lost: u64,
+}
+
+impl Expected {
+    fn from_history(history: &[crate::sim::EmittedEvent]) -> Expected {
+        let mut expected = Expected {
+            ids: BTreeSet::new(),
+            live: BTreeMap::new(),
+            lost: 0,
+        };
+        for emitted in history {
+            let Ok(record) = crate::zoom::event::parse_body(
+                &emitted.content,
+                Source::Websocket,
+                String::new(),
+                0,
+            ) else {
+                continue;
+            };
+            if emitted.live {
+                *expected.live.entry(record.event.clone()).or_default() += 1;
+                expected.ids.insert(record.id);
+            } else if crate::reconcile::synth::TYPES.contains(&record.event.as_str()) {
+                expected.ids.insert(record.id);
+            } else {
+                expected.lost += 1;
+            }
+        }
+        expected
+    }
+
+    fn missing_from(&self, archive: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(archive).unwrap_or_default();
+        let present: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|line| line.split("\"id\":\"").nth(1)?.split('"').next())
+            .collect();
+        self.ids
+            .iter()
+            .filter(|id| !present.contains(id.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+fn summary(
+    sent: &BTreeMap<String, u64>,
+    expected: &Expected,
+    snapshot: &crate::telemetry::stats::Snapshot,
+) {
     let delivered = |sink: &str, event: &str| {
         snapshot
             .delivered
@@ -287,17 +369,28 @@ fn summary(sent: &BTreeMap<String, u64>, snapshot: &crate::telemetry::stats::Sna
             .copied()
             .unwrap_or(0)
     };
+    let header = [
+        "sent",
+        "live",
+        "persisted",
+        "duplicates",
+        "recovered",
+        "archive",
+        "crm",
+    ];
     println!(
-        "\n{:<58} {:>5} {:>9} {:>10} {:>8} {:>5}",
-        "event", "sent", "persisted", "duplicates", "archive", "crm"
+        "\n{:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5}",
+        "event", header[0], header[1], header[2], header[3], header[4], header[5], header[6]
     );
-    let mut totals = [0u64; 5];
+    let mut totals = [0u64; 7];
     for (event, n_sent) in sent {
         let counts = snapshot.by_event.get(event).cloned().unwrap_or_default();
         let row = [
             *n_sent,
+            expected.live.get(event).copied().unwrap_or(0),
             counts.persisted,
             counts.duplicates,
+            snapshot.reconciled.get(event).copied().unwrap_or(0),
             delivered("archive", event),
             delivered("crm", event),
         ];
@@ -305,15 +398,14 @@ fn summary(sent: &BTreeMap<String, u64>, snapshot: &crate::telemetry::stats::Sna
             *total += value;
         }
         println!(
-            "{event:<58} {:>5} {:>9} {:>10} {:>8} {:>5}",
-            row[0], row[1], row[2], row[3], row[4]
+            "{event:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5}",
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6]
         );
     }
     println!(
-        "{:<58} {:>5} {:>9} {:>10} {:>8} {:>5}",
-        "total", totals[0], totals[1], totals[2], totals[3], totals[4]
+        "{:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5}",
+        "total", totals[0], totals[1], totals[2], totals[3], totals[4], totals[5], totals[6]
     );
-    let _ = crm;
 }
 
 struct ArchiveCheck {
@@ -322,17 +414,9 @@ struct ArchiveCheck {
     problems: Vec<String>,
 }
 
-/// Reads the file sink back: every natural key of the script present, no
+/// Reads the file sink back: every expected natural key present, no
 /// (id, revision) twice.
-fn verify_archive(path: &Path, script: &[scenario::ScriptedEvent]) -> anyhow::Result<ArchiveCheck> {
-    let expected: BTreeSet<String> = script
-        .iter()
-        .filter_map(|e| {
-            crate::zoom::event::parse_body(&e.body.to_string(), Source::Websocket, String::new(), 0)
-                .ok()
-        })
-        .map(|r| r.id)
-        .collect();
+fn verify_archive(path: &Path, expected: &Expected) -> anyhow::Result<ArchiveCheck> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut seen = BTreeSet::new();
@@ -355,7 +439,7 @@ fn verify_archive(path: &Path, script: &[scenario::ScriptedEvent]) -> anyhow::Re
         }
         ids.insert(id);
     }
-    for missing in expected.difference(&ids) {
+    for missing in expected.ids.difference(&ids) {
         problems.push(format!("{missing} never reached the archive"));
     }
     Ok(ArchiveCheck {

@@ -71,6 +71,7 @@ pub async fn run(args: &ReconcileArgs, settings: &Settings) -> anyhow::Result<()
         api: Arc::new(api),
         settings: settings.reconcile.clone(),
         account_id: settings.zoom.account_id.clone(),
+        stats: crate::telemetry::stats::Stats::default(),
     };
 
     let dir = &settings.journal.dir;

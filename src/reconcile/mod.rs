@@ -26,10 +26,13 @@ use crate::clock;
 use crate::config::ReconcileSettings;
 use crate::journal::{AppendOutcome, GapState, Journal, JournalError};
 use crate::record::{NewRecord, now_rfc3339};
+use crate::telemetry::stats::Stats;
 use crate::zoom::api::{ApiError, Window, ZoomApi, zoom_time};
 
 /// How often the daemon looks at the gap ledger.
 const GAP_POLL: Duration = Duration::from_secs(5);
+/// How often a gap whose window is not yet wholly in the past is run again.
+const GAP_RERUN: Duration = Duration::from_secs(30);
 /// After a failed run, how long before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
 /// Meta key: the end of the last completed sweep (ms).
@@ -70,6 +73,7 @@ pub struct Reconciler {
     pub api: Arc<ZoomApi>,
     pub settings: ReconcileSettings,
     pub account_id: String,
+    pub stats: Stats,
 }
 
 impl Reconciler {
@@ -104,7 +108,7 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_recording(item, &origin))
                     .collect();
-                take(records, target, &mut report).await?;
+                take(records, target, &mut report, &self.stats).await?;
             }
         }
         // Engagement listings filter on start time: look further back.
@@ -126,7 +130,7 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_engagement(item, &origin))
                     .collect();
-                take(records, target, &mut report).await?;
+                take(records, target, &mut report, &self.stats).await?;
             }
         }
         for part in window.split() {
@@ -143,7 +147,7 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_inbox_message(item, &origin))
                     .collect();
-                take(records, target, &mut report).await?;
+                take(records, target, &mut report, &self.stats).await?;
             }
         }
         report.requests = self.api.requests() - requests;
@@ -168,13 +172,14 @@ impl Reconciler {
         // sweep's interval is up (the downtime itself is a gap in the ledger).
         let mut next_sweep = swept_until.map_or(0, |at| at + interval);
         let mut quiet_until = 0;
+        let mut last_runs = BTreeMap::new();
         loop {
             let now = clock::now_ms();
             if now >= quiet_until {
                 let mut failed = false;
                 if self.settings.on_reconnect {
                     failed |= !self
-                        .reconcile_gaps(&journal, &target, now, lookback)
+                        .reconcile_gaps(&journal, &target, now, lookback, &mut last_runs)
                         .await?;
                 }
                 if now >= next_sweep && !failed {
@@ -204,16 +209,26 @@ impl Reconciler {
     }
 
     /// Reconciles every pending gap; false if one failed (it stays pending).
+    /// Reconciles every pending gap that is due; false if one failed (it stays
+    /// pending). A gap is run as soon as it is recorded and then every
+    /// [`GAP_RERUN`] until its window, margin included, lies in the past: items
+    /// in it that were not ready (an engagement still going, a transcript not
+    /// made yet) are found by a later run. Only then is it marked done.
     async fn reconcile_gaps(
         &self,
         journal: &Journal,
         target: &Target,
         now: u64,
         lookback: u64,
+        last_runs: &mut BTreeMap<(u64, u64), u64>,
     ) -> Result<bool, JournalError> {
         let margin = self.settings.gap_margin.as_millis() as u64;
+        let rerun = GAP_RERUN.as_millis() as u64;
         for gap in journal.gaps().await? {
-            if gap.state != GapState::Pending {
+            let key = (gap.start_ms, gap.end_ms);
+            if gap.state != GapState::Pending
+                || last_runs.get(&key).is_some_and(|at| now < at + rerun)
+            {
                 continue;
             }
             let window = Window {
@@ -226,8 +241,13 @@ impl Reconciler {
             if !self.logged_run("gap", window, target).await? {
                 return Ok(false);
             }
-            // Only now, with the records it found committed.
-            journal.gap_done(gap.start_ms, gap.end_ms).await?;
+            if now >= gap.end_ms + margin {
+                // Only now, with the records it found committed.
+                journal.gap_done(gap.start_ms, gap.end_ms).await?;
+                last_runs.remove(&key);
+            } else {
+                last_runs.insert(key, now);
+            }
         }
         Ok(true)
     }
@@ -269,6 +289,7 @@ async fn take(
     records: Vec<NewRecord>,
     target: &Target,
     report: &mut RunReport,
+    stats: &Stats,
 ) -> Result<(), ReconcileError> {
     let mut pending = Vec::new();
     for record in records {
@@ -287,6 +308,7 @@ async fn take(
     }
     for (event, rx) in pending {
         if let AppendOutcome::Stored { .. } = rx.await.map_err(|_| JournalError::Closed)?? {
+            stats.reconciled(&event);
             *report.new.entry(event).or_default() += 1;
         }
     }

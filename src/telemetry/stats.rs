@@ -20,6 +20,8 @@ pub struct Snapshot {
     /// (sink, event) → delivered.
     pub delivered: BTreeMap<(String, String), u64>,
     pub dead_lettered: BTreeMap<String, u64>,
+    /// event → records that only reconciliation found.
+    pub reconciled: BTreeMap<String, u64>,
     pub bad_frames: u64,
     pub connects: u64,
 }
@@ -97,6 +99,10 @@ impl Stats {
 
     pub fn dead_lettered(&self, sink: &str) {
         self.update(|s| *s.dead_lettered.entry(sink.to_string()).or_default() += 1);
+    }
+
+    pub fn reconciled(&self, event: &str) {
+        self.update(|s| *s.reconciled.entry(event.to_string()).or_default() += 1);
     }
 
     pub fn bad_frame(&self) {

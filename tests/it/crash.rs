@@ -69,11 +69,10 @@ async fn survives_kill_9_loops() {
         http_sink("crm", &crm.url()),
         file_sink("archive", &archive)
     );
-    std::fs::write(
-        &config,
-        config_text(&sim, &dir.path().join("journal"), &sinks),
-    )
-    .unwrap();
+    // Reconciliation is off here: this loop is about the journal; events sent
+    // while no daemon ran are reconciliation's job (tests/it/reconcile.rs).
+    let text = config_text(&sim, &dir.path().join("journal"), &sinks);
+    std::fs::write(&config, format!("{text}\n[reconcile]\nenabled = false\n")).unwrap();
 
     // Events stream in the whole time, whether or not a daemon is up.
     let stop = Arc::new(AtomicBool::new(false));
