@@ -18,7 +18,6 @@ use crate::deliver::SinkWorker;
 use crate::journal::{Journal, SinkRoute};
 use crate::reconcile::Reconciler;
 use crate::sink::Sink;
-use crate::sink::route::EventFilter;
 use crate::source::Source;
 use crate::telemetry::stats::Stats;
 use crate::zoom::auth::{Credentials, TokenCache};
@@ -34,14 +33,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let tls = crate::tls::client_config().context("cannot set up TLS")?;
-    let routes = settings
-        .sinks
-        .iter()
-        .map(|s| SinkRoute {
-            name: s.name.clone(),
-            filter: EventFilter::new(s.events.clone()),
-        })
-        .collect();
+    let routes = SinkRoute::for_sinks(&settings.sinks);
     let dir = settings.journal.dir.clone();
     let journal = tokio::task::spawn_blocking(move || Journal::open(&dir, routes))
         .await
@@ -52,12 +44,7 @@ pub async fn run(
         crate::tls::http_client(&tls, ZOOM_HTTP_TIMEOUT).context("cannot build HTTP client")?;
     let tokens = TokenCache::new(
         zoom_http.clone(),
-        Credentials {
-            oauth_url: settings.zoom.oauth_url.clone(),
-            account_id: settings.zoom.account_id.clone(),
-            client_id: settings.zoom.client_id.clone(),
-            client_secret: settings.zoom.client_secret.clone(),
-        },
+        Credentials::from_settings(&settings.zoom),
     );
 
     let source_cancel = CancellationToken::new();

@@ -108,6 +108,19 @@ pub struct SinkRoute {
     pub filter: EventFilter,
 }
 
+impl SinkRoute {
+    /// The routes of the configured sinks.
+    pub fn for_sinks(sinks: &[crate::config::SinkSettings]) -> Vec<SinkRoute> {
+        sinks
+            .iter()
+            .map(|s| SinkRoute {
+                name: s.name.clone(),
+                filter: EventFilter::new(s.events.clone()),
+            })
+            .collect()
+    }
+}
+
 /// What happened to an appended record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendOutcome {

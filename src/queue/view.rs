@@ -13,7 +13,6 @@ use redb::{ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
 
 use crate::config::Settings;
 use crate::journal::{self, Journal, JournalError, SinkRoute};
-use crate::sink::route::EventFilter;
 
 /// The journal opened by this process alone; closed cleanly on drop (which
 /// blocks, so it must not be dropped inside an async runtime).
@@ -29,14 +28,7 @@ impl Owned {
     fn open(settings: &Settings) -> anyhow::Result<Result<Owned, Owner>> {
         let dir = &settings.journal.dir;
         require_database(dir)?;
-        let routes = settings
-            .sinks
-            .iter()
-            .map(|s| SinkRoute {
-                name: s.name.clone(),
-                filter: EventFilter::new(s.events.clone()),
-            })
-            .collect();
+        let routes = SinkRoute::for_sinks(&settings.sinks);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 use super::{Reconciler, RunReport, Target};
 use crate::config::Settings;
 use crate::journal::{self, Journal, JournalError, SinkRoute};
-use crate::sink::route::EventFilter;
 use crate::zoom::api::{Window, ZoomApi};
 use crate::zoom::auth::{Credentials, TokenCache};
 
@@ -52,15 +51,7 @@ pub async fn run(args: &ReconcileArgs, settings: &Settings) -> anyhow::Result<()
     }
     let tls = crate::tls::client_config().context("cannot set up TLS")?;
     let http = crate::tls::http_client(&tls, std::time::Duration::from_secs(30))?;
-    let tokens = TokenCache::new(
-        http.clone(),
-        Credentials {
-            oauth_url: settings.zoom.oauth_url.clone(),
-            account_id: settings.zoom.account_id.clone(),
-            client_id: settings.zoom.client_id.clone(),
-            client_secret: settings.zoom.client_secret.clone(),
-        },
-    );
+    let tokens = TokenCache::new(http.clone(), Credentials::from_settings(&settings.zoom));
     let api = ZoomApi::new(
         http,
         settings.zoom.api_base_url.clone(),
@@ -75,14 +66,7 @@ pub async fn run(args: &ReconcileArgs, settings: &Settings) -> anyhow::Result<()
     };
 
     let dir = &settings.journal.dir;
-    let routes = settings
-        .sinks
-        .iter()
-        .map(|s| SinkRoute {
-            name: s.name.clone(),
-            filter: EventFilter::new(s.events.clone()),
-        })
-        .collect();
+    let routes = SinkRoute::for_sinks(&settings.sinks);
     let (report, mode) = match Journal::open(dir, routes) {
         Ok(journal) => {
             let target = if args.dry_run {

@@ -84,6 +84,17 @@ pub struct Credentials {
     pub client_secret: Secret,
 }
 
+impl Credentials {
+    pub fn from_settings(zoom: &crate::config::ZoomSettings) -> Credentials {
+        Credentials {
+            oauth_url: zoom.oauth_url.clone(),
+            account_id: zoom.account_id.clone(),
+            client_id: zoom.client_id.clone(),
+            client_secret: zoom.client_secret.clone(),
+        }
+    }
+}
+
 /// Shared handle; clone freely.
 #[derive(Clone)]
 pub struct TokenCache {

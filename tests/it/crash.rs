@@ -20,16 +20,6 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// The ids a daemon's log says were persisted.
-fn persisted_ids(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|line| line.contains(" persisted "))
-        .filter_map(|line| line.split("record_id=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
 /// A unique, keyed event per `n`.
 fn event(n: u64) -> serde_json::Value {
     serde_json::json!({

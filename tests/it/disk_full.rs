@@ -39,15 +39,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn persisted_ids(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|line| line.contains(" persisted "))
-        .filter_map(|line| line.split("record_id=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_cleanly_on_a_full_disk_and_recovers() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();

@@ -381,3 +381,14 @@ pub async fn wait_output(child: Child) -> std::process::Output {
         .unwrap()
         .unwrap()
 }
+
+/// The record ids a daemon's debug log says were persisted (the daemon's own
+/// word, which the crash tests hold it to).
+pub fn persisted_ids(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| line.contains(" persisted "))
+        .filter_map(|line| line.split("record_id=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
