@@ -128,8 +128,9 @@ pub async fn run(
     }
 
     // 1. No new events. The source finishes its pending appends before it
-    //    returns; reconciliation stops between requests (a window it did not
-    //    finish stays pending and is repeated at the next start).
+    //    returns; reconciliation stops at once, even mid-request or during a
+    //    rate-limit wait (what it committed stays; an unfinished gap stays
+    //    pending and is repeated at the next start).
     source_cancel.cancel();
     if !source_task.is_finished() {
         let _ = (&mut source_task).await;

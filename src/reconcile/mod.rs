@@ -40,9 +40,9 @@ const SWEPT_UNTIL: &str = "reconcile_swept_until_ms";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("Zoom REST API: {0}")]
+    #[error("Zoom REST API")]
     Api(#[from] ApiError),
-    #[error("journal: {0}")]
+    #[error("journal")]
     Journal(#[from] JournalError),
 }
 
@@ -177,17 +177,28 @@ impl Reconciler {
             let now = clock::now_ms();
             if now >= quiet_until {
                 let mut failed = false;
+                // A run is dropped at shutdown, mid-request if need be (a 429
+                // may ask for hours): what it committed stays, and a window it
+                // did not finish is repeated (the gap stays pending, the sweep
+                // is not recorded).
                 if self.settings.on_reconnect {
-                    failed |= !self
-                        .reconcile_gaps(&journal, &target, now, lookback, &mut last_runs)
-                        .await?;
+                    let gaps =
+                        self.reconcile_gaps(&journal, &target, now, lookback, &mut last_runs);
+                    let Some(gaps_done) = cancel.run_until_cancelled(gaps).await else {
+                        return Ok(());
+                    };
+                    failed |= !gaps_done?;
                 }
                 if now >= next_sweep && !failed {
                     let window = Window {
                         from_ms: now.saturating_sub(lookback),
                         to_ms: now,
                     };
-                    if self.logged_run("sweep", window, &target).await? {
+                    let sweep = self.logged_run("sweep", window, &target);
+                    let Some(swept) = cancel.run_until_cancelled(sweep).await else {
+                        return Ok(());
+                    };
+                    if swept? {
                         journal
                             .set_meta(SWEPT_UNTIL, now.to_le_bytes().to_vec())
                             .await?;
