@@ -124,7 +124,8 @@ fn run(path: &std::path::Path) -> ExitCode {
     let settings = loaded.settings;
     runtime_then(|| async move {
         let stats = zcc_relay::telemetry::stats::Stats::default();
-        zcc_relay::app::run(settings, stats, shutdown_signal()).await
+        let shutdown = shutdown_signal();
+        zcc_relay::app::run(settings, stats, shutdown).await
     })
 }
 
@@ -155,18 +156,23 @@ where
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Listens for SIGTERM (systemd stop) and SIGINT (Ctrl-C) from the moment it
+/// is called — before the journal is opened — and resolves on either, so a stop
+/// during start-up is a clean stop too.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop the daemon");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for stop signals; the daemon can only be killed");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
 }

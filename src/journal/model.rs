@@ -445,8 +445,8 @@ struct SinkModel {
 #[derive(Debug, Clone)]
 struct Model {
     next_seq: u64,
-    /// The dedup index: key → (revision, version).
-    keys: BTreeMap<u8, (u32, Option<u8>)>,
+    /// The dedup index: key → (revision, every version seen).
+    keys: BTreeMap<u8, (u32, std::collections::BTreeSet<u8>)>,
     /// Every seq some sink still has pending or dead, with its expected bytes.
     held: BTreeMap<u64, Held>,
     sinks: Vec<SinkModel>,
@@ -491,12 +491,15 @@ impl Model {
     fn append(&mut self, append: &Append, record: &NewRecord) -> AppendOutcome {
         let revision = match self.keys.get(&append.key) {
             None => 1,
-            Some(&(_, version)) if append.version.is_none() || version == append.version => {
+            // Any version seen before (not just the latest) is a duplicate.
+            Some((_, versions)) if append.version.is_none_or(|v| versions.contains(&v)) => {
                 return AppendOutcome::Duplicate;
             }
-            Some(&(revision, _)) => revision + 1,
+            Some((revision, _)) => revision + 1,
         };
-        self.keys.insert(append.key, (revision, append.version));
+        let versions = self.keys.entry(append.key).or_default();
+        versions.0 = revision;
+        versions.1.extend(append.version);
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut n_sinks = 0;

@@ -326,6 +326,6 @@ pub fn is_new(
         .and_then(|v| tables::KeyEntry::decode(v.value()));
     Ok(match known {
         None => true,
-        Some(entry) => version.is_some() && entry.version != version,
+        Some(entry) => !entry.knows(version),
     })
 }

@@ -75,21 +75,30 @@ impl OutboxEntry {
     }
 }
 
+/// At most this many versions of one note are remembered (the newest).
+pub const MAX_VERSIONS: usize = 64;
+
 /// What the dedup index remembers about a natural key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
     pub revision: u32,
     pub first_seen_ms: u64,
-    /// Fingerprint of the editable content (notes only).
-    pub version: Option<[u8; 32]>,
+    /// Fingerprints of every version of the editable content seen so far
+    /// (notes only; empty for first-wins types). A body matching any of them
+    /// is a duplicate, so a stale re-send after an edit is not a new revision.
+    pub versions: Vec<[u8; 32]>,
 }
 
 impl KeyEntry {
+    pub fn knows(&self, version: Option<[u8; 32]>) -> bool {
+        version.is_none_or(|v| self.versions.contains(&v))
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(44);
+        let mut bytes = Vec::with_capacity(12 + 32 * self.versions.len());
         bytes.extend_from_slice(&self.revision.to_le_bytes());
         bytes.extend_from_slice(&self.first_seen_ms.to_le_bytes());
-        if let Some(version) = &self.version {
+        for version in &self.versions {
             bytes.extend_from_slice(version);
         }
         bytes
@@ -98,14 +107,18 @@ impl KeyEntry {
     pub fn decode(bytes: &[u8]) -> Option<KeyEntry> {
         let revision = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?);
         let first_seen_ms = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?);
-        let version = match bytes.get(12..) {
-            Some([]) | None => None,
-            Some(rest) => Some(rest.try_into().ok()?),
-        };
+        let rest = bytes.get(12..)?;
+        if rest.len() % 32 != 0 {
+            return None;
+        }
+        let versions = rest
+            .chunks_exact(32)
+            .map(|c| c.try_into().ok())
+            .collect::<Option<Vec<[u8; 32]>>>()?;
         Some(KeyEntry {
             revision,
             first_seen_ms,
-            version,
+            versions,
         })
     }
 }
@@ -120,12 +133,12 @@ mod tests {
             KeyEntry {
                 revision: 1,
                 first_seen_ms: 42,
-                version: None,
+                versions: vec![],
             },
             KeyEntry {
                 revision: 7,
                 first_seen_ms: u64::MAX,
-                version: Some([9; 32]),
+                versions: vec![[9; 32], [7; 32]],
             },
         ] {
             assert_eq!(KeyEntry::decode(&entry.encode()), Some(entry));

@@ -405,17 +405,27 @@ impl Writer {
         let revision = match &known {
             None => 1,
             // First-wins types, and notes whose text and time did not change.
-            Some(entry) if record.version.is_none() || entry.version == record.version => {
+            Some(entry) if entry.knows(record.version) => {
                 return Ok(AppendOutcome::Duplicate);
             }
             Some(entry) => entry.revision + 1,
         };
+        let mut versions = known
+            .as_ref()
+            .map(|k| k.versions.clone())
+            .unwrap_or_default();
+        if let Some(version) = record.version {
+            versions.push(version);
+            if versions.len() > tables::MAX_VERSIONS {
+                versions.remove(0);
+            }
+        }
         let entry = KeyEntry {
             revision,
             first_seen_ms: known
                 .as_ref()
                 .map_or_else(clock::now_ms, |k| k.first_seen_ms),
-            version: record.version,
+            versions,
         };
         keys.insert(record.id.as_str(), entry.encode().as_slice())?;
         drop(keys);
