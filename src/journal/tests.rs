@@ -81,7 +81,10 @@ async fn edited_notes_become_new_revisions() {
     ));
     // A third edit (an earlier version again is a duplicate: see below).
     assert!(matches!(
-        journal.append(record("n", "note", Some([3; 32]))).await.unwrap(),
+        journal
+            .append(record("n", "note", Some([3; 32])))
+            .await
+            .unwrap(),
         AppendOutcome::Stored { revision: 3, .. }
     ));
     let stored = outbox(&journal, "a", 0, 10).await;
@@ -384,11 +387,23 @@ async fn a_stale_note_resent_after_an_edit_is_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
     let (v1, v2) = (Some([1; 32]), Some([2; 32]));
-    assert!(matches!(journal.append(record("n", "note", v1)).await.unwrap(), AppendOutcome::Stored { revision: 1, .. }));
-    assert!(matches!(journal.append(record("n", "note", v2)).await.unwrap(), AppendOutcome::Stored { revision: 2, .. }));
+    assert!(matches!(
+        journal.append(record("n", "note", v1)).await.unwrap(),
+        AppendOutcome::Stored { revision: 1, .. }
+    ));
+    assert!(matches!(
+        journal.append(record("n", "note", v2)).await.unwrap(),
+        AppendOutcome::Stored { revision: 2, .. }
+    ));
     // Zoom re-sends the first version, or reconciliation lists an older one.
-    assert_eq!(journal.append(record("n", "note", v1)).await.unwrap(), AppendOutcome::Duplicate);
-    assert_eq!(journal.append(record("n", "note", v2)).await.unwrap(), AppendOutcome::Duplicate);
+    assert_eq!(
+        journal.append(record("n", "note", v1)).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    assert_eq!(
+        journal.append(record("n", "note", v2)).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
     assert!(!journal.is_new("n", v1).await.unwrap());
     assert!(journal.is_new("n", Some([3; 32])).await.unwrap());
     journal.close().await;
