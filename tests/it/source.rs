@@ -94,6 +94,16 @@ async fn records_gap_intervals() {
     let dropped_at = wall_ms();
     wait_handshakes(&sim, 3).await;
     let back_at = wall_ms();
+    // The gap is recorded when the daemon has read build_connection; its next
+    // heartbeat shows it has.
+    let heartbeats = sim.heartbeats_received();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while sim.heartbeats_received() <= heartbeats {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the daemon heartbeats after reconnecting");
     let _ = Command::new("kill")
         .args(["-TERM", &second.id().to_string()])
         .status();
