@@ -261,7 +261,7 @@ async fn deliver(
             Ok(()) => {
                 context.journal.ack(name, seq).await?;
                 context.stats.delivered(name, &header.event);
-                context.recovered();
+                context.recovered().await?;
                 return Ok(finished(Settled::Done));
             }
             Err(SinkError::Permanent { reason, status }) => {
@@ -342,14 +342,32 @@ impl Context {
         }
     }
 
-    fn recovered(&self) {
-        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(since) = health.failing_since.take() {
-            let failed_for =
-                humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()));
-            tracing::info!(sink = %self.settings.name, failed_attempts = health.failures, failed_for = %failed_for, "sink recovered");
+    /// After a success: if the sink was failing, log (once) that it recovered,
+    /// for how long it failed and how many records were waiting for it.
+    async fn recovered(&self) -> Result<(), JournalError> {
+        let failed = {
+            let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            let failed = health
+                .failing_since
+                .take()
+                .map(|since| (since, health.failures));
             health.failures = 0;
-        }
+            failed
+        };
+        let Some((since, failures)) = failed else {
+            return Ok(());
+        };
+        let name = &self.settings.name;
+        let waiting = self
+            .journal
+            .stats()
+            .await?
+            .into_iter()
+            .find(|s| &s.sink == name)
+            .map_or(0, |s| s.pending);
+        let failed_for = humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()));
+        tracing::info!(sink = %name, failed_attempts = failures, failed_for = %failed_for, waiting, "sink recovered; delivering what waited");
+        Ok(())
     }
 
     /// Warns once when the oldest pending record passes [`BACKLOG_WARN_AGE`],

@@ -181,6 +181,13 @@ async fn tokens_and_secrets_never_reach_the_logs() {
         "expected a real log to inspect:\n{log}"
     );
     assert!(log.contains("refused a WebSocket frame"), "{log}");
+    // The sink answered 500 and 503 first: one line when it starts failing,
+    // one when it recovers (with what waited), none per retry.
+    assert_eq!(log.matches("sink failing").count(), 1, "{log}");
+    assert!(
+        log.contains("sink recovered") && log.contains("waiting="),
+        "{log}"
+    );
     let tokens = sim.issued_tokens();
     assert!(tokens.len() >= 3);
     for token in tokens {
