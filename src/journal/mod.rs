@@ -210,6 +210,7 @@ struct Shared {
     dir: PathBuf,
     sinks: Vec<SinkRoute>,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    commits: Arc<std::sync::atomic::AtomicU64>,
     _lock: lock::DirLock,
 }
 
@@ -234,7 +235,14 @@ impl Journal {
         let next_seq = writer::prepare(&db, &sinks)?;
         let (ops, rx) = mpsc::channel(QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(next_seq.saturating_sub(1));
-        let worker = Writer::new(db.clone(), sinks.clone(), next_seq, committed_tx);
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let worker = Writer::new(
+            db.clone(),
+            sinks.clone(),
+            next_seq,
+            committed_tx,
+            commits.clone(),
+        );
         let handle = tokio::spawn(worker.run(rx));
         Ok(Journal {
             shared: Arc::new(Shared {
@@ -244,9 +252,17 @@ impl Journal {
                 dir: dir.to_path_buf(),
                 sinks,
                 writer: std::sync::Mutex::new(Some(handle)),
+                commits,
                 _lock: lock,
             }),
         })
+    }
+
+    /// Group commits (each one sync of the journal file) since it was opened.
+    pub fn commits(&self) -> u64 {
+        self.shared
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn dir(&self) -> &Path {

@@ -161,6 +161,8 @@ pub(super) struct Writer {
     sinks: Vec<SinkRoute>,
     next_seq: u64,
     committed: watch::Sender<u64>,
+    /// Successful commits so far (each one sync), for reports and benchmarks.
+    commits: Arc<std::sync::atomic::AtomicU64>,
     sweep: Sweep,
 }
 
@@ -194,12 +196,14 @@ impl Writer {
         sinks: Vec<SinkRoute>,
         next_seq: u64,
         committed: watch::Sender<u64>,
+        commits: Arc<std::sync::atomic::AtomicU64>,
     ) -> Writer {
         Writer {
             db,
             sinks,
             next_seq,
             committed,
+            commits,
             sweep: Sweep::default(),
         }
     }
@@ -350,6 +354,8 @@ impl Writer {
         })();
         match result {
             Ok(()) => {
+                self.commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if self.next_seq != seq_before {
                     self.committed.send_replace(self.next_seq - 1);
                 }
