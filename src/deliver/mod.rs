@@ -110,7 +110,8 @@ impl SinkWorker {
             health: Mutex::new(Health::default()),
         });
         let journal = &self.journal;
-        let mut lanes: Lanes<Pending> = Lanes::default();
+        // Each queued record travels with its lane, parsed once from its bytes.
+        let mut lanes: Lanes<(Option<String>, Pending)> = Lanes::default();
         // Records waiting in the durable tier from an earlier run still hold
         // their engagements back.
         let mut after = None;
@@ -130,7 +131,7 @@ impl SinkWorker {
         let permits = Arc::new(Semaphore::new(context.settings.max_in_flight));
         let mut tasks: JoinSet<Result<Finished, JournalError>> = JoinSet::new();
         let mut in_flight: HashSet<u64> = HashSet::new();
-        let mut ready: VecDeque<Pending> = VecDeque::new();
+        let mut ready: VecDeque<(Option<String>, Pending)> = VecDeque::new();
         let mut committed = journal.committed();
         let mut cursor = 0u64;
         let mut backlog_check = tokio::time::interval(BACKLOG_CHECK_EVERY);
@@ -139,7 +140,7 @@ impl SinkWorker {
                 // Durable retries that came due go first: they are the oldest.
                 for pending in journal.read_due(&name, clock::now_ms(), BATCH).await? {
                     if !in_flight.contains(&pending.seq) {
-                        ready.push_back(pending);
+                        ready.push_back((lane_of(&pending.bytes), pending));
                     }
                 }
             }
@@ -153,8 +154,9 @@ impl SinkWorker {
                 cursor = last;
                 for pending in batch {
                     let lane = lane_of(&pending.bytes);
-                    if let Some(pending) = lanes.admit(lane.as_deref(), pending) {
-                        ready.push_back(pending);
+                    let key = lane.clone();
+                    if let Some(item) = lanes.admit(key.as_deref(), (lane, pending)) {
+                        ready.push_back(item);
                     }
                 }
             }
@@ -162,14 +164,14 @@ impl SinkWorker {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     break;
                 };
-                let Some(pending) = ready.pop_front() else {
+                let Some((lane, pending)) = ready.pop_front() else {
                     break;
                 };
                 in_flight.insert(pending.seq);
                 let (context, abort) = (context.clone(), abort.clone());
                 tasks.spawn(async move {
                     let _permit = permit;
-                    deliver(&context, pending, &abort).await
+                    deliver(&context, pending, lane, &abort).await
                 });
             }
             if read_new && ready.is_empty() && lanes.waiting() < MAX_HELD {
@@ -224,11 +226,11 @@ impl SinkWorker {
 async fn deliver(
     context: &Context,
     pending: Pending,
+    lane: Option<String>,
     abort: &CancellationToken,
 ) -> Result<Finished, JournalError> {
     let name = context.settings.name.as_str();
     let seq = pending.seq;
-    let lane = lane_of(&pending.bytes);
     let finished = |settled| Finished {
         seq,
         lane: lane.clone(),
