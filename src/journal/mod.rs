@@ -207,7 +207,6 @@ struct Shared {
     db: Arc<Database>,
     ops: mpsc::Sender<Op>,
     committed: watch::Receiver<u64>,
-    dir: PathBuf,
     sinks: Vec<SinkRoute>,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     commits: Arc<std::sync::atomic::AtomicU64>,
@@ -249,7 +248,6 @@ impl Journal {
                 db,
                 ops,
                 committed,
-                dir: dir.to_path_buf(),
                 sinks,
                 writer: std::sync::Mutex::new(Some(handle)),
                 commits,
@@ -263,10 +261,6 @@ impl Journal {
         self.shared
             .commits
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir
     }
 
     /// A snapshot for the [`read`] functions, taken on the calling thread (for
@@ -436,11 +430,6 @@ impl Journal {
     pub async fn is_new(&self, id: &str, version: Option<[u8; 32]>) -> Result<bool, JournalError> {
         let id = id.to_string();
         self.read(move |txn| read::is_new(txn, &id, version)).await
-    }
-
-    /// See [`read::live_until`].
-    pub async fn live_until(&self) -> Result<Option<u64>, JournalError> {
-        self.read(read::live_until).await
     }
 
     /// See [`read::gaps`].

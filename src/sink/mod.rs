@@ -28,14 +28,6 @@ pub enum SinkError {
     Permanent { reason: String, status: Option<u16> },
 }
 
-impl SinkError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            SinkError::Retryable { status, .. } | SinkError::Permanent { status, .. } => *status,
-        }
-    }
-}
-
 pub enum Sink {
     Http(http::HttpSink),
     File(file::FileSink),
