@@ -22,6 +22,9 @@ use crate::source::Source;
 use crate::telemetry::stats::Stats;
 use crate::zoom::auth::{Credentials, TokenCache};
 
+/// How long open scrape connections get to finish at shutdown.
+const METRICS_STOP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Timeout for token requests (per request; the token cache is retried by its callers).
 const ZOOM_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -39,6 +42,21 @@ pub async fn run(
         .await
         .context("journal open task failed")??;
     tracing::info!(dir = %settings.journal.dir.display(), sinks = settings.sinks.len(), "journal open");
+
+    // Bound before any task starts: a taken port is a startup failure.
+    let metrics_listener = match settings.metrics.listen {
+        None => None,
+        Some(address) => match crate::telemetry::metrics::bind(address).await {
+            Ok(listener) => {
+                tracing::info!(listen = %address, "metrics endpoint listening on /metrics");
+                Some(listener)
+            }
+            Err(e) => {
+                journal.close().await;
+                return Err(e);
+            }
+        },
+    };
 
     let zoom_http =
         crate::tls::http_client(&tls, ZOOM_HTTP_TIMEOUT).context("cannot build HTTP client")?;
@@ -91,6 +109,26 @@ pub async fn run(
         None
     };
 
+    let (state, state_rx) = tokio::sync::watch::channel(crate::source::ConnectionState::Connecting);
+    // The metrics endpoint lives until the journal closes, so a scrape sees the drain.
+    let metrics_stop = CancellationToken::new();
+    let metrics_task = match metrics_listener {
+        None => None,
+        Some(listener) => {
+            let sources = crate::telemetry::metrics::Sources {
+                stats: stats.clone(),
+                state: state_rx,
+                tokens: tokens.clone(),
+                journal: journal.clone(),
+                journal_dir: settings.journal.dir.clone(),
+            };
+            Some(tokio::spawn(crate::telemetry::metrics::serve(
+                listener,
+                sources,
+                metrics_stop.clone(),
+            )))
+        }
+    };
     let source = Source {
         settings: settings.websocket.clone(),
         websocket_url: settings.zoom.websocket_url.clone(),
@@ -99,7 +137,7 @@ pub async fn run(
         journal: journal.clone(),
         stats: stats.clone(),
         tls: tls.clone(),
-        state: tokio::sync::watch::channel(crate::source::ConnectionState::Connecting).0,
+        state,
     };
     let mut source_task = tokio::spawn(source.run(source_cancel.clone()));
 
@@ -162,6 +200,12 @@ pub async fn run(
         while workers.join_next().await.is_some() {}
     }
     // 3. Last commit, then release the directory lock.
+    metrics_stop.cancel();
+    if let Some(mut task) = metrics_task
+        && tokio::time::timeout(METRICS_STOP, &mut task).await.is_err()
+    {
+        task.abort();
+    }
     journal.close().await;
     tracing::info!("stopped");
     match failure {

@@ -73,9 +73,20 @@ pub struct RecordHeader<'a> {
     pub revision: u32,
     #[serde(borrow)]
     pub event: std::borrow::Cow<'a, str>,
+    /// When the daemon read or synthesized the record, just before persisting it.
+    #[serde(borrow, default)]
+    pub received_at: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl RecordHeader<'_> {
+    /// Seconds since `received_at` (the delivery latency when called at a
+    /// sink's 2xx); `None` if it is missing or unreadable.
+    pub fn age_seconds(&self) -> Option<f64> {
+        let at: jiff::Timestamp = self.received_at.as_deref()?.parse().ok()?;
+        let age = jiff::Timestamp::now().duration_since(at);
+        Some(age.as_secs_f64().max(0.0))
+    }
+
     /// `webhook-id`: the natural key for revision 1, `id~N` for revision N.
     pub fn webhook_id(&self) -> String {
         if self.revision <= 1 {

@@ -89,6 +89,8 @@ pub struct MediaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     pub listen: Option<String>,
+    /// Lets `listen` name a non-loopback address (the endpoint has no authentication).
+    pub allow_non_loopback: bool,
 }
 
 /// One `[[sinks]]` entry. A single flat struct for every sink type, so that a key of

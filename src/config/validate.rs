@@ -712,15 +712,28 @@ impl Checker<'_> {
                 None
             }
             // The endpoint has no authentication; a VM's loopback is the boundary.
-            Ok(address) if !address.ip().is_loopback() => {
+            Ok(address) if !address.ip().is_loopback() && !raw.allow_non_loopback => {
                 self.error(
                     "metrics.listen",
                     format!(
                         "{address} is not a loopback address; the endpoint has no \
-                         authentication, use 127.0.0.1 or [::1]"
+                         authentication, use 127.0.0.1 or [::1] (or set \
+                         metrics.allow_non_loopback = true behind a firewall)"
                     ),
                 );
                 None
+            }
+            Ok(address) if !address.ip().is_loopback() => {
+                self.warn(
+                    "metrics.listen",
+                    format!(
+                        "{address} is not a loopback address; anyone who can reach it can \
+                         read the metrics (allowed by metrics.allow_non_loopback)"
+                    ),
+                );
+                Some(MetricsSettings {
+                    listen: Some(address),
+                })
             }
             Ok(address) => Some(MetricsSettings {
                 listen: Some(address),
@@ -1200,7 +1213,15 @@ websocket_url = "ws://zoom.test/ws""#,
                 "[metrics]\nlisten = \"0.0.0.0:9464\"",
                 &[
                     "error: metrics.listen: 0.0.0.0:9464 is not a loopback address; the \
-                   endpoint has no authentication, use 127.0.0.1 or [::1]",
+                   endpoint has no authentication, use 127.0.0.1 or [::1] (or set \
+                   metrics.allow_non_loopback = true behind a firewall)",
+                ],
+            ),
+            (
+                "[metrics]\nlisten = \"0.0.0.0:9464\"\nallow_non_loopback = true",
+                &[
+                    "warning: metrics.listen: 0.0.0.0:9464 is not a loopback address; anyone \
+                   who can reach it can read the metrics (allowed by metrics.allow_non_loopback)",
                 ],
             ),
             (
@@ -1387,7 +1408,8 @@ retry_schedule = []
                 "error: daemon.drain_timeout: must be above zero",
                 "error: reconcile.max_requests_per_second: must be at least 1",
                 "error: metrics.listen: 0.0.0.0:9464 is not a loopback address; the endpoint \
-                 has no authentication, use 127.0.0.1 or [::1]",
+                 has no authentication, use 127.0.0.1 or [::1] (or set \
+                 metrics.allow_non_loopback = true behind a firewall)",
                 "error: sinks[0].path: not used by type \"http\"",
                 "error: sinks[1].url: relative URL \"crm/zoom\"",
                 "error: sinks[2].name: duplicate sink name \"crm\"",

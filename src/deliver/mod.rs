@@ -263,6 +263,9 @@ async fn deliver(
             Ok(()) => {
                 context.journal.ack(name, seq).await?;
                 context.stats.delivered(name, &header.event);
+                if let Some(seconds) = header.age_seconds() {
+                    context.stats.delivery_latency(name, seconds);
+                }
                 context.recovered().await?;
                 return Ok(finished(Settled::Done));
             }
@@ -340,6 +343,7 @@ impl Context {
         health.failures += 1;
         if health.failing_since.is_none() {
             health.failing_since = Some(Instant::now());
+            self.stats.sink_failing(&self.settings.name, true);
             tracing::warn!(sink = %self.settings.name, error = %reason, "sink failing; records wait in its outbox and are retried");
         }
     }
@@ -360,6 +364,7 @@ impl Context {
             return Ok(());
         };
         let name = &self.settings.name;
+        self.stats.sink_failing(name, false);
         let waiting = self
             .journal
             .stats()

@@ -284,10 +284,12 @@ impl Reconciler {
                     new_by_type = %summary(&report.new),
                     "reconciled"
                 );
+                self.stats.reconcile_run(true);
                 Ok(true)
             }
             Err(ReconcileError::Journal(e)) => Err(e),
             Err(ReconcileError::Api(e)) => {
+                self.stats.reconcile_run(false);
                 tracing::warn!(trigger, error = %e, retry_in = "1m", "reconciliation failed; the window stays pending");
                 Ok(false)
             }

@@ -365,6 +365,7 @@ impl Source {
                         }
                         Ok(frame @ Frame::Heartbeat { success: true, .. }) if !frame.is_token_error() => {
                             backoff.reset();
+                            self.stats.heartbeat_reply();
                             self.seen_live(last_seen_ms, &mut last_recorded).await?;
                         }
                         Ok(frame @ (Frame::Heartbeat { .. } | Frame::BuildConnection { .. })) => {

@@ -4,6 +4,7 @@
 //!
 //! Owns no policy: components report what happened, this module records it.
 
+pub mod metrics;
 pub mod stats;
 
 use tracing_subscriber::EnvFilter;

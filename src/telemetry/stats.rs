@@ -1,10 +1,14 @@
 //! In-process counters: events received, persisted and suppressed as
 //! duplicates per event type, records delivered per sink and type, frames
-//! refused. Cheap to update from any task; read as a consistent snapshot.
+//! refused, when the socket last proved alive, reconciliation runs, sinks
+//! currently failing, and delivery latency. Cheap to update from any task;
+//! read as a consistent snapshot (the demo, the tests, `telemetry::metrics`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,6 +28,16 @@ pub struct Snapshot {
     pub reconciled: BTreeMap<String, u64>,
     pub bad_frames: u64,
     pub connects: u64,
+    /// When the last event body was read from the socket (`clock::now_ms`).
+    pub last_event_ms: Option<u64>,
+    /// When Zoom last answered a heartbeat (`clock::now_ms`).
+    pub last_heartbeat_reply_ms: Option<u64>,
+    /// Reconciliation runs that finished, and those Zoom's API failed.
+    pub reconcile_runs: u64,
+    pub reconcile_failures: u64,
+    /// Sinks whose last attempt failed temporarily and that have not
+    /// delivered since.
+    pub failing_sinks: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -36,11 +50,28 @@ impl Snapshot {
     }
 }
 
+/// Labels of the per-sink delivery latency histogram: `[("sink", name)]`.
+pub type SinkLabels = Vec<(String, String)>;
+pub type LatencyFamily = Family<SinkLabels, Histogram, fn() -> Histogram>;
+
+/// Upper bounds (seconds) of the delivery latency buckets: from a healthy
+/// sink's tens of milliseconds to a record that waited out a day-long outage.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0,
+    86400.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
 #[derive(Clone)]
 pub struct Stats {
     inner: Arc<Mutex<Snapshot>>,
     /// Bumped on every update, so waiters wake on change instead of polling.
     changes: Arc<watch::Sender<u64>>,
+    /// Atomic buckets, shared with the metrics endpoint as they are.
+    latency: LatencyFamily,
 }
 
 impl Default for Stats {
@@ -48,6 +79,7 @@ impl Default for Stats {
         Stats {
             inner: Arc::default(),
             changes: Arc::new(watch::channel(0).0),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         }
     }
 }
@@ -78,7 +110,17 @@ impl Stats {
     }
 
     pub fn received(&self, event: &str) {
-        self.update(|s| s.by_event.entry(event.to_string()).or_default().received += 1);
+        let now = crate::clock::now_ms();
+        self.update(|s| {
+            s.by_event.entry(event.to_string()).or_default().received += 1;
+            s.last_event_ms = Some(now);
+        });
+    }
+
+    /// Zoom answered a heartbeat: the socket is alive end to end.
+    pub fn heartbeat_reply(&self) {
+        let now = crate::clock::now_ms();
+        self.update(|s| s.last_heartbeat_reply_ms = Some(now));
     }
 
     pub fn persisted(&self, event: &str) {
@@ -94,6 +136,38 @@ impl Stats {
             *s.delivered
                 .entry((sink.to_string(), event.to_string()))
                 .or_default() += 1
+        });
+    }
+
+    /// Seconds from a record's `received_at` to the sink's 2xx.
+    pub fn delivery_latency(&self, sink: &str, seconds: f64) {
+        self.latency
+            .get_or_create(&vec![("sink".to_string(), sink.to_string())])
+            .observe(seconds);
+    }
+
+    pub fn latency(&self) -> &LatencyFamily {
+        &self.latency
+    }
+
+    /// A sink's health changed: failing (a temporary error) or recovered.
+    pub fn sink_failing(&self, sink: &str, failing: bool) {
+        self.update(|s| {
+            if failing {
+                s.failing_sinks.insert(sink.to_string());
+            } else {
+                s.failing_sinks.remove(sink);
+            }
+        });
+    }
+
+    /// A reconciliation run ended; `ok` is false when Zoom's API failed it.
+    pub fn reconcile_run(&self, ok: bool) {
+        self.update(|s| {
+            s.reconcile_runs += 1;
+            if !ok {
+                s.reconcile_failures += 1;
+            }
         });
     }
 

@@ -1,0 +1,503 @@
+//! The Prometheus endpoint (`[metrics] listen`): `GET /metrics` in the
+//! OpenMetrics text format, `GET /` a one-line pointer to it.
+//!
+//! Owns the series names and how each is derived; owns no counter. Hot-path
+//! counts live in [`Stats`] (and the token cache); the connection state comes
+//! from the source's watch; the journal-derived gauges (pending, retrying,
+//! dead, oldest age, file size) are read at scrape time through one read
+//! transaction, at most once per [`JOURNAL_CACHE`], so a scrape storm cannot
+//! load the journal. Also parses this text back ([`parse`]) for `status`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::{self, Journal};
+use crate::source::ConnectionState;
+use crate::telemetry::stats::Stats;
+use crate::zoom::auth::TokenCache;
+
+/// How long journal-derived figures are reused between scrapes.
+pub const JOURNAL_CACHE: Duration = Duration::from_secs(2);
+
+/// What `GET /metrics` answers with (the OpenMetrics text format, which
+/// Prometheus reads natively).
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every place a series is read from.
+pub struct Sources {
+    pub stats: Stats,
+    pub state: watch::Receiver<ConnectionState>,
+    pub tokens: TokenCache,
+    pub journal: Journal,
+    pub journal_dir: PathBuf,
+}
+
+/// The journal's figures as of one read.
+#[derive(Clone, Default)]
+struct JournalFigures {
+    sinks: Vec<journal::read::SinkStats>,
+    records: u64,
+    file_bytes: u64,
+}
+
+struct Endpoint {
+    sources: Sources,
+    /// `clock::now_ms` when the endpoint started: "seconds since the last
+    /// event" counts from here until there is one.
+    started_ms: u64,
+    /// Single flight: concurrent scrapes wait for one journal read.
+    cache: Mutex<Option<(Instant, JournalFigures)>>,
+}
+
+/// Binds the endpoint's socket (a startup failure if it cannot).
+pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context as _;
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {address} (metrics.listen)"))
+}
+
+/// Serves until `cancel` fires.
+pub async fn serve(listener: TcpListener, sources: Sources, cancel: CancellationToken) {
+    let endpoint = Arc::new(Endpoint {
+        sources,
+        started_ms: crate::clock::now_ms(),
+        cache: Mutex::new(None),
+    });
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .route("/", axum::routing::get(index))
+        .with_state(endpoint);
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "metrics endpoint failed; the daemon goes on without it");
+    }
+}
+
+async fn index() -> &'static str {
+    "zcc-relay: Prometheus metrics are at /metrics\n"
+}
+
+async fn scrape(State(endpoint): State<Arc<Endpoint>>) -> axum::response::Response {
+    let figures = endpoint.journal_figures().await;
+    let refreshes = endpoint.sources.tokens.refreshes().await;
+    match render(&endpoint, &figures, refreshes) {
+        Ok(text) => ([(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS)], text).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode metrics; answering 500");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+impl Endpoint {
+    async fn journal_figures(&self) -> JournalFigures {
+        let mut cache = self.cache.lock().await;
+        if let Some((at, figures)) = cache.as_ref()
+            && at.elapsed() < JOURNAL_CACHE
+        {
+            return figures.clone();
+        }
+        let journal = &self.sources.journal;
+        let sinks = match journal.stats().await {
+            Ok(sinks) => sinks,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot read the journal's outboxes; sink gauges are left out of this scrape");
+                Vec::new()
+            }
+        };
+        let records = journal.stored_records().await.unwrap_or(0);
+        let dir = self.sources.journal_dir.clone();
+        let file_bytes = tokio::task::spawn_blocking(move || journal::file_size(&dir))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        let figures = JournalFigures {
+            sinks,
+            records,
+            file_bytes,
+        };
+        *cache = Some((Instant::now(), figures.clone()));
+        figures
+    }
+}
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn counter(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
+}
+
+fn gauge(value: f64) -> Gauge<f64, AtomicU64> {
+    let gauge = Gauge::<f64, AtomicU64>::default();
+    gauge.set(value);
+    gauge
+}
+
+fn seconds_between(earlier_ms: u64, now_ms: u64) -> f64 {
+    now_ms.saturating_sub(earlier_ms) as f64 / 1000.0
+}
+
+/// The state names of `zcc_relay_websocket_state`, in transition order.
+pub const STATES: [&str; 5] = [
+    "connecting",
+    "awaiting_build_connection",
+    "live",
+    "backing_off",
+    "stopped",
+];
+
+fn state_name(state: &ConnectionState) -> &'static str {
+    match state {
+        ConnectionState::Connecting => STATES[0],
+        ConnectionState::AwaitingBuildConnection => STATES[1],
+        ConnectionState::Live { .. } => STATES[2],
+        ConnectionState::BackingOff { .. } => STATES[3],
+        ConnectionState::Stopped => STATES[4],
+    }
+}
+
+/// One scrape's text. A fresh registry per scrape: every value but the
+/// latency histograms is a snapshot, so nothing is kept between scrapes.
+fn render(
+    endpoint: &Endpoint,
+    figures: &JournalFigures,
+    token_refreshes: u64,
+) -> Result<String, std::fmt::Error> {
+    let stats = endpoint.sources.stats.snapshot();
+    let state = endpoint.sources.state.borrow().clone();
+    let now_ms = crate::clock::now_ms();
+    let mut registry = Registry::with_prefix("zcc_relay");
+
+    // The socket.
+    let live = matches!(state, ConnectionState::Live { .. });
+    registry.register(
+        "websocket_connected",
+        "1 while the Zoom WebSocket is live (build_connection answered), else 0",
+        gauge(if live { 1.0 } else { 0.0 }),
+    );
+    let states = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for name in STATES {
+        let value = if name == state_name(&state) { 1.0 } else { 0.0 };
+        states.get_or_create(&labels(&[("state", name)])).set(value);
+    }
+    registry.register(
+        "websocket_state",
+        "The connection's state: 1 for the current one",
+        states,
+    );
+    registry.register(
+        "websocket_connects",
+        "Times the WebSocket went live since the daemon started",
+        counter(stats.connects),
+    );
+    registry.register(
+        "websocket_reconnects",
+        "Times the WebSocket went live again after the first connection",
+        counter(stats.connects.saturating_sub(1)),
+    );
+    registry.register(
+        "websocket_frames_refused",
+        "Frames refused as malformed, oversized, binary or of an unknown module",
+        counter(stats.bad_frames),
+    );
+    registry.register_with_unit(
+        "websocket_last_event_age",
+        "Seconds since the last event was read from the socket (since start if none yet)",
+        Unit::Seconds,
+        gauge(seconds_between(
+            stats.last_event_ms.unwrap_or(endpoint.started_ms),
+            now_ms,
+        )),
+    );
+    registry.register_with_unit(
+        "websocket_last_heartbeat_reply_age",
+        "Seconds since Zoom last answered a heartbeat (since start if never)",
+        Unit::Seconds,
+        gauge(seconds_between(
+            stats.last_heartbeat_reply_ms.unwrap_or(endpoint.started_ms),
+            now_ms,
+        )),
+    );
+    registry.register(
+        "token_refreshes",
+        "OAuth access tokens fetched from Zoom",
+        counter(token_refreshes),
+    );
+
+    // Events by type.
+    let received = Family::<Labels, Counter>::default();
+    let persisted = Family::<Labels, Counter>::default();
+    let duplicates = Family::<Labels, Counter>::default();
+    for (event, counts) in &stats.by_event {
+        let set = labels(&[("event", event)]);
+        received.get_or_create(&set).inc_by(counts.received);
+        persisted.get_or_create(&set).inc_by(counts.persisted);
+        duplicates.get_or_create(&set).inc_by(counts.duplicates);
+    }
+    registry.register(
+        "events_received",
+        "Event bodies read from the WebSocket, by event type",
+        received,
+    );
+    registry.register(
+        "events_persisted",
+        "Events from the WebSocket committed to the journal as new records, by event type",
+        persisted,
+    );
+    registry.register(
+        "events_duplicates",
+        "Events from the WebSocket suppressed as duplicates of a known natural key, by event type",
+        duplicates,
+    );
+
+    // Reconciliation.
+    let runs = Family::<Labels, Counter>::default();
+    runs.get_or_create(&labels(&[("outcome", "ok")]))
+        .inc_by(stats.reconcile_runs - stats.reconcile_failures);
+    runs.get_or_create(&labels(&[("outcome", "failed")]))
+        .inc_by(stats.reconcile_failures);
+    registry.register(
+        "reconcile_runs",
+        "Reconciliation runs (gaps and sweeps) that ended, by outcome",
+        runs,
+    );
+    let found_only = Family::<Labels, Counter>::default();
+    for (event, n) in &stats.reconciled {
+        found_only
+            .get_or_create(&labels(&[("event", event)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "reconcile_new_records",
+        "Records that only reconciliation found (the socket missed them), by event type",
+        found_only,
+    );
+
+    // Sinks: journal figures (cached), then in-process counts.
+    let pending = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let retrying = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let dead = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let oldest = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let failing = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let now = jiff::Timestamp::now();
+    for sink in &figures.sinks {
+        let set = labels(&[("sink", &sink.sink)]);
+        pending.get_or_create(&set).set(sink.pending as f64);
+        retrying.get_or_create(&set).set(sink.retrying as f64);
+        dead.get_or_create(&set).set(sink.dead as f64);
+        let age = sink
+            .oldest_pending
+            .as_deref()
+            .and_then(|at| at.parse::<jiff::Timestamp>().ok())
+            .map_or(0.0, |at| now.duration_since(at).as_secs_f64().max(0.0));
+        oldest.get_or_create(&set).set(age);
+        let is_failing = stats.failing_sinks.contains(&sink.sink);
+        failing
+            .get_or_create(&set)
+            .set(if is_failing { 1.0 } else { 0.0 });
+    }
+    registry.register(
+        "sink_pending_records",
+        "Records the sink still has to get, retrying ones included",
+        pending,
+    );
+    registry.register(
+        "sink_retrying_records",
+        "Of the pending records, those waiting in the durable retry tier",
+        retrying,
+    );
+    registry.register(
+        "sink_dead_records",
+        "Records in the sink's dead-letter (see zcc-relay queue dead)",
+        dead,
+    );
+    registry.register_with_unit(
+        "sink_oldest_pending_age",
+        "Age of the sink's oldest pending record since it was received (0 when none)",
+        Unit::Seconds,
+        oldest,
+    );
+    registry.register(
+        "sink_failing",
+        "1 while the sink's last attempt failed temporarily and nothing was delivered since",
+        failing,
+    );
+    let delivered = Family::<Labels, Counter>::default();
+    for ((sink, event), n) in &stats.delivered {
+        delivered
+            .get_or_create(&labels(&[("sink", sink), ("event", event)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "sink_delivered",
+        "Records the sink confirmed (2xx, or written and synced), by event type",
+        delivered,
+    );
+    let dead_lettered = Family::<Labels, Counter>::default();
+    for (sink, n) in &stats.dead_lettered {
+        dead_lettered
+            .get_or_create(&labels(&[("sink", sink)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "sink_dead_lettered",
+        "Records this run moved to the sink's dead-letter",
+        dead_lettered,
+    );
+    registry.register_with_unit(
+        "sink_delivery_latency",
+        "Time from a record's received_at (just before it was persisted) to the sink's confirmation",
+        Unit::Seconds,
+        endpoint.sources.stats.latency().clone(),
+    );
+
+    // The journal.
+    registry.register_with_unit(
+        "journal_file_size",
+        "Size of journal.redb",
+        Unit::Bytes,
+        gauge(figures.file_bytes as f64),
+    );
+    registry.register(
+        "journal_records",
+        "Records held in the journal for at least one sink",
+        gauge(figures.records as f64),
+    );
+
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+/// One sample of a scrape: `name{labels} value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The samples of a scrape (comments skipped; lines it cannot read are
+/// skipped too: `status` shows what it can).
+pub fn parse(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(parse_line)
+        .collect()
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let value = value.parse().ok()?;
+    let (name, labels) = match series.split_once('{') {
+        None => (series, BTreeMap::new()),
+        Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}')?)?),
+    };
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// `k="v",k2="v2"` with `\"`, `\\` and `\n` escapes in values.
+fn parse_labels(mut text: &str) -> Option<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    while !text.is_empty() {
+        let (key, rest) = text.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(key.trim_start_matches(',').to_string(), value);
+        text = &rest[end + 1..];
+        text = text.strip_prefix(',').unwrap_or(text);
+    }
+    Some(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Expected<'a> = Option<(&'a str, &'a [(&'a str, &'a str)], f64)>;
+
+    fn check(line: &str, expected: Expected) {
+        let got = parse_line(line);
+        let expected = expected.map(|(name, labels, value)| Sample {
+            name: name.to_string(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value,
+        });
+        assert_eq!(got, expected, "{line}");
+    }
+
+    #[test]
+    fn parses_sample_lines() {
+        check(
+            "zcc_relay_websocket_connected 1",
+            Some(("zcc_relay_websocket_connected", &[], 1.0)),
+        );
+        check(
+            "zcc_relay_sink_delivered_total{sink=\"crm\",event=\"contact_center.x\"} 12",
+            Some((
+                "zcc_relay_sink_delivered_total",
+                &[("sink", "crm"), ("event", "contact_center.x")],
+                12.0,
+            )),
+        );
+        check(
+            "a{v=\"q\\\"uo,te\\\\\"} 0.5",
+            Some(("a", &[("v", "q\"uo,te\\")], 0.5)),
+        );
+        check(
+            "a_bucket{le=\"+Inf\"} 3",
+            Some(("a_bucket", &[("le", "+Inf")], 3.0)),
+        );
+        check("a{v=\"x\"", None);
+        check("a notanumber", None);
+        check("nospace", None);
+    }
+}
