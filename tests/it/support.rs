@@ -392,3 +392,54 @@ pub fn persisted_ids(log: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A loopback port nobody listens on right now (the daemon binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET http://{addr}{path}` → (status, content-type, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let client = zcc_relay::tls::http_client(&tls, Duration::from_secs(10)).unwrap();
+    let response = client
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"));
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, content_type, response.text().await.unwrap())
+}
+
+/// A `recording_completed` event that ended a minute before `at_ms`, in its
+/// own engagement, as Zoom sends it (and lists it over REST).
+pub fn recording_event(id: &str, at_ms: u64) -> serde_json::Value {
+    let iso = |ms: u64| {
+        jiff::Timestamp::from_millisecond(ms as i64)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    let (start, end) = (at_ms - 120_000, at_ms - 60_000);
+    serde_json::json!({
+        "event": "contact_center.recording_completed",
+        "event_ts": end,
+        "payload": {"account_id": "sim-account", "object": {
+            "engagement_id": format!("E-{id}"), "engagement_direction": "inbound",
+            "channel": "voice", "recording_id": id,
+            "recording_start_time_ms": iso(start), "recording_end_time_ms": iso(end),
+            "recording_duration": 60,
+            "users": [{"user_id": "U1", "user_display_name": "Ada"}]
+        }}
+    })
+}
