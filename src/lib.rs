@@ -16,6 +16,7 @@ pub mod record;
 pub mod sim;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod zoom;

@@ -40,6 +40,9 @@ enum Command {
     Queue(zcc_relay::queue::QueueArgs),
     /// Fill a window from Zoom's REST API now (or, with --dry-run, show what it would add).
     Reconcile(zcc_relay::reconcile::command::ReconcileArgs),
+    /// Show the daemon's state: socket, sinks, backlog, gaps (exit 0 healthy, 2 needs
+    /// attention, 3 not running).
+    Status(zcc_relay::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,25 @@ fn main() -> ExitCode {
         }
         Command::Queue(args) => queue(&args),
         Command::Reconcile(args) => reconcile(args),
+        Command::Status(args) => status(&args),
+    }
+}
+
+fn status(args: &zcc_relay::status::StatusArgs) -> ExitCode {
+    let settings = match zcc_relay::config::load(&args.config) {
+        Ok(loaded) => loaded.settings,
+        Err(e) => {
+            eprintln!("{}: configuration is invalid:\n{e}", args.config.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    zcc_relay::telemetry::init("error");
+    match zcc_relay::status::run(args, &settings) {
+        Ok(health) => ExitCode::from(health.exit_code()),
+        Err(e) => {
+            eprintln!("zcc-relay status: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -304,6 +304,14 @@ pub fn gaps(txn: &ReadTransaction) -> Result<Vec<Gap>, JournalError> {
     Ok(out)
 }
 
+/// The last moment the socket was known live (ms since the epoch), if it
+/// ever was (`zcc-relay status`).
+pub fn live_until(txn: &ReadTransaction) -> Result<Option<u64>, JournalError> {
+    Ok(meta(txn, tables::LIVE_UNTIL)?
+        .and_then(|v| v.try_into().ok())
+        .map(u64::from_le_bytes))
+}
+
 /// Would appending a record with this key and version store something new?
 /// (The journal's dedup rule, read-only: a dry run's answer.)
 pub fn is_new(

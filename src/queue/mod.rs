@@ -7,8 +7,8 @@
 //! through `journal::read`, changes through `Journal`'s own operations: this
 //! module never opens a table and never writes beside a running daemon.
 
-mod table;
-mod view;
+pub(crate) mod table;
+pub(crate) mod view;
 
 use std::io::Write as _;
 use std::path::PathBuf;

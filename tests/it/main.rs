@@ -13,4 +13,5 @@ mod queue;
 mod reconcile;
 mod source;
 mod space;
+mod status;
 mod support;

@@ -1,0 +1,244 @@
+//! `zcc-relay status` through the real binary, beside a running daemon (with
+//! its metrics endpoint) and after it stopped: the text carries the key facts,
+//! `--json` parses, and the exit code is the verdict.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use zcc_relay::clock;
+use zcc_relay::sim::{SimConfig, Simulator};
+
+use crate::support::*;
+
+async fn status(config: &Path, json: bool) -> Output {
+    let mut command = Command::new(BIN);
+    command.arg("status").arg("--config").arg(config);
+    if json {
+        command.arg("--json");
+    }
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn status_json(config: &Path) -> (Option<i32>, Value) {
+    let output = status(config, true).await;
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json printed no JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), report)
+}
+
+fn sink<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["sinks"]
+        .as_array()
+        .and_then(|sinks| sinks.iter().find(|s| s["sink"] == name))
+        .unwrap_or_else(|| panic!("no sink {name} in {report:#}"))
+}
+
+/// Polls `status --json` until `condition` holds (at most 30 s).
+async fn wait_status(config: &Path, condition: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, report) = status_json(config).await;
+        if condition(&report) {
+            return report;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never got there: {report:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn write_config(sim: &Simulator, dir: &Path, port: Option<u16>, sinks: &str) -> std::path::PathBuf {
+    let metrics = port.map_or(String::new(), |port| {
+        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+    });
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{metrics}",
+            config_text(sim, &dir.join("journal"), sinks)
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_beside_a_running_daemon_and_after_it_stopped() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let crm = FakeSink::ok().await;
+    let refuses = FakeSink::always(400).await;
+    let dir = temp_dir();
+    let config = write_config(
+        &sim,
+        dir.path(),
+        Some(free_port()),
+        &format!(
+            "{}\n{}",
+            http_sink("crm", &crm.url()),
+            http_sink("refuses", &refuses.url())
+        ),
+    );
+    let daemon = spawn_run(&config, "info", &dir.path().join("run.log"));
+    sim.wait_live().await;
+    let now = clock::now_ms();
+    for id in ["st-1", "st-2"] {
+        assert!(sim.emit(recording_event(id, now)));
+    }
+    crm.wait_accepted(2).await;
+    let report = wait_status(&config, |r| {
+        r["sinks"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["sink"] == "refuses" && s["dead"] == 2))
+            && r["live"]["last_heartbeat_reply_age_seconds"].is_number()
+    })
+    .await;
+
+    // --json: the whole picture, and the verdict.
+    assert_eq!(report["health"], "attention");
+    assert_eq!(report["daemon"]["running"], true);
+    assert_eq!(report["daemon"]["pid"], daemon.id());
+    assert_eq!(report["live"]["socket_state"], "live");
+    assert_eq!(report["live"]["reconnects"], 0);
+    assert!(report["live"]["last_event_age_seconds"].as_f64().unwrap() < 30.0);
+    assert!(report["journal"]["last_live_at"].is_string());
+    assert!(report["journal"]["file_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(report["journal"]["open_gaps"], serde_json::json!([]));
+    let crm_line = sink(&report, "crm");
+    assert_eq!(
+        (
+            &crm_line["pending"],
+            &crm_line["dead"],
+            &crm_line["failing"]
+        ),
+        (&Value::from(0), &Value::from(0), &Value::from(false))
+    );
+    assert_eq!(
+        report["problems"],
+        serde_json::json!([
+            "sink refuses: 2 dead-lettered records (zcc-relay queue dead --sink refuses)"
+        ])
+    );
+
+    // The text: the same facts for a person, and exit status 2.
+    let output = status(&config, false).await;
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for fact in [
+        format!("zcc-relay:  running (pid {})", daemon.id()),
+        "socket:     live, last event ".to_string(),
+        "0 reconnects".to_string(),
+        "last live:  ".to_string(),
+        "open gaps:  none".to_string(),
+        "records held, journal.redb".to_string(),
+        "health: needs attention".to_string(),
+        "sink refuses: 2 dead-lettered records".to_string(),
+    ] {
+        assert!(text.contains(&fact), "{fact:?} missing from:\n{text}");
+    }
+    let refuses_row = text
+        .lines()
+        .find(|l| l.starts_with("refuses "))
+        .unwrap_or_else(|| panic!("no refuses row:\n{text}"));
+    assert_eq!(
+        refuses_row.split_whitespace().collect::<Vec<_>>(),
+        ["refuses", "0", "0", "2", "-", "ok"],
+        "{text}"
+    );
+
+    // Stopped: the journal alone, said plainly, exit status 3.
+    sigterm(&daemon);
+    assert_eq!(wait_output(daemon).await.status.code(), Some(0));
+    let (code, report) = status_json(&config).await;
+    assert_eq!(code, Some(3));
+    assert_eq!(report["health"], "not_running");
+    assert_eq!(report["daemon"]["running"], false);
+    assert!(report["live"].is_null());
+    assert!(report["journal"]["last_live_at"].is_string());
+    assert_eq!(sink(&report, "refuses")["dead"], 2);
+    assert_eq!(sink(&report, "crm")["failing"], Value::Null);
+    let output = status(&config, false).await;
+    assert_eq!(output.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for fact in [
+        "zcc-relay:  NOT RUNNING",
+        "socket:     down (the daemon is not running)",
+        "health: not running",
+        "zcc-relay is not running on this journal",
+        "sink refuses: 2 dead-lettered records",
+    ] {
+        assert!(text.contains(fact), "{fact:?} missing from:\n{text}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_healthy_when_everything_is_delivered() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let crm = FakeSink::ok().await;
+    let dir = temp_dir();
+    let port = free_port();
+    let config = write_config(&sim, dir.path(), Some(port), &http_sink("crm", &crm.url()));
+
+    // Before the first start there is no journal: an error, not an empty view.
+    let output = status(&config, false).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no journal at"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let daemon = spawn_run(&config, "info", &dir.path().join("run.log"));
+    sim.wait_live().await;
+    assert!(sim.emit(recording_event("ok-1", clock::now_ms())));
+    crm.wait_accepted(1).await;
+    let report = wait_status(&config, |r| r["live"]["socket_state"] == "live").await;
+    assert_eq!(report["health"], "healthy", "{report:#}");
+    let output = status(&config, false).await;
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("health: healthy"), "{text}");
+    assert!(
+        text.contains(&format!("(from http://127.0.0.1:{port}/metrics)")),
+        "{text}"
+    );
+    sigterm(&daemon);
+    assert_eq!(wait_output(daemon).await.status.code(), Some(0));
+
+    // Without [metrics] the live part is unknown, said so, and not a problem.
+    let config = write_config(&sim, dir.path(), None, &http_sink("crm", &crm.url()));
+    let daemon = spawn_run(&config, "info", &dir.path().join("run2.log"));
+    // Only once it owns the journal (its socket is up): a status run before
+    // that would hold the journal's lock itself and stop the daemon starting.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while sim.handshakes_completed() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the second daemon connects");
+    let report = wait_status(&config, |r| r["daemon"]["running"] == true).await;
+    assert_eq!(report["health"], "healthy", "{report:#}");
+    assert!(
+        report["live_unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("metrics.listen is not set")
+    );
+    sigterm(&daemon);
+    assert_eq!(wait_output(daemon).await.status.code(), Some(0));
+    sim.shutdown().await;
+}
