@@ -158,6 +158,14 @@ async fn endpoint_serves_every_series_after_real_traffic() {
     );
     let daemon = Daemon::start(settings(&text));
     sim.wait_live().await;
+    // The first start's sweep must be over before the live events exist, or
+    // it could list them too and the socket's copies become duplicates.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        daemon.stats.wait_until(|s| s.reconcile_runs >= 1),
+    )
+    .await
+    .expect("the first start's sweep ran");
     let now = clock::now_ms();
     for id in ["live-1", "live-2"] {
         assert!(sim.emit(recording_event(id, now)));
@@ -169,12 +177,12 @@ async fn endpoint_serves_every_series_after_real_traffic() {
     daemon.wait_dead_lettered("refuses", 3).await;
     tokio::time::timeout(
         Duration::from_secs(30),
-        daemon.stats.wait_until(|s| {
-            s.last_heartbeat_reply_ms.is_some() && s.reconcile_runs >= 1 && s.bad_frames >= 1
-        }),
+        daemon
+            .stats
+            .wait_until(|s| s.last_heartbeat_reply_ms.is_some() && s.bad_frames >= 1),
     )
     .await
-    .expect("a heartbeat reply, a reconciliation run and a refused frame");
+    .expect("a heartbeat reply and a refused frame");
 
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (status, content_type, body) = http_get(addr, "/metrics").await;
