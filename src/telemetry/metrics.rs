@@ -58,13 +58,20 @@ struct JournalFigures {
     file_bytes: u64,
 }
 
+/// The journal's figures, read at most once per [`JOURNAL_CACHE`]; concurrent
+/// scrapes wait for one read (single flight).
+struct JournalGauges {
+    journal: Journal,
+    dir: PathBuf,
+    cache: Mutex<Option<(Instant, JournalFigures)>>,
+}
+
 struct Endpoint {
     sources: Sources,
     /// `clock::now_ms` when the endpoint started: "seconds since the last
     /// event" counts from here until there is one.
     started_ms: u64,
-    /// Single flight: concurrent scrapes wait for one journal read.
-    cache: Mutex<Option<(Instant, JournalFigures)>>,
+    journal: JournalGauges,
 }
 
 /// Binds the endpoint's socket (a startup failure if it cannot).
@@ -78,9 +85,9 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 /// Serves until `cancel` fires.
 pub async fn serve(listener: TcpListener, sources: Sources, cancel: CancellationToken) {
     let endpoint = Arc::new(Endpoint {
+        journal: JournalGauges::new(sources.journal.clone(), sources.journal_dir.clone()),
         sources,
         started_ms: crate::clock::now_ms(),
-        cache: Mutex::new(None),
     });
     let router = axum::Router::new()
         .route("/metrics", axum::routing::get(scrape))
@@ -99,7 +106,7 @@ async fn index() -> &'static str {
 }
 
 async fn scrape(State(endpoint): State<Arc<Endpoint>>) -> axum::response::Response {
-    let figures = endpoint.journal_figures().await;
+    let figures = endpoint.journal.figures().await;
     let refreshes = endpoint.sources.tokens.refreshes().await;
     match render(&endpoint, &figures, refreshes) {
         Ok(text) => ([(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS)], text).into_response(),
@@ -110,15 +117,23 @@ async fn scrape(State(endpoint): State<Arc<Endpoint>>) -> axum::response::Respon
     }
 }
 
-impl Endpoint {
-    async fn journal_figures(&self) -> JournalFigures {
+impl JournalGauges {
+    fn new(journal: Journal, dir: PathBuf) -> JournalGauges {
+        JournalGauges {
+            journal,
+            dir,
+            cache: Mutex::new(None),
+        }
+    }
+
+    async fn figures(&self) -> JournalFigures {
         let mut cache = self.cache.lock().await;
         if let Some((at, figures)) = cache.as_ref()
             && at.elapsed() < JOURNAL_CACHE
         {
             return figures.clone();
         }
-        let journal = &self.sources.journal;
+        let journal = &self.journal;
         let sinks = match journal.stats().await {
             Ok(sinks) => sinks,
             Err(e) => {
@@ -127,7 +142,7 @@ impl Endpoint {
             }
         };
         let records = journal.stored_records().await.unwrap_or(0);
-        let dir = self.sources.journal_dir.clone();
+        let dir = self.dir.clone();
         let file_bytes = tokio::task::spawn_blocking(move || journal::file_size(&dir))
             .await
             .ok()
@@ -472,6 +487,54 @@ mod tests {
             value,
         });
         assert_eq!(got, expected, "{line}");
+    }
+
+    fn route(name: &str) -> crate::journal::SinkRoute {
+        crate::journal::SinkRoute {
+            name: name.to_string(),
+            filter: crate::sink::route::EventFilter::new(Vec::new()),
+        }
+    }
+
+    fn record(id: &str) -> crate::record::NewRecord {
+        crate::record::NewRecord {
+            id: id.into(),
+            event: "contact_center.x".into(),
+            event_ts: 1,
+            source: crate::record::Source::Websocket,
+            received_at: "2026-01-01T00:00:00.000Z".into(),
+            payload: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            version: None,
+        }
+    }
+
+    /// A burst of scrapes reads the journal once; a scrape after the cache
+    /// period sees what changed.
+    #[tokio::test(start_paused = true)]
+    async fn journal_figures_are_read_at_most_once_per_cache_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), vec![route("crm")]).unwrap();
+        let gauges = JournalGauges::new(journal.clone(), dir.path().to_path_buf());
+        let pending = |figures: &JournalFigures| figures.sinks[0].pending;
+        assert_eq!(pending(&gauges.figures().await), 0);
+        journal.append(record("a")).await.unwrap();
+        tokio::time::advance(JOURNAL_CACHE / 2).await;
+        let cached = gauges.figures().await;
+        assert_eq!(
+            (pending(&cached), cached.records),
+            (0, 0),
+            "served from the cache"
+        );
+        tokio::time::advance(JOURNAL_CACHE / 2).await;
+        let fresh = gauges.figures().await;
+        assert_eq!((pending(&fresh), fresh.records), (1, 1));
+        assert_eq!(
+            fresh.file_bytes,
+            std::fs::metadata(dir.path().join(journal::DB_FILE))
+                .unwrap()
+                .len()
+        );
+        journal.close().await;
     }
 
     #[test]
