@@ -64,6 +64,7 @@ pub struct Report {
     pub problems: Vec<String>,
     pub daemon: Daemon,
     pub journal: JournalPart,
+    pub reconcile: ReconcilePart,
     pub sinks: Vec<SinkLine>,
     /// From the metrics endpoint; absent when the daemon is not running,
     /// `[metrics] listen` is not set, or the endpoint did not answer
@@ -91,6 +92,18 @@ pub struct JournalPart {
     pub open_gaps: Vec<GapLine>,
     pub quarantined: Vec<PathBuf>,
 }
+
+#[derive(Debug, Serialize)]
+pub struct ReconcilePart {
+    pub enabled: bool,
+    pub interval_seconds: u64,
+    /// When the last periodic sweep finished (RFC 3339), if one ever did.
+    pub last_sweep_at: Option<String>,
+    pub last_sweep_age_seconds: Option<u64>,
+}
+
+/// A sweep this much later than `reconcile.interval` means sweeps are failing.
+const SWEEP_SLACK: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Serialize)]
 pub struct GapLine {
@@ -198,6 +211,15 @@ fn gather(settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Report> {
             seconds: gap.end_ms.saturating_sub(gap.start_ms) / 1000,
         })
         .collect();
+    let swept_until = read::meta(&txn, crate::reconcile::SWEPT_UNTIL)?
+        .and_then(|v| v.try_into().ok())
+        .map(u64::from_le_bytes);
+    let reconcile = ReconcilePart {
+        enabled: settings.reconcile.enabled,
+        interval_seconds: settings.reconcile.interval.as_secs(),
+        last_sweep_at: swept_until.map(rfc3339_ms),
+        last_sweep_age_seconds: swept_until.map(|ms| now_ms.saturating_sub(ms) / 1000),
+    };
     let dir = &settings.journal.dir;
     let journal = JournalPart {
         dir: dir.clone(),
@@ -233,6 +255,7 @@ fn gather(settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Report> {
             pid: mode.owner_pid,
         },
         journal,
+        reconcile,
         sinks,
         live,
         live_unavailable,
@@ -317,6 +340,19 @@ fn assess(report: &Report) -> (Health, Vec<String>) {
         && !why.starts_with("metrics.listen is not set")
     {
         problems.push(why.clone());
+    }
+    let reconcile = &report.reconcile;
+    if report.daemon.running
+        && reconcile.enabled
+        && let Some(age_seconds) = reconcile.last_sweep_age_seconds
+        && age_seconds > 2 * reconcile.interval_seconds + SWEEP_SLACK.as_secs()
+    {
+        problems.push(format!(
+            "the last reconciliation sweep finished {} ago (reconcile.interval is {}); the log \
+             says why",
+            age(Duration::from_secs(age_seconds)),
+            age(Duration::from_secs(reconcile.interval_seconds))
+        ));
     }
     for sink in &report.sinks {
         let name = &sink.sink;
@@ -413,6 +449,21 @@ pub fn render(report: &Report) -> String {
         }
     };
     out.push_str(&format!("open gaps:  {gaps}\n"));
+    let reconcile = &report.reconcile;
+    let sweep = match (
+        reconcile.enabled,
+        &reconcile.last_sweep_at,
+        reconcile.last_sweep_age_seconds,
+    ) {
+        (false, _, _) => "reconciliation is disabled (reconcile.enabled = false)".to_string(),
+        (true, Some(at), Some(seconds)) => format!(
+            "{at} ({}; every {})",
+            ago(seconds),
+            age(Duration::from_secs(reconcile.interval_seconds))
+        ),
+        (true, _, _) => "never (the first start sweeps the whole lookback)".to_string(),
+    };
+    out.push_str(&format!("last sweep: {sweep}\n"));
     out.push_str(&format!(
         "journal:    {}: {} records held, {} {}\n\n",
         journal.dir.display(),
@@ -489,6 +540,12 @@ mod tests {
                 open_gaps: Vec::new(),
                 quarantined: Vec::new(),
             },
+            reconcile: ReconcilePart {
+                enabled: true,
+                interval_seconds: 3600,
+                last_sweep_at: None,
+                last_sweep_age_seconds: Some(3600),
+            },
             sinks,
             live: state.map(|state| Live {
                 endpoint: "http://127.0.0.1:1/metrics".into(),
@@ -554,5 +611,18 @@ mod tests {
         unconfigured.live_unavailable =
             Some("metrics.listen is not set, so the live socket state is unknown".into());
         check(unconfigured, Health::Healthy, &[]);
+        let mut late = report(true, Some("live"), vec![]);
+        late.reconcile.last_sweep_age_seconds = Some(2 * 3600 + 301);
+        check(
+            late,
+            Health::Attention,
+            &[
+                "the last reconciliation sweep finished 2h 5m ago (reconcile.interval is 1h 0m); \
+               the log says why",
+            ],
+        );
+        let mut on_time = report(true, Some("live"), vec![]);
+        on_time.reconcile.last_sweep_age_seconds = Some(2 * 3600 + 300);
+        check(on_time, Health::Healthy, &[]);
     }
 }

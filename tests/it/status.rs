@@ -103,6 +103,7 @@ async fn status_beside_a_running_daemon_and_after_it_stopped() {
             .as_array()
             .is_some_and(|s| s.iter().any(|s| s["sink"] == "refuses" && s["dead"] == 2))
             && r["live"]["last_heartbeat_reply_age_seconds"].is_number()
+            && r["reconcile"]["last_sweep_at"].is_string()
     })
     .await;
 
@@ -142,6 +143,7 @@ async fn status_beside_a_running_daemon_and_after_it_stopped() {
         "0 reconnects".to_string(),
         "last live:  ".to_string(),
         "open gaps:  none".to_string(),
+        "ago; every 1h 0m)".to_string(),
         "records held, journal.redb".to_string(),
         "health: needs attention".to_string(),
         "sink refuses: 2 dead-lettered records".to_string(),
@@ -167,6 +169,7 @@ async fn status_beside_a_running_daemon_and_after_it_stopped() {
     assert_eq!(report["daemon"]["running"], false);
     assert!(report["live"].is_null());
     assert!(report["journal"]["last_live_at"].is_string());
+    assert!(report["reconcile"]["last_sweep_at"].is_string());
     assert_eq!(sink(&report, "refuses")["dead"], 2);
     assert_eq!(sink(&report, "crm")["failing"], Value::Null);
     let output = status(&config, false).await;
