@@ -72,7 +72,13 @@ struct Endpoint {
     /// event" counts from here until there is one.
     started_ms: u64,
     journal: JournalGauges,
+    /// The token count as last read: the token cache holds its lock across a
+    /// request to Zoom (single flight), and a scrape must not wait for that.
+    token_refreshes: AtomicU64,
 }
+
+/// How long a scrape waits for the token cache before using the last count.
+const TOKEN_COUNT_WAIT: Duration = Duration::from_millis(50);
 
 /// Binds the endpoint's socket (a startup failure if it cannot).
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -88,6 +94,7 @@ pub async fn serve(listener: TcpListener, sources: Sources, cancel: Cancellation
         journal: JournalGauges::new(sources.journal.clone(), sources.journal_dir.clone()),
         sources,
         started_ms: crate::clock::now_ms(),
+        token_refreshes: AtomicU64::new(0),
     });
     let router = axum::Router::new()
         .route("/metrics", axum::routing::get(scrape))
@@ -107,13 +114,31 @@ async fn index() -> &'static str {
 
 async fn scrape(State(endpoint): State<Arc<Endpoint>>) -> axum::response::Response {
     let figures = endpoint.journal.figures().await;
-    let refreshes = endpoint.sources.tokens.refreshes().await;
+    let refreshes = endpoint.token_refreshes().await;
     match render(&endpoint, &figures, refreshes) {
         Ok(text) => ([(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS)], text).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot encode metrics; answering 500");
             axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+impl Endpoint {
+    async fn token_refreshes(&self) -> u64 {
+        token_count(&self.sources.tokens, &self.token_refreshes).await
+    }
+}
+
+/// The token cache's count, or `last` if the cache is busy with a request.
+async fn token_count(tokens: &TokenCache, last: &AtomicU64) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    match tokio::time::timeout(TOKEN_COUNT_WAIT, tokens.refreshes()).await {
+        Ok(count) => {
+            last.store(count, Relaxed);
+            count
+        }
+        Err(_) => last.load(Relaxed),
     }
 }
 
@@ -535,6 +560,49 @@ mod tests {
                 .len()
         );
         journal.close().await;
+    }
+
+    /// A token request hanging on Zoom holds the cache's lock; the scrape
+    /// answers with the last count instead of waiting for it.
+    #[tokio::test]
+    async fn a_hanging_token_request_does_not_hold_up_a_scrape() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let (socket, _) = silent.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        let tls = crate::tls::client_config().unwrap();
+        let http = crate::tls::http_client(&tls, Duration::from_secs(60)).unwrap();
+        let tokens = TokenCache::new(
+            http,
+            crate::zoom::auth::Credentials {
+                oauth_url: format!("http://{address}/oauth/token").parse().unwrap(),
+                account_id: "a".into(),
+                client_id: "c".into(),
+                client_secret: crate::config::Secret::new("s".into()),
+            },
+        );
+        let last = AtomicU64::new(0);
+        assert_eq!(token_count(&tokens, &last).await, 0);
+        last.store(7, std::sync::atomic::Ordering::Relaxed);
+        let requesting = tokio::spawn({
+            let tokens = tokens.clone();
+            async move { tokens.token().await.map(|_| ()) }
+        });
+        // Wait until the request holds the lock (its connection is accepted).
+        while tokio::time::timeout(Duration::from_millis(1), tokens.refreshes())
+            .await
+            .is_ok()
+        {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(token_count(&tokens, &last).await, 7);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        requesting.abort();
+        held.abort();
     }
 
     #[test]
