@@ -281,17 +281,12 @@ fn scrape(address: SocketAddr) -> anyhow::Result<Vec<Sample>> {
         crate::tls::http_client(&tls, SCRAPE_TIMEOUT).context("cannot build HTTP client")?;
     let url = endpoint(address);
     let text = runtime.block_on(async {
-        let response = client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("{url}: {}", crate::zoom::auth::without_url(e)))?;
+        // The whole chain of causes ("… tcp connect error: Connection refused").
+        let failed = |e: reqwest::Error| anyhow::Error::new(e.without_url()).context(url.clone());
+        let response = client.get(&url).send().await.map_err(failed)?;
         let status = response.status();
         anyhow::ensure!(status.is_success(), "{url} answered {status}");
-        response
-            .text()
-            .await
-            .map_err(|e| anyhow::anyhow!("{url}: {}", crate::zoom::auth::without_url(e)))
+        response.text().await.map_err(failed)
     })?;
     Ok(metrics::parse(&text))
 }
@@ -564,6 +559,18 @@ mod tests {
         assert_eq!(
             (got_health, got_problems),
             (health, problems.iter().map(|p| p.to_string()).collect())
+        );
+    }
+
+    #[test]
+    fn an_endpoint_that_is_not_there_is_named_with_the_cause() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = closed.local_addr().unwrap();
+        drop(closed);
+        let error = format!("{:#}", scrape(address).unwrap_err());
+        assert!(
+            error.starts_with(&format!("http://{address}/metrics: ")) && error.contains("refused"),
+            "{error}"
         );
     }
 
