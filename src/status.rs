@@ -97,7 +97,8 @@ pub struct JournalPart {
 pub struct ReconcilePart {
     pub enabled: bool,
     pub interval_seconds: u64,
-    /// When the last periodic sweep finished (RFC 3339), if one ever did.
+    /// The end of the last completed sweep's window, about when it started
+    /// (RFC 3339); absent if no sweep ever completed.
     pub last_sweep_at: Option<String>,
     pub last_sweep_age_seconds: Option<u64>,
 }
@@ -343,7 +344,7 @@ fn assess(report: &Report) -> (Health, Vec<String>) {
         && age_seconds > 2 * reconcile.interval_seconds + SWEEP_SLACK.as_secs()
     {
         problems.push(format!(
-            "the last reconciliation sweep finished {} ago (reconcile.interval is {}); the log \
+            "no reconciliation sweep has completed for {} (reconcile.interval is {}); the log \
              says why",
             age(Duration::from_secs(age_seconds)),
             age(Duration::from_secs(reconcile.interval_seconds))
@@ -624,8 +625,8 @@ mod tests {
             late,
             Health::Attention,
             &[
-                "the last reconciliation sweep finished 2h 5m ago (reconcile.interval is 1h 0m); \
-               the log says why",
+                "no reconciliation sweep has completed for 2h 5m (reconcile.interval is 1h 0m); \
+                 the log says why",
             ],
         );
         let mut on_time = report(true, Some("live"), vec![]);

@@ -35,8 +35,8 @@ const GAP_POLL: Duration = Duration::from_secs(5);
 const GAP_RERUN: Duration = Duration::from_secs(30);
 /// After a failed run, how long before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
-/// Meta key: the end of the last completed sweep (ms).
-/// Journal meta key: when the last sweep finished (ms, little-endian; read by `status`).
+/// Meta key: the end of the last completed sweep's window (ms, little-endian;
+/// `status` reads it too).
 pub const SWEPT_UNTIL: &str = "reconcile_swept_until_ms";
 
 #[derive(Debug, thiserror::Error)]
