@@ -194,6 +194,15 @@ async fn retries_temporary_sink_failures_until_delivered() {
         &http_sink("crm", &crm.url()),
     )));
     sim.wait_live().await;
+    // The first start's sweep must be over before the events exist, or it
+    // could list some of them first and the socket's copies (the only ones
+    // counted below) become duplicates.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        daemon.stats.wait_until(|s| s.reconcile_runs >= 1),
+    )
+    .await
+    .expect("the first start's sweep ran");
     let script = scenario::generate(3, 2, SystemTime::now(), Duration::from_secs(1));
     for event in &script {
         sim.emit(event.body.clone());
