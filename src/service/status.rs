@@ -4,8 +4,8 @@
 //! `connected; sinks failing: crm; 120 pending`.
 //!
 //! Owns the wording ([`line`], pure) and the task that sends it when it
-//! changes: on every connection state change and failing/recovered transition
-//! at once, the pending count at most every [`REFRESH`].
+//! changes: at once on every connection state change and failing/recovered
+//! transition, and when the pending count changed, looked at every [`REFRESH`].
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -72,15 +72,16 @@ pub async fn run(
 ) {
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut count = pending(&journal).await;
+    let mut count;
     let (mut state_open, mut failing_open) = (true, true);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             changed = state.changed(), if state_open => state_open = changed.is_ok(),
             changed = failing.changed(), if failing_open => failing_open = changed.is_ok(),
-            _ = refresh.tick() => count = pending(&journal).await,
+            _ = refresh.tick() => {}
         }
+        count = pending(&journal).await;
         let now = line(
             &state.borrow_and_update(),
             &failing.borrow_and_update(),

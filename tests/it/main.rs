@@ -10,6 +10,7 @@ mod footprint;
 mod pipeline;
 mod queue;
 mod reconcile;
+mod service;
 mod source;
 mod space;
 mod support;
