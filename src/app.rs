@@ -206,12 +206,13 @@ pub async fn run_with(
     if let Some(e) = &failure {
         tracing::error!(error = %format!("{e:#}"), "stopping after a fatal error");
     }
+    // The status task stops first, so that STOPPING=1 is the last word.
+    service_stop.cancel();
+    while service_tasks.join_next().await.is_some() {}
     notifier.stopping(match failure {
         Some(_) => "stopping after a fatal error",
         None => "stopping: draining in-flight deliveries",
     });
-    service_stop.cancel();
-    while service_tasks.join_next().await.is_some() {}
 
     // 1. No new events. The source finishes its pending appends before it
     //    returns; reconciliation stops at once, even mid-request or during a

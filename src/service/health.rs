@@ -9,7 +9,9 @@
 //! timeout and would outlast the staleness limit (a connect attempt, a token
 //! request, a reconciliation pass made of timed requests) go through
 //! [`Heartbeat::during`]. The [`watchdog`] task pings systemd only while every
-//! registered loop beat recently.
+//! registered loop beat recently. A loop that ends keeps its last beat, so a
+//! loop that dies while the daemon runs on stops the pings too (at shutdown the
+//! watchdog task stops first).
 //!
 //! Owns no policy about the loops themselves and does no I/O but through the
 //! [`Notifier`].
