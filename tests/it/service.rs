@@ -257,6 +257,9 @@ async fn notifies_ready_watchdog_status_and_stopping_in_order() {
     assert_eq!(ready, 0, "READY comes first: {texts:#?}");
     assert!(first_ping > ready && connected > ready, "{texts:#?}");
     assert_eq!(stopping, texts.len() - 1, "STOPPING comes last: {texts:#?}");
+    // Pings every 100 ms for the seconds the daemon ran: all its loops beat.
+    let pings = texts.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(pings >= 5, "{pings} watchdog pings: {texts:#?}");
     // Not spammy: a status line per change, not per event or per ping.
     let statuses = texts.iter().filter(|m| m.starts_with("STATUS=")).count();
     assert!(statuses <= 8, "{statuses} status updates: {texts:#?}");
