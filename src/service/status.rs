@@ -72,7 +72,6 @@ pub async fn run(
 ) {
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut count;
     let (mut state_open, mut failing_open) = (true, true);
     loop {
         tokio::select! {
@@ -81,7 +80,7 @@ pub async fn run(
             changed = failing.changed(), if failing_open => failing_open = changed.is_ok(),
             _ = refresh.tick() => {}
         }
-        count = pending(&journal).await;
+        let count = pending(&journal).await;
         let now = line(
             &state.borrow_and_update(),
             &failing.borrow_and_update(),
