@@ -63,9 +63,9 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     // Every main loop beats a quarter of the watchdog interval; the watchdog
     // withholds its ping when one has not beaten for half of it.
-    let health = control
-        .watchdog
-        .map_or_else(Health::default, |interval| Health::watched(interval / 4));
+    // (Nobody watches without a notify socket to ping.)
+    let watchdog = control.watchdog.filter(|_| control.notifier.is_enabled());
+    let health = watchdog.map_or_else(Health::default, |interval| Health::watched(interval / 4));
     let tls = crate::tls::client_config().context("cannot set up TLS")?;
     let routes = SinkRoute::for_sinks(&settings.sinks);
     let dir = settings.journal.dir.clone();
@@ -163,7 +163,7 @@ pub async fn run_with(
             first,
             service_stop.clone(),
         ));
-        if let Some(interval) = control.watchdog {
+        if let Some(interval) = watchdog {
             service_tasks.spawn(crate::service::health::watchdog(
                 health.clone(),
                 notifier.clone(),
