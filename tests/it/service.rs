@@ -529,6 +529,21 @@ async fn journald_gets_structured_fields_and_priorities() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // An error-level line: another consumer takes the subscription.
+    sim.evict();
+    let evicted = |e: &BTreeMap<String, String>| {
+        e.get("MESSAGE")
+            .is_some_and(|m| m.starts_with("another consumer took this Zoom subscription"))
+    };
+    let start = Instant::now();
+    while !entries().iter().any(evicted) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:#?}",
+            entries()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     sigterm(&child);
     let output = wait_output(child).await;
     assert_eq!(output.status.code(), Some(0));
@@ -542,6 +557,10 @@ async fn journald_gets_structured_fields_and_priorities() {
     assert_eq!(failing["PRIORITY"], "4", "warn is warning");
     assert_eq!(failing["SINK"], "crm");
     assert!(failing["ERROR"].contains("connection"), "{failing:?}");
+
+    let eviction = entries().into_iter().find(evicted).unwrap();
+    assert_eq!(eviction["PRIORITY"], "3", "error is err");
+    assert!(eviction.contains_key("RETRY_IN"), "{eviction:?}");
 
     let persisted = find("persisted").unwrap();
     assert_eq!(persisted["PRIORITY"], "6", "debug is informational");
