@@ -212,6 +212,7 @@ impl Writer {
     /// Receives requests on the async side and runs each commit on the blocking
     /// pool. (Being a blocking-pool task, a commit in progress also keeps a
     /// paused test clock from jumping ahead while the disk syncs.)
+    ///
     /// Beats `heartbeat` while it waits for requests, never during a commit:
     /// a commit that does not return stops the watchdog pings.
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Op>, mut heartbeat: Heartbeat) {
