@@ -6,19 +6,24 @@
 //! until `daemon.drain_timeout`, then abort what is left (it stays in the
 //! outbox) and close the journal after its last commit.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Loaded, Settings, SinkKind};
 use crate::deliver::SinkWorker;
 use crate::journal::{Journal, SinkRoute};
 use crate::reconcile::Reconciler;
+use crate::service::{Health, Notifier, reload, status};
 use crate::sink::Sink;
 use crate::source::Source;
+use crate::telemetry::LogControl;
 use crate::telemetry::stats::Stats;
 use crate::zoom::auth::{Credentials, TokenCache};
 
@@ -28,6 +33,20 @@ const METRICS_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 /// Timeout for token requests (per request; the token cache is retried by its callers).
 const ZOOM_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// What the binary adds when it runs as a service; the default (tests, `demo`)
+/// adds nothing.
+#[derive(Default)]
+pub struct Control {
+    /// sd_notify: READY, STATUS, WATCHDOG, STOPPING.
+    pub notifier: Notifier,
+    /// systemd's watchdog interval (`WATCHDOG_USEC`), if it asks for pings.
+    pub watchdog: Option<Duration>,
+    /// Configurations re-read on SIGHUP.
+    pub reloads: Option<mpsc::Receiver<Result<Loaded, ConfigError>>>,
+    /// The log level of the running process.
+    pub log: LogControl,
+}
+
 /// Runs the daemon until `shutdown` resolves (Ok) or a component fails in a way
 /// that needs a restart (Err). Either way the journal is closed cleanly.
 pub async fn run(
@@ -35,12 +54,29 @@ pub async fn run(
     stats: Stats,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with(settings, stats, shutdown, Control::default()).await
+}
+
+/// [`run`] under a service manager: notifications, the watchdog and reloads.
+pub async fn run_with(
+    settings: Settings,
+    stats: Stats,
+    shutdown: impl Future<Output = ()>,
+    control: Control,
+) -> anyhow::Result<()> {
+    // Every main loop beats a quarter of the watchdog interval; the watchdog
+    // withholds its ping when one has not beaten for half of it.
+    // (Nobody watches without a notify socket to ping.)
+    let watchdog = control.watchdog.filter(|_| control.notifier.is_enabled());
+    let health = watchdog.map_or_else(Health::default, |interval| Health::watched(interval / 4));
     let tls = crate::tls::client_config().context("cannot set up TLS")?;
     let routes = SinkRoute::for_sinks(&settings.sinks);
     let dir = settings.journal.dir.clone();
-    let journal = tokio::task::spawn_blocking(move || Journal::open(&dir, routes))
-        .await
-        .context("journal open task failed")??;
+    let writer_heartbeat = health.register("journal writer");
+    let journal =
+        tokio::task::spawn_blocking(move || Journal::open_watched(&dir, routes, writer_heartbeat))
+            .await
+            .context("journal open task failed")??;
     tracing::info!(dir = %settings.journal.dir.display(), sinks = settings.sinks.len(), "journal open");
 
     // Bound before any task starts: a taken port is a startup failure.
@@ -69,6 +105,7 @@ pub async fn run(
     let sinks_stop = CancellationToken::new();
     let sinks_abort = CancellationToken::new();
     let mut workers = JoinSet::new();
+    let mut sinks = Vec::new();
     for sink_settings in &settings.sinks {
         let sink = match Sink::build(sink_settings, &tls) {
             Ok(sink) => Arc::new(sink),
@@ -82,7 +119,9 @@ pub async fn run(
             sink,
             journal: journal.clone(),
             stats: stats.clone(),
+            health: health.clone(),
         };
+        sinks.push((sink_settings.name.clone(), worker.sink.clone()));
         let name = sink_settings.name.clone();
         let (stop, abort) = (sinks_stop.clone(), sinks_abort.clone());
         workers.spawn(async move { (name, worker.run(stop, abort).await) });
@@ -102,9 +141,11 @@ pub async fn run(
             account_id: settings.zoom.account_id.clone(),
             stats: stats.clone(),
         };
-        Some(tokio::spawn(
-            reconciler.run(journal.clone(), source_cancel.clone()),
-        ))
+        Some(tokio::spawn(reconciler.run(
+            journal.clone(),
+            source_cancel.clone(),
+            health.register("reconciler"),
+        )))
     } else {
         None
     };
@@ -133,13 +174,52 @@ pub async fn run(
         settings: settings.websocket.clone(),
         websocket_url: settings.zoom.websocket_url.clone(),
         subscription_id: settings.zoom.subscription_id.clone(),
-        tokens,
+        tokens: tokens.clone(),
         journal: journal.clone(),
         stats: stats.clone(),
         tls: tls.clone(),
         state,
     };
-    let mut source_task = tokio::spawn(source.run(source_cancel.clone()));
+    let connection = source.state.subscribe();
+    let mut source_task =
+        tokio::spawn(source.run(source_cancel.clone(), health.register("source")));
+
+    // Every task runs: tell systemd, then keep it posted.
+    let service_stop = CancellationToken::new();
+    let mut service_tasks = JoinSet::new();
+    let notifier = control.notifier;
+    if notifier.is_enabled() {
+        let pending = status::pending(&journal).await;
+        let state = connection.borrow().clone();
+        let first = status::line(&state, &BTreeSet::new(), pending, crate::clock::now_ms());
+        notifier.ready(&first);
+        service_tasks.spawn(status::run(
+            notifier.clone(),
+            journal.clone(),
+            connection,
+            health.failing_sinks(),
+            first,
+            service_stop.clone(),
+        ));
+        if let Some(interval) = watchdog {
+            service_tasks.spawn(crate::service::health::watchdog(
+                health.clone(),
+                notifier.clone(),
+                interval,
+                service_stop.clone(),
+            ));
+        }
+    }
+    if let Some(reloads) = control.reloads {
+        service_tasks.spawn(apply_reloads(
+            reloads,
+            settings.clone(),
+            control.log,
+            tokens,
+            sinks,
+            service_stop.clone(),
+        ));
+    }
 
     // Wait for the trigger, or for a component that cannot go on.
     let mut failure: Option<anyhow::Error> = None;
@@ -164,6 +244,13 @@ pub async fn run(
     if let Some(e) = &failure {
         tracing::error!(error = %format!("{e:#}"), "stopping after a fatal error");
     }
+    // The status task stops first, so that STOPPING=1 is the last word.
+    service_stop.cancel();
+    while service_tasks.join_next().await.is_some() {}
+    notifier.stopping(match failure {
+        Some(_) => "stopping after a fatal error",
+        None => "stopping: draining in-flight deliveries",
+    });
 
     // 1. No new events. The source finishes its pending appends before it
     //    returns; reconciliation stops at once, even mid-request or during a
@@ -211,5 +298,93 @@ pub async fn run(
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Applies each configuration re-read on SIGHUP: the log level and secrets
+/// live, everything else is reported as needing a restart. The journal is not
+/// touched.
+async fn apply_reloads(
+    mut reloads: mpsc::Receiver<Result<Loaded, ConfigError>>,
+    mut running: Settings,
+    log: LogControl,
+    tokens: TokenCache,
+    sinks: Vec<(String, Arc<Sink>)>,
+    stop: CancellationToken,
+) {
+    loop {
+        let loaded = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = reloads.recv() => match next {
+                Some(loaded) => loaded,
+                None => return,
+            },
+        };
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let problems = e.to_string().replace('\n', "; ");
+                tracing::error!(error = %problems, "configuration not reloaded: the file is invalid; running on with the configuration in use");
+                continue;
+            }
+        };
+        let plan = reload::plan(&running, &loaded.settings);
+        let mut reloaded = Vec::new();
+        let mut refused = Vec::new();
+        if let Some(level) = &plan.log_level {
+            match log.set_level(level) {
+                Ok(()) => {
+                    running.daemon.log_level = level.clone();
+                    reloaded.push("daemon.log_level".to_owned());
+                }
+                Err(e) => refused.push(format!("daemon.log_level ({e})")),
+            }
+        }
+        if let Some(secret) = &plan.zoom_client_secret {
+            tokens.set_client_secret(secret.clone());
+            running.zoom.client_secret = secret.clone();
+            reloaded.push("zoom.client_secret".to_owned());
+        }
+        for (name, secret) in &plan.sink_secrets {
+            let key = format!("sinks[{name}].secret");
+            let applied = match sinks.iter().find(|(sink, _)| sink == name) {
+                Some((_, sink)) => match sink.as_ref() {
+                    Sink::Http(http) => http.set_secret(secret.as_ref()),
+                    Sink::File(_) => Err(anyhow::anyhow!("a file sink has no secret")),
+                },
+                None => Err(anyhow::anyhow!("no such sink is running")),
+            };
+            match applied {
+                Ok(()) => {
+                    if let Some(SinkKind::Http {
+                        secret: current, ..
+                    }) = running
+                        .sinks
+                        .iter_mut()
+                        .find(|sink| &sink.name == name)
+                        .map(|sink| &mut sink.kind)
+                    {
+                        *current = secret.clone();
+                    }
+                    reloaded.push(key);
+                }
+                Err(e) => refused.push(format!("{key} ({e})")),
+            }
+        }
+        let changed = if reloaded.is_empty() {
+            "nothing".to_owned()
+        } else {
+            reloaded.join(", ")
+        };
+        tracing::info!(reloaded = %changed, "configuration reloaded");
+        if !refused.is_empty() {
+            tracing::warn!(keys = %refused.join(", "), "not reloaded; the values in use stay");
+        }
+        if !plan.needs_restart.is_empty() {
+            tracing::warn!(
+                keys = %plan.needs_restart.join(", "),
+                "changed keys take effect only after a restart (systemctl restart zcc-relay); running on with their old values"
+            );
+        }
     }
 }

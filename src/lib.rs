@@ -13,6 +13,7 @@ pub mod journal;
 pub mod queue;
 pub mod reconcile;
 pub mod record;
+pub mod service;
 pub mod sim;
 pub mod sink;
 pub mod source;

@@ -139,16 +139,61 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    zcc_relay::telemetry::init(&loaded.settings.daemon.log_level);
+    let log = zcc_relay::telemetry::init(&loaded.settings.daemon.log_level);
     for warning in &loaded.warnings {
         tracing::warn!(key = %warning.key, "{}", warning.message);
     }
     let settings = loaded.settings;
+    let path = path.to_owned();
     runtime_then(|| async move {
         let stats = zcc_relay::telemetry::stats::Stats::default();
         let shutdown = shutdown_signal();
-        zcc_relay::app::run(settings, stats, shutdown).await
+        let (reload_tx, reloads) = tokio::sync::mpsc::channel(4);
+        reload_on_sighup(path, reload_tx);
+        let control = zcc_relay::app::Control {
+            notifier: zcc_relay::service::Notifier::from_env(),
+            watchdog: zcc_relay::service::notify::watchdog_interval(),
+            reloads: Some(reloads),
+            log,
+        };
+        zcc_relay::app::run_with(settings, stats, shutdown, control).await
     })
+}
+
+/// Listens for SIGHUP from now on (its default action would end the process)
+/// and hands each re-read configuration to the daemon, which applies what is
+/// safe to change live.
+fn reload_on_sighup(
+    path: PathBuf,
+    reloads: tokio::sync::mpsc::Sender<
+        Result<zcc_relay::config::Loaded, zcc_relay::config::ConfigError>,
+    >,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reloading needs a restart");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!(config = %path.display(), "SIGHUP received; re-reading the configuration");
+            let file = path.clone();
+            let loaded =
+                match tokio::task::spawn_blocking(move || zcc_relay::config::load(&file)).await {
+                    Ok(loaded) => loaded,
+                    Err(e) => {
+                        tracing::error!(error = %e, "configuration reload task failed");
+                        continue;
+                    }
+                };
+            if reloads.send(loaded).await.is_err() {
+                return; // the daemon is stopping
+            }
+        }
+    });
 }
 
 fn runtime_then<F, Fut>(f: F) -> ExitCode

@@ -36,6 +36,7 @@ use crate::clock;
 use crate::config::SinkSettings;
 use crate::journal::{DeadLetter, Journal, JournalError, Pending};
 use crate::record::{RecordHeader, now_rfc3339};
+use crate::service::Health;
 use crate::sink::{Sink, SinkError};
 use crate::telemetry::stats::Stats;
 use lane::Lanes;
@@ -57,6 +58,9 @@ pub struct SinkWorker {
     pub sink: Arc<Sink>,
     pub journal: Journal,
     pub stats: Stats,
+    /// The worker's heartbeat and failing/recovered transitions, for the
+    /// watchdog and the status line.
+    pub health: Health,
 }
 
 /// Shared by a worker's in-flight deliveries.
@@ -65,12 +69,13 @@ struct Context {
     sink: Arc<Sink>,
     journal: Journal,
     stats: Stats,
-    health: Mutex<Health>,
+    service: Health,
+    health: Mutex<SinkHealth>,
 }
 
 /// Failing/recovered bookkeeping, so the log says it once per transition.
 #[derive(Default)]
-struct Health {
+struct SinkHealth {
     failing_since: Option<Instant>,
     failures: u64,
     backlog_warned: bool,
@@ -107,8 +112,10 @@ impl SinkWorker {
             sink: self.sink,
             journal: self.journal.clone(),
             stats: self.stats,
-            health: Mutex::new(Health::default()),
+            service: self.health.clone(),
+            health: Mutex::new(SinkHealth::default()),
         });
+        let mut heartbeat = self.health.register(format!("sink {name}"));
         let journal = &self.journal;
         // Each queued record travels with its lane, parsed once from its bytes.
         let mut lanes: Lanes<(Option<String>, Pending)> = Lanes::default();
@@ -207,6 +214,7 @@ impl SinkWorker {
                 }
                 _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
                 _ = backlog_check.tick() => context.check_backlog().await?,
+                _ = heartbeat.tick() => {}
             }
         };
         // Drain: in-flight deliveries run on until they finish or `abort` fires
@@ -270,7 +278,7 @@ async fn deliver(
                 return Ok(finished(Settled::Done));
             }
             Err(SinkError::Permanent { reason, status }) => {
-                tracing::warn!(sink = %name, record_id = %header.id, error = %reason, attempts, "sink refused record; moved to dead-letter");
+                tracing::warn!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, "sink refused record; moved to dead-letter");
                 context
                     .journal
                     .dead_letter(name, seq, letter(reason, status, attempts))
@@ -289,7 +297,7 @@ async fn deliver(
         let in_fast_window =
             pending.step == 0 && started.elapsed() + delay <= context.settings.retry_fast_window;
         if in_fast_window {
-            tracing::debug!(sink = %name, record_id = %header.id, error = %reason, attempts, ?delay, "delivery failed; retrying");
+            tracing::debug!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, ?delay, "delivery failed; retrying");
             tokio::select! {
                 _ = abort.cancelled() => return Ok(finished(Settled::Aborted)),
                 _ = tokio::time::sleep(delay) => continue,
@@ -305,7 +313,7 @@ async fn deliver(
             Some(durable) => {
                 let wait = durable.max(after.unwrap_or_default());
                 let due = clock::now_ms() + wait.as_millis() as u64;
-                tracing::debug!(sink = %name, record_id = %header.id, error = %reason, attempts, retry_in = ?wait, "delivery failed; scheduled a durable retry");
+                tracing::debug!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, retry_in = ?wait, "delivery failed; scheduled a durable retry");
                 context
                     .journal
                     .schedule(name, seq, attempts, pending.step + 1, due)
@@ -316,7 +324,7 @@ async fn deliver(
                 let reason = format!(
                     "retry schedule exhausted after {attempts} attempts; last error: {reason}"
                 );
-                tracing::warn!(sink = %name, record_id = %header.id, error = %reason, "moved to dead-letter");
+                tracing::warn!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, "moved to dead-letter");
                 context
                     .journal
                     .dead_letter(name, seq, letter(reason, status, attempts))
@@ -344,6 +352,7 @@ impl Context {
         if health.failing_since.is_none() {
             health.failing_since = Some(Instant::now());
             self.stats.sink_failing(&self.settings.name, true);
+            self.service.sink_failing(&self.settings.name, true);
             tracing::warn!(sink = %self.settings.name, error = %reason, "sink failing; records wait in its outbox and are retried");
         }
     }
@@ -365,6 +374,7 @@ impl Context {
         };
         let name = &self.settings.name;
         self.stats.sink_failing(name, false);
+        self.service.sink_failing(name, false);
         let waiting = self
             .journal
             .stats()

@@ -218,6 +218,16 @@ impl Journal {
     /// another process owns the directory. Must be called within a tokio
     /// runtime (the writer is a task on it).
     pub fn open(dir: &Path, sinks: Vec<SinkRoute>) -> Result<Journal, JournalError> {
+        Journal::open_watched(dir, sinks, crate::service::Heartbeat::detached())
+    }
+
+    /// [`Journal::open`], with the writer task beating `heartbeat` (the daemon's
+    /// watchdog checks it).
+    pub fn open_watched(
+        dir: &Path,
+        sinks: Vec<SinkRoute>,
+        heartbeat: crate::service::Heartbeat,
+    ) -> Result<Journal, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
         let lock = lock::DirLock::acquire(dir)?;
         let path = dir.join(DB_FILE);
@@ -242,7 +252,7 @@ impl Journal {
             committed_tx,
             commits.clone(),
         );
-        let handle = tokio::spawn(worker.run(rx));
+        let handle = tokio::spawn(worker.run(rx, heartbeat));
         Ok(Journal {
             shared: Arc::new(Shared {
                 db,

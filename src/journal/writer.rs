@@ -22,6 +22,7 @@ use super::tables::{self, KeyEntry, OutboxEntry};
 use super::{AppendOutcome, DeadLetter, GapState, JournalError, SinkRoute};
 use crate::clock;
 use crate::record::NewRecord;
+use crate::service::Heartbeat;
 
 /// Upper bound on requests per commit, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 4096;
@@ -211,9 +212,19 @@ impl Writer {
     /// Receives requests on the async side and runs each commit on the blocking
     /// pool. (Being a blocking-pool task, a commit in progress also keeps a
     /// paused test clock from jumping ahead while the disk syncs.)
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+    ///
+    /// Beats `heartbeat` while it waits for requests, never during a commit:
+    /// a commit that does not return stops the watchdog pings.
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Op>, mut heartbeat: Heartbeat) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = tokio::select! {
+                op = rx.recv() => match op {
+                    Some(op) => op,
+                    None => break,
+                },
+                _ = heartbeat.tick() => continue,
+            };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {

@@ -26,6 +26,7 @@ use crate::clock;
 use crate::config::ReconcileSettings;
 use crate::journal::{AppendOutcome, GapState, Journal, JournalError};
 use crate::record::{NewRecord, now_rfc3339};
+use crate::service::Heartbeat;
 use crate::telemetry::stats::Stats;
 use crate::zoom::api::{ApiError, Window, ZoomApi, zoom_time};
 
@@ -156,10 +157,14 @@ impl Reconciler {
     }
 
     /// The daemon's loop: gaps as they appear, the periodic sweep, until `cancel`.
+    /// `heartbeat` beats between runs and during them (a run is made of
+    /// requests bounded by their timeouts and of journal appends, whose writer
+    /// has its own heartbeat).
     pub async fn run(
         self,
         journal: Journal,
         cancel: CancellationToken,
+        mut heartbeat: Heartbeat,
     ) -> Result<(), JournalError> {
         let target = Target::Apply(journal.clone());
         let interval = self.settings.interval.as_millis() as u64;
@@ -185,7 +190,8 @@ impl Reconciler {
                 if self.settings.on_reconnect {
                     let gaps =
                         self.reconcile_gaps(&journal, &target, now, lookback, &mut last_runs);
-                    let Some(gaps_done) = cancel.run_until_cancelled(gaps).await else {
+                    let Some(gaps_done) = heartbeat.during(cancel.run_until_cancelled(gaps)).await
+                    else {
                         return Ok(());
                     };
                     failed |= !gaps_done?;
@@ -196,7 +202,8 @@ impl Reconciler {
                         to_ms: now,
                     };
                     let sweep = self.logged_run("sweep", window, &target);
-                    let Some(swept) = cancel.run_until_cancelled(sweep).await else {
+                    let Some(swept) = heartbeat.during(cancel.run_until_cancelled(sweep)).await
+                    else {
                         return Ok(());
                     };
                     if swept? {
@@ -215,6 +222,7 @@ impl Reconciler {
             let until_sweep = Duration::from_millis(next_sweep.saturating_sub(clock::now_ms()));
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
+                _ = heartbeat.tick() => {}
                 _ = tokio::time::sleep(GAP_POLL.min(until_sweep).max(Duration::from_millis(10))) => {}
             }
         }

@@ -23,7 +23,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 pub struct HttpSink {
     client: reqwest::Client,
     url: url::Url,
-    key: Option<Vec<u8>>,
+    /// The signing key; replaced on SIGHUP when the secret changed.
+    key: std::sync::RwLock<Option<Arc<Vec<u8>>>>,
 }
 
 impl HttpSink {
@@ -37,8 +38,16 @@ impl HttpSink {
         Ok(HttpSink {
             client: crate::tls::http_client(tls, timeout)?,
             url,
-            key,
+            key: std::sync::RwLock::new(key.map(Arc::new)),
         })
+    }
+
+    /// Signs with `secret` (or not at all) from the next request on. A secret
+    /// that is not a usable key is refused and the current one kept.
+    pub fn set_secret(&self, secret: Option<&Secret>) -> anyhow::Result<()> {
+        let key = secret.map(|s| signing_key(s.expose())).transpose()?;
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = key.map(Arc::new);
+        Ok(())
     }
 
     pub async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), SinkError> {
@@ -53,8 +62,9 @@ impl HttpSink {
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string());
-        if let Some(key) = &self.key {
-            request = request.header("webhook-signature", sign(key, &id, timestamp, bytes));
+        let key = self.key.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(key) = key {
+            request = request.header("webhook-signature", sign(&key, &id, timestamp, bytes));
         }
         let response = match request.body(bytes.to_vec()).send().await {
             Ok(response) => response,

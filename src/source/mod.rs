@@ -26,6 +26,7 @@ use crate::clock;
 use crate::config::WebsocketSettings;
 use crate::journal::{AppendOutcome, Journal, JournalError};
 use crate::record::{Source as Origin, now_rfc3339};
+use crate::service::Heartbeat;
 use crate::telemetry::stats::Stats;
 use crate::zoom::auth::{Token, TokenCache};
 use crate::zoom::event;
@@ -113,13 +114,19 @@ pub struct Source {
 }
 
 impl Source {
-    /// Runs until `cancel` fires (Ok) or the journal fails (Err).
-    pub async fn run(self, cancel: CancellationToken) -> Result<(), SourceError> {
+    /// Runs until `cancel` fires (Ok) or the journal fails (Err). `heartbeat`
+    /// beats in the live loop's `select!` and during the waits bounded by their
+    /// own timeouts (token request, connect, backoff).
+    pub async fn run(
+        self,
+        cancel: CancellationToken,
+        mut heartbeat: Heartbeat,
+    ) -> Result<(), SourceError> {
         let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
         let mut rng = StdRng::from_os_rng();
         loop {
             self.state.send_replace(ConnectionState::Connecting);
-            let end = self.session(&cancel, &mut backoff).await?;
+            let end = self.session(&cancel, &mut backoff, &mut heartbeat).await?;
             let delay = match &end {
                 End::Cancelled => {
                     self.state.send_replace(ConnectionState::Stopped);
@@ -161,7 +168,7 @@ impl Source {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                _ = sleep(delay) => {}
+                _ = heartbeat.during(sleep(delay)) => {}
             }
         }
     }
@@ -170,10 +177,11 @@ impl Source {
         &self,
         cancel: &CancellationToken,
         backoff: &mut Backoff,
+        heartbeat: &mut Heartbeat,
     ) -> Result<End, SourceError> {
         let token = tokio::select! {
             _ = cancel.cancelled() => return Ok(End::Cancelled),
-            token = self.tokens.token() => token,
+            token = heartbeat.during(self.tokens.token()) => token,
         };
         let token = match token {
             Ok(token) => token,
@@ -182,14 +190,21 @@ impl Source {
         };
         let mut socket = tokio::select! {
             _ = cancel.cancelled() => return Ok(End::Cancelled),
-            connected = self.connect(&token) => match connected {
+            connected = heartbeat.during(self.connect(&token)) => match connected {
                 Ok(socket) => socket,
                 Err(end) => return Ok(end),
             },
         };
         let mut pending: FuturesUnordered<PendingAppend> = FuturesUnordered::new();
         let end = self
-            .live(&mut socket, &token, cancel, backoff, &mut pending)
+            .live(
+                &mut socket,
+                &token,
+                cancel,
+                backoff,
+                &mut pending,
+                heartbeat,
+            )
             .await;
         // Whatever was read before the end still gets counted; the journal
         // commits it regardless of the socket.
@@ -269,6 +284,7 @@ impl Source {
         cancel: &CancellationToken,
         backoff: &mut Backoff,
         pending: &mut FuturesUnordered<PendingAppend>,
+        heartbeat: &mut Heartbeat,
     ) -> Result<End, SourceError> {
         let since = clock::now_ms();
         self.journal.went_live(since).await?;
@@ -278,7 +294,15 @@ impl Source {
         tracing::info!(subscription = %self.subscription_id, "connected to Zoom WebSocket");
         let mut last_seen_ms = since;
         let end = self
-            .live_loop(socket, token, cancel, backoff, pending, &mut last_seen_ms)
+            .live_loop(
+                socket,
+                token,
+                cancel,
+                backoff,
+                pending,
+                &mut last_seen_ms,
+                heartbeat,
+            )
             .await?;
         // A clean stop was live until now; otherwise the last frame is the last
         // moment we know of, and the gap to reconcile starts there.
@@ -291,6 +315,8 @@ impl Source {
         Ok(end)
     }
 
+    // The loop's whole state, each piece borrowed from the session that owns it.
+    #[allow(clippy::too_many_arguments)]
     async fn live_loop(
         &self,
         socket: &mut Socket,
@@ -299,6 +325,7 @@ impl Source {
         backoff: &mut Backoff,
         pending: &mut FuturesUnordered<PendingAppend>,
         last_seen_ms: &mut u64,
+        liveness: &mut Heartbeat,
     ) -> Result<End, SourceError> {
         let settings = &self.settings;
         let mut last_recorded = Instant::now();
@@ -320,6 +347,7 @@ impl Source {
                 Some((ingested, result)) = pending.next(), if !pending.is_empty() => {
                     self.count(&ingested, result)?;
                 }
+                _ = liveness.tick() => {}
                 _ = heartbeat.tick() => {
                     if let Err(e) = socket.send(Message::text(frame::HEARTBEAT)).await {
                         return Ok(End::Dropped(redact(format!("heartbeat send failed: {e}"), token)));
@@ -443,7 +471,7 @@ impl Source {
     fn refuse(&self, why: &str, excerpt: &str) {
         self.stats.bad_frame();
         let excerpt: String = excerpt.chars().take(LOG_EXCERPT).collect();
-        tracing::warn!(reason = why, frame = %excerpt, "refused a WebSocket frame");
+        tracing::warn!(error = why, frame = %excerpt, "refused a WebSocket frame");
     }
 }
 

@@ -103,7 +103,8 @@ pub struct TokenCache {
 
 struct Inner {
     http: reqwest::Client,
-    credentials: Credentials,
+    /// Replaced on SIGHUP when the client secret changed.
+    credentials: std::sync::Mutex<Credentials>,
     state: Mutex<State>,
 }
 
@@ -119,7 +120,7 @@ impl TokenCache {
         TokenCache {
             inner: Arc::new(Inner {
                 http,
-                credentials,
+                credentials: std::sync::Mutex::new(credentials),
                 state: Mutex::new(State::default()),
             }),
         }
@@ -166,13 +167,29 @@ impl TokenCache {
         }
     }
 
+    /// Uses `secret` from the next token request on; the current token, if
+    /// any, stays until it is due for refresh or rejected.
+    pub fn set_client_secret(&self, secret: Secret) {
+        let mut credentials = self
+            .inner
+            .credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        credentials.client_secret = secret;
+    }
+
     /// How many tokens this process has obtained.
     pub async fn refreshes(&self) -> u64 {
         self.inner.state.lock().await.refreshes
     }
 
     async fn request(&self) -> Result<(Secret, Duration), AuthError> {
-        let credentials = &self.inner.credentials;
+        let credentials = self
+            .inner
+            .credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let response = self
             .inner
             .http

@@ -78,6 +78,7 @@ fn start(journal: &Journal, settings: &SinkSettings) -> Worker {
         sink: Arc::new(Sink::build(settings, &tls).unwrap()),
         journal: journal.clone(),
         stats: Stats::default(),
+        health: zcc_relay::service::Health::default(),
     };
     let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
     let stats = worker.stats.clone();

@@ -11,6 +11,7 @@ mod metrics;
 mod pipeline;
 mod queue;
 mod reconcile;
+mod service;
 mod source;
 mod space;
 mod status;

@@ -1,0 +1,15 @@
+//! Running under systemd: readiness, status and watchdog notifications
+//! (`notify`), the main loops' heartbeats and the watchdog task (`health`),
+//! the `STATUS=` line (`status`) and what SIGHUP may change (`reload`).
+//!
+//! Owns the conversation with the service manager. It decides nothing about
+//! events, the journal or delivery; `app` wires it to the components, which
+//! only beat their heartbeats and report failing sinks.
+
+pub mod health;
+pub mod notify;
+pub mod reload;
+pub mod status;
+
+pub use health::{Health, Heartbeat};
+pub use notify::Notifier;

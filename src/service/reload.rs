@@ -1,0 +1,285 @@
+//! SIGHUP: what a re-read configuration may change in a running daemon.
+//!
+//! Safe to change live: `daemon.log_level`, the Zoom client secret (used from
+//! the next token request on) and the sinks' signing secrets (from the next
+//! request on). Everything else — endpoints, timings, sinks added, removed or
+//! changed, the journal — needs a restart; [`plan`] lists those keys so the log
+//! can say which changes were not applied. The journal is never touched.
+//!
+//! Owns the comparison (pure); `app` applies the plan and `main` listens for
+//! the signal.
+
+use crate::config::{Secret, Settings, SinkKind, SinkSettings};
+
+/// What a reload changes, and what it cannot.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The new `daemon.log_level`, if it changed.
+    pub log_level: Option<String>,
+    /// The new Zoom client secret, if it changed.
+    pub zoom_client_secret: Option<Secret>,
+    /// Sinks (present before and after) whose signing secret changed, with the
+    /// new secret (`None`: no longer signed).
+    pub sink_secrets: Vec<(String, Option<Secret>)>,
+    /// Keys whose new values take effect only after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+impl Plan {
+    /// The keys this plan changes live, for the log line.
+    pub fn reloaded_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        if self.log_level.is_some() {
+            keys.push("daemon.log_level".to_owned());
+        }
+        if self.zoom_client_secret.is_some() {
+            keys.push("zoom.client_secret".to_owned());
+        }
+        for (sink, _) in &self.sink_secrets {
+            keys.push(format!("sinks[{sink}].secret"));
+        }
+        keys
+    }
+}
+
+/// Compares the running settings with a freshly loaded file.
+pub fn plan(running: &Settings, loaded: &Settings) -> Plan {
+    let mut plan = Plan::default();
+    let restart = &mut plan.needs_restart;
+
+    macro_rules! compare {
+        ($old:expr, $new:expr, $section:literal, [$($field:ident),* $(,)?]) => {
+            $(if $old.$field != $new.$field {
+                restart.push(concat!($section, ".", stringify!($field)).to_owned());
+            })*
+        };
+    }
+    let (old, new) = (&running.zoom, &loaded.zoom);
+    compare!(
+        old,
+        new,
+        "zoom",
+        [
+            account_id,
+            client_id,
+            subscription_id,
+            oauth_url,
+            api_base_url,
+            websocket_url
+        ]
+    );
+    let (old, new) = (&running.websocket, &loaded.websocket);
+    compare!(
+        old,
+        new,
+        "websocket",
+        [
+            heartbeat_interval,
+            idle_timeout,
+            connect_timeout,
+            reconnect_min,
+            reconnect_max,
+            max_frame_bytes
+        ]
+    );
+    let (old, new) = (&running.daemon, &loaded.daemon);
+    compare!(old, new, "daemon", [drain_timeout]);
+    let (old, new) = (&running.journal, &loaded.journal);
+    compare!(old, new, "journal", [dir]);
+    let (old, new) = (&running.reconcile, &loaded.reconcile);
+    compare!(
+        old,
+        new,
+        "reconcile",
+        [
+            enabled,
+            on_reconnect,
+            interval,
+            lookback,
+            gap_margin,
+            engagement_lookback,
+            max_requests_per_second
+        ]
+    );
+    let (old, new) = (&running.media, &loaded.media);
+    compare!(old, new, "media", [enabled, store, link_ttl, options]);
+    let (old, new) = (&running.metrics, &loaded.metrics);
+    compare!(old, new, "metrics", [listen]);
+
+    if running.daemon.log_level != loaded.daemon.log_level {
+        plan.log_level = Some(loaded.daemon.log_level.clone());
+    }
+    if running.zoom.client_secret != loaded.zoom.client_secret {
+        plan.zoom_client_secret = Some(loaded.zoom.client_secret.clone());
+    }
+
+    for old in &running.sinks {
+        match loaded.sink(&old.name) {
+            None => restart.push(format!("sinks[{}] (removed)", old.name)),
+            Some(new) => {
+                sink_changes(old, new, restart);
+                let (old_secret, new_secret) = (secret_of(old), secret_of(new));
+                if old_secret != new_secret && same_kind(old, new) {
+                    plan.sink_secrets
+                        .push((old.name.clone(), new_secret.cloned()));
+                }
+            }
+        }
+    }
+    for new in &loaded.sinks {
+        if running.sink(&new.name).is_none() {
+            restart.push(format!("sinks[{}] (added)", new.name));
+        }
+    }
+    plan
+}
+
+fn sink_changes(old: &SinkSettings, new: &SinkSettings, restart: &mut Vec<String>) {
+    let name = &old.name;
+    macro_rules! compare {
+        ($($field:ident),*) => {
+            $(if old.$field != new.$field {
+                restart.push(format!(concat!("sinks[{}].", stringify!($field)), name));
+            })*
+        };
+    }
+    compare!(
+        events,
+        timeout,
+        max_in_flight,
+        retry_fast_window,
+        retry_schedule,
+        retry_forever
+    );
+    match (&old.kind, &new.kind) {
+        (SinkKind::Http { url: a, .. }, SinkKind::Http { url: b, .. }) if a != b => {
+            restart.push(format!("sinks[{name}].url"));
+        }
+        (SinkKind::File { path: a }, SinkKind::File { path: b }) if a != b => {
+            restart.push(format!("sinks[{name}].path"));
+        }
+        _ if !same_kind(old, new) => restart.push(format!("sinks[{name}].type")),
+        _ => {}
+    }
+}
+
+fn same_kind(a: &SinkSettings, b: &SinkSettings) -> bool {
+    std::mem::discriminant(&a.kind) == std::mem::discriminant(&b.kind)
+}
+
+fn secret_of(sink: &SinkSettings) -> Option<&Secret> {
+    match &sink.kind {
+        SinkKind::Http { secret, .. } => secret.as_ref(),
+        SinkKind::File { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FakeEnvironment, parse};
+
+    const BASE: &str = r#"
+        [zoom]
+        account_id = "acct"
+        client_id = "client"
+        client_secret_file = "/s/zoom"
+        subscription_id = "sub"
+        [daemon]
+        log_level = "info"
+        [journal]
+        dir = "/data"
+        [[sinks]]
+        name = "crm"
+        type = "http"
+        url = "https://crm.example.com/zoom"
+        secret_file = "/s/crm"
+        [[sinks]]
+        name = "archive"
+        type = "file"
+        path = "/data/events.jsonl"
+    "#;
+
+    fn settings(text: &str, zoom_secret: &str, crm_secret: &str) -> Settings {
+        let env = FakeEnvironment::new()
+            .with_file("/s/zoom", zoom_secret)
+            .with_file("/s/crm", crm_secret);
+        match parse(text, &env) {
+            Ok(loaded) => loaded.settings,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn check(text: &str, zoom: &str, crm: &str, reloaded: &[&str], restart: &[&str]) {
+        let running = settings(BASE, "zoom-1", "crm-1");
+        let plan = plan(&running, &settings(text, zoom, crm));
+        assert_eq!(plan.reloaded_keys(), reloaded, "reloaded");
+        assert_eq!(plan.needs_restart, restart, "needs restart");
+    }
+
+    #[test]
+    fn sorts_changes_into_live_and_restart() {
+        check(BASE, "zoom-1", "crm-1\n", &[], &[]);
+        check(
+            BASE,
+            "zoom-2",
+            "crm-2",
+            &["zoom.client_secret", "sinks[crm].secret"],
+            &[],
+        );
+        check(
+            &BASE.replace(r#"log_level = "info""#, r#"log_level = "debug""#),
+            "zoom-1",
+            "crm-1",
+            &["daemon.log_level"],
+            &[],
+        );
+        check(
+            &BASE
+                .replace(r#"client_id = "client""#, r#"client_id = "other""#)
+                .replace("crm.example.com", "crm2.example.com")
+                .replace(
+                    "[journal]",
+                    "[websocket]\nheartbeat_interval = \"20s\"\n[journal]",
+                ),
+            "zoom-1",
+            "crm-2",
+            &["sinks[crm].secret"],
+            &[
+                "zoom.client_id",
+                "websocket.heartbeat_interval",
+                "sinks[crm].url",
+            ],
+        );
+        check(
+            &BASE.replace(r#"name = "archive""#, r#"name = "archive2""#),
+            "zoom-1",
+            "crm-1",
+            &[],
+            &["sinks[archive] (removed)", "sinks[archive2] (added)"],
+        );
+        check(
+            &BASE.replace("dir = \"/data\"", "dir = \"/other\""),
+            "zoom-1",
+            "crm-1",
+            &[],
+            &["journal.dir", "media.store"],
+        );
+    }
+
+    #[test]
+    fn new_secrets_are_carried_not_printed() {
+        let running = settings(BASE, "zoom-1", "crm-1");
+        let plan = plan(&running, &settings(BASE, "zoom-2", "crm-2"));
+        assert_eq!(
+            plan.zoom_client_secret.as_ref().map(Secret::expose),
+            Some("zoom-2")
+        );
+        assert_eq!(plan.sink_secrets.len(), 1);
+        let rendered = format!("{plan:?}");
+        assert!(
+            !rendered.contains("zoom-2") && !rendered.contains("crm-2"),
+            "{rendered}"
+        );
+    }
+}

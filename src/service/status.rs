@@ -1,0 +1,152 @@
+//! The one-line `STATUS=` that `systemctl status zcc-relay` shows: the socket's
+//! state, the sinks that are failing and the records waiting for delivery, e.g.
+//! `connected; 0 pending`, `reconnecting in 4s; 12 pending`,
+//! `connected; sinks failing: crm; 120 pending`.
+//!
+//! Owns the wording ([`line`], pure) and the task that sends it when it
+//! changes: at once on every connection state change and failing/recovered
+//! transition, and when the pending count changed, looked at every [`REFRESH`].
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::notify::Notifier;
+use crate::clock;
+use crate::journal::Journal;
+use crate::source::ConnectionState;
+
+/// How often the pending count is looked at again.
+pub const REFRESH: Duration = Duration::from_secs(10);
+
+/// The status line. `pending` is `None` when the journal could not say.
+pub fn line(
+    state: &ConnectionState,
+    failing: &BTreeSet<String>,
+    pending: Option<u64>,
+    now_ms: u64,
+) -> String {
+    let mut parts = vec![match state {
+        ConnectionState::Connecting | ConnectionState::AwaitingBuildConnection => {
+            "connecting to Zoom".to_owned()
+        }
+        ConnectionState::Live { .. } => "connected".to_owned(),
+        ConnectionState::BackingOff { retry_at_ms, .. } => {
+            let seconds = retry_at_ms.saturating_sub(now_ms).div_ceil(1000);
+            format!("reconnecting in {seconds}s")
+        }
+        ConnectionState::Stopped => "stopped".to_owned(),
+    }];
+    if !failing.is_empty() {
+        let names: Vec<&str> = failing.iter().map(String::as_str).collect();
+        parts.push(format!("sinks failing: {}", names.join(", ")));
+    }
+    if let Some(pending) = pending {
+        parts.push(format!("{pending} pending"));
+    }
+    parts.join("; ")
+}
+
+/// Records waiting for any sink (a record waiting for two sinks counts twice).
+pub async fn pending(journal: &Journal) -> Option<u64> {
+    match journal.stats().await {
+        Ok(stats) => Some(stats.iter().map(|s| s.pending).sum()),
+        Err(e) => {
+            tracing::debug!(error = %e, "no pending count for the status line");
+            None
+        }
+    }
+}
+
+/// Sends the status line whenever it changes, until `stop` fires. `last` is
+/// the line already sent (with READY=1).
+pub async fn run(
+    notifier: Notifier,
+    journal: Journal,
+    mut state: watch::Receiver<ConnectionState>,
+    mut failing: watch::Receiver<BTreeSet<String>>,
+    mut last: String,
+    stop: CancellationToken,
+) {
+    let mut refresh = tokio::time::interval(REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut state_open, mut failing_open) = (true, true);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = state.changed(), if state_open => state_open = changed.is_ok(),
+            changed = failing.changed(), if failing_open => failing_open = changed.is_ok(),
+            _ = refresh.tick() => {}
+        }
+        let count = pending(&journal).await;
+        let now = line(
+            &state.borrow_and_update(),
+            &failing.borrow_and_update(),
+            count,
+            clock::now_ms(),
+        );
+        if now != last {
+            notifier.status(&now);
+            last = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(state: ConnectionState, failing: &[&str], pending: Option<u64>, expected: &str) {
+        let failing = failing.iter().map(|s| s.to_string()).collect();
+        assert_eq!(line(&state, &failing, pending, 10_000), expected);
+    }
+
+    #[test]
+    fn says_what_an_operator_needs_in_one_line() {
+        check(
+            ConnectionState::Live { since_ms: 1 },
+            &[],
+            Some(0),
+            "connected; 0 pending",
+        );
+        check(
+            ConnectionState::Connecting,
+            &[],
+            Some(3),
+            "connecting to Zoom; 3 pending",
+        );
+        check(
+            ConnectionState::AwaitingBuildConnection,
+            &[],
+            None,
+            "connecting to Zoom",
+        );
+        check(
+            ConnectionState::BackingOff {
+                reason: "closed by Zoom".into(),
+                retry_at_ms: 13_500,
+            },
+            &[],
+            Some(12),
+            "reconnecting in 4s; 12 pending",
+        );
+        check(
+            ConnectionState::BackingOff {
+                reason: "x".into(),
+                retry_at_ms: 9_000,
+            },
+            &[],
+            None,
+            "reconnecting in 0s",
+        );
+        check(
+            ConnectionState::Live { since_ms: 1 },
+            &["erp", "crm"],
+            Some(120),
+            "connected; sinks failing: crm, erp; 120 pending",
+        );
+        check(ConnectionState::Stopped, &[], Some(5), "stopped; 5 pending");
+    }
+}
