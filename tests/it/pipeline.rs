@@ -40,6 +40,9 @@ async fn delivers_every_event_to_file_and_http_sinks_exactly_once() {
     );
     let daemon = Daemon::start(settings(&text));
     sim.wait_live().await;
+    // The test counts what the socket persisted: the first start's sweep must
+    // not list the events before the socket carries them.
+    daemon.wait_first_sweep().await;
 
     let mut script = scenario::generate(7, 200, SystemTime::now(), Duration::from_secs(1));
     script.truncate(500);
@@ -144,6 +147,7 @@ async fn restart_delivers_records_left_in_the_journal() {
         &http_sink("crm", &dead_url),
     )));
     sim.wait_live().await;
+    daemon.wait_first_sweep().await;
     let script = scenario::generate(11, 20, SystemTime::now(), Duration::from_secs(1));
     for event in &script {
         sim.emit(event.body.clone());
@@ -194,15 +198,7 @@ async fn retries_temporary_sink_failures_until_delivered() {
         &http_sink("crm", &crm.url()),
     )));
     sim.wait_live().await;
-    // The first start's sweep must be over before the events exist, or it
-    // could list some of them first and the socket's copies (the only ones
-    // counted below) become duplicates.
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        daemon.stats.wait_until(|s| s.reconcile_runs >= 1),
-    )
-    .await
-    .expect("the first start's sweep ran");
+    daemon.wait_first_sweep().await;
     let script = scenario::generate(3, 2, SystemTime::now(), Duration::from_secs(1));
     for event in &script {
         sim.emit(event.body.clone());

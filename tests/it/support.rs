@@ -287,6 +287,19 @@ impl Daemon {
         (&mut self.task).await.expect("daemon task panicked")
     }
 
+    /// Waits (at most 30 s) until the first start's reconciliation sweep has
+    /// run. A test that counts what the socket persisted emits its events only
+    /// after this, or the sweep could list some of them first and the socket's
+    /// copies would count as duplicates.
+    pub async fn wait_first_sweep(&self) {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.stats.wait_until(|s| s.reconcile_runs >= 1),
+        )
+        .await
+        .expect("the first start's sweep ran");
+    }
+
     /// Waits (at most a minute) until `n` events were persisted or recognised as duplicates.
     pub async fn wait_handled(&self, n: u64) {
         let waited = tokio::time::timeout(
