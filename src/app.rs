@@ -185,7 +185,9 @@ pub async fn run(
     }
 }
 
-fn media_stage(
+/// The media stage for these settings (the store is built, so a bad store
+/// configuration fails here, at start-up).
+pub fn media_stage(
     settings: &Settings,
     tls: &Arc<rustls::ClientConfig>,
     tokens: &TokenCache,

@@ -340,8 +340,9 @@ impl Journal {
     }
 
     /// The media stage is done with record `seq`: `body` replaces the stored
-    /// record and goes to every sink that wants it, in one commit. A record no
-    /// longer in the media outbox is left alone. Resolves after the commit.
+    /// record, under a new seq (so sink workers see it arrive), and goes to
+    /// every sink that wants it, in one commit. A record no longer in the media
+    /// outbox is left alone. Resolves after the commit.
     pub async fn enriched(&self, seq: u64, body: Vec<u8>) -> Result<(), JournalError> {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Enriched { seq, body, reply }).await?;

@@ -135,6 +135,7 @@ pub(super) fn prepare(
             );
         }
         for seq in waiting {
+            take_outbox(&txn, tables::MEDIA, seq)?;
             let body = txn
                 .open_table(tables::RECORDS)?
                 .get(seq)?
@@ -386,7 +387,13 @@ impl Writer {
                     }
                     Op::Enriched { seq, body, reply } => {
                         if take_outbox(&txn, tables::MEDIA, seq)?.is_some() {
-                            enriched(&txn, &self.sinks, seq, &body)?;
+                            // A new seq: to the sink workers (whose cursors only
+                            // move forward) it is a record that just arrived.
+                            txn.open_table(tables::RECORDS)?.remove(seq)?;
+                            txn.open_table(tables::REFS)?.remove(seq)?;
+                            let new_seq = self.next_seq;
+                            self.next_seq += 1;
+                            enriched(&txn, &self.sinks, new_seq, &body)?;
                         }
                         replies.push(Reply::Unit(reply));
                     }
@@ -590,9 +597,9 @@ impl Writer {
     }
 }
 
-/// Stores `body` as record `seq` (already out of the media outbox) and queues
-/// it for every sink that wants its event; a record no sink wants any more
-/// (the configuration changed meanwhile) is dropped.
+/// Stores `body` as record `seq` (the media outbox no longer holds it) and
+/// queues it for every sink that wants its event; a record no sink wants any
+/// more (the configuration changed meanwhile) is dropped.
 fn enriched(
     txn: &WriteTransaction,
     sinks: &[SinkRoute],
