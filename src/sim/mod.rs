@@ -7,7 +7,9 @@
 //! [`HandshakeMode`], [`ConnectionEvent`], [`RetryAfter`] and [`RestRequest`]. It
 //! serves, on `127.0.0.1:0`, the S2S OAuth token endpoint (`oauth`), the WebSocket
 //! event subscription (`ws`) and the ZCC REST listings under `/v2` (`rest`, which
-//! lists what `item` builds from the event history, paged by `page`); all share
+//! lists what `item` builds from the event history, paged by `page`), and the
+//! downloads behind every media URL it hands out (`media`: recordings,
+//! transcripts, voicemails, with faults and a redirect host); all share
 //! one [`state::Inner`], and every connection runs over a `link` that can go dark
 //! (half-open). [`scenario`] scripts realistic contact-center traffic to feed
 //! through `emit`.

@@ -507,3 +507,40 @@ async fn a_retryable_failure_that_outlasts_the_schedule_is_forwarded_with_media_
     stage.journal.close().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_waiting_for_its_media_survives_a_restart() {
+    let dir = support::temp_dir();
+    let sim = live_sim().await;
+    sim.media_fault(MediaFault::Status(503), 1);
+    let journal = dir.path().join("journal");
+    let archive = dir.path().join("archive.jsonl");
+    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let daemon = Daemon::start(support::settings(&text));
+    sim.wait_live().await;
+    assert!(sim.emit(recording_completed("rec-w-1", "eng-w-1")));
+    daemon.wait_handled(1).await;
+    for _ in 0..200 {
+        if sim.media_downloads() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(sim.media_downloads(), 1, "the first attempt got its 503");
+    // Stopped while the record waits for its durable retry: nothing delivered.
+    daemon.stop().await.unwrap();
+    assert!(support::read_lines(&archive).is_empty());
+
+    // The next start picks it up when it comes due (about 10 s after the 503).
+    let daemon = Daemon::start(support::settings(&text));
+    daemon.wait_delivered("archive", 1).await;
+    let record = line_of(
+        &support::read_lines(&archive),
+        "recording_completed:rec-w-1",
+    );
+    let expected = sim.media_file(FileKind::VoiceRecording, "rec-w-1");
+    assert_eq!(record["media"][0]["sha256"], expected.sha256, "{record}");
+    assert_eq!(sim.media_downloads(), 2);
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
