@@ -206,6 +206,5 @@ pub fn media_stage(
         downloader,
         store,
         retry_schedule: crate::media::worker::RETRY_SCHEDULE.to_vec(),
-        counters: Default::default(),
     })
 }

@@ -16,7 +16,7 @@ pub mod worker;
 
 pub use download::{Downloader, Failure, ZoomHosts};
 pub use store::{MediaStore, Stored};
-pub use worker::{MediaCounters, MediaStage};
+pub use worker::MediaStage;
 
 use crate::sink::route::EventFilter;
 

@@ -59,6 +59,8 @@ pub struct MediaStore {
     /// Whether the backend keeps a content type with the object.
     attributes: bool,
     link_ttl: Duration,
+    /// Whether a failure to sign was logged already (said once, not per file).
+    sign_warned: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for MediaStore {
@@ -175,6 +177,7 @@ impl MediaStore {
             prefix,
             attributes,
             link_ttl: settings.link_ttl,
+            sign_warned: Default::default(),
         })
     }
 
@@ -260,7 +263,12 @@ impl MediaStore {
             {
                 Ok(url) => Some(url.to_string()),
                 Err(e) => {
-                    tracing::warn!(error = %e, "media store cannot sign a link; forwarding the location only");
+                    if !self
+                        .sign_warned
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        tracing::warn!(error = %e, "media store cannot sign links; records carry the location only (said once)");
+                    }
                     None
                 }
             },

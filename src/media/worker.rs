@@ -46,23 +46,12 @@ pub const RETRY_SCHEDULE: [Duration; 8] = [
 pub const MAX_IN_FLIGHT: usize = 4;
 const BATCH: usize = 64;
 
-/// Counters for the demo summary and tests.
-#[derive(Debug, Default)]
-pub struct MediaCounters {
-    pub stored: std::sync::atomic::AtomicU64,
-    pub bytes: std::sync::atomic::AtomicU64,
-    pub failed: std::sync::atomic::AtomicU64,
-    pub retries: std::sync::atomic::AtomicU64,
-    pub last_location: std::sync::Mutex<Option<String>>,
-}
-
 pub struct MediaStage {
     pub journal: Journal,
     pub api: Arc<ZoomApi>,
     pub downloader: Downloader,
     pub store: MediaStore,
     pub retry_schedule: Vec<Duration>,
-    pub counters: Arc<MediaCounters>,
 }
 
 impl MediaStage {
@@ -172,9 +161,6 @@ impl MediaStage {
                     Ok(stored) => media.push(stored),
                     Err(Failure::Permanent(reason)) => {
                         tracing::warn!(record_id = %id, kind = wanted.kind.as_str(), error = %reason, "media cannot be fetched; forwarding the record with media_errors");
-                        self.counters
-                            .failed
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         errors.push(json!({"kind": wanted.kind.as_str(), "error": reason}));
                     }
                     Err(Failure::Retryable(reason)) => retry = Some((wanted.kind, reason)),
@@ -186,9 +172,6 @@ impl MediaStage {
             if let Some(delay) = jittered(&self.retry_schedule, pending.step) {
                 let due = clock::now_ms() + delay.as_millis() as u64;
                 tracing::info!(record_id = %id, kind = kind.as_str(), error = %reason, attempts, retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs().max(1))), "media not fetched yet; retrying later");
-                self.counters
-                    .retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return self
                     .journal
                     .schedule(MEDIA, seq, attempts, pending.step + 1, due)
@@ -196,21 +179,9 @@ impl MediaStage {
             }
             let reason = format!("gave up after {attempts} attempts; last error: {reason}");
             tracing::warn!(record_id = %id, kind = kind.as_str(), error = %reason, "media not fetched; forwarding the record with media_errors");
-            self.counters
-                .failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             errors.push(json!({"kind": kind.as_str(), "error": reason}));
         }
         for stored in &media {
-            self.counters
-                .stored
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.counters
-                .bytes
-                .fetch_add(stored.size, std::sync::atomic::Ordering::Relaxed);
-            if let Ok(mut last) = self.counters.last_location.lock() {
-                *last = Some(stored.location.clone());
-            }
             tracing::debug!(record_id = %id, kind = stored.kind, location = %stored.location, size = stored.size, "media stored");
         }
         let body = with_media(&pending.bytes, &media, &errors);
