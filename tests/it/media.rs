@@ -544,3 +544,69 @@ async fn a_record_waiting_for_its_media_survives_a_restart() {
     daemon.stop().await.unwrap();
     sim.shutdown().await;
 }
+
+/// A download host that answers `401` to the first `unauthorized` requests,
+/// then `200`, counting requests.
+async fn start_picky_host(unauthorized: u64) -> (url::Url, Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/v2/file",
+        axum::routing::get(move || {
+            let counter = counter.clone();
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) < unauthorized {
+                    (
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        "Invalid access token.",
+                    )
+                } else {
+                    (axum::http::StatusCode::OK, "the file")
+                }
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url::Url::parse(&format!("http://{addr}/v2")).unwrap(), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_refreshes_the_token_once() {
+    use std::sync::atomic::Ordering;
+    use zcc_relay::media::{Downloader, Failure, ZoomHosts};
+    let sim = live_sim().await;
+    let dir = support::temp_dir();
+    let text = config(&sim, &dir.path().join("j"), &dir.path().join("a"), "");
+    let settings = support::settings(&text);
+    let tls = zcc_relay::tls::client_config().unwrap();
+    for (unauthorized, requests, tokens, ok) in [(1, 2, 2, true), (5, 2, 2, false)] {
+        let (base, seen) = start_picky_host(unauthorized).await;
+        let http = zcc_relay::tls::http_client(&tls, Duration::from_secs(10)).unwrap();
+        let cache = zcc_relay::zoom::auth::TokenCache::new(
+            http,
+            zcc_relay::zoom::auth::Credentials::from_settings(&settings.zoom),
+        );
+        let downloader =
+            Downloader::new(&tls, cache.clone(), ZoomHosts::new(&base, &sim.oauth_url())).unwrap();
+        let opened = downloader.open(&format!("{base}/file")).await;
+        assert_eq!(seen.load(Ordering::SeqCst), requests);
+        assert_eq!(cache.refreshes().await, tokens, "one refresh after the 401");
+        match opened {
+            Ok(response) => {
+                assert!(ok);
+                assert_eq!(response.text().await.unwrap(), "the file");
+            }
+            Err(Failure::Retryable(reason)) => {
+                assert!(!ok);
+                assert!(reason.contains("HTTP 401"), "{reason}");
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    sim.shutdown().await;
+}
