@@ -214,6 +214,9 @@ enum Op {
 enum Restart {
     SameSinks,
     Configured(Vec<bool>),
+    /// The same sinks, with the media stage switched on or off (off: what
+    /// waits in its outbox goes on to the sinks unchanged).
+    Media(bool),
 }
 
 #[derive(Debug, Clone)]
@@ -388,6 +391,7 @@ fn restart(n_sinks: usize) -> impl Strategy<Value = Restart> {
     prop_oneof![
         2 => Just(Restart::SameSinks),
         1 => proptest::collection::vec(any::<bool>(), n_sinks).prop_map(Restart::Configured),
+        1 => any::<bool>().prop_map(Restart::Media),
     ]
 }
 
@@ -520,9 +524,24 @@ impl Model {
 
     /// An open with these sinks configured: a sink that is no longer
     /// configured stays known while it still holds records, pending or dead.
-    fn open(&mut self, configured: &[bool]) {
+    fn open(&mut self, configured: &[bool], media: bool) {
         for (sink, &on) in self.sinks.iter_mut().zip(configured) {
             sink.configured = on;
+        }
+        self.media = media;
+        if !media {
+            for seq in std::mem::take(&mut self.media_outbox.pending).into_keys() {
+                let mut n_sinks = 0;
+                for sink in &mut self.sinks {
+                    if sink.configured && sink.want.wants(Event::Recording) {
+                        sink.pending.insert(seq, Entry::default());
+                        n_sinks += 1;
+                    }
+                }
+                if n_sinks == 0 {
+                    self.held.remove(&seq);
+                }
+            }
         }
         let sinks = &self.sinks;
         self.known.retain(|&index| {
@@ -1038,9 +1057,11 @@ fn routes(sinks: &[Want], configured: &[bool]) -> Vec<SinkRoute> {
 }
 
 impl Restart {
-    fn apply(&self, configured: &mut Vec<bool>) {
-        if let Restart::Configured(sinks) = self {
-            configured.clone_from(sinks);
+    fn apply(&self, configured: &mut Vec<bool>, media: &mut bool) {
+        match self {
+            Restart::SameSinks => {}
+            Restart::Configured(sinks) => configured.clone_from(sinks),
+            Restart::Media(on) => *media = *on,
         }
     }
 }
@@ -1049,10 +1070,11 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(|e| failed("tempdir", e))?;
     let dir = dir.path();
     let mut configured = vec![true; case.sinks.len()];
-    let mut model = Model::new(&case.sinks, case.media);
-    model.open(&configured);
+    let mut media = case.media;
+    let mut model = Model::new(&case.sinks, media);
+    model.open(&configured, media);
     let mut stamp = 0u64;
-    let mut life = Lifetime::start(dir, &routes(&case.sinks, &configured), case.media)?;
+    let mut life = Lifetime::start(dir, &routes(&case.sinks, &configured), media)?;
     life.check(&model)
         .map_err(|e| TestCaseError::fail(format!("after the first open: {e}")))?;
     for (n_op, op) in case.ops.iter().enumerate() {
@@ -1208,9 +1230,9 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
                     }
                 }
                 life.stop();
-                restart.apply(&mut configured);
-                model.open(&configured);
-                life = Lifetime::start(dir, &routes(&case.sinks, &configured), case.media)?;
+                restart.apply(&mut configured, &mut media);
+                model.open(&configured, media);
+                life = Lifetime::start(dir, &routes(&case.sinks, &configured), media)?;
             }
             Op::Crash { in_flight, restart } => {
                 // Each prefix of the in-flight appends is an outcome a kill may
@@ -1229,11 +1251,11 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
                         .map_err(|e| failed(&context("submit"), e))?;
                 }
                 life.crash(dir)?;
-                restart.apply(&mut configured);
+                restart.apply(&mut configured, &mut media);
                 for outcome in &mut outcomes {
-                    outcome.open(&configured);
+                    outcome.open(&configured, media);
                 }
-                life = Lifetime::start(dir, &routes(&case.sinks, &configured), case.media)?;
+                life = Lifetime::start(dir, &routes(&case.sinks, &configured), media)?;
                 let view = life
                     .runtime
                     .block_on(observe(&life.journal, model.sinks.len()))
