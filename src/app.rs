@@ -72,11 +72,13 @@ pub async fn run_with(
     let tls = crate::tls::client_config().context("cannot set up TLS")?;
     let routes = SinkRoute::for_sinks(&settings.sinks);
     let dir = settings.journal.dir.clone();
+    let media_events = settings.media.enabled.then(crate::media::media_events);
     let writer_heartbeat = health.register("journal writer");
-    let journal =
-        tokio::task::spawn_blocking(move || Journal::open_watched(&dir, routes, writer_heartbeat))
-            .await
-            .context("journal open task failed")??;
+    let journal = tokio::task::spawn_blocking(move || {
+        Journal::open_with(&dir, routes, media_events, writer_heartbeat)
+    })
+    .await
+    .context("journal open task failed")??;
     tracing::info!(dir = %settings.journal.dir.display(), sinks = settings.sinks.len(), "journal open");
 
     // Bound before any task starts: a taken port is a startup failure.
@@ -127,16 +129,31 @@ pub async fn run_with(
         workers.spawn(async move { (name, worker.run(stop, abort).await) });
     }
 
-    // Reconciliation shares the token cache with the socket (one token owner).
+    // Reconciliation and media share the token cache with the socket (one
+    // token owner) and one request budget.
+    let api = Arc::new(crate::zoom::api::ZoomApi::new(
+        zoom_http.clone(),
+        settings.zoom.api_base_url.clone(),
+        tokens.clone(),
+        settings.reconcile.max_requests_per_second,
+    ));
+    if settings.media.enabled {
+        let stage = match media_stage(&settings, &tls, &tokens, &api, &journal) {
+            Ok(stage) => stage,
+            Err(e) => {
+                journal.close().await;
+                return Err(e);
+            }
+        };
+        tracing::info!(store = %settings.media.store, "media stage on");
+        let (stop, abort) = (sinks_stop.clone(), sinks_abort.clone());
+        let heartbeat = health.register("media stage");
+        workers
+            .spawn(async move { ("@media".to_owned(), stage.run(stop, abort, heartbeat).await) });
+    }
     let reconciler = if settings.reconcile.enabled {
-        let api = crate::zoom::api::ZoomApi::new(
-            zoom_http.clone(),
-            settings.zoom.api_base_url.clone(),
-            tokens.clone(),
-            settings.reconcile.max_requests_per_second,
-        );
         let reconciler = Reconciler {
-            api: Arc::new(api),
+            api: api.clone(),
             settings: settings.reconcile.clone(),
             account_id: settings.zoom.account_id.clone(),
             stats: stats.clone(),
@@ -387,4 +404,28 @@ async fn apply_reloads(
             );
         }
     }
+}
+
+/// The media stage for these settings (the store is built, so a bad store
+/// configuration fails here, at start-up).
+pub fn media_stage(
+    settings: &Settings,
+    tls: &Arc<rustls::ClientConfig>,
+    tokens: &TokenCache,
+    api: &Arc<crate::zoom::api::ZoomApi>,
+    journal: &Journal,
+) -> anyhow::Result<crate::media::MediaStage> {
+    use crate::media::{Downloader, MediaStage, MediaStore, ZoomHosts};
+    let store = MediaStore::build(&settings.media, tls)
+        .with_context(|| format!("media store {}", settings.media.store))?;
+    let zoom = ZoomHosts::new(&settings.zoom.api_base_url, &settings.zoom.oauth_url);
+    let downloader =
+        Downloader::new(tls, tokens.clone(), zoom).context("cannot build media HTTP client")?;
+    Ok(MediaStage {
+        journal: journal.clone(),
+        api: api.clone(),
+        downloader,
+        store,
+        retry_schedule: crate::media::worker::RETRY_SCHEDULE.to_vec(),
+    })
 }

@@ -71,6 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .unwrap_or_default();
     let script_start = SystemTime::now() - span - Duration::from_secs(60);
     let mut settings = demo_settings(&sim, &dir, &archive, &crm.url)?;
+    let media_store = settings.media.store.clone();
     settings.reconcile.gap_margin = span + Duration::from_secs(300);
 
     println!(
@@ -87,6 +88,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  sink \"archive\"   {}  (JSONL, one record per line)",
         archive.display()
+    );
+    println!(
+        "  media            {}  (recordings, transcripts, voicemails)",
+        media_store
     );
     println!(
         "  sink \"crm\"       {}  (stand-in CRM that verifies webhook signatures)\n",
@@ -202,6 +207,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             println!("!!  {problem}");
         }
     }
+    let media = media_report(&archive)?;
+    match &media.example {
+        Some(example) if media.problems.is_empty() => println!(
+            "OK  {} recordings, transcripts and voicemails ({}) copied into {} and named in each record's \"media\";\n    e.g. {example}",
+            media.stored,
+            bytes(media.bytes),
+            media_store.as_str(),
+        ),
+        _ => println!("!!  no media was stored in {}", media_store.as_str()),
+    }
+    for problem in &media.problems {
+        println!("!!  {problem}");
+    }
     println!(
         "OK  the CRM verified {} webhook signatures ({} bad); during its outage it answered 503 {} times, and every record was retried until delivered",
         crm.state.verified.load(Ordering::Relaxed),
@@ -216,10 +234,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  ls {}", dir.display());
     println!("Point it at your Zoom account: README.md, section \"Configuration\".");
     sim.shutdown().await;
-    if check.problems.is_empty() {
+    if check.problems.is_empty() && media.problems.is_empty() && media.stored > 0 {
         Ok(())
     } else {
-        anyhow::bail!("the demo found undelivered or duplicated records")
+        anyhow::bail!("the demo found undelivered or duplicated records, or missing media")
     }
 }
 
@@ -406,6 +424,77 @@ fn summary(
         "{:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5}",
         "total", totals[0], totals[1], totals[2], totals[3], totals[4], totals[5], totals[6]
     );
+}
+
+struct MediaReport {
+    stored: u64,
+    bytes: u64,
+    example: Option<String>,
+    problems: Vec<String>,
+}
+
+/// Reads the `media` entries of the archived records back and checks each
+/// stored file (it is a `file://` store) against its recorded size and sha256.
+fn media_report(archive: &Path) -> anyhow::Result<MediaReport> {
+    use sha2::Digest as _;
+    let file = std::fs::File::open(archive)
+        .with_context(|| format!("cannot read {}", archive.display()))?;
+    let mut report = MediaReport {
+        stored: 0,
+        bytes: 0,
+        example: None,
+        problems: Vec::new(),
+    };
+    for line in std::io::BufReader::new(file).lines() {
+        let record: serde_json::Value = serde_json::from_str(&line?)?;
+        let id = record["id"].as_str().unwrap_or_default();
+        for error in record["media_errors"].as_array().into_iter().flatten() {
+            report
+                .problems
+                .push(format!("{id}: media not stored: {}", error["error"]));
+        }
+        for item in record["media"].as_array().into_iter().flatten() {
+            let location = item["location"].as_str().unwrap_or_default();
+            let held = url::Url::parse(location)
+                .ok()
+                .and_then(|url| url.to_file_path().ok())
+                .and_then(|path| std::fs::read(path).ok());
+            let Some(held) = held else {
+                report
+                    .problems
+                    .push(format!("{id}: {location} is not readable"));
+                continue;
+            };
+            let sha256 = hex::encode(sha2::Sha256::digest(&held));
+            if Some(held.len() as u64) != item["size"].as_u64()
+                || item["sha256"].as_str() != Some(sha256.as_str())
+            {
+                report.problems.push(format!(
+                    "{id}: {location} does not match its size or sha256"
+                ));
+            }
+            report.stored += 1;
+            report.bytes += held.len() as u64;
+            if report.example.is_none() || item["kind"] == "recording" {
+                report.example = Some(format!(
+                    "{} ({}, {}, sha256 {}…)",
+                    location,
+                    item["kind"].as_str().unwrap_or_default(),
+                    item["content_type"].as_str().unwrap_or_default(),
+                    &sha256[..12]
+                ));
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn bytes(n: u64) -> String {
+    if n >= 1024 * 1024 {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    }
 }
 
 struct ArchiveCheck {

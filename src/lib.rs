@@ -10,6 +10,7 @@ pub mod config;
 pub mod deliver;
 pub mod demo;
 pub mod journal;
+pub mod media;
 pub mod queue;
 pub mod reconcile;
 pub mod record;

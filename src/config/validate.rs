@@ -623,6 +623,13 @@ impl Checker<'_> {
             );
         }
         let options = self.media_options(raw.options);
+        if let (Some(store), Some(options)) = (&store, &options) {
+            for key in options.keys() {
+                if let Some(problem) = unknown_store_option(store.scheme(), key) {
+                    self.error(format!("media.options.{key}"), problem);
+                }
+            }
+        }
         Some(MediaSettings {
             enabled: raw.enabled.unwrap_or(true),
             store: store?,
@@ -957,6 +964,23 @@ fn quoted_path(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
 
+/// Why `key` is not an option of the `scheme` store, if it is not: object_store's own
+/// key parsers decide (aliases such as `access_key_id` included).
+fn unknown_store_option(scheme: &str, key: &str) -> Option<String> {
+    use std::str::FromStr as _;
+    let known = match scheme {
+        "s3" => object_store::aws::AmazonS3ConfigKey::from_str(key).is_ok(),
+        "az" | "azure" => object_store::azure::AzureConfigKey::from_str(key).is_ok(),
+        "gs" | "gcs" => object_store::gcp::GoogleConfigKey::from_str(key).is_ok(),
+        _ => {
+            return Some(format!(
+                "a {scheme}:// store takes no options; remove [media.options]"
+            ));
+        }
+    };
+    (!known).then(|| format!("not an object_store option for a {scheme}:// store"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{FakeEnvironment, Loaded, Settings, SinkKind, parse};
@@ -1258,6 +1282,20 @@ websocket_url = "ws://zoom.test/ws""#,
                 &[
                     "error: media.store: \"s3:///zoom\" names no bucket or container; write \
                    e.g. \"s3://bucket/prefix\"",
+                ],
+            ),
+            (
+                "[media]\nstore = \"s3://b/z\"\n[media.options]\naws_regoin = \"x\"\naws_region = \"x\"",
+                &["error: media.options.aws_regoin: not an object_store option for a s3:// store"],
+            ),
+            (
+                "[media]\nstore = \"az://c/z\"\n[media.options]\naws_region = \"x\"",
+                &["error: media.options.aws_region: not an object_store option for a az:// store"],
+            ),
+            (
+                "[media.options]\naws_region = \"x\"",
+                &[
+                    "error: media.options.aws_region: a file:// store takes no options; remove [media.options]",
                 ],
             ),
             (
@@ -1644,8 +1682,8 @@ retry_schedule = []
     fn media_options_read_file_keys_and_stringify_scalars() {
         let env = FakeEnvironment::new().with_file("/run/s3-secret", "s3cr3t\n");
         let text = with_base(
-            "[media]\nenabled = false\n[media.options]\naws_region = \"eu-west-1\"\n\
-             aws_allow_http = true\nretries = 3\n\
+            "[media]\nenabled = false\nstore = \"s3://b/z\"\n[media.options]\naws_region = \"eu-west-1\"\n\
+             aws_allow_http = true\npool_max_idle_per_host = 3\n\
              aws_secret_access_key_file = \"/run/s3-secret\"",
         );
         let media = settings(&env, &text).media;
@@ -1661,7 +1699,7 @@ retry_schedule = []
                 ("aws_allow_http", "true"),
                 ("aws_region", "eu-west-1"),
                 ("aws_secret_access_key", "s3cr3t"),
-                ("retries", "3"),
+                ("pool_max_idle_per_host", "3"),
             ]
         );
     }
@@ -1678,6 +1716,8 @@ account_id = "a"
 client_id = "c"
 client_secret_file = "/zoom"
 subscription_id = "s"
+[media]
+store = "s3://b/z"
 [media.options]
 aws_secret_access_key_file = "/s3"
 aws_access_key_id = "key-SECRET-4"

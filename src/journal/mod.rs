@@ -33,6 +33,7 @@ use crate::sink::route::EventFilter;
 
 pub use lock::LOCK_FILE;
 pub use recover::{QUARANTINE_PREFIX, quarantined};
+pub use tables::MEDIA;
 use writer::{Op, Writer};
 
 /// File name of the database inside the journal directory.
@@ -218,14 +219,28 @@ impl Journal {
     /// another process owns the directory. Must be called within a tokio
     /// runtime (the writer is a task on it).
     pub fn open(dir: &Path, sinks: Vec<SinkRoute>) -> Result<Journal, JournalError> {
-        Journal::open_watched(dir, sinks, crate::service::Heartbeat::detached())
+        Journal::open_with_media(dir, sinks, None)
     }
 
-    /// [`Journal::open`], with the writer task beating `heartbeat` (the daemon's
-    /// watchdog checks it).
-    pub fn open_watched(
+    /// [`open`](Journal::open) with the media stage: records whose event
+    /// `media` matches are stored as usual but wait in the media outbox
+    /// ([`MEDIA`]) until [`enriched`](Journal::enriched) hands them on to the
+    /// sinks. `None`: no media stage (records still waiting in its outbox from
+    /// an earlier run go to the sinks unchanged).
+    pub fn open_with_media(
         dir: &Path,
         sinks: Vec<SinkRoute>,
+        media: Option<EventFilter>,
+    ) -> Result<Journal, JournalError> {
+        Journal::open_with(dir, sinks, media, crate::service::Heartbeat::detached())
+    }
+
+    /// [`Journal::open_with_media`], with the writer task beating `heartbeat`
+    /// (the daemon's watchdog checks it).
+    pub fn open_with(
+        dir: &Path,
+        sinks: Vec<SinkRoute>,
+        media: Option<EventFilter>,
         heartbeat: crate::service::Heartbeat,
     ) -> Result<Journal, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
@@ -241,13 +256,14 @@ impl Journal {
                 .set_check_integrity_on_open(true)
                 .create(path)
         })?);
-        let next_seq = writer::prepare(&db, &sinks)?;
+        let next_seq = writer::prepare(&db, &sinks, media.as_ref())?;
         let (ops, rx) = mpsc::channel(QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(next_seq.saturating_sub(1));
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let worker = Writer::new(
             db.clone(),
             sinks.clone(),
+            media,
             next_seq,
             committed_tx,
             commits.clone(),
@@ -331,6 +347,16 @@ impl Journal {
             reply,
         })
         .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// The media stage is done with record `seq`: `body` replaces the stored
+    /// record, under a new seq (so sink workers see it arrive), and goes to
+    /// every sink that wants it, in one commit. A record no longer in the media
+    /// outbox is left alone. Resolves after the commit.
+    pub async fn enriched(&self, seq: u64, body: Vec<u8>) -> Result<(), JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Enriched { seq, body, reply }).await?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
 

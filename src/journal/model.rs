@@ -1,7 +1,9 @@
 //! The journal against a model of its contract: a proptest state machine.
 //!
 //! Random sequences of appends, settlements (ack, durable schedule,
-//! dead-letter), operator actions (redrive, purge), clean restarts and
+//! dead-letter), the media stage's hand-on and retries (in half the cases
+//! the journal runs with a media stage for recordings), operator actions
+//! (redrive, purge), clean restarts and
 //! kill -9s (some with sinks removed or added back) run against a real
 //! [`Journal`] in a fresh directory. After every step, everything the public
 //! API shows (outboxes, durable tier, dead-letters, stats, known sinks, stored
@@ -25,7 +27,7 @@ use serde_json::value::RawValue;
 use tokio::runtime::Runtime;
 
 use super::read::{self, SinkStats};
-use super::{AppendOutcome, DB_FILE, DeadLetter, Journal, JournalError, Pending, SinkRoute};
+use super::{AppendOutcome, DB_FILE, DeadLetter, Journal, JournalError, MEDIA, Pending, SinkRoute};
 use crate::record::{NewRecord, Source};
 use crate::sink::route::EventFilter;
 
@@ -180,6 +182,17 @@ enum Op {
     PurgeDead {
         sink: usize,
     },
+    /// The media stage hands a record of its outbox on (`Journal::enriched`).
+    Enrich {
+        pick: Pick,
+    },
+    /// The media stage schedules a record's next attempt.
+    MediaSchedule {
+        pick: Pick,
+        attempts: u32,
+        step: u32,
+        not_before_s: u64,
+    },
     /// `close()`, drop, open again. The appends are submitted just before the
     /// close and must all be committed by it.
     Reopen {
@@ -201,11 +214,16 @@ enum Op {
 enum Restart {
     SameSinks,
     Configured(Vec<bool>),
+    /// The same sinks, with the media stage switched on or off (off: what
+    /// waits in its outbox goes on to the sinks unchanged).
+    Media(bool),
 }
 
 #[derive(Debug, Clone)]
 struct Case {
     sinks: Vec<Want>,
+    /// Whether recordings pass through the media stage first.
+    media: bool,
     ops: Vec<Op>,
 }
 
@@ -215,13 +233,14 @@ fn case() -> impl Strategy<Value = Case> {
             let n_sinks = sinks.len();
             (
                 Just(sinks),
+                any::<bool>(),
                 Ops {
                     op: op(n_sinks),
                     max_len: MAX_OPS,
                 },
             )
         })
-        .prop_map(|(sinks, ops)| Case { sinks, ops })
+        .prop_map(|(sinks, media, ops)| Case { sinks, media, ops })
 }
 
 /// Op sequences that shrink to a short one. proptest's `vec` tries deleting
@@ -352,6 +371,15 @@ fn op(n_sinks: usize) -> impl Strategy<Value = Op> {
         1 => (sink(), proptest::option::of(pick()))
             .prop_map(|(sink, only)| Op::Redrive { sink, only }),
         1 => sink().prop_map(|sink| Op::PurgeDead { sink }),
+        2 => pick().prop_map(|pick| Op::Enrich { pick }),
+        1 => (pick(), 0..4u32, 0..3u32, 0..=3u64).prop_map(
+            |(pick, attempts, step, not_before_s)| Op::MediaSchedule {
+                pick,
+                attempts,
+                step,
+                not_before_s,
+            }
+        ),
         1 => (proptest::collection::vec(append(), 0..=3), restart(n_sinks))
             .prop_map(|(in_flight, restart)| Op::Reopen { in_flight, restart }),
         1 => (proptest::collection::vec(append(), 0..=3), restart(n_sinks))
@@ -363,6 +391,7 @@ fn restart(n_sinks: usize) -> impl Strategy<Value = Restart> {
     prop_oneof![
         2 => Just(Restart::SameSinks),
         1 => proptest::collection::vec(any::<bool>(), n_sinks).prop_map(Restart::Configured),
+        1 => any::<bool>().prop_map(Restart::Media),
     ]
 }
 
@@ -388,6 +417,15 @@ fn pick() -> impl Strategy<Value = Pick> {
 
 fn sink_name(index: usize) -> String {
     format!("s{index}")
+}
+
+/// Observed outboxes: the case's sinks, then the media stage's.
+fn view_name(index: usize, n_sinks: usize) -> String {
+    if index == n_sinks {
+        MEDIA.to_owned()
+    } else {
+        sink_name(index)
+    }
 }
 
 /// The record an append submits. `stamp` is unique per append, so the bytes
@@ -450,13 +488,24 @@ struct Model {
     /// Every seq some sink still has pending or dead, with its expected bytes.
     held: BTreeMap<u64, Held>,
     sinks: Vec<SinkModel>,
+    /// Recordings go to `media_outbox` first (the media stage is on).
+    media: bool,
+    /// The media stage's outbox (`@media`); its `dead` stays empty.
+    media_outbox: SinkModel,
     /// Sinks the journal lists as having (had) an outbox here.
     known: BTreeSet<usize>,
 }
 
 impl Model {
-    fn new(sinks: &[Want]) -> Model {
+    fn new(sinks: &[Want], media: bool) -> Model {
         Model {
+            media,
+            media_outbox: SinkModel {
+                want: Want::Recordings,
+                configured: false,
+                pending: BTreeMap::new(),
+                dead: BTreeMap::new(),
+            },
             next_seq: 1,
             keys: BTreeMap::new(),
             held: BTreeMap::new(),
@@ -475,9 +524,24 @@ impl Model {
 
     /// An open with these sinks configured: a sink that is no longer
     /// configured stays known while it still holds records, pending or dead.
-    fn open(&mut self, configured: &[bool]) {
+    fn open(&mut self, configured: &[bool], media: bool) {
         for (sink, &on) in self.sinks.iter_mut().zip(configured) {
             sink.configured = on;
+        }
+        self.media = media;
+        if !media {
+            for seq in std::mem::take(&mut self.media_outbox.pending).into_keys() {
+                let mut n_sinks = 0;
+                for sink in &mut self.sinks {
+                    if sink.configured && sink.want.wants(Event::Recording) {
+                        sink.pending.insert(seq, Entry::default());
+                        n_sinks += 1;
+                    }
+                }
+                if n_sinks == 0 {
+                    self.held.remove(&seq);
+                }
+            }
         }
         let sinks = &self.sinks;
         self.known.retain(|&index| {
@@ -502,12 +566,18 @@ impl Model {
         versions.1.extend(append.version);
         let seq = self.next_seq;
         self.next_seq += 1;
+        let to_media = self.media && append.event == Event::Recording;
         let mut n_sinks = 0;
         for sink in &mut self.sinks {
             if sink.configured && sink.want.wants(append.event) {
-                sink.pending.insert(seq, Entry::default());
+                if !to_media {
+                    sink.pending.insert(seq, Entry::default());
+                }
                 n_sinks += 1;
             }
+        }
+        if n_sinks > 0 && to_media {
+            self.media_outbox.pending.insert(seq, Entry::default());
         }
         if n_sinks > 0 {
             let bytes = record.to_json(revision);
@@ -523,6 +593,43 @@ impl Model {
             seq,
             revision,
             sinks: n_sinks,
+        }
+    }
+
+    /// The media stage hands `seq` on with `body`: it leaves the media outbox
+    /// and comes back under a new seq for the sinks that want it now.
+    fn enrich(&mut self, seq: u64, body: &str) {
+        if self.media_outbox.pending.remove(&seq).is_none() {
+            return;
+        }
+        let received_at = self
+            .held
+            .remove(&seq)
+            .map(|h| h.received_at)
+            .unwrap_or_default();
+        let new_seq = self.next_seq;
+        self.next_seq += 1;
+        let mut n_sinks = 0;
+        for sink in &mut self.sinks {
+            if sink.configured && sink.want.wants(Event::Recording) {
+                sink.pending.insert(new_seq, Entry::default());
+                n_sinks += 1;
+            }
+        }
+        if n_sinks > 0 {
+            self.held.insert(
+                new_seq,
+                Held {
+                    record: body.to_owned(),
+                    received_at,
+                },
+            );
+        }
+    }
+
+    fn media_schedule(&mut self, seq: u64, entry: Entry) {
+        if let Some(pending) = self.media_outbox.pending.get_mut(&seq) {
+            *pending = entry;
         }
     }
 
@@ -584,7 +691,8 @@ impl Model {
         let held = self
             .sinks
             .iter()
-            .any(|s| s.pending.contains_key(&seq) || s.dead.contains_key(&seq));
+            .any(|s| s.pending.contains_key(&seq) || s.dead.contains_key(&seq))
+            || self.media_outbox.pending.contains_key(&seq);
         if !held {
             self.held.remove(&seq);
         }
@@ -599,9 +707,11 @@ impl Model {
             not_before_ms: entry.not_before_ms,
             record: self.held[&seq].record.clone(),
         };
+        let n_sinks = self.sinks.len();
         let sinks = self
             .sinks
             .iter()
+            .chain(std::iter::once(&self.media_outbox))
             .enumerate()
             .map(|(index, sink)| {
                 let mut waiting: Vec<(u64, Row)> = sink
@@ -613,7 +723,7 @@ impl Model {
                 waiting.sort_by_key(|(ms, row)| (*ms, row.seq));
                 SinkView {
                     stats: SinkStats {
-                        sink: sink_name(index),
+                        sink: view_name(index, n_sinks),
                         pending: sink.pending.len() as u64,
                         retrying: waiting.len() as u64,
                         dead: sink.dead.len() as u64,
@@ -736,8 +846,8 @@ struct View {
 async fn observe(journal: &Journal, n_sinks: usize) -> Result<View, JournalError> {
     let snapshot = journal.begin_read()?;
     let mut sinks = Vec::new();
-    for index in 0..n_sinks {
-        let name = sink_name(index);
+    for index in 0..=n_sinks {
+        let name = view_name(index, n_sinks);
         let stats = read::sink_stats(&snapshot, &name)?;
         let mut ready = Vec::new();
         let mut cursor = 0;
@@ -878,14 +988,15 @@ struct Lifetime {
 }
 
 impl Lifetime {
-    fn start(dir: &Path, routes: &[SinkRoute]) -> Result<Lifetime, TestCaseError> {
+    fn start(dir: &Path, routes: &[SinkRoute], media: bool) -> Result<Lifetime, TestCaseError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| failed("building a runtime", e))?;
         let journal = {
             let _entered = runtime.enter();
-            Journal::open(dir, routes.to_vec()).map_err(|e| failed("open", e))?
+            let media = media.then(|| EventFilter::new(vec![Event::Recording.name().to_owned()]));
+            Journal::open_with_media(dir, routes.to_vec(), media).map_err(|e| failed("open", e))?
         };
         Ok(Lifetime { runtime, journal })
     }
@@ -946,9 +1057,11 @@ fn routes(sinks: &[Want], configured: &[bool]) -> Vec<SinkRoute> {
 }
 
 impl Restart {
-    fn apply(&self, configured: &mut Vec<bool>) {
-        if let Restart::Configured(sinks) = self {
-            configured.clone_from(sinks);
+    fn apply(&self, configured: &mut Vec<bool>, media: &mut bool) {
+        match self {
+            Restart::SameSinks => {}
+            Restart::Configured(sinks) => configured.clone_from(sinks),
+            Restart::Media(on) => *media = *on,
         }
     }
 }
@@ -957,10 +1070,11 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(|e| failed("tempdir", e))?;
     let dir = dir.path();
     let mut configured = vec![true; case.sinks.len()];
-    let mut model = Model::new(&case.sinks);
-    model.open(&configured);
+    let mut media = case.media;
+    let mut model = Model::new(&case.sinks, media);
+    model.open(&configured, media);
     let mut stamp = 0u64;
-    let mut life = Lifetime::start(dir, &routes(&case.sinks, &configured))?;
+    let mut life = Lifetime::start(dir, &routes(&case.sinks, &configured), media)?;
     life.check(&model)
         .map_err(|e| TestCaseError::fail(format!("after the first open: {e}")))?;
     for (n_op, op) in case.ops.iter().enumerate() {
@@ -1042,6 +1156,43 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
                     n_op
                 );
             }
+            Op::Enrich { pick } => {
+                let seq = resolve(model.media_outbox.pending.keys(), *pick);
+                let body = match model.held.get(&seq) {
+                    Some(held) => format!(
+                        "{},\"media\":[{{\"stamp\":{stamp}}}]}}",
+                        held.record.strip_suffix('}').unwrap_or(&held.record)
+                    ),
+                    None => format!("{{\"event\":\"{}\"}}", Event::Recording.name()),
+                };
+                life.runtime
+                    .block_on(life.journal.enriched(seq, body.clone().into_bytes()))
+                    .map_err(|e| failed(&context("enriched"), e))?;
+                model.enrich(seq, &body);
+            }
+            Op::MediaSchedule {
+                pick,
+                attempts,
+                step,
+                not_before_s,
+            } => {
+                let seq = resolve(model.media_outbox.pending.keys(), *pick);
+                let entry = Entry {
+                    attempts: *attempts,
+                    step: *step,
+                    not_before_ms: not_before_s * 1_000,
+                };
+                life.runtime
+                    .block_on(life.journal.schedule(
+                        MEDIA,
+                        seq,
+                        entry.attempts,
+                        entry.step,
+                        entry.not_before_ms,
+                    ))
+                    .map_err(|e| failed(&context("media schedule"), e))?;
+                model.media_schedule(seq, entry);
+            }
             Op::Reopen { in_flight, restart } => {
                 let mut receivers = Vec::new();
                 let mut expected = Vec::new();
@@ -1079,9 +1230,9 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
                     }
                 }
                 life.stop();
-                restart.apply(&mut configured);
-                model.open(&configured);
-                life = Lifetime::start(dir, &routes(&case.sinks, &configured))?;
+                restart.apply(&mut configured, &mut media);
+                model.open(&configured, media);
+                life = Lifetime::start(dir, &routes(&case.sinks, &configured), media)?;
             }
             Op::Crash { in_flight, restart } => {
                 // Each prefix of the in-flight appends is an outcome a kill may
@@ -1100,11 +1251,11 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
                         .map_err(|e| failed(&context("submit"), e))?;
                 }
                 life.crash(dir)?;
-                restart.apply(&mut configured);
+                restart.apply(&mut configured, &mut media);
                 for outcome in &mut outcomes {
-                    outcome.open(&configured);
+                    outcome.open(&configured, media);
                 }
-                life = Lifetime::start(dir, &routes(&case.sinks, &configured))?;
+                life = Lifetime::start(dir, &routes(&case.sinks, &configured), media)?;
                 let view = life
                     .runtime
                     .block_on(observe(&life.journal, model.sinks.len()))

@@ -11,6 +11,10 @@
 //! - `due/<sink>`: (not-before ms, seq) → (), the outbox rows waiting in the
 //!   durable retry tier, in the order they come due.
 //! - `dead/<sink>`: seq → JSON [`DeadLetter`](super::DeadLetter).
+//! - `outbox/@media`, `due/@media`: the media stage's outbox, laid out like a
+//!   sink's ([`MEDIA`]). A record of a media type waits here (holding one
+//!   reference) until it is enriched, and only then enters the sink outboxes.
+//!   `@` cannot start a sink name, so it never collides with one.
 //! - `gaps`: (start ms, end ms) → [`GapState`] as u8: the windows in which the
 //!   WebSocket was not live, for reconciliation.
 //! - `meta`: small named values (`next_seq`, `live_until_ms`, …).
@@ -24,6 +28,10 @@ pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const SINKS: TableDefinition<&str, ()> = TableDefinition::new("sinks");
 pub const GAPS: TableDefinition<(u64, u64), u8> = TableDefinition::new("gaps");
+
+/// The media stage's pseudo-sink name: its outbox and due tables are
+/// `outbox/@media` and `due/@media`. It is never listed in `sinks`.
+pub const MEDIA: &str = "@media";
 
 /// Meta key: the last moment (ms) the socket was known live.
 pub const LIVE_UNTIL: &str = "live_until_ms";

@@ -408,3 +408,113 @@ async fn a_stale_note_resent_after_an_edit_is_a_duplicate() {
     assert!(journal.is_new("n", Some([3; 32])).await.unwrap());
     journal.close().await;
 }
+
+#[tokio::test]
+async fn media_records_wait_in_the_media_outbox_until_enriched() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = Some(EventFilter::new(vec!["rec".into()]));
+    let sinks = routes(&[("a", &[]), ("b", &["rec"]), ("c", &["other"])]);
+    let journal = Journal::open_with_media(dir.path(), sinks.clone(), media.clone()).unwrap();
+    let rec = seq(journal.append(record("r1", "rec", None)).await.unwrap());
+    let other = seq(journal.append(record("o1", "other", None)).await.unwrap());
+    // Only the media record waits for the stage; others go straight on.
+    let (waiting, _) = journal.read_outbox(MEDIA, 0, 10).await.unwrap();
+    assert_eq!(waiting.iter().map(|p| p.seq).collect::<Vec<_>>(), [rec]);
+    for (sink, expected) in [("a", vec![other]), ("b", vec![]), ("c", vec![other])] {
+        let (batch, _) = journal.read_outbox(sink, 0, 10).await.unwrap();
+        assert_eq!(
+            batch.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            expected,
+            "{sink}"
+        );
+    }
+    // A durable retry keeps it in the media outbox.
+    journal.schedule(MEDIA, rec, 1, 1, 5).await.unwrap();
+    assert_eq!(journal.read_due(MEDIA, 10, 10).await.unwrap().len(), 1);
+
+    let mut body = waiting[0].bytes.to_vec();
+    body.pop();
+    body.extend_from_slice(br#","media":[]}"#);
+    journal.enriched(rec, body.clone()).await.unwrap();
+    assert!(
+        journal
+            .read_outbox(MEDIA, 0, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    assert!(
+        journal
+            .read_due(MEDIA, u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // It comes back under a new seq, after everything appended before, so a
+    // sink worker whose cursor passed `rec` sees it; the committed seq moves.
+    let enriched = other + 1;
+    assert_eq!(*journal.committed().borrow(), enriched);
+    for (sink, expected) in [
+        ("a", vec![other, enriched]),
+        ("b", vec![enriched]),
+        ("c", vec![other]),
+    ] {
+        let (batch, _) = journal.read_outbox(sink, 0, 10).await.unwrap();
+        assert_eq!(
+            batch.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            expected,
+            "{sink}"
+        );
+        if let Some(p) = batch.iter().find(|p| p.seq == enriched) {
+            assert_eq!(&p.bytes[..], &body[..]);
+        }
+    }
+    // A second hand-on of the same record is a no-op.
+    journal.enriched(rec, b"{}".to_vec()).await.unwrap();
+    assert_eq!(
+        journal.read_outbox("b", 0, 10).await.unwrap().0[0].bytes[..],
+        body[..]
+    );
+    // The record goes once both sinks that wanted it have it.
+    journal.ack("a", enriched).await.unwrap();
+    assert_eq!(journal.stored_records().await.unwrap(), 2);
+    journal.ack("b", enriched).await.unwrap();
+    assert_eq!(journal.stored_records().await.unwrap(), 1);
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn media_outbox_survives_restarts_and_drains_unchanged_when_media_is_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = Some(EventFilter::new(vec!["rec".into()]));
+    let sinks = routes(&[("a", &[])]);
+    let journal = Journal::open_with_media(dir.path(), sinks.clone(), media.clone()).unwrap();
+    let rec = seq(journal.append(record("r1", "rec", None)).await.unwrap());
+    let original = journal.read_outbox(MEDIA, 0, 10).await.unwrap().0[0]
+        .bytes
+        .clone();
+    journal.close().await;
+    drop(journal);
+
+    let journal = Journal::open_with_media(dir.path(), sinks.clone(), media).unwrap();
+    assert_eq!(journal.read_outbox(MEDIA, 0, 10).await.unwrap().0.len(), 1);
+    assert!(journal.read_outbox("a", 0, 10).await.unwrap().0.is_empty());
+    journal.close().await;
+    drop(journal);
+
+    let journal = Journal::open(dir.path(), sinks).unwrap();
+    assert!(
+        journal
+            .read_outbox(MEDIA, 0, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let (batch, _) = journal.read_outbox("a", 0, 10).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].seq, rec);
+    assert_eq!(batch[0].bytes, original);
+    journal.close().await;
+}

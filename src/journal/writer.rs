@@ -23,6 +23,7 @@ use super::{AppendOutcome, DeadLetter, GapState, JournalError, SinkRoute};
 use crate::clock;
 use crate::record::NewRecord;
 use crate::service::Heartbeat;
+use crate::sink::route::EventFilter;
 
 /// Upper bound on requests per commit, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 4096;
@@ -97,6 +98,13 @@ pub(super) enum Op {
         end_ms: u64,
         reply: oneshot::Sender<Result<(), JournalError>>,
     },
+    /// The media stage is done with `seq`: store `body` in its place and move
+    /// it into the outbox of every sink that wants its event.
+    Enriched {
+        seq: u64,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -104,8 +112,40 @@ pub(super) enum Op {
 
 /// Creates the tables, records the configured sinks, warns about sinks that
 /// still hold records but are no longer configured, and returns the next seq.
-pub(super) fn prepare(db: &Database, sinks: &[SinkRoute]) -> Result<u64, JournalError> {
+/// With the media stage off (`media` is `None`), records still waiting in its
+/// outbox from an earlier run go on to the sinks unchanged.
+pub(super) fn prepare(
+    db: &Database,
+    sinks: &[SinkRoute],
+    media: Option<&EventFilter>,
+) -> Result<u64, JournalError> {
     let txn = db.begin_write()?;
+    if media.is_none() {
+        let waiting: Vec<u64> =
+            match txn.open_table(tables::outbox(&tables::outbox_name(tables::MEDIA))) {
+                Ok(t) => t
+                    .iter()?
+                    .map(|row| row.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()?,
+                Err(_) => Vec::new(),
+            };
+        if !waiting.is_empty() {
+            tracing::info!(
+                records = waiting.len(),
+                "media is disabled: records that were waiting for their media go to the sinks without it"
+            );
+        }
+        for seq in waiting {
+            take_outbox(&txn, tables::MEDIA, seq)?;
+            let body = txn
+                .open_table(tables::RECORDS)?
+                .get(seq)?
+                .map(|v| v.value().to_vec());
+            if let Some(body) = body {
+                enriched(&txn, sinks, seq, &body)?;
+            }
+        }
+    }
     let next_seq = {
         txn.open_table(tables::RECORDS)?;
         txn.open_table(tables::REFS)?;
@@ -160,6 +200,8 @@ pub(super) fn prepare(db: &Database, sinks: &[SinkRoute]) -> Result<u64, Journal
 pub(super) struct Writer {
     db: Arc<Database>,
     sinks: Vec<SinkRoute>,
+    /// Events that pass through the media stage first; `None`: media is off.
+    media: Option<EventFilter>,
     next_seq: u64,
     committed: watch::Sender<u64>,
     /// Successful commits so far (each one sync), for reports and benchmarks.
@@ -195,6 +237,7 @@ impl Writer {
     pub(super) fn new(
         db: Arc<Database>,
         sinks: Vec<SinkRoute>,
+        media: Option<EventFilter>,
         next_seq: u64,
         committed: watch::Sender<u64>,
         commits: Arc<std::sync::atomic::AtomicU64>,
@@ -202,6 +245,7 @@ impl Writer {
         Writer {
             db,
             sinks,
+            media,
             next_seq,
             committed,
             commits,
@@ -352,6 +396,18 @@ impl Writer {
                         drop(gaps);
                         replies.push(Reply::Unit(reply));
                     }
+                    Op::Enriched { seq, body, reply } => {
+                        if take_outbox(&txn, tables::MEDIA, seq)?.is_some() {
+                            // A new seq: to the sink workers (whose cursors only
+                            // move forward) it is a record that just arrived.
+                            txn.open_table(tables::RECORDS)?.remove(seq)?;
+                            txn.open_table(tables::REFS)?.remove(seq)?;
+                            let new_seq = self.next_seq;
+                            self.next_seq += 1;
+                            enriched(&txn, &self.sinks, new_seq, &body)?;
+                        }
+                        replies.push(Reply::Unit(reply));
+                    }
                     Op::Shutdown { .. } => {}
                 }
             }
@@ -464,6 +520,22 @@ impl Writer {
         }
         txn.open_table(tables::RECORDS)?
             .insert(seq, record.to_json(revision).as_slice())?;
+        if self
+            .media
+            .as_ref()
+            .is_some_and(|m| m.matches(&record.event))
+        {
+            // The media stage holds the one reference until it hands the
+            // enriched record on to the sinks (`enriched`).
+            txn.open_table(tables::REFS)?.insert(seq, 1)?;
+            txn.open_table(tables::outbox(&tables::outbox_name(tables::MEDIA)))?
+                .insert(seq, OutboxEntry::default().to_tuple())?;
+            return Ok(AppendOutcome::Stored {
+                seq,
+                revision,
+                sinks: targets.len(),
+            });
+        }
         txn.open_table(tables::REFS)?
             .insert(seq, targets.len() as u32)?;
         for sink in &targets {
@@ -534,6 +606,39 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Stores `body` as record `seq` (the media outbox no longer holds it) and
+/// queues it for every sink that wants its event; a record no sink wants any
+/// more (the configuration changed meanwhile) is dropped.
+fn enriched(
+    txn: &WriteTransaction,
+    sinks: &[SinkRoute],
+    seq: u64,
+    body: &[u8],
+) -> Result<(), JournalError> {
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        event: std::borrow::Cow<'a, str>,
+    }
+    let event = serde_json::from_slice::<Event>(body)
+        .map(|e| e.event.into_owned())
+        .unwrap_or_default();
+    let targets: Vec<&SinkRoute> = sinks.iter().filter(|s| s.filter.matches(&event)).collect();
+    if targets.is_empty() {
+        txn.open_table(tables::REFS)?.remove(seq)?;
+        txn.open_table(tables::RECORDS)?.remove(seq)?;
+        return Ok(());
+    }
+    txn.open_table(tables::RECORDS)?.insert(seq, body)?;
+    txn.open_table(tables::REFS)?
+        .insert(seq, targets.len() as u32)?;
+    for sink in &targets {
+        txn.open_table(tables::outbox(&tables::outbox_name(&sink.name)))?
+            .insert(seq, OutboxEntry::default().to_tuple())?;
+    }
+    Ok(())
 }
 
 /// Takes `seq` out of the sink's outbox (and the due index), returning the

@@ -217,6 +217,10 @@ struct StatsReport {
     sinks: Vec<SinkLine>,
     /// Sinks no longer configured whose outbox or dead-letter still holds records.
     unconfigured_sinks: Vec<SinkLine>,
+    /// The media stage's backlog (records waiting for their files before they
+    /// reach the sinks): present when media is enabled or records wait there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<SinkLine>,
 }
 
 #[derive(Serialize)]
@@ -265,6 +269,8 @@ fn stats(settings: &Settings, json: bool, now: jiff::Timestamp) -> anyhow::Resul
             }
         }
     }
+    let media = line(journal::MEDIA)?;
+    let media = (settings.media.enabled || media.stats.pending > 0).then_some(media);
     let dir = &settings.journal.dir;
     let report = StatsReport {
         mode: view.mode(),
@@ -276,6 +282,7 @@ fn stats(settings: &Settings, json: bool, now: jiff::Timestamp) -> anyhow::Resul
         },
         sinks,
         unconfigured_sinks,
+        media,
     };
     if json {
         return to_json(&report);
@@ -316,6 +323,12 @@ fn stats(settings: &Settings, json: bool, now: jiff::Timestamp) -> anyhow::Resul
             "\nno longer configured, still holding records (kept until configured again):\n",
         );
         out.push_str(&table(&report.unconfigured_sinks));
+    }
+    if let Some(media) = &report.media {
+        out.push_str(
+            "\nmedia stage (records waiting for their files before they reach the sinks):\n",
+        );
+        out.push_str(&table(std::slice::from_ref(media)));
     }
     if !report.journal.quarantined.is_empty() {
         out.push_str(

@@ -7,7 +7,9 @@
 //! [`HandshakeMode`], [`ConnectionEvent`], [`RetryAfter`] and [`RestRequest`]. It
 //! serves, on `127.0.0.1:0`, the S2S OAuth token endpoint (`oauth`), the WebSocket
 //! event subscription (`ws`) and the ZCC REST listings under `/v2` (`rest`, which
-//! lists what `item` builds from the event history, paged by `page`); all share
+//! lists what `item` builds from the event history, paged by `page`), and the
+//! downloads behind every media URL it hands out (`media`: recordings,
+//! transcripts, voicemails, with faults and a redirect host); all share
 //! one [`state::Inner`], and every connection runs over a `link` that can go dark
 //! (half-open). [`scenario`] scripts realistic contact-center traffic to feed
 //! through `emit`.
@@ -30,6 +32,7 @@
 
 mod item;
 mod link;
+mod media;
 mod oauth;
 mod page;
 mod rest;
@@ -54,6 +57,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use url::Url;
 
+pub use self::media::{FileKind, MediaFault, SimFile};
 use self::state::{Content, Inner, Outbound, RestFault, Scheme};
 
 /// Credentials and identity of the simulated Zoom account.
@@ -191,6 +195,7 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner::new(config, addr)?);
+        media::spawn_redirect_host(Arc::clone(&inner)).await?;
         let server = server::spawn(listener, Arc::clone(&inner));
         tracing::debug!(%addr, "zoom simulator listening");
         Ok(Simulator {
@@ -265,6 +270,56 @@ impl Simulator {
     /// Queues behind faults set earlier.
     pub fn fail_next(&self, n: u32, status: u16) {
         self.inner.queue_rest_fault(RestFault::Fail(status), n);
+    }
+
+    /// Sizes of the audio files served from now on (recordings, voicemails);
+    /// transcripts are short documents of their own size.
+    pub fn set_media_sizes(&self, recording_bytes: u64, voicemail_bytes: u64) {
+        self.inner.media.set_sizes(recording_bytes, voicemail_bytes);
+    }
+
+    /// The file a download URL for `id` serves: content type, size, sha256.
+    pub fn media_file(&self, kind: FileKind, id: &str) -> SimFile {
+        self.inner.media.file(kind, id)
+    }
+
+    /// The next `n` downloads answer `fault` instead of the file (after any
+    /// queued before; downloads of unknown or deleted ids are not counted).
+    pub fn media_fault(&self, fault: MediaFault, n: u32) {
+        self.inner.media.queue_fault(fault, n);
+    }
+
+    /// From now on every download of `id` answers `404`, as for a recording
+    /// that was deleted.
+    pub fn delete_media(&self, id: &str) {
+        self.inner.media.delete(id);
+    }
+
+    /// Downloads answer `302` to another host on 127.0.0.1, which serves the
+    /// file without checking anything (a signed storage URL's stand-in).
+    pub fn redirect_media(&self, on: bool) {
+        self.inner.media.set_redirect(on);
+    }
+
+    /// The next `n` listing requests for engagement recordings or inbox
+    /// messages leave every item out, as while Zoom is still processing.
+    pub fn hide_media_from_listings(&self, n: u32) {
+        self.inner.media.hide_from_listings(n);
+    }
+
+    /// Download requests that reached a download route (the redirect host's not included).
+    pub fn media_downloads(&self) -> u64 {
+        self.inner.media.downloads.load(Ordering::Relaxed)
+    }
+
+    /// Requests the redirect host received, and how many carried an
+    /// `Authorization` header.
+    pub fn redirect_host_requests(&self) -> (u64, u64) {
+        let media = &self.inner.media;
+        (
+            media.redirect_requests.load(Ordering::Relaxed),
+            media.redirect_authorized.load(Ordering::Relaxed),
+        )
     }
 
     /// Every REST request so far, in order, for counting calls and pages.

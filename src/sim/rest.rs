@@ -6,7 +6,7 @@
 //! date, newest-first order and slicing into pages. What the items are comes
 //! from `item`; the window, `page_size` and token rules from `page`; token
 //! validity, queued faults and the request log from `state`. Download and
-//! transcript URLs in the items point here but are not served.
+//! transcript URLs in the items are served by `media`, behind the same gate.
 
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -47,6 +47,7 @@ pub(super) fn router(inner: Arc<Inner>) -> Router<Arc<Inner>> {
             get(engagement_recordings),
         )
         .route("/v2/contact_center/inboxes/messages", get(inbox_messages))
+        .merge(super::media::routes())
         // Unknown `/v2` paths pass the gate too, so they are logged and can be
         // throttled like any REST call.
         .route("/v2/{*rest}", any(server::not_found))
@@ -206,12 +207,15 @@ async fn engagement_recordings(
 ) -> Response {
     let query = Query::parse(uri.query().unwrap_or_default());
     let api_base = api_base(&inner);
-    let items = read_bodies(&inner, |history| {
+    let mut items = read_bodies(&inner, |history| {
         item::recordings(history, &api_base)
             .into_iter()
             .filter(|item| item["engagement_id"].as_str() == Some(engagement_id.as_str()))
-            .collect()
+            .collect::<Vec<_>>()
     });
+    if inner.media.take_unlisted() {
+        items.clear();
+    }
     let listing = Listing {
         key: "recordings",
         date_field: "recording_start_time",
@@ -225,7 +229,10 @@ async fn engagement_recordings(
 async fn inbox_messages(State(inner): State<Arc<Inner>>, uri: Uri) -> Response {
     let query = Query::parse(uri.query().unwrap_or_default());
     let api_base = api_base(&inner);
-    let items = read_bodies(&inner, |history| item::inbox_messages(history, &api_base));
+    let mut items = read_bodies(&inner, |history| item::inbox_messages(history, &api_base));
+    if inner.media.take_unlisted() {
+        items.clear();
+    }
     // The list key and the default window are unconfirmed (zoom-reference §4.6).
     let listing = Listing {
         key: "messages",

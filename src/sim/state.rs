@@ -87,6 +87,8 @@ pub(super) struct Inner {
     /// A watch rather than a field of `State` so `wait_attempts` needs no polling.
     connection_log: watch::Sender<ConnectionLog>,
     state: Mutex<State>,
+    /// Download endpoints' controls and counters.
+    pub media: super::media::Files,
 }
 
 #[derive(Default)]
@@ -179,6 +181,7 @@ impl Inner {
             live: watch::Sender::new(false),
             connection_log: watch::Sender::new(ConnectionLog::default()),
             state: Mutex::new(State::default()),
+            media: super::media::Files::default(),
         })
     }
 

@@ -1,0 +1,230 @@
+//! Authenticated, streaming downloads from Zoom's API URLs.
+//!
+//! Zoom's `download_url` / `transcript_url` need the account's Bearer token.
+//! Redirects are followed here (reqwest's own policy is off) so that the token
+//! goes only to Zoom hosts: the configured API and OAuth origins, and
+//! `https://zoom.us` / `https://*.zoom.us`. A redirect elsewhere (a storage
+//! host with a signed URL) is requested without it, and a redirect from
+//! `https` down to plain `http` is refused. URLs never appear in errors or
+//! logs (signed ones carry credentials); only hosts do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, LOCATION};
+use rustls::ClientConfig;
+use url::Url;
+
+use crate::zoom::auth::{TokenCache, without_url};
+
+/// Redirect hops followed per download.
+pub const MAX_REDIRECTS: usize = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// No byte for this long: the download failed (retried). There is no limit on
+/// a whole download: a large recording may take long.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a file could not be fetched or stored, and whether trying later helps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Network, 5xx, 429, a truncated body, not listed yet, storage trouble.
+    Retryable(String),
+    /// 404 / 410 (deleted), a URL that cannot work.
+    Permanent(String),
+}
+
+impl Failure {
+    pub fn reason(&self) -> &str {
+        match self {
+            Failure::Retryable(r) | Failure::Permanent(r) => r,
+        }
+    }
+}
+
+/// An origin (scheme, host, port) the Bearer token may be sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    fn of(url: &Url) -> Option<Origin> {
+        Some(Origin {
+            scheme: url.scheme().to_owned(),
+            host: url.host_str()?.to_ascii_lowercase(),
+            port: url.port_or_known_default(),
+        })
+    }
+}
+
+/// Where the Zoom token may go.
+#[derive(Debug, Clone)]
+pub struct ZoomHosts {
+    configured: Vec<Origin>,
+}
+
+impl ZoomHosts {
+    /// The configured API base and OAuth URL's origins, plus Zoom's own hosts.
+    pub fn new(api_base: &Url, oauth_url: &Url) -> ZoomHosts {
+        ZoomHosts {
+            configured: [api_base, oauth_url]
+                .into_iter()
+                .filter_map(Origin::of)
+                .collect(),
+        }
+    }
+
+    pub fn is_zoom(&self, url: &Url) -> bool {
+        let Some(origin) = Origin::of(url) else {
+            return false;
+        };
+        if self.configured.contains(&origin) {
+            return true;
+        }
+        origin.scheme == "https"
+            && origin.port == Some(443)
+            && (origin.host == "zoom.us" || origin.host.ends_with(".zoom.us"))
+    }
+}
+
+/// Downloads with the shared token cache.
+#[derive(Clone)]
+pub struct Downloader {
+    http: reqwest::Client,
+    tokens: TokenCache,
+    zoom: ZoomHosts,
+}
+
+impl Downloader {
+    pub fn new(
+        tls: &Arc<ClientConfig>,
+        tokens: TokenCache,
+        zoom: ZoomHosts,
+    ) -> reqwest::Result<Downloader> {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(ClientConfig::clone(tls))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(concat!("zcc-relay/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Downloader { http, tokens, zoom })
+    }
+
+    /// Requests `url` and follows redirects; returns the successful response
+    /// with its body still unread.
+    pub async fn open(&self, url: &str) -> Result<reqwest::Response, Failure> {
+        let mut url = Url::parse(url)
+            .map_err(|e| Failure::Permanent(format!("the media URL is not a URL: {e}")))?;
+        let mut refreshed = false;
+        let mut hops = 0;
+        loop {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(Failure::Permanent(format!(
+                    "cannot download a {:?} URL",
+                    url.scheme()
+                )));
+            }
+            let host = url.host_str().unwrap_or_default().to_owned();
+            let mut request = self.http.get(url.clone());
+            let token = if self.zoom.is_zoom(&url) {
+                let token = self
+                    .tokens
+                    .token()
+                    .await
+                    .map_err(|e| Failure::Retryable(format!("Zoom token: {e}")))?;
+                request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+                Some(token)
+            } else {
+                None
+            };
+            let response = request.send().await.map_err(|e| {
+                Failure::Retryable(format!("download from {host} failed: {}", without_url(e)))
+            })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    return Err(Failure::Permanent(format!(
+                        "more than {MAX_REDIRECTS} redirects (last from {host})"
+                    )));
+                }
+                let next = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|location| url.join(location).ok())
+                    .ok_or_else(|| {
+                        Failure::Permanent(format!(
+                            "HTTP {} from {host} without a usable Location",
+                            status.as_u16()
+                        ))
+                    })?;
+                if url.scheme() == "https" && next.scheme() != "https" {
+                    return Err(Failure::Permanent(format!(
+                        "{host} redirected from https to plain {}; refused",
+                        next.scheme()
+                    )));
+                }
+                url = next;
+                continue;
+            }
+            let code = status.as_u16();
+            match (code, token) {
+                (401, Some(token)) if !refreshed => {
+                    // Once per download: the token may have been replaced.
+                    self.tokens.invalidate(&token).await;
+                    refreshed = true;
+                }
+                (404 | 410, _) => {
+                    return Err(Failure::Permanent(format!(
+                        "HTTP {code} from {host}: the file is deleted or does not exist"
+                    )));
+                }
+                (408 | 425 | 429 | 401 | 403, _) | (500..=599, _) => {
+                    return Err(Failure::Retryable(format!("HTTP {code} from {host}")));
+                }
+                _ => {
+                    return Err(Failure::Permanent(format!("HTTP {code} from {host}")));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_only_to_zoom_origins() {
+        let zoom = ZoomHosts::new(
+            &Url::parse("http://127.0.0.1:8080/v2").unwrap(),
+            &Url::parse("https://zoom.us/oauth/token").unwrap(),
+        );
+        for (url, expected) in [
+            ("http://127.0.0.1:8080/v2/contact_center/x", true),
+            ("http://127.0.0.1:8081/files/x", false),
+            ("https://127.0.0.1:8080/v2/x", false),
+            (
+                "https://api.zoom.us/v2/contact_center/recording/download/1",
+                true,
+            ),
+            ("https://zoom.us/x", true),
+            ("https://eu01.api.zoom.us/x", true),
+            ("http://api.zoom.us/x", false),
+            ("https://api.zoom.us:8443/x", false),
+            ("https://zoom.us.evil.example/x", false),
+            ("https://evilzoom.us/x", false),
+            ("https://bucket.s3.amazonaws.com/x?X-Amz-Signature=1", false),
+        ] {
+            assert_eq!(zoom.is_zoom(&Url::parse(url).unwrap()), expected, "{url}");
+        }
+    }
+}

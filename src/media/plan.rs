@@ -1,0 +1,330 @@
+//! What media a record carries and where it goes: pure decisions, no I/O.
+//!
+//! DESIGN.md §3.3 "Media": which event types carry which kind, how the
+//! download URL is found, the deterministic object key
+//! `{yyyy}/{mm}/{dd}/{engagement_id}/{kind}-{id}.{ext}` (date of the event, UTC)
+//! and the extension taken from the content type.
+
+use serde_json::Value;
+
+/// The event names that pass through the media stage.
+pub const MEDIA_EVENTS: [&str; 5] = [
+    "contact_center.recording_completed",
+    "contact_center.recording_transcript_completed",
+    "contact_center.engagement_messaging_transcript_completed",
+    "contact_center.inbox_message_received",
+    "contact_center.voicemail_transcript_completed",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Recording,
+    RecordingTranscript,
+    MessagingTranscript,
+    Voicemail,
+    VoicemailTranscript,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Recording => "recording",
+            Kind::RecordingTranscript => "recording_transcript",
+            Kind::MessagingTranscript => "messaging_transcript",
+            Kind::Voicemail => "voicemail",
+            Kind::VoicemailTranscript => "voicemail_transcript",
+        }
+    }
+}
+
+/// How to find the file's download URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locate {
+    /// The record carries it.
+    Url(String),
+    /// `recording_completed` from the socket carries none: look the recording up
+    /// in `GET /contact_center/engagements/{engagement_id}/recordings`.
+    Recording { recording_id: String },
+    /// `inbox_message_received` carries none: look the message up in
+    /// `GET /contact_center/inboxes/messages?engagement_id=…`.
+    Voicemail { message_id: String },
+}
+
+/// One file a record asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub kind: Kind,
+    /// The item's own id: recording, engagement (messaging) or message id.
+    pub id: String,
+    pub engagement_id: String,
+    /// `yyyy/mm/dd` of the event, UTC.
+    pub day: String,
+    /// The record's `event_ts`.
+    pub event_ts_ms: u64,
+    pub locate: Locate,
+}
+
+/// A media item the record asks for but cannot name (a field is missing): it
+/// goes into `media_errors`, never retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable {
+    pub kind: Kind,
+    pub error: String,
+}
+
+/// The files a forwarded record asks for, or why one cannot be fetched.
+pub fn plan(record: &Value) -> Vec<Result<Wanted, Unusable>> {
+    let event = record["event"].as_str().unwrap_or_default();
+    let object = &record["payload"]["object"];
+    let text = |field: &str| {
+        object[field]
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let event_ts = record["event_ts"].as_i64().unwrap_or(0);
+    let day = day_of(event_ts);
+    let (kind, id_field, url_field) = match event {
+        "contact_center.recording_completed" => (Kind::Recording, "recording_id", "download_url"),
+        "contact_center.recording_transcript_completed" => {
+            (Kind::RecordingTranscript, "recording_id", "transcript_url")
+        }
+        "contact_center.engagement_messaging_transcript_completed" => {
+            (Kind::MessagingTranscript, "engagement_id", "transcript_url")
+        }
+        "contact_center.inbox_message_received" => (Kind::Voicemail, "message_id", "download_url"),
+        "contact_center.voicemail_transcript_completed" => {
+            (Kind::VoicemailTranscript, "message_id", "transcript_url")
+        }
+        _ => return Vec::new(),
+    };
+    let missing = |field: &str| Unusable {
+        kind,
+        error: format!("the record has no payload.object.{field}"),
+    };
+    let Some(id) = text(id_field) else {
+        return vec![Err(missing(id_field))];
+    };
+    let Some(engagement_id) = text("engagement_id") else {
+        return vec![Err(missing("engagement_id"))];
+    };
+    let locate = match (text(url_field), kind) {
+        (Some(url), _) => Locate::Url(url),
+        (None, Kind::Recording) => Locate::Recording {
+            recording_id: id.clone(),
+        },
+        (None, Kind::Voicemail) => Locate::Voicemail {
+            message_id: id.clone(),
+        },
+        (None, _) => return vec![Err(missing(url_field))],
+    };
+    vec![Ok(Wanted {
+        kind,
+        id,
+        engagement_id,
+        day,
+        event_ts_ms: u64::try_from(event_ts).unwrap_or(0),
+        locate,
+    })]
+}
+
+fn day_of(event_ts_ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(event_ts_ms)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y/%m/%d")
+        .to_string()
+}
+
+/// The object key under the store's prefix. Ids come from Zoom; anything but
+/// `[A-Za-z0-9._=-]` is replaced so a key is always one safe path segment each.
+pub fn object_key(wanted: &Wanted, content_type: &str) -> String {
+    format!(
+        "{}/{}/{}-{}.{}",
+        wanted.day,
+        segment(&wanted.engagement_id),
+        wanted.kind.as_str(),
+        segment(&wanted.id),
+        extension(content_type, wanted.kind)
+    )
+}
+
+fn segment(id: &str) -> String {
+    let cleaned: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "_".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// File extension for a content type (parameters ignored). Unknown types get
+/// `bin`, except that a transcript served as `application/octet-stream` (as
+/// Zoom is reported to do) is text: `txt`.
+pub fn extension(content_type: &str, kind: Kind) -> &'static str {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "audio/mpeg" | "audio/mp3" => "mp3",
+        "audio/mp4" | "audio/x-m4a" | "audio/m4a" => "m4a",
+        "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => "wav",
+        "audio/ogg" => "ogg",
+        "video/mp4" => "mp4",
+        "video/webm" => "webm",
+        "text/vtt" => "vtt",
+        "text/plain" => "txt",
+        "application/json" => "json",
+        "text/html" => "html",
+        _ if matches!(
+            kind,
+            Kind::RecordingTranscript | Kind::MessagingTranscript | Kind::VoicemailTranscript
+        ) =>
+        {
+            "txt"
+        }
+        _ => "bin",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(event: &str, object: Value) -> Value {
+        // 2026-11-24T10:00:00Z
+        json!({"event": event, "event_ts": 1_795_514_400_000i64, "payload": {"object": object}})
+    }
+
+    #[test]
+    fn each_media_type_names_its_kind_id_and_locator() {
+        let cases = [
+            (
+                "contact_center.recording_completed",
+                json!({"recording_id": "r1", "engagement_id": "e1"}),
+                Kind::Recording,
+                "r1",
+                Locate::Recording {
+                    recording_id: "r1".into(),
+                },
+            ),
+            (
+                "contact_center.recording_completed",
+                json!({"recording_id": "r1", "engagement_id": "e1", "download_url": "https://api.zoom.us/v2/x"}),
+                Kind::Recording,
+                "r1",
+                Locate::Url("https://api.zoom.us/v2/x".into()),
+            ),
+            (
+                "contact_center.recording_transcript_completed",
+                json!({"recording_id": "r1", "engagement_id": "e1", "transcript_url": "https://t/1"}),
+                Kind::RecordingTranscript,
+                "r1",
+                Locate::Url("https://t/1".into()),
+            ),
+            (
+                "contact_center.engagement_messaging_transcript_completed",
+                json!({"engagement_id": "e1", "transcript_url": "https://t/2"}),
+                Kind::MessagingTranscript,
+                "e1",
+                Locate::Url("https://t/2".into()),
+            ),
+            (
+                "contact_center.inbox_message_received",
+                json!({"message_id": "m1", "engagement_id": "e1"}),
+                Kind::Voicemail,
+                "m1",
+                Locate::Voicemail {
+                    message_id: "m1".into(),
+                },
+            ),
+            (
+                "contact_center.voicemail_transcript_completed",
+                json!({"message_id": "m1", "engagement_id": "e1", "transcript_url": "https://t/3"}),
+                Kind::VoicemailTranscript,
+                "m1",
+                Locate::Url("https://t/3".into()),
+            ),
+        ];
+        for (event, object, kind, id, locate) in cases {
+            let planned = plan(&record(event, object));
+            assert_eq!(
+                planned,
+                vec![Ok(Wanted {
+                    kind,
+                    id: id.into(),
+                    engagement_id: "e1".into(),
+                    day: "2026/11/24".into(),
+                    event_ts_ms: 1_795_514_400_000,
+                    locate,
+                })],
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_events_carry_nothing_and_missing_fields_are_reported() {
+        assert!(plan(&record("contact_center.engagement_note_added", json!({}))).is_empty());
+        let planned = plan(&record(
+            "contact_center.recording_transcript_completed",
+            json!({"recording_id": "r1", "engagement_id": "e1", "transcript_url": ""}),
+        ));
+        assert_eq!(
+            planned,
+            vec![Err(Unusable {
+                kind: Kind::RecordingTranscript,
+                error: "the record has no payload.object.transcript_url".into()
+            })]
+        );
+        let planned = plan(&record(
+            "contact_center.recording_completed",
+            json!({"engagement_id": "e1"}),
+        ));
+        assert!(matches!(&planned[..], [Err(u)] if u.error.contains("recording_id")));
+    }
+
+    #[test]
+    fn keys_are_deterministic_and_safe() {
+        let wanted = Wanted {
+            kind: Kind::Recording,
+            id: "ab/../c d".into(),
+            engagement_id: "e+1==".into(),
+            day: "2026/11/24".into(),
+            event_ts_ms: 0,
+            locate: Locate::Url(String::new()),
+        };
+        assert_eq!(
+            object_key(&wanted, "audio/mpeg; charset=binary"),
+            "2026/11/24/e_1==/recording-ab____c_d.mp3"
+        );
+        assert_eq!(extension("video/MP4", Kind::Recording), "mp4");
+        assert_eq!(extension("text/vtt", Kind::RecordingTranscript), "vtt");
+        assert_eq!(
+            extension("application/json", Kind::MessagingTranscript),
+            "json"
+        );
+        assert_eq!(extension("audio/wav", Kind::Voicemail), "wav");
+        assert_eq!(
+            extension("application/octet-stream", Kind::VoicemailTranscript),
+            "txt"
+        );
+        assert_eq!(
+            extension("application/octet-stream", Kind::Recording),
+            "bin"
+        );
+    }
+}

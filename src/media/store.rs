@@ -1,0 +1,286 @@
+//! The organisation's object store, through the `object_store` crate.
+//!
+//! `media.store` picks the backend: `file://` (a local directory, created if
+//! missing), `s3://bucket/prefix` (AWS and S3-compatible endpoints),
+//! `az://container/prefix` (`azure://` too), `gs://bucket/prefix` (`gcs://`
+//! too) and `memory://` (tests). Cloud backends start from the environment
+//! (`AWS_*`, `AZURE_*`, `GOOGLE_*` variables; with no credentials at all S3
+//! uses the instance role), then apply `[media.options]` as object_store's
+//! own configuration keys. All HTTP goes through the daemon's TLS setup
+//! (rustls + ring, verified certificates).
+//!
+//! Uploads are multipart and streamed: a body is cut into parts of [`PART`]
+//! bytes, at most [`PARTS_IN_FLIGHT`] are uploading at once, and the sha256
+//! and size are computed on the way. An upload that does not end with the
+//! announced size is aborted (nothing is left at the key) and retried later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures_util::{Stream, StreamExt};
+use object_store::client::{ClientOptions, HttpClient, HttpConnector};
+use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
+use object_store::{Attribute, Attributes, ObjectStore, PutMultipartOptions, WriteMultipart};
+use rustls::ClientConfig;
+use sha2::{Digest, Sha256};
+
+use super::download::Failure;
+use crate::config::MediaSettings;
+
+/// Bytes per uploaded part (S3's minimum is 5 MiB, except the last part).
+pub const PART: usize = 8 * 1024 * 1024;
+/// Parts uploading at once; with the part being filled, memory per upload is
+/// about `(PARTS_IN_FLIGHT + 1) * PART`.
+pub const PARTS_IN_FLIGHT: usize = 2;
+/// Per request to the store (one part at most).
+const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One stored file, as the forwarded record's `media` entry names it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stored {
+    pub kind: &'static str,
+    pub location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+pub struct MediaStore {
+    store: Arc<dyn ObjectStore>,
+    signer: Option<Arc<dyn Signer>>,
+    /// `location` of an object is this, `/`, its key.
+    base: String,
+    /// The store URL's path, prepended to every key (cloud stores).
+    prefix: String,
+    /// Whether the backend keeps a content type with the object.
+    attributes: bool,
+    link_ttl: Duration,
+    /// Whether a failure to sign was logged already (said once, not per file).
+    sign_warned: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for MediaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaStore")
+            .field("base", &self.base)
+            .field("signs", &self.signer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// object_store's HTTP on the daemon's TLS configuration.
+#[derive(Debug)]
+struct Connector(Arc<ClientConfig>);
+
+impl HttpConnector for Connector {
+    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(ClientConfig::clone(&self.0))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(STORE_REQUEST_TIMEOUT)
+            .user_agent(concat!("zcc-relay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| object_store::Error::Generic {
+                store: "media",
+                source: Box::new(e),
+            })?;
+        Ok(HttpClient::new(client))
+    }
+}
+
+impl MediaStore {
+    pub fn build(settings: &MediaSettings, tls: &Arc<ClientConfig>) -> anyhow::Result<MediaStore> {
+        let url = &settings.store;
+        let base = url.as_str().trim_end_matches('/').to_owned();
+        let prefix = url.path().trim_matches('/').to_owned();
+        let options = settings
+            .options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()));
+        let connector = || Connector(tls.clone());
+        let bad_key = |key: &str, kind: &str| {
+            format!("media.options.{key} is not an object_store {kind} option")
+        };
+        let (store, signer, prefix): (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>, String) =
+            match url.scheme() {
+                "file" => {
+                    if settings.options.keys().next().is_some() {
+                        bail!("media.options has keys, but a file:// store takes none");
+                    }
+                    let dir = url
+                        .to_file_path()
+                        .map_err(|()| anyhow::anyhow!("media.store {url} is not a local path"))?;
+                    std::fs::create_dir_all(&dir).with_context(|| {
+                        format!("cannot create media directory {}", dir.display())
+                    })?;
+                    let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                        .with_context(|| format!("media directory {}", dir.display()))?;
+                    (Arc::new(local), None, String::new())
+                }
+                "memory" => (
+                    Arc::new(object_store::memory::InMemory::new()),
+                    None,
+                    String::new(),
+                ),
+                "s3" => {
+                    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                        .with_url(url.as_str())
+                        .with_http_connector(connector());
+                    for (key, value) in options {
+                        let key = key
+                            .parse()
+                            .map_err(|_| anyhow::anyhow!(bad_key(key, "S3")))?;
+                        builder = builder.with_config(key, value);
+                    }
+                    let s3 = Arc::new(builder.build().context("S3 media store")?);
+                    (s3.clone(), Some(s3), prefix)
+                }
+                "az" | "azure" => {
+                    let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_url(url.as_str())
+                        .with_http_connector(connector());
+                    for (key, value) in options {
+                        let key = key
+                            .parse()
+                            .map_err(|_| anyhow::anyhow!(bad_key(key, "Azure")))?;
+                        builder = builder.with_config(key, value);
+                    }
+                    let azure = Arc::new(builder.build().context("Azure media store")?);
+                    (azure.clone(), Some(azure), prefix)
+                }
+                "gs" | "gcs" => {
+                    let mut gs_url = url.clone();
+                    let _ = gs_url.set_scheme("gs");
+                    let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                        .with_url(gs_url.as_str())
+                        .with_http_connector(connector());
+                    for (key, value) in options {
+                        let key = key
+                            .parse()
+                            .map_err(|_| anyhow::anyhow!(bad_key(key, "GCS")))?;
+                        builder = builder.with_config(key, value);
+                    }
+                    let gcs = Arc::new(builder.build().context("GCS media store")?);
+                    (gcs.clone(), Some(gcs), prefix)
+                }
+                other => bail!("media.store scheme {other:?} is not supported"),
+            };
+        let attributes = !matches!(url.scheme(), "file");
+        Ok(MediaStore {
+            store,
+            signer,
+            base,
+            prefix,
+            attributes,
+            link_ttl: settings.link_ttl,
+            sign_warned: Default::default(),
+        })
+    }
+
+    /// The store's absolute location of `key`.
+    pub fn location(&self, key: &str) -> String {
+        format!("{}/{key}", self.base)
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    /// Streams `body` to `key`, overwriting what is there. `expected` is the
+    /// announced length; a body that ends short or long is not stored.
+    pub async fn put<S, E>(
+        &self,
+        kind: &'static str,
+        key: &str,
+        content_type: &str,
+        expected: Option<u64>,
+        body: S,
+    ) -> Result<Stored, Failure>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let path = self.path(key);
+        let mut attributes = Attributes::new();
+        if self.attributes {
+            attributes.insert(Attribute::ContentType, content_type.to_owned().into());
+        }
+        let options = PutMultipartOptions {
+            attributes,
+            ..Default::default()
+        };
+        let upload = self
+            .store
+            .put_multipart_opts(&path, options)
+            .await
+            .map_err(|e| Failure::Retryable(format!("media store: {e}")))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = body;
+        while let Some(chunk) = body.next().await {
+            let bytes = match chunk {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(Failure::Retryable(format!(
+                        "download interrupted after {size} bytes: {e}"
+                    )));
+                }
+            };
+            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                let _ = writer.abort().await;
+                return Err(Failure::Retryable(format!("media store: {e}")));
+            }
+            hasher.update(&bytes);
+            size += bytes.len() as u64;
+            writer.put(bytes);
+        }
+        if let Some(expected) = expected
+            && expected != size
+        {
+            let _ = writer.abort().await;
+            return Err(Failure::Retryable(format!(
+                "download ended after {size} of {expected} bytes"
+            )));
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| Failure::Retryable(format!("media store: {e}")))?;
+        let url = match &self.signer {
+            Some(signer) => match signer
+                .signed_url(reqwest::Method::GET, &path, self.link_ttl)
+                .await
+            {
+                Ok(url) => Some(url.to_string()),
+                Err(e) => {
+                    if !self
+                        .sign_warned
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        tracing::warn!(error = %e, "media store cannot sign links; records carry the location only (said once)");
+                    }
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Stored {
+            kind,
+            location: self.location(key),
+            url,
+            content_type: content_type.to_owned(),
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+}
