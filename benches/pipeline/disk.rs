@@ -45,8 +45,9 @@ pub async fn fill(dir: &Path, from: usize, to: usize, window: usize) -> (Duratio
     (elapsed, commits)
 }
 
-/// `n` records of `bytes` appended to a plain file, one fdatasync per `batch`.
-pub fn raw(path: &Path, n: usize, bytes: usize, batch: usize) -> Duration {
+/// `n` records of `bytes` appended to a plain file, one fdatasync per `batch`;
+/// returns the total time and each fdatasync's.
+pub fn raw(path: &Path, n: usize, bytes: usize, batch: usize) -> (Duration, Vec<Duration>) {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -54,6 +55,7 @@ pub fn raw(path: &Path, n: usize, bytes: usize, batch: usize) -> Duration {
         .expect("open");
     let line = vec![b'x'; bytes];
     let started = Instant::now();
+    let mut syncs = Vec::with_capacity(n / batch + 1);
     let mut written = 0;
     while written < n {
         let this = batch.min(n - written);
@@ -62,10 +64,12 @@ pub fn raw(path: &Path, n: usize, bytes: usize, batch: usize) -> Duration {
             buffer.extend_from_slice(&line);
         }
         file.write_all(&buffer).expect("write");
+        let sync = Instant::now();
         file.sync_data().expect("fdatasync");
+        syncs.push(sync.elapsed());
         written += this;
     }
-    started.elapsed()
+    (started.elapsed(), syncs)
 }
 
 pub struct DiskFigures {
@@ -76,11 +80,14 @@ pub struct DiskFigures {
     pub batch: usize,
     pub raw: f64,
     pub per_record: f64,
+    /// One fdatasync of one record's bytes, over every round: p50, p99, max.
+    pub sync_latency: [Duration; 3],
 }
 
 pub async fn run(base: &Path, n: usize, rounds: usize, per_record_n: usize) -> DiskFigures {
     let bytes = events::record(0).to_json(1).len();
     let (mut journal, mut raw_rates, mut single, mut batches) = (vec![], vec![], vec![], vec![]);
+    let mut sync_times = Vec::new();
     for round in 0..rounds {
         let dir = tempfile::tempdir_in(base).expect("temp dir");
         let (elapsed, commits) = fill(&dir.path().join("journal"), 0, n, 8192).await;
@@ -88,14 +95,16 @@ pub async fn run(base: &Path, n: usize, rounds: usize, per_record_n: usize) -> D
         journal.push(n as f64 / elapsed.as_secs_f64());
         batches.push(batch as f64);
         let path = dir.path().join(format!("raw-{round}"));
-        let raw_time = tokio::task::spawn_blocking(move || raw(&path, n, bytes, batch))
+        let (raw_time, _) = tokio::task::spawn_blocking(move || raw(&path, n, bytes, batch))
             .await
             .expect("raw run");
         raw_rates.push(n as f64 / raw_time.as_secs_f64());
         let path = dir.path().join(format!("single-{round}"));
-        let single_time = tokio::task::spawn_blocking(move || raw(&path, per_record_n, bytes, 1))
-            .await
-            .expect("per-record run");
+        let (single_time, each) =
+            tokio::task::spawn_blocking(move || raw(&path, per_record_n, bytes, 1))
+                .await
+                .expect("per-record run");
+        sync_times.extend(each);
         single.push(per_record_n as f64 / single_time.as_secs_f64());
     }
     DiskFigures {
@@ -106,5 +115,6 @@ pub async fn run(base: &Path, n: usize, rounds: usize, per_record_n: usize) -> D
         batch: crate::median(batches) as usize,
         raw: crate::median(raw_rates),
         per_record: crate::median(single),
+        sync_latency: crate::percentiles(sync_times),
     }
 }

@@ -166,25 +166,19 @@ pub async fn latency(base: &Path, rate: u32, seconds: f64) -> Latency {
         .sink
         .wait_unique(n as u64, Duration::from_secs(15))
         .await as usize;
-    let mut latencies: Vec<Duration> = sent
+    let latencies: Vec<Duration> = sent
         .iter()
         .enumerate()
         .filter_map(|(i, at)| Some(pipeline.sink.accepted_at(i)?.saturating_duration_since(*at)))
         .collect();
-    latencies.sort();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or_default()
-    };
+    let [p50, p99, max] = crate::percentiles(latencies);
     let result = Latency {
         rate,
         emitted: n,
         delivered,
-        p50: pick(0.50),
-        p99: pick(0.99),
-        max: latencies.last().copied().unwrap_or_default(),
+        p50,
+        p99,
+        max,
         offered: (n - 1) as f64 / (last - first).as_secs_f64().max(1e-9),
     };
     pipeline.stop().await;

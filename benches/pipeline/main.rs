@@ -16,6 +16,8 @@
 //!   child process, measured through `/proc`, with simulator and sink here.
 //!
 //! Every comparison is made inside this run; repeated figures are medians.
+//! `-- --only ITEM[,ITEM]` runs some of them: disk, ingest, e2e, latency,
+//! idle (idle footprint and reconnect), backlog, recovery.
 
 mod disk;
 mod events;
@@ -76,6 +78,22 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// p50, p99 and max (nearest rank); zeros for no values.
+pub fn percentiles(mut values: Vec<Duration>) -> [Duration; 3] {
+    values.sort();
+    let pick = |q: f64| {
+        values
+            .get(((values.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    };
+    [
+        pick(0.50),
+        pick(0.99),
+        values.last().copied().unwrap_or_default(),
+    ]
+}
+
 struct Plan {
     disk: (usize, usize, usize),
     ingest: (usize, usize),
@@ -83,7 +101,8 @@ struct Plan {
     latency: [(u32, f64); 3],
     idle_seconds: f64,
     drops: usize,
-    backlog: (usize, usize, Duration),
+    backlog: [usize; 3],
+    backlog_window: Duration,
     recovery: usize,
 }
 
@@ -94,7 +113,8 @@ const FULL: Plan = Plan {
     latency: [(100, 20.0), (1_000, 20.0), (10_000, 10.0)],
     idle_seconds: 60.0,
     drops: 20,
-    backlog: (1_000, 100_000, Duration::from_secs(4)),
+    backlog: [1_000, 10_000, 100_000],
+    backlog_window: Duration::from_secs(4),
     recovery: 100_000,
 };
 
@@ -102,23 +122,38 @@ const QUICK: Plan = Plan {
     disk: (5_000, 1, 200),
     ingest: (5_000, 1),
     end_to_end: (2_000, 1),
-    latency: [(100, 1.0), (1_000, 1.0), (10_000, 0.5)],
-    idle_seconds: 3.0,
+    latency: [(100, 1.0), (1_000, 1.0), (10_000, 0.3)],
+    idle_seconds: 2.0,
     drops: 3,
-    backlog: (1_000, 10_000, Duration::from_secs(2)),
+    backlog: [1_000, 5_000, 20_000],
+    backlog_window: Duration::from_secs(1),
     recovery: 5_000,
 };
+
+const ITEMS: [&str; 7] = [
+    "disk", "ingest", "e2e", "latency", "idle", "backlog", "recovery",
+];
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "MISSED" }
-}
-
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<String> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_else(|| ITEMS.iter().map(|s| s.to_string()).collect());
+    if let Some(bad) = only.iter().find(|i| !ITEMS.contains(&i.as_str())) {
+        eprintln!(
+            "--only: unknown item {bad:?}; one or more of {}",
+            ITEMS.join(",")
+        );
+        std::process::exit(2);
+    }
     let plan = if quick { QUICK } else { FULL };
     let base: PathBuf = std::env::var_os("ZCC_BENCH_DIR")
         .map(PathBuf::from)
@@ -128,213 +163,274 @@ fn main() {
         .build()
         .expect("runtime");
     let began = Instant::now();
-    runtime.block_on(run(&plan, &base, quick));
+    let figures = runtime.block_on(measure(&plan, &base, &only));
     println!(
-        "\n({} mode, {:.0} s in all)",
+        "zcc-relay pipeline benchmark ({} mode, {:.0} s), scratch in {}",
         if quick { "quick" } else { "full" },
-        began.elapsed().as_secs_f64()
-    );
-}
-
-async fn run(plan: &Plan, base: &Path, quick: bool) {
-    let section = |name: &str| eprintln!("-- {name}");
-
-    section("disk: journal alone, raw fdatasync batched and per record");
-    let (n, rounds, per_record) = plan.disk;
-    let disk = disk::run(base, n, rounds, per_record).await;
-
-    section("ingest: frames -> committed, sink paused");
-    let mut ingest = Vec::new();
-    for _ in 0..plan.ingest.1 {
-        ingest.push(inproc::ingest(base, plan.ingest.0).await);
-    }
-    let ingest = median(ingest);
-
-    section("end to end: frames -> HTTP sink 2xx");
-    let mut e2e = Vec::new();
-    for _ in 0..plan.end_to_end.1 {
-        e2e.push(inproc::end_to_end(base, plan.end_to_end.0).await);
-    }
-    let e2e = median(e2e);
-
-    section("latency at offered rates");
-    let mut latencies = Vec::new();
-    for (rate, seconds) in plan.latency {
-        latencies.push(inproc::latency(base, rate, seconds).await);
-    }
-
-    section("footprint: idle, then reconnects");
-    let (idle, reconnect) = process::idle_and_reconnect(base, plan.idle_seconds, plan.drops).await;
-
-    section("footprint: backlog for a dead sink");
-    let (small_n, large_n, window) = plan.backlog;
-    let small_rss = process::backlog_rss(base, small_n, window).await;
-    let large_rss = process::backlog_rss(base, large_n, window).await;
-
-    section("recovery after kill -9");
-    let recovery = process::recovery(base, plan.recovery).await;
-
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    println!(
-        "zcc-relay pipeline benchmark ({} mode), scratch in {}",
-        if quick { "quick" } else { "full" },
+        began.elapsed().as_secs_f64(),
         base.display()
     );
+    report(&plan, &figures);
+}
+
+#[derive(Default)]
+struct Figures {
+    disk: Option<disk::DiskFigures>,
+    ingest: Option<f64>,
+    e2e: Option<f64>,
+    latency: Vec<inproc::Latency>,
+    idle: Option<(process::Idle, process::Reconnect)>,
+    backlog: Vec<(usize, u64)>,
+    recovery: Option<process::Recovery>,
+}
+
+async fn measure(plan: &Plan, base: &Path, only: &[String]) -> Figures {
+    let want = |item: &str| only.iter().any(|i| i == item);
+    let began = Instant::now();
+    let section = |name: &str| eprintln!("[{:>6.1} s] {name}", began.elapsed().as_secs_f64());
+    let mut figures = Figures::default();
+    if want("disk") {
+        section("disk: journal alone, raw fdatasync batched and per record");
+        let (n, rounds, per_record) = plan.disk;
+        figures.disk = Some(disk::run(base, n, rounds, per_record).await);
+    }
+    if want("ingest") {
+        section("ingest: frames -> committed, sink paused");
+        let mut rates = Vec::new();
+        for _ in 0..plan.ingest.1 {
+            rates.push(inproc::ingest(base, plan.ingest.0).await);
+        }
+        figures.ingest = Some(median(rates));
+    }
+    if want("e2e") {
+        section("end to end: frames -> HTTP sink 2xx");
+        let mut rates = Vec::new();
+        for _ in 0..plan.end_to_end.1 {
+            rates.push(inproc::end_to_end(base, plan.end_to_end.0).await);
+        }
+        figures.e2e = Some(median(rates));
+    }
+    if want("latency") {
+        for (rate, seconds) in plan.latency {
+            section(&format!("latency at {rate} ev/s"));
+            figures
+                .latency
+                .push(inproc::latency(base, rate, seconds).await);
+        }
+    }
+    if want("idle") {
+        section("footprint: idle, then reconnects");
+        figures.idle = Some(process::idle_and_reconnect(base, plan.idle_seconds, plan.drops).await);
+    }
+    if want("backlog") {
+        for n in plan.backlog {
+            section(&format!("footprint: {n} pending for a dead sink"));
+            figures
+                .backlog
+                .push((n, process::backlog_rss(base, n, plan.backlog_window).await));
+        }
+    }
+    if want("recovery") {
+        section("recovery after kill -9");
+        figures.recovery = Some(process::recovery(base, plan.recovery).await);
+    }
+    section("done");
+    figures
+}
+
+fn report(plan: &Plan, f: &Figures) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
     println!();
-    println!("{:<64} {:>22}", "measurement", "figure");
-    let row = |what: String, figure: String| println!("{what:<64} {figure:>22}");
-    row(
-        format!(
-            "1. durable ingest, frames -> committed, sink paused ({} x{})",
-            plan.ingest.0, plan.ingest.1
-        ),
-        format!("{ingest:.0} rec/s"),
-    );
-    row(
-        format!(
-            "1. end to end, frames -> HTTP sink 2xx ({} x{})",
-            plan.end_to_end.0, plan.end_to_end.1
-        ),
-        format!("{e2e:.0} rec/s"),
-    );
-    row(
-        format!(
-            "2. journal alone, Journal::submit ({} x{}, {} B records)",
-            disk.records, disk.rounds, disk.bytes
-        ),
-        format!("{:.0} rec/s", disk.journal),
-    );
-    row(
-        format!(
-            "2. raw append + fdatasync, batches of {} (journal's commits)",
-            disk.batch
-        ),
-        format!("{:.0} rec/s", disk.raw),
-    );
-    row(
-        "2. raw append + fdatasync per record".into(),
-        format!("{:.0} rec/s", disk.per_record),
-    );
-    row(
-        "2. ratio: ingest / raw batched".into(),
-        format!("{:.3}", ingest / disk.raw),
-    );
-    row(
-        "2. ratio: journal alone / raw batched".into(),
-        format!("{:.3}", disk.journal / disk.raw),
-    );
-    row(
-        "2. ratio: group commit / sync per record (journal alone)".into(),
-        format!("{:.1}x", disk.journal / disk.per_record),
-    );
-    for l in &latencies {
+    println!("{:<66} {:>24}", "measurement", "figure");
+    let row = |what: String, figure: String| println!("{what:<66} {figure:>24}");
+    if let Some(ingest) = f.ingest {
         row(
             format!(
-                "4. latency at {} ev/s (offered {:.0}, {} events): p50 / p99",
-                l.rate, l.offered, l.emitted
+                "1. durable ingest, frames -> committed, sink paused ({} x{})",
+                plan.ingest.0, plan.ingest.1
+            ),
+            format!("{ingest:.0} rec/s"),
+        );
+    }
+    if let Some(e2e) = f.e2e {
+        row(
+            format!(
+                "1. end to end, frames -> HTTP sink 2xx ({} x{})",
+                plan.end_to_end.0, plan.end_to_end.1
+            ),
+            format!("{e2e:.0} rec/s"),
+        );
+    }
+    if let Some(disk) = &f.disk {
+        row(
+            format!(
+                "2. journal alone, Journal::submit ({} x{}, {} B records)",
+                disk.records, disk.rounds, disk.bytes
+            ),
+            format!("{:.0} rec/s", disk.journal),
+        );
+        row(
+            format!(
+                "2. raw append + fdatasync, batches of {} (journal's commits)",
+                disk.batch
+            ),
+            format!("{:.0} rec/s", disk.raw),
+        );
+        row(
+            "2. raw append + fdatasync per record".into(),
+            format!("{:.0} rec/s", disk.per_record),
+        );
+        let [p50, p99, max] = disk.sync_latency;
+        row(
+            "2. one fdatasync (per-record run): p50 / p99 / max".into(),
+            format!(
+                "{:.2} / {:.2} / {:.1} ms",
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3,
+                max.as_secs_f64() * 1e3
+            ),
+        );
+        if let Some(ingest) = f.ingest {
+            row(
+                "2. ratio: durable ingest / raw batched".into(),
+                format!("{:.3}", ingest / disk.raw),
+            );
+        }
+        row(
+            "2. ratio: journal alone / raw batched".into(),
+            format!("{:.3}", disk.journal / disk.raw),
+        );
+        row(
+            "2. ratio: journal alone / one fdatasync per record".into(),
+            format!("{:.1}x", disk.journal / disk.per_record),
+        );
+    }
+    for l in &f.latency {
+        row(
+            format!(
+                "4. latency at {} ev/s ({} events, offered {:.0}/s): p50 / p99",
+                l.rate, l.emitted, l.offered
             ),
             format!("{} / {}", ms(l.p50), ms(l.p99)),
         );
         row(
-            format!("4. latency at {} ev/s: max, lost", l.rate),
-            format!("{}, {}", ms(l.max), l.emitted - l.delivered),
+            format!("4. latency at {} ev/s: max; lost", l.rate),
+            format!("{}; {}", ms(l.max), l.emitted - l.delivered),
         );
     }
-    row(
-        format!(
-            "5. idle RSS (peak over {:.0} s, socket live, {} heartbeats)",
-            idle.seconds, idle.heartbeats
-        ),
-        format!("{:.1} MiB", mib(idle.rss_kib)),
-    );
-    row(
-        format!("5. idle CPU over {:.0} s", idle.seconds),
-        format!("{:.3} %", idle.cpu_percent),
-    );
-    row(
-        format!("5. peak RSS, {small_n} pending for a dead sink"),
-        format!("{:.1} MiB", mib(small_rss)),
-    );
-    row(
-        format!("5. peak RSS, {large_n} pending for a dead sink"),
-        format!("{:.1} MiB", mib(large_rss)),
-    );
-    row(
-        format!(
-            "6. recovery: {} pending ({:.0} MiB journal), spawn -> first delivery",
-            recovery.pending, recovery.journal_mib
-        ),
-        ms(recovery.first_delivery),
-    );
-    row(
-        format!(
-            "6. recovery: drain rate{}",
-            if recovery.all_delivered {
-                ""
-            } else {
-                " (NOT all delivered)"
-            }
-        ),
-        format!("{:.0} rec/s", recovery.drain_rate),
-    );
-    row(
-        format!(
-            "7. reconnect, drop -> live (median of {}; min {}, max {})",
-            reconnect.drops,
-            ms(reconnect.min),
-            ms(reconnect.max)
-        ),
-        ms(reconnect.median),
-    );
+    if let Some((idle, reconnect)) = &f.idle {
+        row(
+            format!(
+                "5. idle RSS (peak over {:.0} s, socket live, {} heartbeat(s))",
+                idle.seconds, idle.heartbeats
+            ),
+            format!("{:.1} MiB", mib(idle.rss_kib)),
+        );
+        row(
+            format!("5. idle CPU over {:.0} s", idle.seconds),
+            format!("{:.3} %", idle.cpu_percent),
+        );
+        row(
+            format!(
+                "7. reconnect, drop -> live (median of {}; min {}, max {})",
+                reconnect.drops,
+                ms(reconnect.min),
+                ms(reconnect.max)
+            ),
+            ms(reconnect.median),
+        );
+    }
+    for (n, rss) in &f.backlog {
+        row(
+            format!("5. peak RSS, {n} records pending for a dead sink"),
+            format!("{:.1} MiB", mib(*rss)),
+        );
+    }
+    if let Some(r) = &f.recovery {
+        row(
+            format!(
+                "6. kill -9 with {} pending ({:.0} MiB journal): spawn -> 1st delivery",
+                r.pending, r.journal_mib
+            ),
+            ms(r.first_delivery),
+        );
+        row(
+            format!(
+                "6. drain rate after the restart{}",
+                if r.all_delivered {
+                    ""
+                } else {
+                    " (NOT all delivered)"
+                }
+            ),
+            format!("{:.0} rec/s", r.drain_rate),
+        );
+    }
 
     println!();
     println!("{:<48} {:>18} {:>8}", "target", "measured", "");
     let target = |what: &str, figure: String, met: bool| {
-        println!("{what:<48} {figure:>18} {:>8}", verdict(met));
+        println!(
+            "{what:<48} {figure:>18} {:>8}",
+            if met { "met" } else { "MISSED" }
+        );
     };
-    target(
-        "durable ingest >= 50,000 rec/s",
-        format!("{ingest:.0}"),
-        ingest >= 50_000.0,
-    );
-    target(
-        "durable ingest >= 0.5 x raw batched",
-        format!("{:.3}", ingest / disk.raw),
-        ingest / disk.raw >= 0.5,
-    );
-    let at_1000 = &latencies[1];
-    target(
-        "end-to-end p99 <= 10 ms at 1,000 ev/s",
-        ms(at_1000.p99),
-        at_1000.p99 <= Duration::from_millis(10),
-    );
-    let at_10000 = &latencies[2];
-    target(
-        "no loss at 10,000 ev/s",
-        format!("{} lost", at_10000.emitted - at_10000.delivered),
-        at_10000.emitted == at_10000.delivered,
-    );
-    target(
-        "idle RSS <= 20 MiB",
-        format!("{:.1} MiB", mib(idle.rss_kib)),
-        idle.rss_kib <= 20 * 1024,
-    );
-    target(
-        "idle CPU <= 0.2 %",
-        format!("{:.3} %", idle.cpu_percent),
-        idle.cpu_percent <= 0.2,
-    );
-    // "Independent of backlog size": a 100x larger backlog costs less than
-    // 10 % (or 2 MiB) more.
-    let growth = large_rss as f64 - small_rss as f64;
-    target(
-        "backlog RSS independent of backlog size",
-        format!("{:+.1} MiB", growth / 1024.0),
-        growth <= (small_rss as f64 * 0.10).max(2048.0),
-    );
-    target(
-        "first delivery <= 1 s after restart",
-        ms(recovery.first_delivery),
-        recovery.first_delivery <= Duration::from_secs(1),
-    );
+    if let Some(ingest) = f.ingest {
+        target(
+            "durable ingest >= 50,000 rec/s",
+            format!("{ingest:.0}"),
+            ingest >= 50_000.0,
+        );
+        if let Some(disk) = &f.disk {
+            target(
+                "durable ingest >= 0.5 x raw batched",
+                format!("{:.3}", ingest / disk.raw),
+                ingest / disk.raw >= 0.5,
+            );
+        }
+    }
+    if let Some(l) = f.latency.iter().find(|l| l.rate == 1_000) {
+        target(
+            "end-to-end p99 <= 10 ms at 1,000 ev/s",
+            ms(l.p99),
+            l.p99 <= Duration::from_millis(10),
+        );
+    }
+    if let Some(l) = f.latency.iter().find(|l| l.rate == 10_000) {
+        target(
+            "no loss at 10,000 ev/s",
+            format!("{} lost", l.emitted - l.delivered),
+            l.emitted == l.delivered,
+        );
+    }
+    if let Some((idle, _)) = &f.idle {
+        target(
+            "idle RSS <= 20 MiB",
+            format!("{:.1} MiB", mib(idle.rss_kib)),
+            idle.rss_kib <= 20 * 1024,
+        );
+        target(
+            "idle CPU <= 0.2 %",
+            format!("{:.3} %", idle.cpu_percent),
+            idle.cpu_percent <= 0.2,
+        );
+    }
+    if let [.., (_, middle), (_, largest)] = f.backlog[..] {
+        // Independent of size: the largest backlog costs under 1 MiB more
+        // than the middle one (ten times smaller in the full run).
+        // (Below the journal's 8 MiB page cache RSS rises until it is full.)
+        let growth = largest as f64 - middle as f64;
+        target(
+            "backlog RSS independent of size (< +1 MiB)",
+            format!("{:+.1} MiB", growth / 1024.0),
+            growth < 1024.0,
+        );
+    }
+    if let Some(r) = &f.recovery {
+        target(
+            "first delivery <= 1 s after restart",
+            ms(r.first_delivery),
+            r.first_delivery <= Duration::from_secs(1),
+        );
+    }
 }

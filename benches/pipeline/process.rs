@@ -154,15 +154,25 @@ pub async fn idle_and_reconnect(base: &Path, seconds: f64, drops: usize) -> (Idl
     };
 
     let mut times = Vec::with_capacity(drops);
-    for _ in 0..drops {
+    for drop in 0..drops {
         let dropped = Instant::now();
         sim.drop_connection();
         tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
             .await
             .unwrap_or_else(|_| panic!("no reconnect:\n{}", daemon.log_text()));
         times.push(dropped.elapsed());
-        // The reconnect's gap reconciliation runs; let it finish before the next drop.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Traffic resumes: one event through to the sink. A socket that never
+        // carried a frame is not proven healthy, so without it the source's
+        // backoff would keep growing from drop to drop.
+        assert!(sim.emit(crate::events::body(drop)), "socket not live");
+        let got = sink
+            .wait_unique(drop as u64 + 1, Duration::from_secs(10))
+            .await;
+        assert_eq!(
+            got,
+            drop as u64 + 1,
+            "event after reconnect {drop} not delivered"
+        );
     }
     daemon.sigterm().await;
     sim.shutdown().await;

@@ -66,6 +66,10 @@ struct Context {
     journal: Journal,
     stats: Stats,
     health: Mutex<Health>,
+    /// Signalled when a delivery gives its request slot back before its task
+    /// ends (after a 2xx, while the ack commits), so the worker can hand the
+    /// slot to the next ready record at once.
+    slot_freed: tokio::sync::Notify,
 }
 
 /// Failing/recovered bookkeeping, so the log says it once per transition.
@@ -108,6 +112,7 @@ impl SinkWorker {
             journal: self.journal.clone(),
             stats: self.stats,
             health: Mutex::new(Health::default()),
+            slot_freed: tokio::sync::Notify::new(),
         });
         let journal = &self.journal;
         // Each queued record travels with its lane, parsed once from its bytes.
@@ -169,10 +174,7 @@ impl SinkWorker {
                 };
                 in_flight.insert(pending.seq);
                 let (context, abort) = (context.clone(), abort.clone());
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    deliver(&context, pending, lane, &abort).await
-                });
+                tasks.spawn(async move { deliver(&context, pending, lane, permit, &abort).await });
             }
             if read_new && ready.is_empty() && lanes.waiting() < MAX_HELD {
                 continue; // more of the outbox may be ready right away
@@ -205,6 +207,7 @@ impl SinkWorker {
                         Err(e) => tracing::error!(sink = %name, error = %e, "delivery task failed"),
                     }
                 }
+                _ = context.slot_freed.notified(), if !ready.is_empty() => {}
                 _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
                 _ = backlog_check.tick() => context.check_backlog().await?,
             }
@@ -223,10 +226,19 @@ impl SinkWorker {
 /// Delivers one record: in-memory retries within the fast window (a record
 /// already in the durable tier gets one attempt per step), then the durable
 /// tier or the dead-letter.
+///
+/// `permit` is the record's slot among the sink's `max_in_flight` requests.
+/// After a 2xx it is given back as soon as the ack is queued in the journal,
+/// not when the ack's commit returns: the sink gets its next request while
+/// the commit syncs. The record's lane (its engagement) stays held until the
+/// commit returned, and acks commit in the order they were queued, so a crash
+/// before the commit re-sends this record and every later one of its
+/// engagement, in their order.
 async fn deliver(
     context: &Context,
     pending: Pending,
     lane: Option<String>,
+    permit: tokio::sync::OwnedSemaphorePermit,
     abort: &CancellationToken,
 ) -> Result<Finished, JournalError> {
     let name = context.settings.name.as_str();
@@ -261,7 +273,10 @@ async fn deliver(
         attempts += 1;
         let (reason, status, after) = match outcome {
             Ok(()) => {
-                context.journal.ack(name, seq).await?;
+                let ack = context.journal.submit_ack(name, seq).await?;
+                drop(permit);
+                context.slot_freed.notify_one();
+                ack.await.map_err(|_| JournalError::Closed)??;
                 context.stats.delivered(name, &header.event);
                 context.recovered().await?;
                 return Ok(finished(Settled::Done));
