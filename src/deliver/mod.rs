@@ -276,8 +276,11 @@ async fn deliver(
                 let ack = context.journal.submit_ack(name, seq).await?;
                 drop(permit);
                 context.slot_freed.notify_one();
+                // Only the event name is kept while the commit syncs.
+                let event = header.event.to_string();
+                drop(pending);
                 ack.await.map_err(|_| JournalError::Closed)??;
-                context.stats.delivered(name, &header.event);
+                context.stats.delivered(name, &event);
                 context.recovered().await?;
                 return Ok(finished(Settled::Done));
             }
