@@ -40,6 +40,17 @@ pub fn body(n: usize) -> Value {
     })
 }
 
+/// The WebSocket frame carrying event `n`, exactly as `Simulator::emit` writes
+/// it (a `message` frame whose `content` is the body as a JSON string). Built
+/// ahead of a timed run and sent with `Simulator::send_raw_text`, so the
+/// simulator's own JSON work stays out of the figures (on two cores it would
+/// compete with the daemon). Such frames are not in the simulator's history,
+/// which only its REST listings read; the benchmark does not measure those.
+pub fn frame(n: usize) -> String {
+    let content = Value::String(body(n).to_string());
+    format!(r#"{{"module":"message","success":true,"content":{content},"header":{{}}}}"#)
+}
+
 /// Event `n` as the daemon's source turns it into a record.
 pub fn record(n: usize) -> NewRecord {
     zcc_relay::zoom::event::parse_body(

@@ -76,15 +76,16 @@ impl Pipeline {
     }
 }
 
-/// Emits events `0..n` through the simulator as fast as it takes them, on a
-/// thread of its own; returns when the last one was handed to the socket.
+/// Sends events `0..n` through the simulator's socket as fast as it takes
+/// them, on a thread of its own; once the last one was handed over, returns
+/// the moment the first one was.
 async fn emit_all(sim: &Arc<Simulator>, n: usize) -> Instant {
-    let bodies: Vec<_> = (0..n).map(events::body).collect();
+    let frames: Vec<_> = (0..n).map(events::frame).collect();
     let sim = Arc::clone(sim);
     let started = Instant::now();
     tokio::task::spawn_blocking(move || {
-        for body in bodies {
-            assert!(sim.emit(body), "the socket went down mid-run");
+        for frame in frames {
+            assert!(sim.send_raw_text(frame), "the socket went down mid-run");
         }
     })
     .await
@@ -141,20 +142,20 @@ pub struct Latency {
 pub async fn latency(base: &Path, rate: u32, seconds: f64) -> Latency {
     let pipeline = Pipeline::start(base, Answer::Ok).await;
     let n = (rate as f64 * seconds).round() as usize;
-    let bodies: Vec<_> = (0..n).map(events::body).collect();
+    let frames: Vec<_> = (0..n).map(events::frame).collect();
     let sim = Arc::clone(&pipeline.sim);
     let (sent, first, last) = tokio::task::spawn_blocking(move || {
         let mut sent = Vec::with_capacity(n);
         let start = Instant::now();
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
-        for (i, body) in bodies.into_iter().enumerate() {
+        for (i, frame) in frames.into_iter().enumerate() {
             let due = start + interval * i as u32;
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
             }
             let at = Instant::now();
-            assert!(sim.emit(body), "the socket went down mid-run");
+            assert!(sim.send_raw_text(frame), "the socket went down mid-run");
             sent.push(at);
         }
         let (first, last) = (sent[0], *sent.last().expect("events"));
