@@ -17,7 +17,8 @@
 //!
 //! Every comparison is made inside this run; repeated figures are medians.
 //! `-- --only ITEM[,ITEM]` runs some of them: disk, ingest, e2e, latency,
-//! idle (idle footprint and reconnect), backlog, recovery.
+//! idle (idle footprint and reconnect), backlog, recovery. `-- --cold-cache`
+//! drops the page cache before the restart of the recovery item (root only).
 
 mod disk;
 mod events;
@@ -163,7 +164,8 @@ fn main() {
         .build()
         .expect("runtime");
     let began = Instant::now();
-    let figures = runtime.block_on(measure(&plan, &base, &only));
+    let cold = args.iter().any(|a| a == "--cold-cache");
+    let figures = runtime.block_on(measure(&plan, &base, &only, cold));
     println!(
         "zcc-relay pipeline benchmark ({} mode, {:.0} s), scratch in {}",
         if quick { "quick" } else { "full" },
@@ -184,7 +186,7 @@ struct Figures {
     recovery: Option<process::Recovery>,
 }
 
-async fn measure(plan: &Plan, base: &Path, only: &[String]) -> Figures {
+async fn measure(plan: &Plan, base: &Path, only: &[String], cold: bool) -> Figures {
     let want = |item: &str| only.iter().any(|i| i == item);
     let began = Instant::now();
     let section = |name: &str| eprintln!("[{:>6.1} s] {name}", began.elapsed().as_secs_f64());
@@ -232,7 +234,7 @@ async fn measure(plan: &Plan, base: &Path, only: &[String]) -> Figures {
     }
     if want("recovery") {
         section("recovery after kill -9");
-        figures.recovery = Some(process::recovery(base, plan.recovery).await);
+        figures.recovery = Some(process::recovery(base, plan.recovery, cold).await);
     }
     section("done");
     figures
@@ -349,8 +351,10 @@ fn report(plan: &Plan, f: &Figures) {
     if let Some(r) = &f.recovery {
         row(
             format!(
-                "6. kill -9 with {} pending ({:.0} MiB journal): spawn -> 1st delivery",
-                r.pending, r.journal_mib
+                "6. kill -9 with {} pending ({:.0} MiB journal{}): spawn -> 1st delivery",
+                r.pending,
+                r.journal_mib,
+                if r.cold { ", cold cache" } else { "" }
             ),
             ms(r.first_delivery),
         );

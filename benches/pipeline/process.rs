@@ -222,6 +222,7 @@ pub async fn backlog_rss(base: &Path, n: usize, window: Duration) -> u64 {
 }
 
 pub struct Recovery {
+    pub cold: bool,
     pub pending: usize,
     pub journal_mib: f64,
     pub first_delivery: Duration,
@@ -232,7 +233,11 @@ pub struct Recovery {
 /// `n` records pending for a dead sink; the daemon runs over them and is
 /// killed with SIGKILL; it is started again with the sink back: time from
 /// spawn to the first delivery, and the rate at which the backlog drains.
-pub async fn recovery(base: &Path, n: usize) -> Recovery {
+///
+/// With `cold`, the kernel's page cache is dropped before the restart (needs
+/// root), as after a power cut rather than a killed process: the journal is
+/// then read from the disk by the integrity check on open.
+pub async fn recovery(base: &Path, n: usize, cold: bool) -> Recovery {
     let sim = Simulator::start(SimConfig::default())
         .await
         .expect("simulator");
@@ -248,6 +253,12 @@ pub async fn recovery(base: &Path, n: usize) -> Recovery {
     let journal_mib =
         zcc_relay::journal::file_size(&journal).expect("journal size") as f64 / (1024.0 * 1024.0);
 
+    if cold {
+        let _ = Command::new("sync").status();
+        if let Err(e) = std::fs::write("/proc/sys/vm/drop_caches", "3") {
+            panic!("--cold-cache: cannot drop the page cache (needs root): {e}");
+        }
+    }
     let sink = Sink::start(Answer::Ok).await;
     let started = Instant::now();
     let daemon = Daemon::spawn(dir.path(), &sim, &sink.url);
@@ -261,6 +272,7 @@ pub async fn recovery(base: &Path, n: usize) -> Recovery {
         _ => panic!("nothing delivered after the restart:\n{log}"),
     };
     Recovery {
+        cold,
         pending: n,
         journal_mib,
         first_delivery: first - started,
