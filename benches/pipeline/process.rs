@@ -209,6 +209,12 @@ pub async fn backlog_rss(base: &Path, n: usize, window: Duration) -> u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         peak = peak.max(daemon.rss_kib());
     }
+    // The figure only counts if the worker really was retrying; a slow start
+    // gets a little longer to show it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.log_text().contains("sink failing") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let log = daemon.log_text();
     assert!(
         log.contains("sink failing"),
