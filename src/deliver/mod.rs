@@ -71,6 +71,10 @@ struct Context {
     stats: Stats,
     service: Health,
     health: Mutex<SinkHealth>,
+    /// Signalled when a delivery gives its request slot back before its task
+    /// ends (after a 2xx, while the ack commits), so the worker can hand the
+    /// slot to the next ready record at once.
+    slot_freed: tokio::sync::Notify,
 }
 
 /// Failing/recovered bookkeeping, so the log says it once per transition.
@@ -114,6 +118,7 @@ impl SinkWorker {
             stats: self.stats,
             service: self.health.clone(),
             health: Mutex::new(SinkHealth::default()),
+            slot_freed: tokio::sync::Notify::new(),
         });
         let mut heartbeat = self.health.register(format!("sink {name}"));
         let journal = &self.journal;
@@ -176,10 +181,7 @@ impl SinkWorker {
                 };
                 in_flight.insert(pending.seq);
                 let (context, abort) = (context.clone(), abort.clone());
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    deliver(&context, pending, lane, &abort).await
-                });
+                tasks.spawn(async move { deliver(&context, pending, lane, permit, &abort).await });
             }
             if read_new && ready.is_empty() && lanes.waiting() < MAX_HELD {
                 continue; // more of the outbox may be ready right away
@@ -212,6 +214,7 @@ impl SinkWorker {
                         Err(e) => tracing::error!(sink = %name, error = %e, "delivery task failed"),
                     }
                 }
+                _ = context.slot_freed.notified(), if !ready.is_empty() => {}
                 _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
                 _ = backlog_check.tick() => context.check_backlog().await?,
                 _ = heartbeat.tick() => {}
@@ -231,10 +234,19 @@ impl SinkWorker {
 /// Delivers one record: in-memory retries within the fast window (a record
 /// already in the durable tier gets one attempt per step), then the durable
 /// tier or the dead-letter.
+///
+/// `permit` is the record's slot among the sink's `max_in_flight` requests.
+/// After a 2xx it is given back as soon as the ack is queued in the journal,
+/// not when the ack's commit returns: the sink gets its next request while
+/// the commit syncs. The record's lane (its engagement) stays held until the
+/// commit returned, and acks commit in the order they were queued, so a crash
+/// before the commit re-sends this record and every later one of its
+/// engagement, in their order.
 async fn deliver(
     context: &Context,
     pending: Pending,
     lane: Option<String>,
+    permit: tokio::sync::OwnedSemaphorePermit,
     abort: &CancellationToken,
 ) -> Result<Finished, JournalError> {
     let name = context.settings.name.as_str();
@@ -269,9 +281,17 @@ async fn deliver(
         attempts += 1;
         let (reason, status, after) = match outcome {
             Ok(()) => {
-                context.journal.ack(name, seq).await?;
-                context.stats.delivered(name, &header.event);
-                if let Some(seconds) = header.age_seconds() {
+                // Latency is to the sink's confirmation, not to the ack's commit.
+                let age = header.age_seconds();
+                let ack = context.journal.submit_ack(name, seq).await?;
+                drop(permit);
+                context.slot_freed.notify_one();
+                // Only the event name is kept while the commit syncs.
+                let event = header.event.to_string();
+                drop(pending);
+                ack.await.map_err(|_| JournalError::Closed)??;
+                context.stats.delivered(name, &event);
+                if let Some(seconds) = age {
                     context.stats.delivery_latency(name, seconds);
                 }
                 context.recovered().await?;

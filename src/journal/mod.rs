@@ -322,6 +322,21 @@ impl Journal {
     /// The sink has the record: remove it from that sink's outbox (and the record
     /// itself once no sink needs it). Resolves after the commit.
     pub async fn ack(&self, sink: &str, seq: u64) -> Result<(), JournalError> {
+        self.submit_ack(sink, seq)
+            .await?
+            .await
+            .map_err(|_| JournalError::Closed)?
+    }
+
+    /// Queues an ack and returns as soon as the writer accepted it; the
+    /// receiver resolves when the commit holding it returned. The writer
+    /// applies requests in the order they were queued, so an ack queued before
+    /// another is never committed after it.
+    pub async fn submit_ack(
+        &self,
+        sink: &str,
+        seq: u64,
+    ) -> Result<oneshot::Receiver<Result<(), JournalError>>, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Ack {
             sink: sink.to_string(),
@@ -329,7 +344,7 @@ impl Journal {
             reply,
         })
         .await?;
-        rx.await.map_err(|_| JournalError::Closed)?
+        Ok(rx)
     }
 
     /// Moves the record from the sink's outbox to its dead-letter.

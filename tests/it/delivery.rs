@@ -440,3 +440,73 @@ async fn healthy_sink_unaffected_by_dead_sink() {
     dead_worker.shutdown().await;
     journal.close().await;
 }
+
+/// Holds every request until opened, counting how many it holds at once.
+#[derive(Default)]
+struct Gate {
+    holding: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    open: tokio::sync::Notify,
+    opened: std::sync::atomic::AtomicBool,
+}
+
+async fn held(
+    axum::extract::State(gate): axum::extract::State<Arc<Gate>>,
+) -> axum::http::StatusCode {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = gate.holding.fetch_add(1, SeqCst) + 1;
+    gate.peak.fetch_max(now, SeqCst);
+    while !gate.opened.load(SeqCst) {
+        let opened = gate.open.notified();
+        if gate.opened.load(SeqCst) {
+            break;
+        }
+        opened.await;
+    }
+    gate.holding.fetch_sub(1, SeqCst);
+    axum::http::StatusCode::OK
+}
+
+// The worker gives a request slot back as soon as the sink answered (before
+// the ack's commit); the sink must still never hold more than max_in_flight.
+#[tokio::test(start_paused = true)]
+async fn max_in_flight_bounds_the_requests_a_sink_holds() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let gate = Arc::new(Gate::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(held))
+        .with_state(gate.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = temp_dir();
+    let mut settings = sink("crm", &url);
+    settings.max_in_flight = 3;
+    let journal = open(dir.path(), &[&settings]);
+    // One engagement each, so per-engagement order holds nothing back.
+    for n in 0..20 {
+        append(&journal, &note(&format!("E{n}"), n)).await;
+    }
+    let worker = start(&journal, &settings);
+    let filled = tokio::time::timeout(HOURS, async {
+        while gate.holding.load(SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(filled.is_ok(), "the sink never held 3 requests");
+    // Time for a worker that miscounted its slots to send a fourth.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(gate.peak.load(SeqCst), 3);
+
+    gate.opened.store(true, SeqCst);
+    gate.open.notify_waiters();
+    worker.wait_delivered("crm", 20).await;
+    assert_eq!(gate.peak.load(SeqCst), 3, "more than max_in_flight at once");
+    let pending = journal.stats().await.unwrap()[0].pending;
+    assert_eq!(pending, 0, "every delivered record is acked");
+    worker.shutdown().await;
+    server.abort();
+}
