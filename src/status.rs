@@ -91,6 +91,17 @@ pub struct JournalPart {
     /// Windows the socket was not live whose reconciliation has not finished.
     pub open_gaps: Vec<GapLine>,
     pub quarantined: Vec<PathBuf>,
+    /// The media stage's backlog: records waiting for their files before they
+    /// reach the sinks. Absent when media is disabled and nothing waits there.
+    pub media: Option<MediaLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MediaLine {
+    pub pending: u64,
+    /// Of those, waiting for a later attempt (not available yet, or failing).
+    pub retrying: u64,
+    pub oldest_pending_age_seconds: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -221,6 +232,15 @@ fn gather(settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Report> {
         last_sweep_at: swept_until.map(rfc3339_ms),
         last_sweep_age_seconds: swept_until.map(|ms| now_ms.saturating_sub(ms) / 1000),
     };
+    let media = read::sink_stats(&txn, journal::MEDIA)?;
+    let media = (settings.media.enabled || media.pending > 0).then(|| MediaLine {
+        pending: media.pending,
+        retrying: media.retrying,
+        oldest_pending_age_seconds: media
+            .oldest_pending
+            .as_deref()
+            .and_then(|at| seconds_since(now, at)),
+    });
     let dir = &settings.journal.dir;
     let journal = JournalPart {
         dir: dir.clone(),
@@ -230,6 +250,7 @@ fn gather(settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Report> {
         last_live_age_seconds: live_until.map(|ms| now_ms.saturating_sub(ms) / 1000),
         open_gaps,
         quarantined: journal::quarantined(dir),
+        media,
     };
     drop(txn);
     drop(view);
@@ -460,6 +481,17 @@ pub fn render(report: &Report) -> String {
         (true, _, _) => "never (the first start sweeps the whole lookback)".to_string(),
     };
     out.push_str(&format!("last sweep: {sweep}\n"));
+    if let Some(media) = &journal.media {
+        let line = match (media.pending, media.oldest_pending_age_seconds) {
+            (0, _) => "nothing waiting".to_string(),
+            (pending, oldest) => format!(
+                "{pending} records waiting for their files ({} retrying later, oldest {})",
+                media.retrying,
+                oldest.map_or("-".to_string(), |s| age(Duration::from_secs(s)))
+            ),
+        };
+        out.push_str(&format!("media:      {line}\n"));
+    }
     out.push_str(&format!(
         "journal:    {}: {} records held, {} {}\n\n",
         journal.dir.display(),
@@ -535,6 +567,7 @@ mod tests {
                 last_live_age_seconds: None,
                 open_gaps: Vec::new(),
                 quarantined: Vec::new(),
+                media: None,
             },
             reconcile: ReconcilePart {
                 enabled: true,

@@ -558,6 +558,12 @@ impl Journal {
         .await
     }
 
+    /// The media stage's outbox: records waiting for their files before they
+    /// reach the sinks (`retrying`: waiting for a later attempt).
+    pub async fn media_stats(&self) -> Result<read::SinkStats, JournalError> {
+        self.read(|txn| read::sink_stats(txn, MEDIA)).await
+    }
+
     /// Number of records still held (for any sink).
     pub async fn stored_records(&self) -> Result<u64, JournalError> {
         self.read(read::stored_records).await

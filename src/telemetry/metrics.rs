@@ -54,6 +54,8 @@ pub struct Sources {
 #[derive(Clone, Default)]
 struct JournalFigures {
     sinks: Vec<journal::read::SinkStats>,
+    /// The media stage's outbox.
+    media: journal::read::SinkStats,
     records: u64,
     file_bytes: u64,
 }
@@ -166,6 +168,7 @@ impl JournalGauges {
                 Vec::new()
             }
         };
+        let media = journal.media_stats().await.unwrap_or_default();
         let records = journal.stored_records().await.unwrap_or(0);
         let dir = self.dir.clone();
         let file_bytes = tokio::task::spawn_blocking(move || journal::file_size(&dir))
@@ -175,6 +178,7 @@ impl JournalGauges {
             .unwrap_or(0);
         let figures = JournalFigures {
             sinks,
+            media,
             records,
             file_bytes,
         };
@@ -229,6 +233,13 @@ fn state_name(state: &ConnectionState) -> &'static str {
 
 /// One scrape's text. A fresh registry per scrape: every value but the
 /// latency histograms is a snapshot, so nothing is kept between scrapes.
+/// Seconds from an RFC 3339 `received_at` to `now`; 0 when there is none.
+fn age_since(received_at: Option<&str>, now: jiff::Timestamp) -> f64 {
+    received_at
+        .and_then(|at| at.parse::<jiff::Timestamp>().ok())
+        .map_or(0.0, |at| now.duration_since(at).as_secs_f64().max(0.0))
+}
+
 fn render(
     endpoint: &Endpoint,
     figures: &JournalFigures,
@@ -356,12 +367,9 @@ fn render(
         pending.get_or_create(&set).set(sink.pending as f64);
         retrying.get_or_create(&set).set(sink.retrying as f64);
         dead.get_or_create(&set).set(sink.dead as f64);
-        let age = sink
-            .oldest_pending
-            .as_deref()
-            .and_then(|at| at.parse::<jiff::Timestamp>().ok())
-            .map_or(0.0, |at| now.duration_since(at).as_secs_f64().max(0.0));
-        oldest.get_or_create(&set).set(age);
+        oldest
+            .get_or_create(&set)
+            .set(age_since(sink.oldest_pending.as_deref(), now));
         let is_failing = stats.failing_sinks.contains(&sink.sink);
         failing
             .get_or_create(&set)
@@ -420,6 +428,25 @@ fn render(
         "Time from a record's received_at (just before it was persisted) to the sink's confirmation",
         Unit::Seconds,
         endpoint.sources.stats.latency().clone(),
+    );
+
+    // The media stage (its outbox in the journal).
+    let media = &figures.media;
+    registry.register(
+        "media_pending_records",
+        "Records waiting for their recordings, transcripts or voicemails to be stored before they go to the sinks",
+        gauge(media.pending as f64),
+    );
+    registry.register(
+        "media_retrying_records",
+        "Of those, the ones waiting for a later attempt (file not available yet, Zoom or the store failing)",
+        gauge(media.retrying as f64),
+    );
+    registry.register_with_unit(
+        "media_oldest_pending_age",
+        "Age of the oldest record waiting for its media since it was received (0 when none)",
+        Unit::Seconds,
+        gauge(age_since(media.oldest_pending.as_deref(), now)),
     );
 
     // The journal.

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use zcc_relay::clock;
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_relay::sim::{MediaFault, SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -191,7 +191,6 @@ async fn endpoint_serves_every_series_after_real_traffic() {
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"
     );
-    std::fs::write("/tmp/metrics-scrape.txt", &body).unwrap();
     let scrape = parse_exposition(&body);
 
     // The socket.
@@ -463,5 +462,76 @@ async fn a_taken_port_stops_the_daemon_at_start() {
         "{log}"
     );
     drop(taken);
+    sim.shutdown().await;
+}
+
+/// A recording whose file Zoom answers 503 for waits in the media stage for
+/// its durable retry: the media gauges show it, and the sink has nothing yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_backlog_is_reported() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.media_fault(MediaFault::Status(503), 1);
+    let crm = FakeSink::ok().await;
+    let dir = temp_dir();
+    let port = free_port();
+    let text = config_text(
+        &sim,
+        &dir.path().join("journal"),
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{}",
+            http_sink("crm", &crm.url())
+        ),
+    )
+    .replace("[media]\nenabled = false\n", "[media]\nenabled = true\n");
+    let daemon = Daemon::start(settings(&text));
+    sim.wait_live().await;
+    daemon.wait_first_sweep().await;
+    assert!(sim.emit(recording_event("waits-for-media", clock::now_ms())));
+    daemon.wait_handled(1).await;
+    // Wait (at most 10 s) until the stage made its first attempt and
+    // scheduled the next one (the gauges are cached for 2 s).
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut scrape = None;
+    for _ in 0..100 {
+        let (status, _, body) = http_get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        let parsed = parse_exposition(&body);
+        if parsed.value("zcc_relay_media_retrying_records", &[]) == 1.0 {
+            scrape = Some(parsed);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let scrape = scrape.expect("the record waits for its media retry");
+    assert_eq!(sim.media_downloads(), 1, "one attempt, answered 503");
+    assert_eq!(scrape.kind("zcc_relay_media_pending_records"), "gauge");
+    assert_eq!(scrape.value("zcc_relay_media_pending_records", &[]), 1.0);
+    let age = scrape.value("zcc_relay_media_oldest_pending_age_seconds", &[]);
+    assert!(age > 0.0 && age < 60.0, "{age}");
+    assert_eq!(
+        scrape.value("zcc_relay_sink_pending_records", &[("sink", "crm")]),
+        0.0,
+        "the record reaches the sink only with its media"
+    );
+    assert!(crm.accepted().is_empty());
+    // `status` shows the same backlog.
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .arg("status")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("media:      1 records waiting for their files (1 retrying later"),
+        "{stdout}"
+    );
+    daemon.stop().await.unwrap();
     sim.shutdown().await;
 }
