@@ -197,7 +197,7 @@ pub async fn run_with(
             notifier.clone(),
             journal.clone(),
             connection,
-            health.failing_sinks(),
+            stats.failing_sinks(),
             first,
             service_stop.clone(),
         ));
