@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use zcc_relay::config::Secrets;
 
 const DEFAULT_CONFIG: &str = zcc_relay::config::DEFAULT_PATH;
 /// EX_CONFIG from sysexits.h; the systemd unit does not restart on it.
@@ -62,7 +63,9 @@ fn main() -> ExitCode {
 }
 
 fn status(args: &zcc_relay::status::StatusArgs) -> ExitCode {
-    let settings = match zcc_relay::config::load(&args.config) {
+    // Run by hand, outside the service: the credential files are not there,
+    // and reading the journal needs no secret.
+    let settings = match zcc_relay::config::load_with(&args.config, Secrets::Skip) {
         Ok(loaded) => loaded.settings,
         Err(e) => {
             eprintln!("{}: configuration is invalid:\n{e}", args.config.display());
@@ -92,7 +95,8 @@ fn reconcile(args: zcc_relay::reconcile::command::ReconcileArgs) -> ExitCode {
 }
 
 fn queue(args: &zcc_relay::queue::QueueArgs) -> ExitCode {
-    let settings = match zcc_relay::config::load(&args.config) {
+    // Like `status`: the journal alone, no secret needed.
+    let settings = match zcc_relay::config::load_with(&args.config, Secrets::Skip) {
         Ok(loaded) => loaded.settings,
         Err(e) => {
             eprintln!("{}: configuration is invalid:\n{e}", args.config.display());
