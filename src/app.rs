@@ -107,7 +107,7 @@ pub async fn run_with(
     let mut workers = JoinSet::new();
     let mut sinks = Vec::new();
     for sink_settings in &settings.sinks {
-        let sink = match Sink::build(sink_settings, &tls) {
+        let sink = match Sink::build(sink_settings, &tls, &health) {
             Ok(sink) => Arc::new(sink),
             Err(e) => {
                 journal.close().await;

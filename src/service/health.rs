@@ -1,9 +1,9 @@
 //! Liveness of the daemon's main loops, for the systemd watchdog. (Which sinks
 //! are failing, for the STATUS line, is kept by `telemetry::stats::Stats`.)
 //!
-//! Each main loop (source, journal writer, every sink worker, reconciler) owns
-//! a [`Heartbeat`] and `select!`s on [`Heartbeat::tick`] beside its other
-//! branches, so it beats whenever it comes round its loop and while it waits
+//! Each main loop (source, journal writer, every sink worker, every file sink
+//! writer, reconciler) owns a [`Heartbeat`] and `select!`s on
+//! [`Heartbeat::tick`] beside its other branches, so it beats whenever it comes round its loop and while it waits
 //! for something; a loop stuck inside one branch (a commit that never returns,
 //! an await outside its `select!`) stops beating. Waits that are bounded by a
 //! timeout and would outlast the staleness limit (a connect attempt, a token
