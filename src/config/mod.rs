@@ -72,7 +72,7 @@ pub fn parse_with(
     secrets: Secrets,
 ) -> Result<Loaded, ConfigError> {
     let raw: RawConfig =
-        toml::from_str(text).map_err(|error| ConfigError::from(FileError::Toml(error)))?;
+        toml::from_str(text).map_err(|error| ConfigError::from(FileError::toml(text, &error)))?;
     validate_with(raw, env, secrets)
 }
 
@@ -130,10 +130,36 @@ pub enum FileError {
         path: PathBuf,
         error: std::io::Error,
     },
-    /// toml's message already names line and column, and the key for unknown or
-    /// mistyped keys.
-    #[error("{0}")]
-    Toml(toml::de::Error),
+    /// toml's message names the key for unknown or mistyped keys. Only the
+    /// message and the position are kept: toml's own rendering (and its
+    /// `Debug`) quote the file, and the offending line may carry an inline
+    /// secret (a misspelt `client_secret = "…"` is an unknown key on the line
+    /// that holds the secret).
+    #[error("TOML parse error at {}: {message}", position.map_or("an unknown position".to_owned(), |(line, column)| format!("line {line}, column {column}")))]
+    Toml {
+        message: String,
+        /// Line and column (1-based) where the problem starts.
+        position: Option<(usize, usize)>,
+    },
+}
+
+impl FileError {
+    fn toml(text: &str, error: &toml::de::Error) -> FileError {
+        let position = error
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map(|before| {
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                (
+                    before.matches('\n').count() + 1,
+                    before[line_start..].chars().count() + 1,
+                )
+            });
+        FileError::Toml {
+            message: error.message().trim().to_owned(),
+            position,
+        }
+    }
 }
 
 impl From<FileError> for ConfigError {
