@@ -166,7 +166,13 @@ impl JournalGauges {
                 Vec::new()
             }
         };
-        let records = journal.stored_records().await.unwrap_or(0);
+        let records = match journal.stored_records().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot count the journal's records; reporting 0 in this scrape");
+                0
+            }
+        };
         let dir = self.dir.clone();
         let file_bytes = tokio::task::spawn_blocking(move || journal::file_size(&dir))
             .await
