@@ -28,18 +28,26 @@ pub struct Plan {
     pub needs_restart: Vec<String>,
 }
 
+/// The keys a reload applies live, as the log names them.
+pub const LOG_LEVEL_KEY: &str = "daemon.log_level";
+pub const ZOOM_CLIENT_SECRET_KEY: &str = "zoom.client_secret";
+
+pub fn sink_secret_key(sink: &str) -> String {
+    format!("sinks[{sink}].secret")
+}
+
 impl Plan {
     /// The keys this plan changes live, for the log line.
     pub fn reloaded_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         if self.log_level.is_some() {
-            keys.push("daemon.log_level".to_owned());
+            keys.push(LOG_LEVEL_KEY.to_owned());
         }
         if self.zoom_client_secret.is_some() {
-            keys.push("zoom.client_secret".to_owned());
+            keys.push(ZOOM_CLIENT_SECRET_KEY.to_owned());
         }
         for (sink, _) in &self.sink_secrets {
-            keys.push(format!("sinks[{sink}].secret"));
+            keys.push(sink_secret_key(sink));
         }
         keys
     }
