@@ -109,7 +109,7 @@ pub async fn run_with(
     let mut workers = JoinSet::new();
     let mut sinks = Vec::new();
     for sink_settings in &settings.sinks {
-        let sink = match Sink::build(sink_settings, &tls) {
+        let sink = match Sink::build(sink_settings, &tls, &health) {
             Ok(sink) => Arc::new(sink),
             Err(e) => {
                 journal.close().await;
@@ -214,7 +214,7 @@ pub async fn run_with(
             notifier.clone(),
             journal.clone(),
             connection,
-            health.failing_sinks(),
+            stats.failing_sinks(),
             first,
             service_stop.clone(),
         ));
@@ -352,18 +352,18 @@ async fn apply_reloads(
             match log.set_level(level) {
                 Ok(()) => {
                     running.daemon.log_level = level.clone();
-                    reloaded.push("daemon.log_level".to_owned());
+                    reloaded.push(reload::LOG_LEVEL_KEY.to_owned());
                 }
-                Err(e) => refused.push(format!("daemon.log_level ({e})")),
+                Err(e) => refused.push(format!("{} ({e})", reload::LOG_LEVEL_KEY)),
             }
         }
         if let Some(secret) = &plan.zoom_client_secret {
             tokens.set_client_secret(secret.clone());
             running.zoom.client_secret = secret.clone();
-            reloaded.push("zoom.client_secret".to_owned());
+            reloaded.push(reload::ZOOM_CLIENT_SECRET_KEY.to_owned());
         }
         for (name, secret) in &plan.sink_secrets {
-            let key = format!("sinks[{name}].secret");
+            let key = reload::sink_secret_key(name);
             let applied = match sinks.iter().find(|(sink, _)| sink == name) {
                 Some((_, sink)) => match sink.as_ref() {
                     Sink::Http(http) => http.set_secret(secret.as_ref()),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use zcc_relay::config::Secrets;
 
 const DEFAULT_CONFIG: &str = zcc_relay::config::DEFAULT_PATH;
 /// EX_CONFIG from sysexits.h; the systemd unit does not restart on it.
@@ -61,13 +62,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configuration a command runs with, or exit 78 with every problem printed.
+fn settings(
+    path: &std::path::Path,
+    secrets: Secrets,
+) -> Result<zcc_relay::config::Settings, ExitCode> {
+    zcc_relay::config::load_with(path, secrets)
+        .map(|loaded| loaded.settings)
+        .map_err(|e| {
+            eprintln!("{}: configuration is invalid:\n{e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        })
+}
+
 fn status(args: &zcc_relay::status::StatusArgs) -> ExitCode {
-    let settings = match zcc_relay::config::load(&args.config) {
-        Ok(loaded) => loaded.settings,
-        Err(e) => {
-            eprintln!("{}: configuration is invalid:\n{e}", args.config.display());
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    // Run by hand, outside the service: the credential files are not there,
+    // and reading the journal needs no secret.
+    let settings = match settings(&args.config, Secrets::Skip) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     zcc_relay::telemetry::init("error");
     match zcc_relay::status::run(args, &settings) {
@@ -80,24 +93,19 @@ fn status(args: &zcc_relay::status::StatusArgs) -> ExitCode {
 }
 
 fn reconcile(args: zcc_relay::reconcile::command::ReconcileArgs) -> ExitCode {
-    let settings = match zcc_relay::config::load(&args.config) {
-        Ok(loaded) => loaded.settings,
-        Err(e) => {
-            eprintln!("{}: configuration is invalid:\n{e}", args.config.display());
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let settings = match settings(&args.config, Secrets::Read) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     zcc_relay::telemetry::init(&settings.daemon.log_level);
     runtime_then(|| async move { zcc_relay::reconcile::command::run(&args, &settings).await })
 }
 
 fn queue(args: &zcc_relay::queue::QueueArgs) -> ExitCode {
-    let settings = match zcc_relay::config::load(&args.config) {
-        Ok(loaded) => loaded.settings,
-        Err(e) => {
-            eprintln!("{}: configuration is invalid:\n{e}", args.config.display());
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    // Like `status`: the journal alone, no secret needed.
+    let settings = match settings(&args.config, Secrets::Skip) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     // Only trouble inside the journal is worth a log line next to the report.
     zcc_relay::telemetry::init("error");

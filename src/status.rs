@@ -25,6 +25,10 @@ use crate::queue::table::{Align, Table, age, size};
 use crate::queue::view::View;
 use crate::telemetry::metrics::{self, Sample};
 
+/// Why there is no live part when the daemon has no endpoint: said, and not a
+/// problem.
+const NO_ENDPOINT: &str = "metrics.listen is not set, so the live socket state is unknown";
+
 /// How long `status` waits for the metrics endpoint.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -257,10 +261,7 @@ fn gather(settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Report> {
 
     let (live, live_unavailable) = match (running, settings.metrics.listen) {
         (false, _) => (None, None),
-        (true, None) => (
-            None,
-            Some("metrics.listen is not set, so the live socket state is unknown".to_string()),
-        ),
+        (true, None) => (None, Some(NO_ENDPOINT.to_string())),
         (true, Some(address)) => match scrape(address) {
             Ok(samples) => (Some(live_part(address, &samples, &mut sinks)), None),
             Err(e) => (
@@ -354,7 +355,7 @@ fn assess(report: &Report) -> (Health, Vec<String>) {
     }
     if let Some(why) = &report.live_unavailable
         && report.daemon.running
-        && !why.starts_with("metrics.listen is not set")
+        && why != NO_ENDPOINT
     {
         problems.push(why.clone());
     }
@@ -393,8 +394,9 @@ fn assess(report: &Report) -> (Health, Vec<String>) {
         }
         if !sink.configured {
             problems.push(format!(
-                "sink {name} is no longer configured but holds {} pending records",
-                sink.pending
+                "sink {name} is no longer configured but holds {} pending and {} dead-lettered \
+                 records",
+                sink.pending, sink.dead
             ));
         }
     }
@@ -649,8 +651,7 @@ mod tests {
             &["the metrics endpoint did not answer: x"],
         );
         let mut unconfigured = report(true, None, vec![sink("crm", 0, 0, None)]);
-        unconfigured.live_unavailable =
-            Some("metrics.listen is not set, so the live socket state is unknown".into());
+        unconfigured.live_unavailable = Some(NO_ENDPOINT.into());
         check(unconfigured, Health::Healthy, &[]);
         let mut late = report(true, Some("live"), vec![]);
         late.reconcile.last_sweep_age_seconds = Some(2 * 3600 + 301);
@@ -660,6 +661,16 @@ mod tests {
             &[
                 "no reconciliation sweep has completed for 2h 5m (reconcile.interval is 1h 0m); \
                  the log says why",
+            ],
+        );
+        let mut gone = sink("old", 0, 3, None);
+        gone.configured = false;
+        check(
+            report(true, Some("live"), vec![gone]),
+            Health::Attention,
+            &[
+                "sink old: 3 dead-lettered records (zcc-relay queue dead --sink old)",
+                "sink old is no longer configured but holds 0 pending and 3 dead-lettered records",
             ],
         );
         let mut on_time = report(true, Some("live"), vec![]);

@@ -24,13 +24,31 @@ pub use raw::{
     SinkConfig, WebsocketConfig, ZoomConfig,
 };
 pub use secret::Secret;
-pub use validate::validate;
+pub use validate::{validate, validate_with};
 
 /// Where the commands look for the configuration unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/zcc-relay/config.toml";
 
+/// Whether validation reads the secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secrets {
+    /// Read every secret; an unreadable or missing one is a problem (`run`,
+    /// `validate`, `reconcile`: they talk to Zoom and the sinks).
+    Read,
+    /// Read none: each secret a file, credential or variable would supply is
+    /// taken as present and left empty. For the commands that only read the
+    /// journal (`status`, `queue`), which an operator runs by hand, outside the
+    /// service, where systemd's credential files do not exist.
+    Skip,
+}
+
 /// Reads the file at `path` and validates it against the real process environment.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_with(path, Secrets::Read)
+}
+
+/// [`load`], reading the secrets or not (see [`Secrets`]).
+pub fn load_with(path: &Path, secrets: Secrets) -> Result<Loaded, ConfigError> {
     let env = SystemEnvironment;
     let text = env.read_file(path).map_err(|error| {
         ConfigError::from(FileError::Unreadable {
@@ -38,15 +56,24 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             error,
         })
     })?;
-    parse(&text, &env)
+    parse_with(&text, &env, secrets)
 }
 
 /// Parses TOML text and validates it; `env` supplies variables, secret files and the
 /// current directory.
 pub fn parse(text: &str, env: &dyn Environment) -> Result<Loaded, ConfigError> {
+    parse_with(text, env, Secrets::Read)
+}
+
+/// [`parse`], reading the secrets or not (see [`Secrets`]).
+pub fn parse_with(
+    text: &str,
+    env: &dyn Environment,
+    secrets: Secrets,
+) -> Result<Loaded, ConfigError> {
     let raw: RawConfig =
-        toml::from_str(text).map_err(|error| ConfigError::from(FileError::Toml(error)))?;
-    validate(raw, env)
+        toml::from_str(text).map_err(|error| ConfigError::from(FileError::toml(text, &error)))?;
+    validate_with(raw, env, secrets)
 }
 
 /// A valid configuration plus what looked odd about it. Warnings never stop the daemon;
@@ -103,10 +130,36 @@ pub enum FileError {
         path: PathBuf,
         error: std::io::Error,
     },
-    /// toml's message already names line and column, and the key for unknown or
-    /// mistyped keys.
-    #[error("{0}")]
-    Toml(toml::de::Error),
+    /// toml's message names the key for unknown or mistyped keys. Only the
+    /// message and the position are kept: toml's own rendering (and its
+    /// `Debug`) quote the file, and the offending line may carry an inline
+    /// secret (a misspelt `client_secret = "…"` is an unknown key on the line
+    /// that holds the secret).
+    #[error("TOML parse error at {}: {message}", position.map_or("an unknown position".to_owned(), |(line, column)| format!("line {line}, column {column}")))]
+    Toml {
+        message: String,
+        /// Line and column (1-based) where the problem starts.
+        position: Option<(usize, usize)>,
+    },
+}
+
+impl FileError {
+    fn toml(text: &str, error: &toml::de::Error) -> FileError {
+        let position = error
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map(|before| {
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                (
+                    before.matches('\n').count() + 1,
+                    before[line_start..].chars().count() + 1,
+                )
+            });
+        FileError::Toml {
+            message: error.message().trim().to_owned(),
+            position,
+        }
+    }
 }
 
 impl From<FileError> for ConfigError {

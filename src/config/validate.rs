@@ -21,9 +21,9 @@ use super::raw::{
 use super::{
     ConfigError, DEFAULT_LINK_TTL, DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_FAST_WINDOW,
     DEFAULT_RETRY_SCHEDULE, DEFAULT_SINK_TIMEOUT, DaemonSettings, Environment, JournalSettings,
-    Loaded, MediaSettings, MetricsSettings, Problem, ReconcileSettings, Secret, Settings, SinkKind,
-    SinkSettings, WebsocketSettings, ZOOM_API_BASE_URL, ZOOM_OAUTH_URL, ZOOM_WEBSOCKET_URL,
-    ZoomSettings, default_media_store, unresolvable_media_store,
+    Loaded, MediaSettings, MetricsSettings, Problem, ReconcileSettings, Secret, Secrets, Settings,
+    SinkKind, SinkSettings, WebsocketSettings, ZOOM_API_BASE_URL, ZOOM_OAUTH_URL,
+    ZOOM_WEBSOCKET_URL, ZoomSettings, default_media_store, unresolvable_media_store,
 };
 
 /// Where the zoom client secret may come from, besides the config file.
@@ -51,8 +51,18 @@ const S3_MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Applies DESIGN's defaults and checks every value. `Err` lists every problem found,
 /// plus the warnings, so one run shows the operator everything.
 pub fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Loaded, ConfigError> {
+    validate_with(raw, env, Secrets::Read)
+}
+
+/// [`validate`], reading the secrets or not (see [`Secrets`]).
+pub fn validate_with(
+    raw: RawConfig,
+    env: &dyn Environment,
+    secrets: Secrets,
+) -> Result<Loaded, ConfigError> {
     let mut check = Checker {
         env,
+        secrets,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -106,6 +116,7 @@ pub fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Loaded, ConfigE
 
 struct Checker<'e> {
     env: &'e dyn Environment,
+    secrets: Secrets,
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
 }
@@ -347,6 +358,8 @@ impl Checker<'_> {
                 );
                 return SecretLookup::Failed;
             }
+            // Whatever place would supply it, the caller never uses it.
+            (None, _) if self.secrets == Secrets::Skip => return SecretLookup::Found(unread()),
             (None, Some(path)) => return self.secret_file(&file_key, &path, false),
             (Some(inline), None) if inline.is_empty() => {
                 self.error(inline_key, "must not be empty");
@@ -694,6 +707,8 @@ impl Checker<'_> {
                     format!("set either media.options.{name} or media.options.{key}, not both"),
                 );
                 complete = false;
+            } else if self.secrets == Secrets::Skip {
+                options.insert(name.to_owned(), unread());
             } else {
                 match self.secret_file(&at, Path::new(&text), false) {
                     SecretLookup::Found(secret) => {
@@ -960,6 +975,11 @@ fn quoted_list(items: &[&str]) -> String {
     }
 }
 
+/// The stand-in for a secret [`Secrets::Skip`] did not read.
+fn unread() -> Secret {
+    Secret::new(String::new())
+}
+
 fn quoted_path(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
@@ -983,7 +1003,7 @@ fn unknown_store_option(scheme: &str, key: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{FakeEnvironment, Loaded, Settings, SinkKind, parse};
+    use super::super::{FakeEnvironment, Loaded, Secrets, Settings, SinkKind, parse, parse_with};
 
     /// The zoom table of a valid config, open for more zoom keys; `with_base` appends a
     /// row's text and then one valid sink.
@@ -1471,7 +1491,7 @@ retry_schedule = []
     }
 
     /// Unknown keys and wrong TOML types stop at serde, which names the key and its
-    /// line; the message is checked by fragments because it includes toml's snippet.
+    /// line (never the line itself: it may hold a secret).
     #[test]
     fn rejects_unknown_keys_and_bad_toml() {
         let rows: &[(String, &[&str])] = &[
@@ -1488,7 +1508,15 @@ retry_schedule = []
                 with_base("[websocket]\nmax_frame_bytes = \"4MB\""),
                 &["invalid type: string \"4MB\", expected i64", "line 8"],
             ),
-            (with_base("[daemon"), &["TOML parse error at line 7"]),
+            (
+                with_base("[daemon"),
+                &["TOML parse error at line 7, column 8: "],
+            ),
+            // The offending line is not quoted: it may hold a secret.
+            (
+                format!("{ZOOM}client_secrett = \"hunter2-in-the-log\"\n{SINK}"),
+                &["unknown field `client_secrett`", "line 7, column 1"],
+            ),
         ];
         for (text, fragments) in rows {
             let lines = outcome(text, &FakeEnvironment::new());
@@ -1499,6 +1527,9 @@ retry_schedule = []
             for fragment in *fragments {
                 assert!(line.contains(fragment), "{fragment:?} not in {line}");
             }
+            assert!(!line.contains("hunter2"), "{line}");
+            let error = parse(text, &FakeEnvironment::new()).unwrap_err();
+            assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
         }
     }
 
@@ -1744,5 +1775,66 @@ path = "/x"
             panic!("crm has no secret: {settings:?}");
         };
         assert_eq!(secret.expose(), "whsec_SECRET-5");
+    }
+    /// `status` and `queue` run by hand, where the service's credential files
+    /// are absent: with `Secrets::Skip` nothing is read and nothing is missing,
+    /// while what the file itself gets wrong is still reported.
+    #[test]
+    fn skipped_secrets_are_neither_read_nor_required() {
+        let text = r#"
+[zoom]
+account_id = "acct"
+client_id = "client"
+client_secret_file = "/run/credentials/zcc-relay.service/zoom-client-secret"
+subscription_id = "sub"
+[media]
+store = "s3://recordings/zoom"
+[media.options]
+aws_secret_access_key_file = "/run/credentials/zcc-relay.service/s3-secret"
+[[sinks]]
+name = "crm"
+type = "http"
+url = "https://crm.example.com/zoom"
+secret_file = "/run/credentials/zcc-relay.service/crm-signing-secret"
+[[sinks]]
+name = "erp"
+type = "http"
+url = "https://erp.example.com/zoom"
+"#;
+        let env = FakeEnvironment::new();
+        let problems = parse(text, &env).unwrap_err().problems;
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "zoom.client_secret_file",
+                "media.options.aws_secret_access_key_file",
+                "sinks[0].secret_file"
+            ]
+        );
+
+        let loaded = parse_with(text, &env, Secrets::Skip).unwrap();
+        assert_eq!(loaded.settings.zoom.client_secret.expose(), "");
+        assert_eq!(loaded.settings.sinks.len(), 2);
+        // No place set at all (the systemd credential by default): present too.
+        let bare = text.replace(
+            "client_secret_file = \"/run/credentials/zcc-relay.service/zoom-client-secret\"\n",
+            "",
+        );
+        assert!(parse(&bare, &env).is_err());
+        assert!(parse_with(&bare, &env, Secrets::Skip).is_ok());
+
+        let wrong = text.replace("account_id = \"acct\"\n", "");
+        let problems = parse_with(&wrong, &env, Secrets::Skip)
+            .unwrap_err()
+            .problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "zoom.account_id");
+        let both = text.replace(
+            "subscription_id = \"sub\"",
+            "subscription_id = \"sub\"\nclient_secret = \"inline\"",
+        );
+        let problems = parse_with(&both, &env, Secrets::Skip).unwrap_err().problems;
+        assert_eq!(problems[0].key, "zoom.client_secret", "{problems:?}");
     }
 }

@@ -58,8 +58,8 @@ pub struct SinkWorker {
     pub sink: Arc<Sink>,
     pub journal: Journal,
     pub stats: Stats,
-    /// The worker's heartbeat and failing/recovered transitions, for the
-    /// watchdog and the status line.
+    /// Where the worker's heartbeat registers, for the watchdog. (Its
+    /// failing/recovered transitions go to `stats`.)
     pub health: Health,
 }
 
@@ -69,7 +69,6 @@ struct Context {
     sink: Arc<Sink>,
     journal: Journal,
     stats: Stats,
-    service: Health,
     health: Mutex<SinkHealth>,
     /// Signalled when a delivery gives its request slot back before its task
     /// ends (after a 2xx, while the ack commits), so the worker can hand the
@@ -116,7 +115,6 @@ impl SinkWorker {
             sink: self.sink,
             journal: self.journal.clone(),
             stats: self.stats,
-            service: self.health.clone(),
             health: Mutex::new(SinkHealth::default()),
             slot_freed: tokio::sync::Notify::new(),
         });
@@ -372,7 +370,6 @@ impl Context {
         if health.failing_since.is_none() {
             health.failing_since = Some(Instant::now());
             self.stats.sink_failing(&self.settings.name, true);
-            self.service.sink_failing(&self.settings.name, true);
             tracing::warn!(sink = %self.settings.name, error = %reason, "sink failing; records wait in its outbox and are retried");
         }
     }
@@ -394,7 +391,6 @@ impl Context {
         };
         let name = &self.settings.name;
         self.stats.sink_failing(name, false);
-        self.service.sink_failing(name, false);
         let waiting = self
             .journal
             .stats()

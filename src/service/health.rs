@@ -1,9 +1,9 @@
-//! Liveness of the daemon's main loops, for the systemd watchdog, and which
-//! sinks are failing, for the STATUS line.
+//! Liveness of the daemon's main loops, for the systemd watchdog. (Which sinks
+//! are failing, for the STATUS line, is kept by `telemetry::stats::Stats`.)
 //!
-//! Each main loop (source, journal writer, every sink worker, reconciler) owns
-//! a [`Heartbeat`] and `select!`s on [`Heartbeat::tick`] beside its other
-//! branches, so it beats whenever it comes round its loop and while it waits
+//! Each main loop (source, journal writer, every sink worker, every file sink
+//! writer, reconciler) owns a [`Heartbeat`] and `select!`s on
+//! [`Heartbeat::tick`] beside its other branches, so it beats whenever it comes round its loop and while it waits
 //! for something; a loop stuck inside one branch (a commit that never returns,
 //! an await outside its `select!`) stops beating. Waits that are bounded by a
 //! timeout and would outlast the staleness limit (a connect attempt, a token
@@ -16,13 +16,11 @@
 //! Owns no policy about the loops themselves and does no I/O but through the
 //! [`Notifier`].
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +39,6 @@ struct Inner {
     beat_every: Option<Duration>,
     origin: Option<Instant>,
     loops: Mutex<Vec<Arc<Beat>>>,
-    failing: watch::Sender<BTreeSet<String>>,
 }
 
 struct Beat {
@@ -90,22 +87,6 @@ impl Health {
             .filter(|beat| now.saturating_sub(beat.last_ms.load(Ordering::Relaxed)) > limit)
             .map(|beat| beat.name.clone())
             .collect()
-    }
-
-    /// A sink worker's failing/recovered transitions.
-    pub fn sink_failing(&self, sink: &str, failing: bool) {
-        self.inner.failing.send_if_modified(|set| {
-            if failing {
-                set.insert(sink.to_owned())
-            } else {
-                set.remove(sink)
-            }
-        });
-    }
-
-    /// The sinks failing now, and changes to that set.
-    pub fn failing_sinks(&self) -> watch::Receiver<BTreeSet<String>> {
-        self.inner.failing.subscribe()
     }
 
     fn now_ms(&self) -> u64 {
@@ -286,21 +267,5 @@ mod tests {
         let mut detached = Health::default().register("source");
         let ticked = tokio::time::timeout(Duration::from_secs(3600), detached.tick()).await;
         assert!(ticked.is_err(), "a detached heartbeat ticked");
-    }
-
-    #[test]
-    fn failing_sinks_change_only_on_transitions() {
-        let health = Health::default();
-        let mut failing = health.failing_sinks();
-        health.sink_failing("crm", true);
-        assert!(failing.has_changed().unwrap());
-        assert_eq!(
-            *failing.borrow_and_update(),
-            BTreeSet::from(["crm".to_owned()])
-        );
-        health.sink_failing("crm", true);
-        assert!(!failing.has_changed().unwrap());
-        health.sink_failing("crm", false);
-        assert!(failing.borrow_and_update().is_empty());
     }
 }

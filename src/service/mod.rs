@@ -4,7 +4,8 @@
 //!
 //! Owns the conversation with the service manager. It decides nothing about
 //! events, the journal or delivery; `app` wires it to the components, which
-//! only beat their heartbeats and report failing sinks.
+//! only beat their heartbeats (failing sinks reach the STATUS line through
+//! `telemetry::stats::Stats`).
 
 pub mod health;
 pub mod notify;

@@ -9,7 +9,10 @@
 //! Owns the comparison (pure); `app` applies the plan and `main` listens for
 //! the signal.
 
-use crate::config::{Secret, Settings, SinkKind, SinkSettings};
+use crate::config::{
+    DaemonSettings, JournalSettings, MediaSettings, MetricsSettings, ReconcileSettings, Secret,
+    Settings, SinkKind, SinkSettings, WebsocketSettings, ZoomSettings,
+};
 
 /// What a reload changes, and what it cannot.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -25,18 +28,26 @@ pub struct Plan {
     pub needs_restart: Vec<String>,
 }
 
+/// The keys a reload applies live, as the log names them.
+pub const LOG_LEVEL_KEY: &str = "daemon.log_level";
+pub const ZOOM_CLIENT_SECRET_KEY: &str = "zoom.client_secret";
+
+pub fn sink_secret_key(sink: &str) -> String {
+    format!("sinks[{sink}].secret")
+}
+
 impl Plan {
     /// The keys this plan changes live, for the log line.
     pub fn reloaded_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         if self.log_level.is_some() {
-            keys.push("daemon.log_level".to_owned());
+            keys.push(LOG_LEVEL_KEY.to_owned());
         }
         if self.zoom_client_secret.is_some() {
-            keys.push("zoom.client_secret".to_owned());
+            keys.push(ZOOM_CLIENT_SECRET_KEY.to_owned());
         }
         for (sink, _) in &self.sink_secrets {
-            keys.push(format!("sinks[{sink}].secret"));
+            keys.push(sink_secret_key(sink));
         }
         keys
     }
@@ -47,64 +58,99 @@ pub fn plan(running: &Settings, loaded: &Settings) -> Plan {
     let mut plan = Plan::default();
     let restart = &mut plan.needs_restart;
 
+    // Each section's fields are destructured without `..`: a field added to
+    // the settings does not compile until it is sorted here, into a restart
+    // key or into what a reload applies live (`live`).
     macro_rules! compare {
-        ($old:expr, $new:expr, $section:literal, [$($field:ident),* $(,)?]) => {
+        ($old:expr, $new:expr, $section:literal, $type:ident { $($field:ident),* $(,)? }
+         $(, live: [$($live:ident),*])?) => {{
+            let $type { $($field: _,)* $($($live: _,)*)? } = $old;
             $(if $old.$field != $new.$field {
                 restart.push(concat!($section, ".", stringify!($field)).to_owned());
             })*
-        };
+        }};
     }
-    let (old, new) = (&running.zoom, &loaded.zoom);
+    let Settings {
+        zoom: _,
+        websocket: _,
+        daemon: _,
+        journal: _,
+        reconcile: _,
+        media: _,
+        metrics: _,
+        sinks: _,
+    } = running;
     compare!(
-        old,
-        new,
+        &running.zoom,
+        &loaded.zoom,
         "zoom",
-        [
+        ZoomSettings {
             account_id,
             client_id,
             subscription_id,
             oauth_url,
             api_base_url,
-            websocket_url
-        ]
+            websocket_url,
+        },
+        live: [client_secret]
     );
-    let (old, new) = (&running.websocket, &loaded.websocket);
     compare!(
-        old,
-        new,
+        &running.websocket,
+        &loaded.websocket,
         "websocket",
-        [
+        WebsocketSettings {
             heartbeat_interval,
             idle_timeout,
             connect_timeout,
             reconnect_min,
             reconnect_max,
-            max_frame_bytes
-        ]
+            max_frame_bytes,
+        }
     );
-    let (old, new) = (&running.daemon, &loaded.daemon);
-    compare!(old, new, "daemon", [drain_timeout]);
-    let (old, new) = (&running.journal, &loaded.journal);
-    compare!(old, new, "journal", [dir]);
-    let (old, new) = (&running.reconcile, &loaded.reconcile);
     compare!(
-        old,
-        new,
+        &running.daemon,
+        &loaded.daemon,
+        "daemon",
+        DaemonSettings { drain_timeout },
+        live: [log_level]
+    );
+    compare!(
+        &running.journal,
+        &loaded.journal,
+        "journal",
+        JournalSettings { dir }
+    );
+    compare!(
+        &running.reconcile,
+        &loaded.reconcile,
         "reconcile",
-        [
+        ReconcileSettings {
             enabled,
             on_reconnect,
             interval,
             lookback,
             gap_margin,
             engagement_lookback,
-            max_requests_per_second
-        ]
+            max_requests_per_second,
+        }
     );
-    let (old, new) = (&running.media, &loaded.media);
-    compare!(old, new, "media", [enabled, store, link_ttl, options]);
-    let (old, new) = (&running.metrics, &loaded.metrics);
-    compare!(old, new, "metrics", [listen]);
+    compare!(
+        &running.media,
+        &loaded.media,
+        "media",
+        MediaSettings {
+            enabled,
+            store,
+            link_ttl,
+            options,
+        }
+    );
+    compare!(
+        &running.metrics,
+        &loaded.metrics,
+        "metrics",
+        MetricsSettings { listen }
+    );
 
     if running.daemon.log_level != loaded.daemon.log_level {
         plan.log_level = Some(loaded.daemon.log_level.clone());
@@ -136,8 +182,10 @@ pub fn plan(running: &Settings, loaded: &Settings) -> Plan {
 
 fn sink_changes(old: &SinkSettings, new: &SinkSettings, restart: &mut Vec<String>) {
     let name = &old.name;
+    // Exhaustive like `plan`'s: `name` is the key, `kind` is compared below.
     macro_rules! compare {
         ($($field:ident),*) => {
+            let SinkSettings { name: _, kind: _, $($field: _),* } = old;
             $(if old.$field != new.$field {
                 restart.push(format!(concat!("sinks[{}].", stringify!($field)), name));
             })*

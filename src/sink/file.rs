@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SinkError;
+use crate::service::Heartbeat;
 
 type Line = (Arc<[u8]>, oneshot::Sender<Result<(), SinkError>>);
 
@@ -22,7 +23,15 @@ pub struct FileSink {
 }
 
 impl FileSink {
+    /// Opens (creates) the file and starts its writer, watched by nobody.
     pub fn open(path: &Path) -> anyhow::Result<FileSink> {
+        FileSink::open_watched(path, Heartbeat::detached())
+    }
+
+    /// [`FileSink::open`], the writer beating `heartbeat` while it waits for
+    /// lines, never during a write: a write or sync that does not return stops
+    /// the watchdog pings.
+    pub fn open_watched(path: &Path, heartbeat: Heartbeat) -> anyhow::Result<FileSink> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
@@ -36,7 +45,7 @@ impl FileSink {
         drop_torn_tail(&file)
             .map_err(|e| anyhow::anyhow!("cannot repair {}: {e}", path.display()))?;
         let (lines, rx) = mpsc::channel(1024);
-        tokio::spawn(write_loop(file, path.to_path_buf(), rx));
+        tokio::spawn(write_loop(file, path.to_path_buf(), rx, heartbeat));
         Ok(FileSink { lines })
     }
 
@@ -57,9 +66,21 @@ impl FileSink {
 
 /// Takes whatever lines queued up, writes and syncs them on the blocking pool,
 /// answers each, repeats. Ends when the sink is dropped.
-async fn write_loop(file: File, path: PathBuf, mut rx: mpsc::Receiver<Line>) {
+async fn write_loop(
+    file: File,
+    path: PathBuf,
+    mut rx: mpsc::Receiver<Line>,
+    mut heartbeat: Heartbeat,
+) {
     let mut file = Some(file);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            line = rx.recv() => match line {
+                Some(line) => line,
+                None => return,
+            },
+            _ = heartbeat.tick() => continue,
+        };
         let mut batch = vec![first];
         while let Ok(line) = rx.try_recv() {
             batch.push(line);
@@ -139,6 +160,43 @@ fn write_batch(file: &mut File, batch: &[Line]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::Health;
+    use std::time::{Duration, Instant};
+
+    /// A FIFO nobody reads takes one pipe buffer (64 KiB) and then blocks the
+    /// writer's `write` for good: the wedge of a hung disk. Real time, because
+    /// a blocking-pool task in progress keeps a paused clock from advancing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_never_returns_stops_the_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let limit = Duration::from_millis(500);
+        let health = Health::watched(Duration::from_millis(20));
+        let sink = FileSink::open_watched(&path, health.register("sink archive writer")).unwrap();
+        tokio::time::sleep(2 * limit).await;
+        assert!(health.stalled(limit).is_empty(), "an idle writer beats");
+
+        let delivering = tokio::spawn(async move { sink.deliver(&vec![b'x'; 1 << 20]).await });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while health.stalled(limit).is_empty() {
+            assert!(Instant::now() < deadline, "the wedged writer still beats");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(health.stalled(limit), ["sink archive writer"]);
+        assert!(!delivering.is_finished());
+
+        // Read the pipe dry so the blocked write ends (the runtime waits for it).
+        let mut reader = File::open(&path).unwrap();
+        let drained =
+            tokio::task::spawn_blocking(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let _ = delivering.await.unwrap();
+        assert!(drained.await.unwrap().unwrap() >= 1 << 20);
+    }
 
     #[test]
     fn a_torn_last_line_is_cut_off() {

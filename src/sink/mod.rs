@@ -34,9 +34,12 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// The sink `settings` describe. A file sink's writer task registers its
+    /// heartbeat with `health` (an HTTP sink has no task of its own).
     pub fn build(
         settings: &SinkSettings,
         tls: &std::sync::Arc<rustls::ClientConfig>,
+        health: &crate::service::Health,
     ) -> anyhow::Result<Sink> {
         Ok(match &settings.kind {
             SinkKind::Http { url, secret } => Sink::Http(http::HttpSink::new(
@@ -45,7 +48,10 @@ impl Sink {
                 settings.timeout,
                 tls,
             )?),
-            SinkKind::File { path } => Sink::File(file::FileSink::open(path)?),
+            SinkKind::File { path } => Sink::File(file::FileSink::open_watched(
+                path,
+                health.register(format!("sink {} writer", settings.name)),
+            )?),
         })
     }
 

@@ -168,8 +168,20 @@ impl JournalGauges {
                 Vec::new()
             }
         };
-        let media = journal.media_stats().await.unwrap_or_default();
-        let records = journal.stored_records().await.unwrap_or(0);
+        let media = match journal.media_stats().await {
+            Ok(media) => media,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot read the media outbox; reporting 0 in this scrape");
+                Default::default()
+            }
+        };
+        let records = match journal.stored_records().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot count the journal's records; reporting 0 in this scrape");
+                0
+            }
+        };
         let dir = self.dir.clone();
         let file_bytes = tokio::task::spawn_blocking(move || journal::file_size(&dir))
             .await

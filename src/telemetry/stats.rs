@@ -36,7 +36,7 @@ pub struct Snapshot {
     pub reconcile_runs: u64,
     pub reconcile_failures: u64,
     /// Sinks whose last attempt failed temporarily and that have not
-    /// delivered since.
+    /// delivered since (a copy of [`Stats::failing_sinks`] at snapshot time).
     pub failing_sinks: BTreeSet<String>,
 }
 
@@ -72,6 +72,9 @@ pub struct Stats {
     changes: Arc<watch::Sender<u64>>,
     /// Atomic buckets, shared with the metrics endpoint as they are.
     latency: LatencyFamily,
+    /// The sinks failing now: the one record of it, read by the metrics
+    /// endpoint (through snapshots) and the service's STATUS line (watching it).
+    failing: Arc<watch::Sender<BTreeSet<String>>>,
 }
 
 impl Default for Stats {
@@ -80,6 +83,7 @@ impl Default for Stats {
             inner: Arc::default(),
             changes: Arc::new(watch::channel(0).0),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            failing: Arc::new(watch::channel(BTreeSet::new()).0),
         }
     }
 }
@@ -151,14 +155,23 @@ impl Stats {
     }
 
     /// A sink's health changed: failing (a temporary error) or recovered.
+    /// Watchers of [`Stats::failing_sinks`] wake only when the set changes.
     pub fn sink_failing(&self, sink: &str, failing: bool) {
-        self.update(|s| {
+        let changed = self.failing.send_if_modified(|set| {
             if failing {
-                s.failing_sinks.insert(sink.to_string());
+                set.insert(sink.to_string())
             } else {
-                s.failing_sinks.remove(sink);
+                set.remove(sink)
             }
         });
+        if changed {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// The sinks failing now, and changes to that set.
+    pub fn failing_sinks(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.failing.subscribe()
     }
 
     /// A reconciliation run ended; `ok` is false when Zoom's API failed it.
@@ -188,6 +201,35 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut snapshot = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        snapshot.failing_sinks = self.failing.borrow().clone();
+        snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_sinks_change_only_on_transitions() {
+        let stats = Stats::default();
+        let mut failing = stats.failing_sinks();
+        stats.sink_failing("crm", true);
+        assert!(failing.has_changed().unwrap());
+        assert_eq!(
+            *failing.borrow_and_update(),
+            BTreeSet::from(["crm".to_owned()])
+        );
+        assert_eq!(
+            stats.snapshot().failing_sinks,
+            BTreeSet::from(["crm".to_owned()])
+        );
+        stats.sink_failing("crm", true);
+        assert!(!failing.has_changed().unwrap());
+        stats.sink_failing("crm", false);
+        assert!(failing.has_changed().unwrap());
+        assert!(failing.borrow_and_update().is_empty());
+        assert!(stats.snapshot().failing_sinks.is_empty());
     }
 }

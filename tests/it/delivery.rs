@@ -10,6 +10,7 @@ use zcc_relay::config::{SinkKind, SinkSettings};
 use zcc_relay::deliver::SinkWorker;
 use zcc_relay::journal::{Journal, JournalError, SinkRoute};
 use zcc_relay::record::Source;
+use zcc_relay::service::Health;
 use zcc_relay::sink::Sink;
 use zcc_relay::sink::route::EventFilter;
 use zcc_relay::telemetry::stats::Stats;
@@ -75,10 +76,10 @@ fn start(journal: &Journal, settings: &SinkSettings) -> Worker {
     let tls = zcc_relay::tls::client_config().unwrap();
     let worker = SinkWorker {
         settings: settings.clone(),
-        sink: Arc::new(Sink::build(settings, &tls).unwrap()),
+        sink: Arc::new(Sink::build(settings, &tls, &Health::default()).unwrap()),
         journal: journal.clone(),
         stats: Stats::default(),
-        health: zcc_relay::service::Health::default(),
+        health: Health::default(),
     };
     let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
     let stats = worker.stats.clone();

@@ -184,6 +184,38 @@ async fn status_beside_a_running_daemon_and_after_it_stopped() {
     ] {
         assert!(text.contains(fact), "{fact:?} missing from:\n{text}");
     }
+
+    // By hand, outside the service, the secret's credential file is not there:
+    // `validate` says so, `status` and `queue` read the journal without it.
+    let absent = dir.path().join("absent-credential");
+    let by_hand = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("client_secret = \"{}\"", sim.config().client_secret),
+        &format!("client_secret_file = \"{}\"", absent.display()),
+    );
+    std::fs::write(&config, by_hand).unwrap();
+    let validate = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(validate.status.code(), Some(78));
+    let (code, report) = status_json(&config).await;
+    assert_eq!(
+        (code, &report["health"]),
+        (Some(3), &Value::from("not_running"))
+    );
+    assert_eq!(sink(&report, "refuses")["dead"], 2);
+    let queue = Command::new(BIN)
+        .args(["queue", "stats", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        queue.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&queue.stderr)
+    );
     sim.shutdown().await;
 }
 
