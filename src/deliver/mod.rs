@@ -91,7 +91,8 @@ enum Settled {
     Done,
     /// Waiting in the durable tier: its lane stays held.
     Scheduled,
-    /// Stopped by the drain deadline: stays in the outbox as it was.
+    /// Stopped by the drain deadline, or shutdown began while it waited for
+    /// an in-memory retry: stays in the outbox as it was.
     Aborted,
 }
 
@@ -178,8 +179,10 @@ impl SinkWorker {
                     break;
                 };
                 in_flight.insert(pending.seq);
-                let (context, abort) = (context.clone(), abort.clone());
-                tasks.spawn(async move { deliver(&context, pending, lane, permit, &abort).await });
+                let (context, stop, abort) = (context.clone(), stop.clone(), abort.clone());
+                tasks.spawn(async move {
+                    deliver(&context, pending, lane, permit, &stop, &abort).await
+                });
             }
             if read_new && ready.is_empty() && lanes.waiting() < MAX_HELD {
                 continue; // more of the outbox may be ready right away
@@ -245,6 +248,7 @@ async fn deliver(
     pending: Pending,
     lane: Option<String>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    stop: &CancellationToken,
     abort: &CancellationToken,
 ) -> Result<Finished, JournalError> {
     let name = context.settings.name.as_str();
@@ -316,7 +320,10 @@ async fn deliver(
             pending.step == 0 && started.elapsed() + delay <= context.settings.retry_fast_window;
         if in_fast_window {
             tracing::debug!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, ?delay, "delivery failed; retrying");
+            // A record waiting to retry is not in flight: shutdown does not
+            // wait for it (it stays in the outbox for the next start).
             tokio::select! {
+                _ = stop.cancelled() => return Ok(finished(Settled::Aborted)),
                 _ = abort.cancelled() => return Ok(finished(Settled::Aborted)),
                 _ = tokio::time::sleep(delay) => continue,
             }

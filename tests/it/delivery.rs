@@ -511,3 +511,38 @@ async fn max_in_flight_bounds_the_requests_a_sink_holds() {
     worker.shutdown().await;
     server.abort();
 }
+
+/// A record waiting for an in-memory retry is not in flight: shutdown does not
+/// wait for its retry (nor for the drain deadline); it stays in the outbox.
+#[tokio::test(start_paused = true)]
+async fn shutdown_does_not_wait_for_a_record_between_retries() {
+    let dir = temp_dir();
+    let crm = FakeSink::always(503).await;
+    let settings = sink("crm", &crm.url());
+    let journal = open(dir.path(), &[&settings]);
+    append(&journal, &note("E1", 1)).await;
+    let worker = start(&journal, &settings);
+    let retried = tokio::time::timeout(HOURS, async {
+        while crm.requests().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(retried.is_ok(), "the sink saw the first retry");
+    // Stop only (no abort): nothing is in flight, so the worker ends at once.
+    let asked = tokio::time::Instant::now();
+    worker.stop.cancel();
+    worker.task.await.unwrap().unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_millis(100),
+        "shutdown waited {:?} for a retry",
+        asked.elapsed()
+    );
+    let requests = crm.requests().len();
+    let stats = journal.stats().await.unwrap();
+    assert_eq!((stats[0].pending, stats[0].retrying), (1, 0));
+    // Nothing more is sent after the stop.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(crm.requests().len(), requests);
+    journal.close().await;
+}
