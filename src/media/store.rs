@@ -37,8 +37,9 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 /// Per request to the store (one part at most).
 const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// One stored file, as the forwarded record's `media` entry names it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One stored file, as the forwarded record's `media` entry names it. Its
+/// Debug output leaves the signed link out (the link is a credential).
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stored {
     pub kind: &'static str,
     pub location: String,
@@ -47,6 +48,19 @@ pub struct Stored {
     pub content_type: String,
     pub size: u64,
     pub sha256: String,
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("kind", &self.kind)
+            .field("location", &self.location)
+            .field("url", &self.url.as_ref().map(|_| "[signed link redacted]"))
+            .field("content_type", &self.content_type)
+            .field("size", &self.size)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
 }
 
 pub struct MediaStore {
@@ -282,5 +296,28 @@ impl MediaStore {
             size,
             sha256: hex::encode(hasher.finalize()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_the_signed_link_out() {
+        let stored = Stored {
+            kind: "recording",
+            location: "s3://bucket/2026/k.mp3".into(),
+            url: Some("https://bucket.s3.amazonaws.com/k.mp3?X-Amz-Signature=abc123".into()),
+            content_type: "audio/mpeg".into(),
+            size: 3,
+            sha256: "ab".into(),
+        };
+        let debug = format!("{stored:?}");
+        assert!(!debug.contains("X-Amz-Signature"), "{debug}");
+        assert!(debug.contains("s3://bucket/2026/k.mp3") && debug.contains("redacted"));
+        // Sinks still get the link.
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(json.contains("X-Amz-Signature=abc123"));
     }
 }
