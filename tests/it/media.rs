@@ -721,3 +721,95 @@ async fn a_stop_during_a_long_download_ends_by_the_drain_deadline_and_the_record
     reopened.close().await;
     sim.shutdown().await;
 }
+
+/// `queue` and `reconcile` open a stopped daemon's journal as its owner; with
+/// media on they must open it as the daemon does, or records waiting for
+/// their media (and reconciled media records) go to the sinks without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_and_reconcile_commands_leave_records_waiting_for_media_alone() {
+    let dir = support::temp_dir();
+    let sim = live_sim().await;
+    let journal_dir = dir.path().join("journal");
+    let text = config(
+        &sim,
+        &journal_dir,
+        &dir.path().join("a.jsonl"),
+        "[media]\nenabled = true\n",
+    );
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let settings = support::settings(&text);
+    let open = || {
+        Journal::open_with_media(
+            &settings.journal.dir,
+            SinkRoute::for_sinks(&settings.sinks),
+            Some(zcc_relay::media::media_events()),
+        )
+        .unwrap()
+    };
+    let journal = open();
+    append(&journal, &recording_completed("rec-q-1", "eng-q-1")).await;
+    journal.close().await;
+    drop(journal); // releases the directory lock: the commands open as owners
+
+    let run = |args: Vec<String>| {
+        let config_path = config_path.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(support::BIN)
+                .args(&args)
+                .arg("--config")
+                .arg(&config_path)
+                .output()
+                .unwrap()
+        })
+    };
+    let output = run(vec!["queue".into(), "stats".into()]).await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    // A recording Zoom lists, found by reconciliation while no daemon runs.
+    let listed = recording_completed("rec-q-2", "eng-q-2");
+    sim.emit_without_socket(listed);
+    let hour = 3_600_000;
+    let rfc3339 = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let output = run(vec![
+        "reconcile".into(),
+        "--from".into(),
+        rfc3339(now_ms() - hour),
+        "--to".into(),
+        rfc3339(now_ms() + 60_000),
+    ])
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+
+    let journal = open();
+    let (waiting, _) = journal.read_outbox(MEDIA, 0, 10).await.unwrap();
+    let ids: Vec<String> = waiting
+        .iter()
+        .map(|p| {
+            serde_json::from_slice::<Value>(&p.bytes).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["recording_completed:rec-q-1", "recording_completed:rec-q-2"],
+        "both still wait for their media"
+    );
+    assert!(
+        journal
+            .read_outbox("archive", 0, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    journal.close().await;
+    sim.shutdown().await;
+}
