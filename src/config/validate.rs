@@ -652,6 +652,22 @@ impl Checker<'_> {
     }
 
     fn store_url(&mut self, text: &str) -> Option<Url> {
+        // Checked before anything echoes the text: it may hold a secret. The
+        // store URL is logged and is the start of every `location` that the
+        // sinks get, so credentials and query strings have no place in it.
+        if let Ok(url) = Url::parse(text)
+            && (!url.username().is_empty()
+                || url.password().is_some()
+                || url.query().is_some()
+                || url.fragment().is_some())
+        {
+            self.error(
+                "media.store",
+                "has a user, password, query or fragment; the URL goes into every forwarded \
+                 record's location, so credentials belong in [media.options] (or a *_file key)",
+            );
+            return None;
+        }
         let url = self.url("media.store", text, STORE_SCHEMES)?;
         let needs_bucket = !matches!(url.scheme(), "file" | "memory");
         if needs_bucket && url.host_str().is_none_or(str::is_empty) {
@@ -1295,6 +1311,22 @@ websocket_url = "ws://zoom.test/ws""#,
                 &[
                     "error: media.store: scheme \"ftp\" not allowed; use \"file\", \"s3\", \
                    \"az\", \"azure\", \"gs\", \"gcs\" or \"memory\"",
+                ],
+            ),
+            (
+                "[media]\nstore = \"s3://AKIAX:hunter2@bucket/zoom\"",
+                &[
+                    "error: media.store: has a user, password, query or fragment; the URL goes \
+                   into every forwarded record's location, so credentials belong in \
+                   [media.options] (or a *_file key)",
+                ],
+            ),
+            (
+                "[media]\nstore = \"az://container/zoom?sig=abc\"",
+                &[
+                    "error: media.store: has a user, password, query or fragment; the URL goes \
+                   into every forwarded record's location, so credentials belong in \
+                   [media.options] (or a *_file key)",
                 ],
             ),
             (

@@ -155,24 +155,11 @@ impl Downloader {
                         "more than {MAX_REDIRECTS} redirects (last from {host})"
                     )));
                 }
-                let next = response
+                let location = response
                     .headers()
                     .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|location| url.join(location).ok())
-                    .ok_or_else(|| {
-                        Failure::Permanent(format!(
-                            "HTTP {} from {host} without a usable Location",
-                            status.as_u16()
-                        ))
-                    })?;
-                if url.scheme() == "https" && next.scheme() != "https" {
-                    return Err(Failure::Permanent(format!(
-                        "{host} redirected from https to plain {}; refused",
-                        next.scheme()
-                    )));
-                }
-                url = next;
+                    .and_then(|v| v.to_str().ok());
+                url = redirect_target(&url, status, location)?;
                 continue;
             }
             let code = status.as_u16();
@@ -198,9 +185,76 @@ impl Downloader {
     }
 }
 
+/// Where a redirect from `url` leads: `location` resolved against it. A
+/// redirect from `https` to anything else is refused (the next request could
+/// carry the token, or a signed URL, in the clear).
+fn redirect_target(url: &Url, status: StatusCode, location: Option<&str>) -> Result<Url, Failure> {
+    let host = url.host_str().unwrap_or_default();
+    let next = location
+        .and_then(|location| url.join(location).ok())
+        .ok_or_else(|| {
+            Failure::Permanent(format!(
+                "HTTP {} from {host} without a usable Location",
+                status.as_u16()
+            ))
+        })?;
+    if url.scheme() == "https" && next.scheme() != "https" {
+        return Err(Failure::Permanent(format!(
+            "{host} redirected from https to plain {}; refused",
+            next.scheme()
+        )));
+    }
+    Ok(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_never_leaves_https_and_never_names_the_url_in_its_error() {
+        let zoom =
+            Url::parse("https://api.zoom.us/v2/contact_center/recording/download/1").unwrap();
+        let found = StatusCode::FOUND;
+        let signed = "https://bucket.s3.amazonaws.com/k.mp3?X-Amz-Signature=abc";
+        assert_eq!(
+            redirect_target(&zoom, found, Some(signed))
+                .unwrap()
+                .as_str(),
+            signed
+        );
+        // Relative locations resolve against the current URL.
+        assert_eq!(
+            redirect_target(&zoom, found, Some("/v2/other"))
+                .unwrap()
+                .as_str(),
+            "https://api.zoom.us/v2/other"
+        );
+        // http -> https is an upgrade: followed.
+        let plain = Url::parse("http://127.0.0.1:8080/v2/file").unwrap();
+        assert!(redirect_target(&plain, found, Some("https://zoom.us/file")).is_ok());
+        // https -> http is refused, wherever it leads, and the error names the
+        // host only, not the (signed) target.
+        for target in [
+            "http://bucket.s3.amazonaws.com/k.mp3?X-Amz-Signature=abc",
+            "http://api.zoom.us/v2/file",
+        ] {
+            match redirect_target(&zoom, found, Some(target)) {
+                Err(Failure::Permanent(reason)) => {
+                    assert!(reason.contains("refused") && reason.contains("api.zoom.us"));
+                    assert!(
+                        !reason.contains("X-Amz") && !reason.contains("/v2"),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{target}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            redirect_target(&zoom, found, None),
+            Err(Failure::Permanent(_))
+        ));
+    }
 
     #[test]
     fn the_token_goes_only_to_zoom_origins() {

@@ -37,8 +37,9 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 /// Per request to the store (one part at most).
 const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// One stored file, as the forwarded record's `media` entry names it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One stored file, as the forwarded record's `media` entry names it. Its
+/// Debug output leaves the signed link out (the link is a credential).
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stored {
     pub kind: &'static str,
     pub location: String,
@@ -47,6 +48,19 @@ pub struct Stored {
     pub content_type: String,
     pub size: u64,
     pub sha256: String,
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("kind", &self.kind)
+            .field("location", &self.location)
+            .field("url", &self.url.as_ref().map(|_| "[signed link redacted]"))
+            .field("content_type", &self.content_type)
+            .field("size", &self.size)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
 }
 
 pub struct MediaStore {
@@ -221,7 +235,7 @@ impl MediaStore {
             .store
             .put_multipart_opts(&path, options)
             .await
-            .map_err(|e| Failure::Retryable(format!("media store: {e}")))?;
+            .map_err(|e| store_failure(&e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -238,7 +252,7 @@ impl MediaStore {
             };
             if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
                 let _ = writer.abort().await;
-                return Err(Failure::Retryable(format!("media store: {e}")));
+                return Err(store_failure(&e));
             }
             hasher.update(&bytes);
             size += bytes.len() as u64;
@@ -252,10 +266,7 @@ impl MediaStore {
                 "download ended after {size} of {expected} bytes"
             )));
         }
-        writer
-            .finish()
-            .await
-            .map_err(|e| Failure::Retryable(format!("media store: {e}")))?;
+        writer.finish().await.map_err(|e| store_failure(&e))?;
         let url = match &self.signer {
             Some(signer) => match signer
                 .signed_url(reqwest::Method::GET, &path, self.link_ttl)
@@ -282,5 +293,74 @@ impl MediaStore {
             size,
             sha256: hex::encode(hasher.finalize()),
         })
+    }
+}
+
+/// A failed store request, retried later. The operator's log gets
+/// object_store's whole message (request URI, the store's response body);
+/// the failure's reason, which ends up in the `media_errors` forwarded to the
+/// sinks when the retries run out, says only what kind of failure it was:
+/// store response bodies can name access keys, canonical requests and
+/// internal endpoints, none of which the sinks' users need.
+fn store_failure(error: &object_store::Error) -> Failure {
+    tracing::warn!(error = %error, "media store request failed; the record's media is retried on its schedule");
+    let what = match error {
+        object_store::Error::Generic { store, .. } => format!("{store} request failed"),
+        object_store::Error::NotFound { .. } => "not found".to_owned(),
+        object_store::Error::PermissionDenied { .. } => "permission denied".to_owned(),
+        object_store::Error::Unauthenticated { .. } => "not authenticated".to_owned(),
+        object_store::Error::Precondition { .. } => "precondition failed".to_owned(),
+        object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. } => {
+            "operation not supported".to_owned()
+        }
+        _ => "request failed".to_owned(),
+    };
+    Failure::Retryable(format!("media store: {what} (details in the daemon's log)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_forward_no_store_response_text() {
+        let body = "<Error><Code>SignatureDoesNotMatch</Code><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId></Error>";
+        let error = object_store::Error::Generic {
+            store: "S3",
+            source: format!(
+                "Error performing PUT http://s3.internal:9000/bucket/k?partNumber=1&uploadId=u1 - {body}"
+            )
+            .into(),
+        };
+        let failure = store_failure(&error);
+        assert!(matches!(failure, Failure::Retryable(_)));
+        let reason = failure.reason();
+        assert_eq!(
+            reason,
+            "media store: S3 request failed (details in the daemon's log)"
+        );
+        let denied = object_store::Error::PermissionDenied {
+            path: "k".into(),
+            source: body.into(),
+        };
+        assert!(!store_failure(&denied).reason().contains("AKIA"));
+    }
+
+    #[test]
+    fn debug_output_leaves_the_signed_link_out() {
+        let stored = Stored {
+            kind: "recording",
+            location: "s3://bucket/2026/k.mp3".into(),
+            url: Some("https://bucket.s3.amazonaws.com/k.mp3?X-Amz-Signature=abc123".into()),
+            content_type: "audio/mpeg".into(),
+            size: 3,
+            sha256: "ab".into(),
+        };
+        let debug = format!("{stored:?}");
+        assert!(!debug.contains("X-Amz-Signature"), "{debug}");
+        assert!(debug.contains("s3://bucket/2026/k.mp3") && debug.contains("redacted"));
+        // Sinks still get the link.
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(json.contains("X-Amz-Signature=abc123"));
     }
 }

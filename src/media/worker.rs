@@ -11,7 +11,7 @@
 //! on a permanent failure (404/410: deleted), the record goes on with a
 //! `media_errors` entry instead. The event itself is never held back for good.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +71,9 @@ impl MediaStage {
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let mut tasks: JoinSet<(u64, Result<(), JournalError>)> = JoinSet::new();
         let mut in_flight: HashSet<u64> = HashSet::new();
+        // The record each task works on, so a task that panics can be
+        // settled (retried later) instead of staying in flight for good.
+        let mut running: HashMap<tokio::task::Id, Pending> = HashMap::new();
         let mut ready: std::collections::VecDeque<Pending> = Default::default();
         let mut committed = journal.committed();
         let mut cursor = 0u64;
@@ -99,21 +102,27 @@ impl MediaStage {
                 };
                 in_flight.insert(pending.seq);
                 let (stage, abort) = (stage.clone(), abort.clone());
-                tasks.spawn(async move {
+                let task_pending = pending.clone();
+                let handle = tasks.spawn(async move {
                     let _permit = permit;
-                    let seq = pending.seq;
+                    let seq = task_pending.seq;
                     let result = tokio::select! {
                         _ = abort.cancelled() => Ok(()),
-                        result = stage.process(pending) => result,
+                        result = stage.process(task_pending) => result,
                     };
                     (seq, result)
                 });
+                running.insert(handle.id(), pending);
             }
             if read_new && ready.is_empty() && permits.available_permits() > 0 {
                 continue;
             }
+            // The earliest durable retry not already being worked on: one in
+            // flight stays in the due index until it is settled, and waking
+            // for it would spin until then.
             let next_due = if ready.is_empty() {
-                journal.next_due(MEDIA).await?
+                let waiting = journal.read_waiting(MEDIA, None, MAX_IN_FLIGHT + 1).await?;
+                first_not_in_flight(&waiting, &in_flight)
             } else {
                 None
             };
@@ -123,11 +132,25 @@ impl MediaStage {
                 changed = committed.changed(), if ready.is_empty() => {
                     if changed.is_err() { break 'work Ok(()) }
                 }
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     match done {
-                        Ok((seq, Ok(()))) => { in_flight.remove(&seq); }
-                        Ok((_, Err(e))) => break 'work Err(e),
-                        Err(e) => tracing::error!(error = %e, "media task failed; its record stays queued"),
+                        Ok((id, (seq, Ok(())))) => {
+                            running.remove(&id);
+                            in_flight.remove(&seq);
+                        }
+                        Ok((_, (_, Err(e)))) => break 'work Err(e),
+                        Err(e) => {
+                            let Some(pending) = running.remove(&e.id()) else {
+                                tracing::error!(error = %e, "media task failed");
+                                continue;
+                            };
+                            let seq = pending.seq;
+                            tracing::error!(seq, error = %e, "media task failed (a bug); its record is retried later");
+                            if let Err(e) = stage.failed_task(pending).await {
+                                break 'work Err(e);
+                            }
+                            in_flight.remove(&seq);
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
@@ -174,13 +197,11 @@ impl MediaStage {
         }
         let attempts = pending.attempts + 1;
         if let Some((kind, reason)) = retry {
-            if let Some(delay) = jittered(&self.retry_schedule, pending.step) {
-                let due = clock::now_ms() + delay.as_millis() as u64;
-                tracing::info!(record_id = %id, kind = kind.as_str(), error = %reason, attempts, retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs().max(1))), "media not fetched yet; retrying later");
-                return self
-                    .journal
-                    .schedule(MEDIA, seq, attempts, pending.step + 1, due)
-                    .await;
+            if self
+                .retry_later(&pending, &id, kind.as_str(), &reason)
+                .await?
+            {
+                return Ok(());
             }
             let reason = format!("gave up after {attempts} attempts; last error: {reason}");
             tracing::warn!(record_id = %id, kind = kind.as_str(), error = %reason, "media not fetched; forwarding the record with media_errors");
@@ -191,6 +212,55 @@ impl MediaStage {
         }
         let body = with_media(&pending.bytes, &media, &errors);
         self.journal.enriched(seq, body).await
+    }
+
+    /// Schedules the record's next attempt on the retry schedule; `false`
+    /// when the schedule is used up (the caller forwards it instead).
+    async fn retry_later(
+        &self,
+        pending: &Pending,
+        id: &str,
+        kind: &str,
+        reason: &str,
+    ) -> Result<bool, JournalError> {
+        let Some(delay) = jittered(&self.retry_schedule, pending.step) else {
+            return Ok(false);
+        };
+        let attempts = pending.attempts + 1;
+        let due = clock::now_ms() + delay.as_millis() as u64;
+        tracing::info!(record_id = %id, kind, error = %reason, attempts, retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs().max(1))), "media not fetched yet; retrying later");
+        self.journal
+            .schedule(MEDIA, pending.seq, attempts, pending.step + 1, due)
+            .await?;
+        Ok(true)
+    }
+
+    /// Settles a record whose task panicked: retried on the schedule like a
+    /// retryable failure, then forwarded with `media_errors`, so a bug never
+    /// holds the event back for good (nor until the next start).
+    async fn failed_task(&self, pending: Pending) -> Result<(), JournalError> {
+        let record: Value = serde_json::from_slice(&pending.bytes).unwrap_or(Value::Null);
+        let id = record["id"].as_str().unwrap_or_default().to_owned();
+        let kinds: Vec<&'static str> = plan::plan(&record)
+            .iter()
+            .map(|wanted| match wanted {
+                Ok(wanted) => wanted.kind.as_str(),
+                Err(unusable) => unusable.kind.as_str(),
+            })
+            .collect();
+        let kind = kinds.first().copied().unwrap_or("unknown");
+        let reason = "the media stage failed on this record (internal error)";
+        if self.retry_later(&pending, &id, kind, reason).await? {
+            return Ok(());
+        }
+        let attempts = pending.attempts + 1;
+        tracing::warn!(record_id = %id, kind, attempts, "media not fetched; forwarding the record with media_errors");
+        let errors: Vec<Value> = kinds
+            .iter()
+            .map(|kind| json!({"kind": kind, "error": format!("gave up after {attempts} attempts; last error: {reason}")}))
+            .collect();
+        let body = with_media(&pending.bytes, &[], &errors);
+        self.journal.enriched(pending.seq, body).await
     }
 
     async fn fetch(&self, wanted: &Wanted) -> Result<Stored, Failure> {
@@ -279,6 +349,16 @@ fn api_failure(error: ApiError) -> Failure {
     }
 }
 
+/// When the earliest durable retry that is not in flight comes due (ms).
+/// `waiting` is the due index's head in due order; it must hold more rows
+/// than can be in flight for the answer to be exact.
+fn first_not_in_flight(waiting: &[(u64, Pending)], in_flight: &HashSet<u64>) -> Option<u64> {
+    waiting
+        .iter()
+        .find(|(_, pending)| !in_flight.contains(&pending.seq))
+        .map(|(ms, _)| *ms)
+}
+
 fn jittered(schedule: &[Duration], step: u32) -> Option<Duration> {
     let base = schedule.get(step as usize)?;
     Some(base.mul_f64(rand::rng().random_range(0.8..=1.2)))
@@ -332,6 +412,135 @@ mod tests {
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["media"], json!([]));
         assert_eq!(value["media_errors"], json!(errors));
+    }
+
+    fn pending(seq: u64) -> Pending {
+        Pending {
+            seq,
+            attempts: 0,
+            step: 0,
+            not_before_ms: 0,
+            bytes: Arc::from(&b"{}"[..]),
+        }
+    }
+
+    #[test]
+    fn the_next_wake_up_skips_retries_already_in_flight() {
+        let waiting = [(100, pending(7)), (200, pending(3)), (300, pending(9))];
+        let none = HashSet::new();
+        assert_eq!(first_not_in_flight(&waiting, &none), Some(100));
+        // The due record being worked on does not wake the loop (it would spin).
+        assert_eq!(
+            first_not_in_flight(&waiting, &HashSet::from([7])),
+            Some(200)
+        );
+        assert_eq!(
+            first_not_in_flight(&waiting, &HashSet::from([7, 3, 9])),
+            None
+        );
+        assert_eq!(first_not_in_flight(&[], &none), None);
+    }
+
+    /// A stage on a fresh journal (one sink `a` taking everything) and an
+    /// in-memory store; nothing in these tests reaches Zoom.
+    fn stage(dir: &std::path::Path, retry_schedule: Vec<Duration>) -> MediaStage {
+        let journal = Journal::open_with_media(
+            dir,
+            vec![crate::journal::SinkRoute {
+                name: "a".into(),
+                filter: crate::sink::route::EventFilter::new(Vec::new()),
+            }],
+            Some(crate::media::media_events()),
+        )
+        .unwrap();
+        let tls = crate::tls::client_config().unwrap();
+        let http = crate::tls::http_client(&tls, Duration::from_secs(1)).unwrap();
+        let nowhere = url::Url::parse("http://127.0.0.1:9/v2").unwrap();
+        let tokens = crate::zoom::auth::TokenCache::new(
+            http.clone(),
+            crate::zoom::auth::Credentials {
+                oauth_url: nowhere.clone(),
+                account_id: "acc".into(),
+                client_id: "id".into(),
+                client_secret: crate::config::Secret::new("secret".into()),
+            },
+        );
+        let settings = crate::config::MediaSettings {
+            enabled: true,
+            store: url::Url::parse("memory:///").unwrap(),
+            link_ttl: Duration::from_secs(60),
+            options: Default::default(),
+        };
+        MediaStage {
+            journal: journal.clone(),
+            api: Arc::new(ZoomApi::new(http, nowhere.clone(), tokens.clone(), 5)),
+            downloader: Downloader::new(
+                &tls,
+                tokens,
+                super::super::ZoomHosts::new(&nowhere, &nowhere),
+            )
+            .unwrap(),
+            store: MediaStore::build(&settings, &tls).unwrap(),
+            retry_schedule,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_whose_task_panicked_is_retried_then_forwarded_with_media_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = stage(dir.path(), vec![Duration::from_millis(1)]);
+        let journal = stage.journal.clone();
+        let body = json!({
+            "event": "contact_center.recording_completed",
+            "event_ts": 1_732_440_000_000i64,
+            "payload": {"account_id": "acc", "object": {"recording_id": "r1", "engagement_id": "e1"}},
+        });
+        let record = crate::zoom::event::parse_body(
+            &body.to_string(),
+            crate::record::Source::Websocket,
+            crate::record::now_rfc3339(),
+            1_732_440_000_000,
+        )
+        .unwrap();
+        journal.append(record).await.unwrap();
+        let first = journal.read_outbox(MEDIA, 0, 10).await.unwrap().0.remove(0);
+
+        // First failure: a durable retry, not stuck and not forwarded.
+        stage.failed_task(first.clone()).await.unwrap();
+        let due = journal.read_due(MEDIA, u64::MAX, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].seq, due[0].attempts, due[0].step),
+            (first.seq, 1, 1)
+        );
+        assert!(journal.read_outbox("a", 0, 10).await.unwrap().0.is_empty());
+
+        // The schedule used up: forwarded without media, saying why.
+        stage.failed_task(due[0].clone()).await.unwrap();
+        assert!(
+            journal
+                .read_due(MEDIA, u64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            journal
+                .read_outbox(MEDIA, 0, 10)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        let forwarded = journal.read_outbox("a", 0, 10).await.unwrap().0;
+        assert_eq!(forwarded.len(), 1);
+        let value: Value = serde_json::from_slice(&forwarded[0].bytes).unwrap();
+        assert_eq!(value["id"], "recording_completed:r1");
+        assert_eq!(value["media"], json!([]));
+        assert_eq!(value["media_errors"][0]["kind"], "recording");
+        let error = value["media_errors"][0]["error"].as_str().unwrap();
+        assert!(error.starts_with("gave up after 2 attempts"), "{error}");
+        journal.close().await;
     }
 
     #[test]

@@ -36,7 +36,10 @@ impl Owned {
         // The journal's writer is a task on this runtime.
         let opened = {
             let _entered = runtime.enter();
-            Journal::open(dir, routes)
+            // With the daemon's media filter: opened without it, the journal
+            // would hand records waiting for their media to the sinks bare.
+            let media = settings.media.enabled.then(crate::media::media_events);
+            Journal::open_with_media(dir, routes, media)
         };
         let journal = match opened {
             Ok(journal) => journal,

@@ -67,7 +67,11 @@ pub async fn run(args: &ReconcileArgs, settings: &Settings) -> anyhow::Result<()
 
     let dir = &settings.journal.dir;
     let routes = SinkRoute::for_sinks(&settings.sinks);
-    let (report, mode) = match Journal::open(dir, routes) {
+    // As the daemon opens it: with media on, reconciled media records wait for
+    // the media stage (the next daemon start) instead of going out bare, and
+    // records already waiting for it stay there.
+    let media = settings.media.enabled.then(crate::media::media_events);
+    let (report, mode) = match Journal::open_with_media(dir, routes, media) {
         Ok(journal) => {
             let target = if args.dry_run {
                 let reader = journal.clone();

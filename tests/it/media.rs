@@ -614,3 +614,202 @@ async fn a_401_refreshes_the_token_once() {
     }
     sim.shutdown().await;
 }
+
+/// A download host whose `/slow` answers `200` with a long announced length,
+/// sends one chunk and then nothing more; counts requests.
+async fn start_stalling_host() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let first = futures_util::stream::once(async {
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 64 * 1024]))
+                });
+                let body = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+                (
+                    [
+                        (axum::http::header::CONTENT_TYPE, "text/plain"),
+                        (axum::http::header::CONTENT_LENGTH, "1073741824"),
+                    ],
+                    axum::body::Body::from_stream(body),
+                )
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_long_download_ends_by_the_drain_deadline_and_the_record_stays_queued() {
+    use std::sync::atomic::Ordering;
+    let dir = support::temp_dir();
+    let sim = live_sim().await;
+    let (host, seen) = start_stalling_host().await;
+    let journal = dir.path().join("journal");
+    let archive = dir.path().join("archive.jsonl");
+    // drain_timeout is 2 s in the test configuration.
+    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let daemon = Daemon::start(support::settings(&text));
+    sim.wait_live().await;
+    daemon.wait_first_sweep().await;
+    let body = event(
+        "engagement_messaging_transcript_completed",
+        json!({
+            "engagement_id": "eng-s-1",
+            "transcript_url": format!("http://{host}/slow"),
+        }),
+    );
+    assert!(sim.emit(body));
+    daemon.wait_handled(1).await;
+    for _ in 0..400 {
+        if seen.load(Ordering::SeqCst) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "the download started");
+    // The download now hangs with ~1 GiB to go: stopping gives it the drain
+    // deadline, then gives it up.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(2 + 5), daemon.stop())
+        .await
+        .expect("stopped within drain_timeout (2 s) + 5 s")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "stopped after {took:?}, before the drain deadline"
+    );
+    assert!(support::read_lines(&archive).is_empty());
+
+    // The record waits in the media outbox for the next start, unchanged.
+    let settings = support::settings(&text);
+    let reopened = Journal::open_with_media(
+        &settings.journal.dir,
+        SinkRoute::for_sinks(&settings.sinks),
+        Some(zcc_relay::media::media_events()),
+    )
+    .unwrap();
+    let (waiting, _) = reopened.read_outbox(MEDIA, 0, 10).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    let record: Value = serde_json::from_slice(&waiting[0].bytes).unwrap();
+    assert_eq!(
+        record["id"],
+        "engagement_messaging_transcript_completed:eng-s-1"
+    );
+    assert!(record.get("media").is_none(), "{record}");
+    assert!(
+        reopened
+            .read_outbox("archive", 0, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    // Nothing half-written is left in the store.
+    assert!(files_under(&journal.join("media")).is_empty());
+    reopened.close().await;
+    sim.shutdown().await;
+}
+
+/// `queue` and `reconcile` open a stopped daemon's journal as its owner; with
+/// media on they must open it as the daemon does, or records waiting for
+/// their media (and reconciled media records) go to the sinks without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_and_reconcile_commands_leave_records_waiting_for_media_alone() {
+    let dir = support::temp_dir();
+    let sim = live_sim().await;
+    let journal_dir = dir.path().join("journal");
+    let text = config(
+        &sim,
+        &journal_dir,
+        &dir.path().join("a.jsonl"),
+        "[media]\nenabled = true\n",
+    );
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let settings = support::settings(&text);
+    let open = || {
+        Journal::open_with_media(
+            &settings.journal.dir,
+            SinkRoute::for_sinks(&settings.sinks),
+            Some(zcc_relay::media::media_events()),
+        )
+        .unwrap()
+    };
+    let journal = open();
+    append(&journal, &recording_completed("rec-q-1", "eng-q-1")).await;
+    journal.close().await;
+    drop(journal); // releases the directory lock: the commands open as owners
+
+    let run = |args: Vec<String>| {
+        let config_path = config_path.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(support::BIN)
+                .args(&args)
+                .arg("--config")
+                .arg(&config_path)
+                .output()
+                .unwrap()
+        })
+    };
+    let output = run(vec!["queue".into(), "stats".into()]).await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    // A recording Zoom lists, found by reconciliation while no daemon runs.
+    let listed = recording_completed("rec-q-2", "eng-q-2");
+    sim.emit_without_socket(listed);
+    let hour = 3_600_000;
+    let rfc3339 = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let output = run(vec![
+        "reconcile".into(),
+        "--from".into(),
+        rfc3339(now_ms() - hour),
+        "--to".into(),
+        rfc3339(now_ms() + 60_000),
+    ])
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+
+    let journal = open();
+    let (waiting, _) = journal.read_outbox(MEDIA, 0, 10).await.unwrap();
+    let ids: Vec<String> = waiting
+        .iter()
+        .map(|p| {
+            serde_json::from_slice::<Value>(&p.bytes).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["recording_completed:rec-q-1", "recording_completed:rec-q-2"],
+        "both still wait for their media"
+    );
+    assert!(
+        journal
+            .read_outbox("archive", 0, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    journal.close().await;
+    sim.shutdown().await;
+}
