@@ -187,8 +187,11 @@ impl SinkWorker {
             if read_new && ready.is_empty() && lanes.waiting() < MAX_HELD {
                 continue; // more of the outbox may be ready right away
             }
+            // The earliest durable retry not being attempted right now (one in
+            // flight stays in the due index until it settles; waking for it
+            // would spin until then).
             let next_due = if ready.is_empty() {
-                journal.next_due(&name).await?
+                journal.next_due_except(&name, &in_flight).await?
             } else {
                 None
             };

@@ -535,6 +535,17 @@ impl Journal {
         self.read(move |txn| read::next_due(txn, &sink)).await
     }
 
+    /// See [`read::next_due_except`].
+    pub async fn next_due_except(
+        &self,
+        sink: &str,
+        busy: &std::collections::HashSet<u64>,
+    ) -> Result<Option<u64>, JournalError> {
+        let (sink, busy) = (sink.to_string(), busy.clone());
+        self.read(move |txn| read::next_due_except(txn, &sink, &busy))
+            .await
+    }
+
     /// See [`read::list_dead`].
     pub async fn dead_letters(
         &self,

@@ -4,6 +4,7 @@
 //!
 //! Nothing here writes; a table that does not exist yet reads as empty.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use redb::{
@@ -143,10 +144,28 @@ pub fn waiting(
 
 /// When the next durable retry of the sink is due, if any.
 pub fn next_due(txn: &ReadTransaction, sink: &str) -> Result<Option<u64>, JournalError> {
+    next_due_except(txn, sink, &HashSet::new())
+}
+
+/// When the next durable retry of the sink is due, leaving out the records in
+/// `busy`: a retry being attempted stays in the due index until it settles,
+/// and a worker that woke for it would spin until then.
+pub fn next_due_except(
+    txn: &ReadTransaction,
+    sink: &str,
+    busy: &HashSet<u64>,
+) -> Result<Option<u64>, JournalError> {
     let Some(due) = open(txn, tables::due(&tables::due_name(sink)))? else {
         return Ok(None);
     };
-    Ok(due.first()?.map(|(key, _)| key.value().0))
+    for row in due.iter()? {
+        let (key, _) = row?;
+        let (ms, seq) = key.value();
+        if !busy.contains(&seq) {
+            return Ok(Some(ms));
+        }
+    }
+    Ok(None)
 }
 
 /// The operator's numbers for one sink.

@@ -312,6 +312,25 @@ async fn durable_tier_orders_by_due_time_and_survives_reopen() {
         .map(|p| (p.seq, p.attempts, p.step))
         .collect();
     assert_eq!(due, [(2, 1, 1), (1, 3, 1)]);
+    // A retry being attempted (still in the due index) does not decide when
+    // the worker wakes next.
+    let busy = |seqs: &[u64]| {
+        seqs.iter()
+            .copied()
+            .collect::<std::collections::HashSet<u64>>()
+    };
+    assert_eq!(
+        journal.next_due_except("a", &busy(&[2])).await.unwrap(),
+        Some(5_000)
+    );
+    assert_eq!(
+        journal.next_due_except("a", &busy(&[1, 2])).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        journal.next_due_except("a", &busy(&[1])).await.unwrap(),
+        Some(2_000)
+    );
     // Rescheduling moves it; acking removes it from the due index too.
     journal.schedule("a", 2, 2, 2, 7_000).await.unwrap();
     assert_eq!(journal.next_due("a").await.unwrap(), Some(5_000));

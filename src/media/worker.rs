@@ -121,8 +121,7 @@ impl MediaStage {
             // flight stays in the due index until it is settled, and waking
             // for it would spin until then.
             let next_due = if ready.is_empty() {
-                let waiting = journal.read_waiting(MEDIA, None, MAX_IN_FLIGHT + 1).await?;
-                first_not_in_flight(&waiting, &in_flight)
+                journal.next_due_except(MEDIA, &in_flight).await?
             } else {
                 None
             };
@@ -349,16 +348,6 @@ fn api_failure(error: ApiError) -> Failure {
     }
 }
 
-/// When the earliest durable retry that is not in flight comes due (ms).
-/// `waiting` is the due index's head in due order; it must hold more rows
-/// than can be in flight for the answer to be exact.
-fn first_not_in_flight(waiting: &[(u64, Pending)], in_flight: &HashSet<u64>) -> Option<u64> {
-    waiting
-        .iter()
-        .find(|(_, pending)| !in_flight.contains(&pending.seq))
-        .map(|(ms, _)| *ms)
-}
-
 fn jittered(schedule: &[Duration], step: u32) -> Option<Duration> {
     let base = schedule.get(step as usize)?;
     Some(base.mul_f64(rand::rng().random_range(0.8..=1.2)))
@@ -412,33 +401,6 @@ mod tests {
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["media"], json!([]));
         assert_eq!(value["media_errors"], json!(errors));
-    }
-
-    fn pending(seq: u64) -> Pending {
-        Pending {
-            seq,
-            attempts: 0,
-            step: 0,
-            not_before_ms: 0,
-            bytes: Arc::from(&b"{}"[..]),
-        }
-    }
-
-    #[test]
-    fn the_next_wake_up_skips_retries_already_in_flight() {
-        let waiting = [(100, pending(7)), (200, pending(3)), (300, pending(9))];
-        let none = HashSet::new();
-        assert_eq!(first_not_in_flight(&waiting, &none), Some(100));
-        // The due record being worked on does not wake the loop (it would spin).
-        assert_eq!(
-            first_not_in_flight(&waiting, &HashSet::from([7])),
-            Some(200)
-        );
-        assert_eq!(
-            first_not_in_flight(&waiting, &HashSet::from([7, 3, 9])),
-            None
-        );
-        assert_eq!(first_not_in_flight(&[], &none), None);
     }
 
     /// A stage on a fresh journal (one sink `a` taking everything) and an
