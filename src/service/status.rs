@@ -49,10 +49,15 @@ pub fn line(
     parts.join("; ")
 }
 
-/// Records waiting for any sink (a record waiting for two sinks counts twice).
+/// Records waiting for any sink (a record waiting for two sinks counts twice)
+/// or for their media (once).
 pub async fn pending(journal: &Journal) -> Option<u64> {
-    match journal.stats().await {
-        Ok(stats) => Some(stats.iter().map(|s| s.pending).sum()),
+    let counts = async {
+        let sinks: u64 = journal.stats().await?.iter().map(|s| s.pending).sum();
+        Ok::<_, crate::journal::JournalError>(sinks + journal.media_stats().await?.pending)
+    };
+    match counts.await {
+        Ok(pending) => Some(pending),
         Err(e) => {
             tracing::debug!(error = %e, "no pending count for the status line");
             None
@@ -101,6 +106,40 @@ mod tests {
     fn check(state: ConnectionState, failing: &[&str], pending: Option<u64>, expected: &str) {
         let failing = failing.iter().map(|s| s.to_string()).collect();
         assert_eq!(line(&state, &failing, pending, 10_000), expected);
+    }
+
+    /// The pending count includes records waiting for their media (before
+    /// they reach any sink outbox) as well as those in the outboxes.
+    #[tokio::test]
+    async fn pending_counts_the_media_stage_and_the_sinks() {
+        use crate::journal::SinkRoute;
+        use crate::sink::route::EventFilter;
+        let dir = tempfile::tempdir().unwrap();
+        let routes = ["a", "b"]
+            .map(|name| SinkRoute {
+                name: name.into(),
+                filter: EventFilter::all(),
+            })
+            .to_vec();
+        let journal =
+            Journal::open_with_media(dir.path(), routes, Some(crate::media::media_events()))
+                .unwrap();
+        let append = |body: &str| {
+            let record = crate::zoom::event::parse_body(
+                body,
+                crate::record::Source::Websocket,
+                "2026-11-26T10:00:00.000Z".into(),
+                0,
+            )
+            .unwrap();
+            let journal = journal.clone();
+            async move { journal.append(record).await.unwrap() }
+        };
+        append(r#"{"event":"contact_center.recording_completed","event_ts":1,"payload":{"account_id":"x","object":{"recording_id":"R1","engagement_id":"E1"}}}"#).await;
+        append(r#"{"event":"contact_center.engagement_started","event_ts":2,"payload":{"account_id":"x","object":{"engagement_id":"E1"}}}"#).await;
+        // The recording waits for its media (1); the other record for both sinks (2).
+        assert_eq!(pending(&journal).await, Some(3));
+        journal.close().await;
     }
 
     #[test]
