@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Loaded, Settings, SinkKind};
 use crate::deliver::SinkWorker;
-use crate::journal::{Journal, SinkRoute};
+use crate::journal::{Journal, MEDIA, SinkRoute};
 use crate::reconcile::Reconciler;
 use crate::service::{Health, Notifier, reload, status};
 use crate::sink::Sink;
@@ -148,8 +148,7 @@ pub async fn run_with(
         tracing::info!(store = %settings.media.store, "media stage on");
         let (stop, abort) = (sinks_stop.clone(), sinks_abort.clone());
         let heartbeat = health.register("media stage");
-        workers
-            .spawn(async move { ("@media".to_owned(), stage.run(stop, abort, heartbeat).await) });
+        workers.spawn(async move { (MEDIA.to_owned(), stage.run(stop, abort, heartbeat).await) });
     }
     let reconciler = if settings.reconcile.enabled {
         let reconciler = Reconciler {
@@ -252,9 +251,9 @@ pub async fn run_with(
         }
         Some(done) = workers.join_next() => {
             failure = Some(match done {
-                Ok((name, Err(e))) => anyhow::Error::new(e).context(format!("sink {name}")),
-                Ok((name, Ok(()))) => anyhow::anyhow!("sink {name} worker stopped unexpectedly"),
-                Err(e) => anyhow::anyhow!("sink worker crashed: {e}"),
+                Ok((name, Err(e))) => anyhow::Error::new(e).context(worker_label(&name)),
+                Ok((name, Ok(()))) => anyhow::anyhow!("{} stopped unexpectedly", worker_label(&name)),
+                Err(e) => anyhow::anyhow!("a sink worker or the media stage crashed: {e}"),
             });
         }
     }
@@ -290,7 +289,11 @@ pub async fn run_with(
     let drained = tokio::time::timeout(drain, async {
         while let Some(done) = workers.join_next().await {
             if let Ok((name, Err(e))) = done {
-                tracing::error!(sink = %name, error = %e, "sink worker failed");
+                if name == MEDIA {
+                    tracing::error!(error = %e, "media stage failed while draining");
+                } else {
+                    tracing::error!(sink = %name, error = %e, "sink worker failed while draining");
+                }
             }
         }
     })
@@ -315,6 +318,16 @@ pub async fn run_with(
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// How a task of the workers' set is named in errors: `sink crm`, or the
+/// media stage (which runs beside the sink workers under [`MEDIA`]).
+fn worker_label(name: &str) -> String {
+    if name == MEDIA {
+        "media stage".to_owned()
+    } else {
+        format!("sink {name}")
     }
 }
 
