@@ -34,10 +34,11 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::clock;
 use crate::config::SinkSettings;
+use crate::failure::{Class, Failure};
 use crate::journal::{DeadLetter, Journal, JournalError, Pending};
 use crate::record::{RecordHeader, now_rfc3339};
 use crate::service::Health;
-use crate::sink::{Sink, SinkError};
+use crate::sink::Sink;
 use crate::telemetry::stats::Stats;
 use lane::Lanes;
 
@@ -284,7 +285,7 @@ async fn deliver(
             outcome = context.sink.deliver(&header, &pending.bytes) => outcome,
         };
         attempts += 1;
-        let (reason, status, after) = match outcome {
+        let failure = match outcome {
             Ok(()) => {
                 // Latency is to the sink's confirmation, not to the ack's commit.
                 let age = header.age_seconds();
@@ -302,7 +303,12 @@ async fn deliver(
                 context.recovered().await?;
                 return Ok(finished(Settled::Done));
             }
-            Err(SinkError::Permanent { reason, status }) => {
+            Err(Failure {
+                class: Class::Permanent,
+                reason,
+                status,
+                ..
+            }) => {
                 tracing::warn!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, "sink refused record; moved to dead-letter");
                 context
                     .journal
@@ -311,16 +317,16 @@ async fn deliver(
                 context.stats.dead_lettered(name);
                 return Ok(finished(Settled::Done));
             }
-            Err(SinkError::Retryable {
-                reason,
-                status,
-                after,
-            }) => (reason, status, after),
+            Err(failure) => failure,
         };
+        let setup = failure.class == Class::Setup;
+        let after = failure.retry_after();
+        let Failure { reason, status, .. } = failure;
         context.failing(&reason);
         let delay = after.unwrap_or_else(|| backoff.next(&mut rng));
-        let in_fast_window =
-            pending.step == 0 && started.elapsed() + delay <= context.settings.retry_fast_window;
+        let in_fast_window = !setup
+            && pending.step == 0
+            && started.elapsed() + delay <= context.settings.retry_fast_window;
         if in_fast_window {
             tracing::debug!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, ?delay, "delivery failed; retrying");
             // A record waiting to retry is not in flight: shutdown does not
@@ -335,7 +341,8 @@ async fn deliver(
         match schedule::durable_delay(
             &settings.retry_schedule,
             pending.step,
-            settings.retry_forever,
+            // A set-up problem never uses up the schedule (DESIGN §3.5).
+            settings.retry_forever || setup,
             &mut rng,
         ) {
             Some(durable) => {

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::SinkError;
+use crate::failure::Failure;
 use crate::service::Heartbeat;
 
-type Line = (Arc<[u8]>, oneshot::Sender<Result<(), SinkError>>);
+type Line = (Arc<[u8]>, oneshot::Sender<Result<(), Failure>>);
 
 pub struct FileSink {
     lines: mpsc::Sender<Line>,
@@ -49,13 +49,9 @@ impl FileSink {
         Ok(FileSink { lines })
     }
 
-    pub async fn deliver(&self, bytes: &[u8]) -> Result<(), SinkError> {
+    pub async fn deliver(&self, bytes: &[u8]) -> Result<(), Failure> {
         let (reply, rx) = oneshot::channel();
-        let closed = || SinkError::Retryable {
-            reason: "file sink stopped".into(),
-            status: None,
-            after: None,
-        };
+        let closed = || Failure::retry("file sink stopped");
         self.lines
             .send((Arc::from(bytes), reply))
             .await
@@ -97,11 +93,11 @@ async fn write_loop(
         };
         file = Some(owned);
         for (_, reply) in batch {
-            let _ = reply.send(result.clone().map_err(|e| SinkError::Retryable {
-                reason: format!("{}: {e}", path.display()),
-                status: None,
-                after: None,
-            }));
+            let _ = reply.send(
+                result
+                    .clone()
+                    .map_err(|e| Failure::retry(format!("{}: {e}", path.display()))),
+            );
         }
     }
 }

@@ -12,13 +12,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::SinkError;
 use crate::config::Secret;
+use crate::failure::{Failure, classify_status, parse_retry_after};
 use crate::record::RecordHeader;
-
-/// Longest `Retry-After` we honour; a sink asking for more gets retried sooner
-/// rather than parking a record for days on one header.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 
 pub struct HttpSink {
     client: reqwest::Client,
@@ -50,7 +46,7 @@ impl HttpSink {
         Ok(())
     }
 
-    pub async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), SinkError> {
+    pub async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
         let id = header.webhook_id();
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -69,11 +65,7 @@ impl HttpSink {
         let response = match request.body(bytes.to_vec()).send().await {
             Ok(response) => response,
             Err(error) => {
-                return Err(SinkError::Retryable {
-                    reason: describe(&error),
-                    status: None,
-                    after: None,
-                });
+                return Err(Failure::retry(describe(&error)));
             }
         };
         let status = response.status().as_u16();
@@ -82,7 +74,7 @@ impl HttpSink {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        match classify(status, retry_after) {
+        match classify_status(status, retry_after) {
             None => Ok(()),
             Some(error) => Err(error),
         }
@@ -111,36 +103,6 @@ pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
-/// Maps an HTTP status to "delivered", "try again" or "give up". 2xx is
-/// delivered; 408, 429 and 5xx are temporary; every other status (redirects we
-/// did not follow, 4xx) means the sink will not take this record as sent.
-pub fn classify(status: u16, retry_after: Option<Duration>) -> Option<SinkError> {
-    match status {
-        200..=299 => None,
-        408 | 429 | 500..=599 => Some(SinkError::Retryable {
-            reason: format!("HTTP {status}"),
-            status: Some(status),
-            after: retry_after.map(|d| d.min(MAX_RETRY_AFTER)),
-        }),
-        _ => Some(SinkError::Permanent {
-            reason: format!("HTTP {status}"),
-            status: Some(status),
-        }),
-    }
-}
-
-/// `Retry-After` as delta seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let now = jiff::Timestamp::try_from(now).ok()?;
-    let wait = date.duration_since(now);
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
-}
-
 fn describe(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
@@ -165,63 +127,6 @@ fn describe(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check(status: u16, expected: &str) {
-        let got = match classify(status, None) {
-            None => "ok",
-            Some(SinkError::Retryable { .. }) => "retry",
-            Some(SinkError::Permanent { .. }) => "dead",
-        };
-        assert_eq!(got, expected, "HTTP {status}");
-    }
-
-    #[test]
-    fn classifies_statuses() {
-        for (status, expected) in [
-            (200, "ok"),
-            (201, "ok"),
-            (204, "ok"),
-            (301, "dead"),
-            (400, "dead"),
-            (401, "dead"),
-            (404, "dead"),
-            (408, "retry"),
-            (409, "dead"),
-            (413, "dead"),
-            (422, "dead"),
-            (429, "retry"),
-            (500, "retry"),
-            (502, "retry"),
-            (503, "retry"),
-            (599, "retry"),
-        ] {
-            check(status, expected);
-        }
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates_and_is_clamped() {
-        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:40:37 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        let Some(SinkError::Retryable { after, .. }) =
-            classify(503, Some(Duration::from_secs(10 * 86400)))
-        else {
-            panic!("503 is retryable");
-        };
-        assert_eq!(after, Some(MAX_RETRY_AFTER));
-    }
 
     #[test]
     fn signs_like_standard_webhooks() {

@@ -1,32 +1,17 @@
 //! Where records go: one type per sink kind, and the error classification that
 //! decides between retrying and dead-lettering.
 //!
-//! A sink delivers one record and says how it went; it never retries, never
-//! touches the journal and never decides policy (that is `deliver/`).
+//! A sink delivers one record and says how it went (a classified
+//! [`Failure`]); it never retries, never touches the journal and never decides
+//! policy (that is `deliver/`).
 
 pub mod file;
 pub mod http;
 pub mod route;
 
-use std::time::Duration;
-
 use crate::config::{SinkKind, SinkSettings};
+use crate::failure::Failure;
 use crate::record::RecordHeader;
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SinkError {
-    /// Worth trying again: the sink or the path to it is (we hope) temporarily
-    /// unwell. `after` is the sink's own hint (`Retry-After`).
-    #[error("{reason}")]
-    Retryable {
-        reason: String,
-        status: Option<u16>,
-        after: Option<Duration>,
-    },
-    /// Trying again will not help: the sink refuses this record.
-    #[error("{reason}")]
-    Permanent { reason: String, status: Option<u16> },
-}
 
 pub enum Sink {
     Http(http::HttpSink),
@@ -55,7 +40,7 @@ impl Sink {
         })
     }
 
-    pub async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), SinkError> {
+    pub async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
         match self {
             Sink::Http(sink) => sink.deliver(header, bytes).await,
             Sink::File(sink) => sink.deliver(bytes).await,

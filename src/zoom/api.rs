@@ -231,7 +231,7 @@ impl ZoomApi {
                 429 => {
                     let wait = retry_after
                         .as_deref()
-                        .and_then(|v| crate::sink::http::parse_retry_after(v, SystemTime::now()))
+                        .and_then(|v| crate::failure::parse_retry_after(v, SystemTime::now()))
                         .unwrap_or_else(|| backoff.next(&mut rng));
                     if wait > MAX_RETRY_AFTER {
                         return Err(ApiError::Status {
