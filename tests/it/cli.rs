@@ -4,8 +4,8 @@
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use zcc_relay::sim::scenario;
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::scenario;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 

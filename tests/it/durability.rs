@@ -15,7 +15,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 

@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use zcc_relay::journal::{Journal, MEDIA, SinkRoute};
-use zcc_relay::sim::{FileKind, MediaFault, SimConfig, Simulator};
+use zcc_sim::s3::{S3Account, S3Server};
+use zcc_sim::{FileKind, MediaFault, SimConfig, Simulator};
 
 use crate::support::{self, Daemon};
 
@@ -21,27 +22,13 @@ const ACCESS_KEY: &str = "AKIAZCCRELAYTEST0001";
 const SECRET_KEY: &str = "zcc-relay-test-secret-key-0123456789abcdef";
 
 /// An S3 server over a directory, on 127.0.0.1, with one bucket.
-async fn start_s3(root: &Path) -> SocketAddr {
-    std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-    let fs = s3s_fs::FileSystem::new(root).unwrap();
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let http =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        while let Ok((socket, _)) = listener.accept().await {
-            let conn = http
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
-    addr
+async fn start_s3(root: &Path) -> S3Server {
+    let account = S3Account {
+        bucket: BUCKET.into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+    };
+    S3Server::start(root, &account).await.unwrap()
 }
 
 fn s3_media(addr: SocketAddr, link_ttl: &str) -> String {
@@ -146,7 +133,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
         &sim,
         &dir.path().join("journal"),
         &archive,
-        &s3_media(s3, "2s"),
+        &s3_media(s3.addr(), "2s"),
     );
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
@@ -174,7 +161,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
 
     // The signed link works with no other credentials...
     let url = item["url"].as_str().expect("a signed link");
-    assert!(url.starts_with(&format!("http://{s3}/")), "{url}");
+    assert!(url.starts_with(&format!("{}/", s3.endpoint())), "{url}");
     assert!(url.contains("X-Amz-Expires=2"), "{url}");
     let tls = zcc_relay::tls::client_config().unwrap();
     let plain = zcc_relay::tls::http_client(&tls, Duration::from_secs(10)).unwrap();
@@ -191,7 +178,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
     // it) overwrites the same object instead of adding one.
     let journal2 = dir.path().join("journal2");
     let archive2 = dir.path().join("archive2.jsonl");
-    let text = config(&sim, &journal2, &archive2, &s3_media(s3, "1h"));
+    let text = config(&sim, &journal2, &archive2, &s3_media(s3.addr(), "1h"));
     let daemon = Daemon::start(support::settings(&text));
     daemon.wait_delivered("archive", 1).await;
     let again = line_of(

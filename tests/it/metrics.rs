@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use zcc_relay::clock;
-use zcc_relay::sim::{MediaFault, SimConfig, Simulator};
+use zcc_sim::{MediaFault, SimConfig, Simulator};
 
 use crate::support::*;
 

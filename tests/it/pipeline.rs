@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use zcc_relay::record::Source;
-use zcc_relay::sim::scenario;
-use zcc_relay::sim::{SimConfig, Simulator};
 use zcc_relay::sink::http::{sign, signing_key};
 use zcc_relay::zoom::event::parse_body;
+use zcc_sim::scenario;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use zcc_relay::clock;
 use zcc_relay::journal::{self, Gap, GapState, Journal, SinkRoute};
-use zcc_relay::sim::{HandshakeMode, RetryAfter, SimConfig, Simulator};
 use zcc_relay::sink::route::EventFilter;
+use zcc_sim::{HandshakeMode, RetryAfter, SimConfig, Simulator};
 
 use crate::support::*;
 

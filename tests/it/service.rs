@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use zcc_relay::sim::scenario;
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::scenario;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 

@@ -5,8 +5,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zcc_relay::journal::{GapState, Journal, SinkRoute};
-use zcc_relay::sim::{SimConfig, Simulator};
 use zcc_relay::sink::route::EventFilter;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -154,7 +154,7 @@ async fn records_gap_intervals() {
 // ---- Resilience on tokio's paused clock: production timings, virtual time. ----
 
 use zcc_relay::config::{Settings, WebsocketSettings};
-use zcc_relay::sim::{ConnectionEventKind, HandshakeMode};
+use zcc_sim::{ConnectionEventKind, HandshakeMode};
 
 const MIN: Duration = Duration::from_millis(500);
 const MAX: Duration = Duration::from_secs(60);

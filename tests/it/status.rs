@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use zcc_relay::clock;
-use zcc_relay::sim::{HandshakeMode, SimConfig, Simulator};
+use zcc_sim::{HandshakeMode, SimConfig, Simulator};
 
 use crate::support::*;
 
