@@ -15,7 +15,7 @@ use zcc_relay::journal::{Journal, MEDIA, SinkRoute};
 use zcc_sim::s3::{S3Account, S3Server};
 use zcc_sim::{FileKind, MediaFault, SimConfig, Simulator};
 
-use crate::support::{self, Daemon};
+use crate::support::{self, Daemon, MediaTable, SinkTable, TestConfig};
 
 const BUCKET: &str = "media-bucket";
 const ACCESS_KEY: &str = "AKIAZCCRELAYTEST0001";
@@ -31,27 +31,31 @@ async fn start_s3(root: &Path) -> S3Server {
     S3Server::start(root, &account).await.unwrap()
 }
 
-fn s3_media(addr: SocketAddr, link_ttl: &str) -> String {
-    format!(
-        r#"[media]
-enabled = true
-store = "s3://{BUCKET}/zoom"
-link_ttl = "{link_ttl}"
-[media.options]
-aws_endpoint = "http://{addr}"
-aws_region = "us-east-1"
-aws_access_key_id = "{ACCESS_KEY}"
-aws_secret_access_key = "{SECRET_KEY}"
-aws_allow_http = true
-"#
-    )
+fn s3_media(addr: SocketAddr, link_ttl: &str) -> Option<MediaTable> {
+    let text = |value: &str| toml::Value::String(value.to_owned());
+    Some(MediaTable {
+        store: Some(format!("s3://{BUCKET}/zoom")),
+        link_ttl: Some(link_ttl.to_owned()),
+        options: [
+            ("aws_endpoint", text(&format!("http://{addr}"))),
+            ("aws_region", text("us-east-1")),
+            ("aws_access_key_id", text(ACCESS_KEY)),
+            ("aws_secret_access_key", text(SECRET_KEY)),
+            ("aws_allow_http", toml::Value::Boolean(true)),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect(),
+        ..MediaTable::enabled()
+    })
 }
 
-/// A config whose `[media]` section is `media`, with one file sink `archive`.
-fn config(sim: &Simulator, journal: &Path, archive: &Path, media: &str) -> String {
-    let text = support::config_text(sim, journal, &support::file_sink("archive", archive));
-    assert!(text.contains("[media]\nenabled = false\n"));
-    text.replace("[media]\nenabled = false\n", media)
+/// The TOML of a config whose `[media]` table is `media` (`None`: absent),
+/// with one file sink `archive`.
+fn config(sim: &Simulator, journal: &Path, archive: &Path, media: Option<MediaTable>) -> String {
+    let mut config = TestConfig::new(sim, journal).sink(SinkTable::file("archive", archive));
+    config.media = media;
+    config.to_toml()
 }
 
 fn now_ms() -> i64 {
@@ -133,7 +137,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
         &sim,
         &dir.path().join("journal"),
         &archive,
-        &s3_media(s3.addr(), "2s"),
+        s3_media(s3.addr(), "2s"),
     );
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
@@ -178,7 +182,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
     // it) overwrites the same object instead of adding one.
     let journal2 = dir.path().join("journal2");
     let archive2 = dir.path().join("archive2.jsonl");
-    let text = config(&sim, &journal2, &archive2, &s3_media(s3.addr(), "1h"));
+    let text = config(&sim, &journal2, &archive2, s3_media(s3.addr(), "1h"));
     let daemon = Daemon::start(support::settings(&text));
     daemon.wait_delivered("archive", 1).await;
     let again = line_of(
@@ -202,7 +206,7 @@ async fn file_store_with_only_enabled_true_stores_every_kind() {
     let sim = live_sim().await;
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     let api = sim.api_base_url().as_str().trim_end_matches('/').to_owned();
@@ -310,7 +314,7 @@ async fn a_redirect_to_another_host_never_gets_the_token() {
     sim.redirect_media(true);
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     assert!(sim.emit(recording_completed("rec-r-1", "eng-r-1")));
@@ -338,7 +342,7 @@ async fn a_deleted_recording_is_forwarded_with_media_errors() {
     sim.delete_media("rec-d-1");
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     assert!(sim.emit(recording_completed("rec-d-1", "eng-d-1")));
@@ -374,7 +378,7 @@ async fn start_stage(sim: &Simulator, dir: &Path, retry: Vec<Duration>) -> Stage
         sim,
         &dir.join("journal"),
         &dir.join("a.jsonl"),
-        "[media]\nenabled = true\n",
+        Some(MediaTable::enabled()),
     );
     let settings = support::settings(&text);
     let journal = Journal::open_with_media(
@@ -506,7 +510,7 @@ async fn a_record_waiting_for_its_media_survives_a_restart() {
     sim.media_fault(MediaFault::Status(503), 1);
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     assert!(sim.emit(recording_completed("rec-w-1", "eng-w-1")));
@@ -572,7 +576,7 @@ async fn a_401_refreshes_the_token_once() {
     use zcc_relay::media::{Downloader, Failure, ZoomHosts};
     let sim = live_sim().await;
     let dir = support::temp_dir();
-    let text = config(&sim, &dir.path().join("j"), &dir.path().join("a"), "");
+    let text = config(&sim, &dir.path().join("j"), &dir.path().join("a"), None);
     let settings = support::settings(&text);
     let tls = zcc_relay::tls::client_config().unwrap();
     for (unauthorized, requests, tokens, ok) in [(1, 2, 2, true), (5, 2, 2, false)] {
@@ -645,7 +649,7 @@ async fn a_stop_during_a_long_download_ends_by_the_drain_deadline_and_the_record
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
     // drain_timeout is 2 s in the test configuration.
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     daemon.wait_first_sweep().await;
@@ -721,7 +725,7 @@ async fn queue_and_reconcile_commands_leave_records_waiting_for_media_alone() {
         &sim,
         &journal_dir,
         &dir.path().join("a.jsonl"),
-        "[media]\nenabled = true\n",
+        Some(MediaTable::enabled()),
     );
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, &text).unwrap();

@@ -1,6 +1,8 @@
-//! Shared test fixtures: a fake HTTP sink with scripted answers, a config
-//! builder pointing at a simulator, a running daemon handle, and the real
-//! binary run as a child process.
+//! Shared test fixtures: the in-process daemon handle ([`Daemon`]), the real
+//! binary run as a long-lived child process, and small readers of what the
+//! daemon left behind. The harness (simulator, typed config, one-shot
+//! commands) and the fake HTTP sink are re-exported, so a test module needs
+//! only `use crate::support::*`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,77 +10,16 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use zcc_relay::config::{FakeEnvironment, Settings};
+use zcc_relay::config::Settings;
 use zcc_relay::telemetry::stats::Stats;
-use zcc_sim::Simulator;
 pub use zcc_sim::sink::http::{FakeSink, Received, Reply};
 
-pub const SINK_SECRET: &str = "whsec_dGVzdC1zaW5rLXNlY3JldC0xMjM0NTY3ODkw";
-
-/// A config file's text pointing at `sim`, with the given journal directory and
-/// `[[sinks]]` tables appended.
-pub fn config_text(sim: &Simulator, journal: &Path, sinks: &str) -> String {
-    let config = sim.config();
-    format!(
-        r#"
-[zoom]
-account_id = "{account}"
-client_id = "{client}"
-client_secret = "{secret}"
-subscription_id = "{subscription}"
-oauth_url = "{oauth}"
-api_base_url = "{api}"
-websocket_url = "{ws}"
-
-[websocket]
-heartbeat_interval = "1s"
-idle_timeout = "5s"
-connect_timeout = "5s"
-reconnect_min = "50ms"
-reconnect_max = "500ms"
-
-[daemon]
-log_level = "info"
-drain_timeout = "2s"
-
-[journal]
-dir = "{journal}"
-
-[media]
-enabled = false
-
-{sinks}
-"#,
-        account = config.account_id,
-        client = config.client_id,
-        secret = config.client_secret,
-        subscription = config.subscription_id,
-        oauth = sim.oauth_url(),
-        api = sim.api_base_url(),
-        ws = sim.websocket_url(),
-        journal = journal.display(),
-    )
-}
-
-pub fn http_sink(name: &str, url: &str) -> String {
-    format!(
-        "[[sinks]]\nname = \"{name}\"\ntype = \"http\"\nurl = \"{url}\"\nsecret = \"{SINK_SECRET}\"\ntimeout = \"2s\"\n"
-    )
-}
-
-pub fn file_sink(name: &str, path: &Path) -> String {
-    format!(
-        "[[sinks]]\nname = \"{name}\"\ntype = \"file\"\npath = \"{}\"\n",
-        path.display()
-    )
-}
-
-pub fn settings(text: &str) -> Settings {
-    match zcc_relay::config::parse(text, &FakeEnvironment::new()) {
-        Ok(loaded) => loaded.settings,
-        Err(e) => panic!("test config is invalid:\n{e}"),
-    }
-}
+pub use crate::harness::Harness;
+pub use crate::harness::command::{BIN, Ran, zcc_relay};
+pub use crate::harness::config::{
+    MediaTable, MetricsTable, ReconcileTable, SINK_SECRET, SinkTable, TestConfig, WebsocketTable,
+    settings,
+};
 
 /// The daemon running in this process, stopped by `stop`.
 pub struct Daemon {
@@ -99,6 +40,20 @@ impl Daemon {
             stop: Some(stop),
             task,
         }
+    }
+
+    /// Where its metrics endpoint serves (waits at most 30 s for it to start).
+    pub async fn metrics_addr(&self) -> SocketAddr {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.stats.wait_until(|s| s.metrics_listen.is_some()),
+        )
+        .await
+        .expect("the metrics endpoint serves");
+        self.stats
+            .snapshot()
+            .metrics_listen
+            .expect("the metrics endpoint's address")
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -183,8 +138,6 @@ pub fn read_lines(path: &PathBuf) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The real binary, for tests of the command line.
-pub const BIN: &str = env!("CARGO_BIN_EXE_zcc-relay");
 /// Runs the daemon with its output going to `log` (a file, not a pipe: a
 /// chatty trace level would fill a pipe nobody reads yet and stall the child).
 pub fn spawn_run(config: &Path, log_level: &str, log: &Path) -> Child {
@@ -227,13 +180,28 @@ pub fn persisted_ids(log: &str) -> Vec<String> {
         .collect()
 }
 
-/// A loopback port nobody listens on right now (the daemon binds it next).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The metrics endpoint's address as the daemon logged it in `log` (its
+/// `listen = "127.0.0.1:0"` took any free port), waiting up to 30 s for the
+/// line.
+pub async fn metrics_addr_in(log: &Path) -> SocketAddr {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let logged = text
+            .lines()
+            .filter(|line| line.contains("metrics endpoint listening"))
+            .find_map(|line| line.split("listen=").nth(1)?.split_whitespace().next());
+        if let Some(addr) = logged {
+            return addr
+                .parse()
+                .unwrap_or_else(|e| panic!("{addr:?} in the log: {e}"));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no metrics address in the log:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `GET http://{addr}{path}` → (status, content-type, body).
