@@ -148,10 +148,18 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
     daemon.wait_delivered("archive", 1).await;
     let lines = support::read_lines(&archive);
     let record = line_of(&lines, "recording_completed:rec-s3-1");
-    let expected = sim.media_file(FileKind::VoiceRecording, "rec-s3-1");
     let media = record["media"].as_array().expect("media array");
     assert_eq!(media.len(), 1, "{record}");
     let item = &media[0];
+    // The signed link lives 2 s from delivery: fetched first, checked below,
+    // so hashing 9 MiB (slow in a debug build on a busy machine) is not
+    // counted against its lifetime.
+    let url = item["url"].as_str().expect("a signed link");
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let plain = zcc_relay::tls::http_client(&tls, Duration::from_secs(10)).unwrap();
+    let fetched = plain.get(url).send().await.unwrap();
+    let fetched = (fetched.status(), fetched.bytes().await.unwrap());
+    let expected = sim.media_file(FileKind::VoiceRecording, "rec-s3-1");
     let key = format!("zoom/{}/eng-s3-1/recording-rec-s3-1.mp3", day_of(event_ts));
     assert_eq!(item["kind"], "recording");
     assert_eq!(item["location"], format!("s3://{BUCKET}/{key}"));
@@ -164,14 +172,10 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
     assert_eq!(sha256_of(&held), expected.sha256);
 
     // The signed link works with no other credentials...
-    let url = item["url"].as_str().expect("a signed link");
     assert!(url.starts_with(&format!("{}/", s3.endpoint())), "{url}");
     assert!(url.contains("X-Amz-Expires=2"), "{url}");
-    let tls = zcc_relay::tls::client_config().unwrap();
-    let plain = zcc_relay::tls::http_client(&tls, Duration::from_secs(10)).unwrap();
-    let fetched = plain.get(url).send().await.unwrap();
-    assert_eq!(fetched.status(), 200);
-    assert_eq!(sha256_of(&fetched.bytes().await.unwrap()), expected.sha256);
+    assert_eq!(fetched.0, 200);
+    assert_eq!(sha256_of(&fetched.1), expected.sha256);
     // ... and not after its lifetime (the server checks it by wall clock).
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let expired = plain.get(url).send().await.unwrap();
