@@ -61,7 +61,7 @@ impl Harness {
 
     /// [`start`](Self::start), then wait until its socket is live and its
     /// first start's reconciliation sweep has run, so that what a test emits
-    /// next reaches it on the socket first.
+    /// next reaches it on the socket first (so not with reconciliation off).
     pub async fn start_live(&self) -> Daemon {
         let daemon = self.start();
         self.sim.wait_live().await;
