@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use zcc_relay::journal::{Journal, SinkRoute};
-use zcc_relay::sim::{FileKind, SimConfig, Simulator};
+use zcc_sim::{FileKind, SimConfig, Simulator};
 
 /// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`).
 fn status_kib(field: &str) -> u64 {

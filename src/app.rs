@@ -85,10 +85,7 @@ pub async fn run_with(
     let metrics_listener = match settings.metrics.listen {
         None => None,
         Some(address) => match crate::telemetry::metrics::bind(address).await {
-            Ok(listener) => {
-                tracing::info!(listen = %address, "metrics endpoint listening on /metrics");
-                Some(listener)
-            }
+            Ok(listener) => Some(listener),
             Err(e) => {
                 journal.close().await;
                 return Err(e);

@@ -1,6 +1,7 @@
 //! `zcc-relay demo`: the real pipeline against the built-in Zoom simulator, with
-//! a file sink and a stand-in CRM (an HTTP sink that checks signatures), so a new
-//! user sees in a minute what the daemon does and where its output goes.
+//! a file sink and a stand-in CRM (zcc-sim's fake HTTP sink, checking
+//! signatures), so a new user sees in a minute what the daemon does and where
+//! its output goes.
 //!
 //! Everything the daemon runs here is the production code path; only Zoom and
 //! the CRM are simulated. The demo owns its directory and starts from a clean
@@ -9,24 +10,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
+use zcc_sim::scenario::{self, ScenarioOptions};
+use zcc_sim::sink::http::{FakeSink, verify_signatures};
+use zcc_sim::{HandshakeMode, SimConfig, Simulator};
 
 use crate::config::{
     DaemonSettings, JournalSettings, MediaSettings, MetricsSettings, ReconcileSettings, Secret,
     Settings, SinkKind, SinkSettings, WebsocketSettings, ZoomSettings,
 };
 use crate::record::Source;
-use crate::sim::scenario::{self, ScenarioOptions};
-use crate::sim::{HandshakeMode, SimConfig, Simulator};
-use crate::sink::http::{sign, signing_key};
 use crate::telemetry::stats::Stats;
 
 /// The CRM stand-in's signing secret (Standard Webhooks `whsec_` form).
@@ -55,7 +51,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sim = Simulator::start(SimConfig::default())
         .await
         .context("cannot start the Zoom simulator")?;
-    let crm = Crm::start().await?;
+    // A stand-in CRM: verifies the Standard Webhooks signature of every
+    // request; its outage switch answers 503 for a while.
+    let crm = FakeSink::serve(verify_signatures(CRM_SECRET))
+        .await
+        .context("cannot start the stand-in CRM")?;
+    let crm_url: url::Url = crm.url().parse()?;
     let archive = dir.join("events.jsonl");
     // The script compresses half an hour of a contact center into seconds, so
     // its timestamps are set in the recent past (Zoom's REST listings, like
@@ -70,7 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .map(|e| e.offset)
     .unwrap_or_default();
     let script_start = SystemTime::now() - span - Duration::from_secs(60);
-    let mut settings = demo_settings(&sim, &dir, &archive, &crm.url)?;
+    let mut settings = demo_settings(&sim, &dir, &archive, &crm_url)?;
     let media_store = settings.media.store.clone();
     settings.reconcile.gap_margin = span + Duration::from_secs(300);
 
@@ -95,7 +96,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!(
         "  sink \"crm\"       {}  (stand-in CRM that verifies webhook signatures)\n",
-        crm.url
+        crm_url
     );
 
     let stats = Stats::default();
@@ -142,13 +143,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     {
         let (crm_down, crm_up) = (total / 3, total / 2);
         let (socket_down, socket_up) = (total * 3 / 5, total * 7 / 10);
-        let crm_state = crm.state.clone();
-        let zoom = &sim;
+        let (zoom, crm) = (&sim, &crm);
         let playback = scenario::play(&sim, script.clone(), speedup, move |index, _| {
             if index == crm_down {
-                crm_state.down.store(true, Ordering::Relaxed);
+                crm.set_down(true);
             } else if index == crm_up {
-                crm_state.down.store(false, Ordering::Relaxed);
+                crm.set_down(false);
             } else if index == socket_down {
                 zoom.set_handshake(HandshakeMode::Refuse);
                 zoom.drop_connection();
@@ -220,11 +220,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for problem in &media.problems {
         println!("!!  {problem}");
     }
+    let answered = |status: u16| crm.statuses().iter().filter(|s| **s == status).count();
     println!(
         "OK  the CRM verified {} webhook signatures ({} bad); during its outage it answered 503 {} times, and every record was retried until delivered",
-        crm.state.verified.load(Ordering::Relaxed),
-        crm.state.bad_signatures.load(Ordering::Relaxed),
-        crm.state.refused.load(Ordering::Relaxed),
+        answered(200),
+        answered(401),
+        answered(503),
     );
     println!("\nLook at the output:");
     println!(
@@ -334,7 +335,7 @@ struct Expected {
 }
 
 impl Expected {
-    fn from_history(history: &[crate::sim::EmittedEvent]) -> Expected {
+    fn from_history(history: &[zcc_sim::EmittedEvent]) -> Expected {
         let mut expected = Expected {
             ids: BTreeSet::new(),
             live: BTreeMap::new(),
@@ -536,70 +537,4 @@ fn verify_archive(path: &Path, expected: &Expected) -> anyhow::Result<ArchiveChe
         revisions,
         problems,
     })
-}
-
-/// A stand-in CRM: verifies the Standard Webhooks signature of every request
-/// and, while `down` is set (a simulated outage), answers 503.
-struct Crm {
-    url: url::Url,
-    state: Arc<CrmState>,
-}
-
-#[derive(Default)]
-struct CrmState {
-    verified: AtomicU64,
-    bad_signatures: AtomicU64,
-    refused: AtomicU64,
-    down: AtomicBool,
-}
-
-impl Crm {
-    async fn start() -> anyhow::Result<Crm> {
-        let state = Arc::new(CrmState::default());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let app = axum::Router::new()
-            .route("/zoom", axum::routing::post(receive))
-            .with_state(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Crm {
-            url: format!("http://{addr}/zoom").parse()?,
-            state,
-        })
-    }
-}
-
-async fn receive(
-    State(state): State<Arc<CrmState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (id, timestamp, signature) = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    );
-    let key = signing_key(CRM_SECRET).unwrap_or_default();
-    let valid = timestamp
-        .parse::<u64>()
-        .is_ok_and(|ts| sign(&key, &id, ts, &body) == signature);
-    if !valid {
-        state.bad_signatures.fetch_add(1, Ordering::Relaxed);
-        return StatusCode::UNAUTHORIZED;
-    }
-    if state.down.load(Ordering::Relaxed) {
-        state.refused.fetch_add(1, Ordering::Relaxed);
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    state.verified.fetch_add(1, Ordering::Relaxed);
-    StatusCode::OK
 }

@@ -16,7 +16,6 @@ pub mod queue;
 pub mod reconcile;
 pub mod record;
 pub mod service;
-pub mod sim;
 pub mod sink;
 pub mod source;
 pub mod status;

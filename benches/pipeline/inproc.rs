@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zcc_relay::sim::{SimConfig, Simulator};
 use zcc_relay::telemetry::stats::Stats;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::events;
 use crate::sink::{Answer, Sink};

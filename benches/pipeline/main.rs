@@ -29,7 +29,7 @@ mod sink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use zcc_relay::sim::Simulator;
+use zcc_sim::Simulator;
 
 /// A config for the daemon under test: the simulator's endpoints, shipped
 /// defaults for the socket, reconciliation and the sink (8 in flight, 10 s

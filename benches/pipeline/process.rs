@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::sink::{Answer, Sink};
 

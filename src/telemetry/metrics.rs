@@ -82,16 +82,24 @@ struct Endpoint {
 /// How long a scrape waits for the token cache before using the last count.
 const TOKEN_COUNT_WAIT: Duration = Duration::from_millis(50);
 
-/// Binds the endpoint's socket (a startup failure if it cannot).
+/// Binds the endpoint's socket (a startup failure if it cannot) and says where.
+/// Port 0 takes any free port: the log line (and [`Stats`], once serving)
+/// names the one bound, so tests never race for a port.
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     use anyhow::Context as _;
-    TcpListener::bind(address)
+    let listener = TcpListener::bind(address)
         .await
-        .with_context(|| format!("cannot listen for metrics on {address} (metrics.listen)"))
+        .with_context(|| format!("cannot listen for metrics on {address} (metrics.listen)"))?;
+    let listen = listener.local_addr().unwrap_or(address);
+    tracing::info!(%listen, "metrics endpoint listening on /metrics");
+    Ok(listener)
 }
 
 /// Serves until `cancel` fires.
 pub async fn serve(listener: TcpListener, sources: Sources, cancel: CancellationToken) {
+    if let Ok(address) = listener.local_addr() {
+        sources.stats.metrics_listening(address);
+    }
     let endpoint = Arc::new(Endpoint {
         journal: JournalGauges::new(sources.journal.clone(), sources.journal_dir.clone()),
         sources,

@@ -1,10 +1,12 @@
 //! In-process counters: events received, persisted and suppressed as
 //! duplicates per event type, records delivered per sink and type, frames
 //! refused, when the socket last proved alive, reconciliation runs, sinks
-//! currently failing, and delivery latency. Cheap to update from any task;
-//! read as a consistent snapshot (the demo, the tests, `telemetry::metrics`).
+//! currently failing, delivery latency, and where the metrics endpoint
+//! listens. Cheap to update from any task; read as a consistent snapshot (the
+//! demo, the tests, `telemetry::metrics`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::family::Family;
@@ -38,6 +40,9 @@ pub struct Snapshot {
     /// Sinks whose last attempt failed temporarily and that have not
     /// delivered since (a copy of [`Stats::failing_sinks`] at snapshot time).
     pub failing_sinks: BTreeSet<String>,
+    /// Where the metrics endpoint serves, once it does (`listen = "…:0"`
+    /// binds any free port).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Snapshot {
@@ -111,6 +116,10 @@ impl Stats {
                 return;
             }
         }
+    }
+
+    pub fn metrics_listening(&self, address: SocketAddr) {
+        self.update(|s| s.metrics_listen = Some(address));
     }
 
     pub fn received(&self, event: &str) {

@@ -1,16 +1,15 @@
 //! The real binary: `validate`, `run` with its single-owner lock, SIGTERM, and
 //! what reaches the logs.
 
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use zcc_relay::sim::scenario;
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::scenario;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
-#[test]
-fn validate_lists_every_problem_and_exits_78() {
+#[tokio::test]
+async fn validate_lists_every_problem_and_exits_78() {
     let dir = temp_dir();
     let path = dir.path().join("bad.toml");
     std::fs::write(
@@ -40,13 +39,9 @@ path = "/tmp/x.jsonl"
 "#,
     )
     .unwrap();
-    let output = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = zcc_relay(["validate"]).config(&path).output().await;
+    assert_eq!(output.code, Some(78));
+    let stderr = &output.stderr;
     for key in [
         "zoom.account_id",
         "zoom.websocket_url",
@@ -65,45 +60,35 @@ path = "/tmp/x.jsonl"
     let good = dir.path().join("good.toml");
     std::fs::write(&good, include_str!("../../config.toml.example")).unwrap();
     // The example reads its secret from a file that does not exist here.
-    let output = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&good)
+    let output = zcc_relay(["validate"])
+        .config(&good)
         .env("CREDENTIALS_DIRECTORY", dir.path())
         .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(78));
+        .await;
+    assert_eq!(output.code, Some(78));
 
-    let output = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(dir.path().join("missing.toml"))
+    let output = zcc_relay(["validate"])
+        .config(&dir.path().join("missing.toml"))
         .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(78));
+        .await;
+    assert_eq!(output.code, Some(78));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_process_on_the_same_journal_is_refused() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let dir = temp_dir();
-    let config = dir.path().join("config.toml");
-    let archive = dir.path().join("events.jsonl");
-    std::fs::write(
-        &config,
-        config_text(&sim, &dir.path().join("journal"), &file_sink("a", &archive)),
-    )
-    .unwrap();
+    let mut h = Harness::new().await;
+    let archive = h.path("events.jsonl");
+    h.config.sinks.push(SinkTable::file("a", &archive));
+    let config = h.write_config();
+    let (sim, dir) = (&h.sim, &h.dir);
     let first = spawn_run(&config, "info", &dir.path().join("first.log"));
     tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
         .await
         .expect("first daemon connects");
 
-    let second = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(second.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&second.stderr);
+    let second = zcc_relay(["run"]).config(&config).output().await;
+    assert_eq!(second.code, Some(1));
+    let stderr = &second.stderr;
     assert!(
         stderr.contains("in use by another zcc-relay process"),
         "{stderr}"
@@ -123,7 +108,7 @@ async fn second_process_on_the_same_journal_is_refused() {
         Some(0),
         "SIGTERM is a clean stop:\n{log}"
     );
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,17 +124,14 @@ async fn tokens_and_secrets_never_reach_the_logs() {
     let crm = FakeSink::status_sequence([500, 503]).await;
     let dir = temp_dir();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &sim,
-            &dir.path().join("journal"),
+    TestConfig::new(&sim, &dir.path().join("journal"))
+        .sink(SinkTable {
             // One request at a time: the 500 and the 503 hit the same record
             // in order, so "failing" and "recovered" each happen exactly once.
-            &format!("{}max_in_flight = 1\n", http_sink("crm", &crm.url())),
-        ),
-    )
-    .unwrap();
+            max_in_flight: Some(1),
+            ..SinkTable::http("crm", &crm.url())
+        })
+        .write(&config);
     let log_path = dir.path().join("daemon.log");
     let child = spawn_run(&config, "trace", &log_path);
     tokio::time::timeout(Duration::from_secs(30), sim.wait_live())

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::value::RawValue;
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -54,15 +54,13 @@ async fn survives_kill_9_loops() {
     let dir = temp_dir();
     let archive = dir.path().join("archive.jsonl");
     let config = dir.path().join("config.toml");
-    let sinks = format!(
-        "{}\n{}",
-        http_sink("crm", &crm.url()),
-        file_sink("archive", &archive)
-    );
+    let mut text = TestConfig::new(&sim, &dir.path().join("journal"))
+        .sink(SinkTable::http("crm", &crm.url()))
+        .sink(SinkTable::file("archive", &archive));
     // Reconciliation is off here: this loop is about the journal; events sent
     // while no daemon ran are reconciliation's job (tests/it/reconcile.rs).
-    let text = config_text(&sim, &dir.path().join("journal"), &sinks);
-    std::fs::write(&config, format!("{text}\n[reconcile]\nenabled = false\n")).unwrap();
+    text.reconcile_mut().enabled = Some(false);
+    text.write(&config);
 
     // Events stream in the whole time, whether or not a daemon is up.
     let stop = Arc::new(AtomicBool::new(false));

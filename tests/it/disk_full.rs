@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -54,11 +54,9 @@ async fn stops_cleanly_on_a_full_disk_and_recovers() {
     std::fs::write(&filler, vec![0u8; 2 * 1024 * 1024]).unwrap();
     let journal = disk.join("journal");
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(&sim, &journal, &http_sink("crm", &dead_url)),
-    )
-    .unwrap();
+    TestConfig::new(&sim, &journal)
+        .sink(SinkTable::http("crm", &dead_url))
+        .write(&config);
 
     let log = dir.path().join("full.log");
     let mut child = spawn_run(&config, "warn,zcc_relay=debug", &log);
@@ -105,11 +103,9 @@ async fn stops_cleanly_on_a_full_disk_and_recovers() {
     // record it reported persisted.
     std::fs::remove_file(&filler).unwrap();
     let crm = FakeSink::ok().await;
-    std::fs::write(
-        &config,
-        config_text(&sim, &journal, &http_sink("crm", &crm.url())),
-    )
-    .unwrap();
+    TestConfig::new(&sim, &journal)
+        .sink(SinkTable::http("crm", &crm.url()))
+        .write(&config);
     let log = dir.path().join("after.log");
     let child = spawn_run(&config, "warn,zcc_relay=debug", &log);
     crm.wait_accepted(reported.len()).await;

@@ -15,7 +15,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -26,11 +26,9 @@ async fn record_is_synced_before_any_sink_sees_it() {
     let dir = temp_dir();
     let journal = dir.path().join("journal");
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(&sim, &journal, &http_sink("crm", &crm.url())),
-    )
-    .unwrap();
+    TestConfig::new(&sim, &journal)
+        .sink(SinkTable::http("crm", &crm.url()))
+        .write(&config);
     let trace = dir.path().join("trace.txt");
     let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
     let mut strace = Command::new("strace")

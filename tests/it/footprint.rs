@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use zcc_relay::journal::{Journal, SinkRoute};
 use zcc_relay::record::Source;
-use zcc_relay::sim::{SimConfig, Simulator};
 use zcc_relay::sink::route::EventFilter;
 use zcc_relay::zoom::event::parse_body;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -66,11 +66,9 @@ fn rss_kib(pid: u32) -> u64 {
 /// Peak RSS of the daemon over its first seconds with this journal.
 async fn peak_rss(sim: &Simulator, dir: &Path, dead_url: &str) -> u64 {
     let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(sim, &dir.join("journal"), &http_sink("down", dead_url)),
-    )
-    .unwrap();
+    TestConfig::new(sim, &dir.join("journal"))
+        .sink(SinkTable::http("down", dead_url))
+        .write(&config);
     let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
     let mut child = Command::new(BIN)
         .args(["run", "--config"])

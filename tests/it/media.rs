@@ -12,59 +12,50 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use zcc_relay::journal::{Journal, MEDIA, SinkRoute};
-use zcc_relay::sim::{FileKind, MediaFault, SimConfig, Simulator};
+use zcc_sim::s3::{S3Account, S3Server};
+use zcc_sim::{FileKind, MediaFault, SimConfig, Simulator};
 
-use crate::support::{self, Daemon};
+use crate::support::{self, Daemon, MediaTable, SinkTable, TestConfig};
 
 const BUCKET: &str = "media-bucket";
 const ACCESS_KEY: &str = "AKIAZCCRELAYTEST0001";
 const SECRET_KEY: &str = "zcc-relay-test-secret-key-0123456789abcdef";
 
 /// An S3 server over a directory, on 127.0.0.1, with one bucket.
-async fn start_s3(root: &Path) -> SocketAddr {
-    std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-    let fs = s3s_fs::FileSystem::new(root).unwrap();
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = builder.build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let http =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        while let Ok((socket, _)) = listener.accept().await {
-            let conn = http
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
-    addr
+async fn start_s3(root: &Path) -> S3Server {
+    let account = S3Account {
+        bucket: BUCKET.into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+    };
+    S3Server::start(root, &account).await.unwrap()
 }
 
-fn s3_media(addr: SocketAddr, link_ttl: &str) -> String {
-    format!(
-        r#"[media]
-enabled = true
-store = "s3://{BUCKET}/zoom"
-link_ttl = "{link_ttl}"
-[media.options]
-aws_endpoint = "http://{addr}"
-aws_region = "us-east-1"
-aws_access_key_id = "{ACCESS_KEY}"
-aws_secret_access_key = "{SECRET_KEY}"
-aws_allow_http = true
-"#
-    )
+fn s3_media(addr: SocketAddr, link_ttl: &str) -> Option<MediaTable> {
+    let text = |value: &str| toml::Value::String(value.to_owned());
+    Some(MediaTable {
+        store: Some(format!("s3://{BUCKET}/zoom")),
+        link_ttl: Some(link_ttl.to_owned()),
+        options: [
+            ("aws_endpoint", text(&format!("http://{addr}"))),
+            ("aws_region", text("us-east-1")),
+            ("aws_access_key_id", text(ACCESS_KEY)),
+            ("aws_secret_access_key", text(SECRET_KEY)),
+            ("aws_allow_http", toml::Value::Boolean(true)),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect(),
+        ..MediaTable::enabled()
+    })
 }
 
-/// A config whose `[media]` section is `media`, with one file sink `archive`.
-fn config(sim: &Simulator, journal: &Path, archive: &Path, media: &str) -> String {
-    let text = support::config_text(sim, journal, &support::file_sink("archive", archive));
-    assert!(text.contains("[media]\nenabled = false\n"));
-    text.replace("[media]\nenabled = false\n", media)
+/// The TOML of a config whose `[media]` table is `media` (`None`: absent),
+/// with one file sink `archive`.
+fn config(sim: &Simulator, journal: &Path, archive: &Path, media: Option<MediaTable>) -> String {
+    let mut config = TestConfig::new(sim, journal).sink(SinkTable::file("archive", archive));
+    config.media = media;
+    config.to_toml()
 }
 
 fn now_ms() -> i64 {
@@ -146,7 +137,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
         &sim,
         &dir.path().join("journal"),
         &archive,
-        &s3_media(s3, "2s"),
+        s3_media(s3.addr(), "2s"),
     );
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
@@ -157,10 +148,18 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
     daemon.wait_delivered("archive", 1).await;
     let lines = support::read_lines(&archive);
     let record = line_of(&lines, "recording_completed:rec-s3-1");
-    let expected = sim.media_file(FileKind::VoiceRecording, "rec-s3-1");
     let media = record["media"].as_array().expect("media array");
     assert_eq!(media.len(), 1, "{record}");
     let item = &media[0];
+    // The signed link lives 2 s from delivery: fetched first, checked below,
+    // so hashing 9 MiB (slow in a debug build on a busy machine) is not
+    // counted against its lifetime.
+    let url = item["url"].as_str().expect("a signed link");
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let plain = zcc_relay::tls::http_client(&tls, Duration::from_secs(10)).unwrap();
+    let fetched = plain.get(url).send().await.unwrap();
+    let fetched = (fetched.status(), fetched.bytes().await.unwrap());
+    let expected = sim.media_file(FileKind::VoiceRecording, "rec-s3-1");
     let key = format!("zoom/{}/eng-s3-1/recording-rec-s3-1.mp3", day_of(event_ts));
     assert_eq!(item["kind"], "recording");
     assert_eq!(item["location"], format!("s3://{BUCKET}/{key}"));
@@ -173,14 +172,10 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
     assert_eq!(sha256_of(&held), expected.sha256);
 
     // The signed link works with no other credentials...
-    let url = item["url"].as_str().expect("a signed link");
-    assert!(url.starts_with(&format!("http://{s3}/")), "{url}");
+    assert!(url.starts_with(&format!("{}/", s3.endpoint())), "{url}");
     assert!(url.contains("X-Amz-Expires=2"), "{url}");
-    let tls = zcc_relay::tls::client_config().unwrap();
-    let plain = zcc_relay::tls::http_client(&tls, Duration::from_secs(10)).unwrap();
-    let fetched = plain.get(url).send().await.unwrap();
-    assert_eq!(fetched.status(), 200);
-    assert_eq!(sha256_of(&fetched.bytes().await.unwrap()), expected.sha256);
+    assert_eq!(fetched.0, 200);
+    assert_eq!(sha256_of(&fetched.1), expected.sha256);
     // ... and not after its lifetime (the server checks it by wall clock).
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let expired = plain.get(url).send().await.unwrap();
@@ -191,7 +186,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
     // it) overwrites the same object instead of adding one.
     let journal2 = dir.path().join("journal2");
     let archive2 = dir.path().join("archive2.jsonl");
-    let text = config(&sim, &journal2, &archive2, &s3_media(s3, "1h"));
+    let text = config(&sim, &journal2, &archive2, s3_media(s3.addr(), "1h"));
     let daemon = Daemon::start(support::settings(&text));
     daemon.wait_delivered("archive", 1).await;
     let again = line_of(
@@ -215,7 +210,7 @@ async fn file_store_with_only_enabled_true_stores_every_kind() {
     let sim = live_sim().await;
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     let api = sim.api_base_url().as_str().trim_end_matches('/').to_owned();
@@ -323,7 +318,7 @@ async fn a_redirect_to_another_host_never_gets_the_token() {
     sim.redirect_media(true);
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     assert!(sim.emit(recording_completed("rec-r-1", "eng-r-1")));
@@ -351,7 +346,7 @@ async fn a_deleted_recording_is_forwarded_with_media_errors() {
     sim.delete_media("rec-d-1");
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     assert!(sim.emit(recording_completed("rec-d-1", "eng-d-1")));
@@ -387,7 +382,7 @@ async fn start_stage(sim: &Simulator, dir: &Path, retry: Vec<Duration>) -> Stage
         sim,
         &dir.join("journal"),
         &dir.join("a.jsonl"),
-        "[media]\nenabled = true\n",
+        Some(MediaTable::enabled()),
     );
     let settings = support::settings(&text);
     let journal = Journal::open_with_media(
@@ -519,7 +514,7 @@ async fn a_record_waiting_for_its_media_survives_a_restart() {
     sim.media_fault(MediaFault::Status(503), 1);
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     assert!(sim.emit(recording_completed("rec-w-1", "eng-w-1")));
@@ -585,7 +580,7 @@ async fn a_401_refreshes_the_token_once() {
     use zcc_relay::media::{Downloader, Failure, ZoomHosts};
     let sim = live_sim().await;
     let dir = support::temp_dir();
-    let text = config(&sim, &dir.path().join("j"), &dir.path().join("a"), "");
+    let text = config(&sim, &dir.path().join("j"), &dir.path().join("a"), None);
     let settings = support::settings(&text);
     let tls = zcc_relay::tls::client_config().unwrap();
     for (unauthorized, requests, tokens, ok) in [(1, 2, 2, true), (5, 2, 2, false)] {
@@ -658,7 +653,7 @@ async fn a_stop_during_a_long_download_ends_by_the_drain_deadline_and_the_record
     let journal = dir.path().join("journal");
     let archive = dir.path().join("archive.jsonl");
     // drain_timeout is 2 s in the test configuration.
-    let text = config(&sim, &journal, &archive, "[media]\nenabled = true\n");
+    let text = config(&sim, &journal, &archive, Some(MediaTable::enabled()));
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
     daemon.wait_first_sweep().await;
@@ -734,7 +729,7 @@ async fn queue_and_reconcile_commands_leave_records_waiting_for_media_alone() {
         &sim,
         &journal_dir,
         &dir.path().join("a.jsonl"),
-        "[media]\nenabled = true\n",
+        Some(MediaTable::enabled()),
     );
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, &text).unwrap();

@@ -3,12 +3,10 @@
 //! non-loopback `metrics.listen` unless explicitly allowed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use zcc_relay::clock;
-use zcc_relay::sim::{MediaFault, SimConfig, Simulator};
+use zcc_sim::{MediaFault, SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -146,17 +144,11 @@ async fn endpoint_serves_every_series_after_real_traffic() {
     let crm = FakeSink::ok().await;
     let refuses = FakeSink::always(400).await;
     let dir = temp_dir();
-    let port = free_port();
-    let text = config_text(
-        &sim,
-        &dir.path().join("journal"),
-        &format!(
-            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{}\n{}",
-            http_sink("crm", &crm.url()),
-            http_sink("refuses", &refuses.url())
-        ),
-    );
-    let daemon = Daemon::start(settings(&text));
+    let mut config = TestConfig::new(&sim, &dir.path().join("journal"))
+        .sink(SinkTable::http("crm", &crm.url()))
+        .sink(SinkTable::http("refuses", &refuses.url()));
+    config.metrics = Some(MetricsTable::any_port());
+    let daemon = Daemon::start(config.settings());
     sim.wait_live().await;
     // The first start's sweep must be over before the live events exist, or
     // it could list them too and the socket's copies become duplicates.
@@ -184,7 +176,7 @@ async fn endpoint_serves_every_series_after_real_traffic() {
     .await
     .expect("a heartbeat reply and a refused frame");
 
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = daemon.metrics_addr().await;
     let (status, content_type, body) = http_get(addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(
@@ -335,18 +327,12 @@ async fn a_scrape_storm_gets_complete_answers() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
     let dir = temp_dir();
-    let port = free_port();
-    let text = config_text(
-        &sim,
-        &dir.path().join("journal"),
-        &format!(
-            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{}",
-            http_sink("crm", &crm.url())
-        ),
-    );
-    let daemon = Daemon::start(settings(&text));
+    let mut config =
+        TestConfig::new(&sim, &dir.path().join("journal")).sink(SinkTable::http("crm", &crm.url()));
+    config.metrics = Some(MetricsTable::any_port());
+    let daemon = Daemon::start(config.settings());
     sim.wait_live().await;
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = daemon.metrics_addr().await;
     let scrapes: Vec<_> = (0..50)
         .map(|_| tokio::spawn(async move { http_get(addr, "/metrics").await }))
         .collect();
@@ -363,30 +349,23 @@ async fn a_scrape_storm_gets_complete_answers() {
     sim.shutdown().await;
 }
 
-fn validate(config: &std::path::Path) -> std::process::Output {
-    Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(config)
-        .output()
-        .unwrap()
+async fn validate(config: &std::path::Path) -> Ran {
+    zcc_relay(["validate"]).config(config).output().await
 }
 
 #[tokio::test]
 async fn refuses_a_non_loopback_listen_address_unless_allowed() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let dir = temp_dir();
-    let sinks = file_sink("archive", &dir.path().join("events.jsonl"));
-    let base = config_text(&sim, &dir.path().join("journal"), &sinks);
+    let mut base = TestConfig::new(&sim, &dir.path().join("journal"))
+        .sink(SinkTable::file("archive", &dir.path().join("events.jsonl")));
     let config = dir.path().join("config.toml");
 
-    std::fs::write(
-        &config,
-        format!("{base}\n[metrics]\nlisten = \"0.0.0.0:9464\"\n"),
-    )
-    .unwrap();
-    let output = validate(&config);
-    assert_eq!(output.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    base.metrics = Some(MetricsTable::at("0.0.0.0:9464"));
+    base.write(&config);
+    let output = validate(&config).await;
+    assert_eq!(output.code, Some(78));
+    let stderr = &output.stderr;
     assert!(
         stderr.contains(
             "metrics.listen: 0.0.0.0:9464 is not a loopback address; the endpoint has no \
@@ -406,31 +385,23 @@ async fn refuses_a_non_loopback_listen_address_unless_allowed() {
     );
     assert!(!dir.path().join("journal").exists());
 
-    std::fs::write(
-        &config,
-        format!("{base}\n[metrics]\nlisten = \"0.0.0.0:9464\"\nallow_non_loopback = true\n"),
-    )
-    .unwrap();
-    let output = validate(&config);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    base.metrics = Some(MetricsTable {
+        allow_non_loopback: Some(true),
+        ..MetricsTable::at("0.0.0.0:9464")
+    });
+    base.write(&config);
+    let output = validate(&config).await;
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let stdout = &output.stdout;
     assert!(
         stdout.contains("warning: metrics.listen: 0.0.0.0:9464 is not a loopback address"),
         "{stdout}"
     );
 
     // An IPv6 loopback address is fine without it.
-    std::fs::write(
-        &config,
-        format!("{base}\n[metrics]\nlisten = \"[::1]:9464\"\n"),
-    )
-    .unwrap();
-    assert_eq!(validate(&config).status.code(), Some(0));
+    base.metrics = Some(MetricsTable::at("[::1]:9464"));
+    base.write(&config);
+    assert_eq!(validate(&config).await.code, Some(0));
     sim.shutdown().await;
 }
 
@@ -441,16 +412,11 @@ async fn a_taken_port_stops_the_daemon_at_start() {
     let dir = temp_dir();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let sinks = file_sink("archive", &dir.path().join("events.jsonl"));
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
-            config_text(&sim, &dir.path().join("journal"), &sinks)
-        ),
-    )
-    .unwrap();
+    let mut text = TestConfig::new(&sim, &dir.path().join("journal"))
+        .sink(SinkTable::file("archive", &dir.path().join("events.jsonl")));
+    text.metrics = Some(MetricsTable::at(format!("127.0.0.1:{port}")));
+    text.write(&config);
     let log = dir.path().join("run.log");
     let output = wait_output(spawn_run(&config, "info", &log)).await;
     assert_eq!(output.status.code(), Some(1));
@@ -473,24 +439,18 @@ async fn media_backlog_is_reported() {
     sim.media_fault(MediaFault::Status(503), 1);
     let crm = FakeSink::ok().await;
     let dir = temp_dir();
-    let port = free_port();
-    let text = config_text(
-        &sim,
-        &dir.path().join("journal"),
-        &format!(
-            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{}",
-            http_sink("crm", &crm.url())
-        ),
-    )
-    .replace("[media]\nenabled = false\n", "[media]\nenabled = true\n");
-    let daemon = Daemon::start(settings(&text));
+    let mut config =
+        TestConfig::new(&sim, &dir.path().join("journal")).sink(SinkTable::http("crm", &crm.url()));
+    config.metrics = Some(MetricsTable::any_port());
+    config.media = Some(MediaTable::enabled());
+    let daemon = Daemon::start(config.settings());
     sim.wait_live().await;
     daemon.wait_first_sweep().await;
     assert!(sim.emit(recording_event("waits-for-media", clock::now_ms())));
     daemon.wait_handled(1).await;
     // Wait (at most 10 s) until the stage made its first attempt and
     // scheduled the next one (the gauges are cached for 2 s).
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = daemon.metrics_addr().await;
     let mut scrape = None;
     for _ in 0..100 {
         let (status, _, body) = http_get(addr, "/metrics").await;
@@ -514,20 +474,11 @@ async fn media_backlog_is_reported() {
         "the record reaches the sink only with its media"
     );
     assert!(crm.accepted().is_empty());
-    // `status` shows the same backlog.
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, &text).unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(BIN)
-            .arg("status")
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    // `status` shows the same backlog (told where the endpoint took its port).
+    config.metrics = Some(MetricsTable::at(addr));
+    let config = config.write(&dir.path().join("config.toml"));
+    let output = zcc_relay(["status"]).config(&config).output().await;
+    let stdout = &output.stdout;
     assert!(
         stdout.contains("media:      1 records waiting for their files (1 retrying later"),
         "{stdout}"

@@ -4,10 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use zcc_relay::record::Source;
-use zcc_relay::sim::scenario;
-use zcc_relay::sim::{SimConfig, Simulator};
-use zcc_relay::sink::http::{sign, signing_key};
 use zcc_relay::zoom::event::parse_body;
+use zcc_sim::scenario;
+use zcc_sim::sink::http::signature;
 
 use crate::support::*;
 
@@ -25,24 +24,17 @@ fn expected_ids(script: &[scenario::ScriptedEvent]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_every_event_to_file_and_http_sinks_exactly_once() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
-    let archive = dir.path().join("out/events.jsonl");
-    let text = config_text(
-        &sim,
-        &dir.path().join("journal"),
-        &format!(
-            "{}\n{}",
-            http_sink("crm", &crm.url()),
-            file_sink("archive", &archive)
-        ),
-    );
-    let daemon = Daemon::start(settings(&text));
-    sim.wait_live().await;
+    let mut h = Harness::new().await;
+    let archive = h.path("out/events.jsonl");
+    h.config.sinks = vec![
+        SinkTable::http("crm", &crm.url()),
+        SinkTable::file("archive", &archive),
+    ];
     // The test counts what the socket persisted: the first start's sweep must
     // not list the events before the socket carries them.
-    daemon.wait_first_sweep().await;
+    let daemon = h.start_live().await;
+    let sim = &h.sim;
 
     let mut script = scenario::generate(7, 200, SystemTime::now(), Duration::from_secs(1));
     script.truncate(500);
@@ -105,7 +97,6 @@ async fn delivers_every_event_to_file_and_http_sinks_exactly_once() {
     // The HTTP sink: same records, each signed per Standard Webhooks.
     let received = crm.accepted();
     assert_eq!(received.len() as u64, persisted);
-    let key = signing_key(SINK_SECRET).unwrap();
     let mut webhook_ids = BTreeSet::new();
     for request in &received {
         let timestamp: u64 = request
@@ -113,8 +104,8 @@ async fn delivers_every_event_to_file_and_http_sinks_exactly_once() {
             .parse()
             .expect("webhook-timestamp is integer seconds");
         assert_eq!(
-            request.signature,
-            sign(&key, &request.webhook_id, timestamp, &request.body)
+            Some(request.signature.clone()),
+            signature(SINK_SECRET, &request.webhook_id, timestamp, &request.body)
         );
         assert_eq!(request.content_type, "application/json");
         let record: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
@@ -129,25 +120,18 @@ async fn delivers_every_event_to_file_and_http_sinks_exactly_once() {
             request.webhook_id
         );
     }
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_delivers_records_left_in_the_journal() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let dir = temp_dir();
-    let journal = dir.path().join("journal");
     // First run: the sink's port is closed, so everything stays queued.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}/hook", closed.local_addr().unwrap());
     drop(closed);
-    let daemon = Daemon::start(settings(&config_text(
-        &sim,
-        &journal,
-        &http_sink("crm", &dead_url),
-    )));
-    sim.wait_live().await;
-    daemon.wait_first_sweep().await;
+    let mut h = Harness::with_sinks([SinkTable::http("crm", &dead_url)]).await;
+    let sim = &h.sim;
+    let daemon = h.start_live().await;
     let script = scenario::generate(11, 20, SystemTime::now(), Duration::from_secs(1));
     for event in &script {
         sim.emit(event.body.clone());
@@ -165,11 +149,8 @@ async fn restart_delivers_records_left_in_the_journal() {
 
     // Second run: same journal, a working sink, no new events.
     let crm = FakeSink::ok().await;
-    let daemon = Daemon::start(settings(&config_text(
-        &sim,
-        &journal,
-        &http_sink("crm", &crm.url()),
-    )));
+    h.config.sinks = vec![SinkTable::http("crm", &crm.url())];
+    let daemon = h.start();
     crm.wait_accepted(persisted as usize).await;
     daemon.stop().await.unwrap();
     let ids: BTreeSet<String> = crm
@@ -184,21 +165,15 @@ async fn restart_delivers_records_left_in_the_journal() {
         .collect();
     assert_eq!(ids, expected_ids(&script));
     assert_eq!(crm.accepted().len() as u64, persisted);
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_temporary_sink_failures_until_delivered() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::status_sequence([503, 500, 429]).await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&config_text(
-        &sim,
-        &dir.path().join("j"),
-        &http_sink("crm", &crm.url()),
-    )));
-    sim.wait_live().await;
-    daemon.wait_first_sweep().await;
+    let h = Harness::with_sinks([SinkTable::http("crm", &crm.url())]).await;
+    let sim = &h.sim;
+    let daemon = h.start_live().await;
     let script = scenario::generate(3, 2, SystemTime::now(), Duration::from_secs(1));
     for event in &script {
         sim.emit(event.body.clone());
@@ -214,19 +189,23 @@ async fn retries_temporary_sink_failures_until_delivered() {
     crm.wait_accepted(persisted as usize).await;
     daemon.stop().await.unwrap();
     assert_eq!(crm.accepted().len() as u64, persisted);
-    sim.shutdown().await;
+    // The failures were served (and their records retried), not skipped:
+    // three requests got them, every other one was accepted.
+    let statuses = crm.statuses();
+    let mut failures: Vec<u16> = statuses.iter().copied().filter(|s| *s != 200).collect();
+    failures.sort();
+    assert_eq!(failures, [429, 500, 503], "{statuses:?}");
+    assert_eq!(statuses.len() as u64, persisted + 3, "{statuses:?}");
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_the_socket_drops() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let dir = temp_dir();
-    let archive = dir.path().join("events.jsonl");
-    let daemon = Daemon::start(settings(&config_text(
-        &sim,
-        &dir.path().join("j"),
-        &file_sink("a", &archive),
-    )));
+    let mut h = Harness::new().await;
+    let archive = h.path("events.jsonl");
+    h.config.sinks.push(SinkTable::file("a", &archive));
+    let sim = &h.sim;
+    let daemon = h.start();
     sim.wait_live().await;
     let first = serde_json::json!({"event": "contact_center.inbox_message_received", "event_ts": 1, "payload": {"account_id": "a", "object": {"message_id": "M1"}}});
     assert!(sim.emit(first));
@@ -251,5 +230,5 @@ async fn reconnects_after_the_socket_drops() {
         ids,
         ["inbox_message_received:M1", "inbox_message_received:M2"]
     );
-    sim.shutdown().await;
+    h.shutdown().await;
 }

@@ -4,11 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -32,36 +31,26 @@ fn recording_ids(range: std::ops::RangeInclusive<u64>) -> BTreeSet<String> {
 }
 
 /// Runs `zcc-relay queue ARGS --config CONFIG` off the runtime's threads.
-async fn queue(config: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    command.arg("queue").args(args).arg("--config").arg(config);
-    tokio::task::spawn_blocking(move || command.output())
+async fn queue(config: &Path, args: &[&str]) -> Ran {
+    zcc_relay(["queue"])
+        .args(args)
+        .config(config)
+        .output()
         .await
-        .unwrap()
-        .unwrap()
 }
 
 /// `queue ARGS --json`, which must succeed and print one JSON document.
 async fn queue_json(config: &Path, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let output = queue(config, &args).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "queue {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "queue {args:?} printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    zcc_relay(["queue"])
+        .args(args)
+        .args(["--json"])
+        .config(config)
+        .json()
+        .await
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+fn stderr(output: &Ran) -> String {
+    output.stderr.clone()
 }
 
 fn sink<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -80,10 +69,10 @@ fn ids(records: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn write_config(dir: &Path, sim: &Simulator, journal: &Path, sinks: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    std::fs::write(&path, config_text(sim, journal, sinks)).unwrap();
-    path
+fn write_config(dir: &Path, sim: &Simulator, journal: &Path, sinks: &[SinkTable]) -> PathBuf {
+    let mut config = TestConfig::new(sim, journal);
+    config.sinks = sinks.to_vec();
+    config.write(&dir.join("config.toml"))
 }
 
 /// A stopped daemon's journal in which sink `crm` (an endpoint answering 400
@@ -92,18 +81,23 @@ fn write_config(dir: &Path, sim: &Simulator, journal: &Path, sinks: &str) -> Pat
 async fn dead_lettered_journal(sim: &Simulator, dir: &Path, n: u64) -> PathBuf {
     let journal = dir.join("journal");
     let refusing = FakeSink::always(400).await;
-    let daemon = Daemon::start(settings(&config_text(
-        sim,
-        &journal,
-        &http_sink("crm", &refusing.url()),
-    )));
+    let daemon = Daemon::start(
+        TestConfig::new(sim, &journal)
+            .sink(SinkTable::http("crm", &refusing.url()))
+            .settings(),
+    );
     sim.wait_live().await;
     for i in 1..=n {
         assert!(sim.emit(recording(i)), "the socket should be live");
     }
     daemon.wait_dead_lettered("crm", n).await;
     daemon.stop().await.unwrap();
-    write_config(dir, sim, &journal, &http_sink("crm", &refusing.url()))
+    write_config(
+        dir,
+        sim,
+        &journal,
+        &[SinkTable::http("crm", &refusing.url())],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +120,7 @@ async fn queue_round_trip_dead_redrive_delivered() {
     }
     // The same, for a human: the mode line, a header row, the reason.
     let text = queue(&config, &["dead"]).await;
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = &text.stdout;
     assert!(
         text.starts_with("(no zcc-relay is running on this journal; opened it directly)\n"),
         "{text}"
@@ -140,7 +134,7 @@ async fn queue_round_trip_dead_redrive_delivered() {
     assert!(text.contains("HTTP 400"), "{text}");
 
     let redrive = queue(&config, &["redrive", "--sink", "crm", "--all"]).await;
-    assert_eq!(redrive.status.code(), Some(0), "{}", stderr(&redrive));
+    assert_eq!(redrive.code, Some(0), "{}", stderr(&redrive));
     let stats = queue_json(&config, &["stats"]).await;
     assert_eq!(sink(&stats, "crm")["pending"], N);
     assert_eq!(sink(&stats, "crm")["dead"], 0);
@@ -150,11 +144,11 @@ async fn queue_round_trip_dead_redrive_delivered() {
 
     // The endpoint is fixed: the next start delivers every redriven record.
     let fixed = FakeSink::ok().await;
-    let daemon = Daemon::start(settings(&config_text(
-        &sim,
-        &dir.path().join("journal"),
-        &http_sink("crm", &fixed.url()),
-    )));
+    let daemon = Daemon::start(
+        TestConfig::new(&sim, &dir.path().join("journal"))
+            .sink(SinkTable::http("crm", &fixed.url()))
+            .settings(),
+    );
     fixed.wait_accepted(N as usize).await;
     daemon.stop().await.unwrap();
     let delivered: BTreeSet<String> = fixed
@@ -183,7 +177,7 @@ async fn queue_reads_a_running_daemons_journal() {
         dir.path(),
         &sim,
         &dir.path().join("journal"),
-        &http_sink("crm", &dead_url),
+        &[SinkTable::http("crm", &dead_url)],
     );
     let child = spawn_run(&config, "info", &dir.path().join("daemon.log"));
     let pid = child.id();
@@ -220,8 +214,8 @@ async fn queue_reads_a_running_daemons_journal() {
     wait_pending(8).await;
 
     let text = queue(&config, &["stats"]).await;
-    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
-    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.code, Some(0), "{}", stderr(&text));
+    let text = &text.stdout;
     assert!(
         text.starts_with(&format!(
             "(read-only view: zcc-relay pid {pid} owns this journal)\n"
@@ -243,7 +237,7 @@ async fn queue_reads_a_running_daemons_journal() {
         &["purge", "--sink", "crm", "--dead", "--yes"][..],
     ] {
         let output = queue(&config, args).await;
-        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(output.code, Some(1), "{args:?}");
         assert!(stderr(&output).contains(&refusal), "{}", stderr(&output));
     }
 
@@ -269,7 +263,7 @@ async fn purge_requires_yes() {
     let config = dead_lettered_journal(&sim, dir.path(), 3).await;
 
     let refused = queue(&config, &["purge", "--sink", "crm", "--dead"]).await;
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.code, Some(1));
     assert!(
         stderr(&refused).contains("would delete 3 dead-lettered record(s) of sink crm"),
         "{}",
@@ -343,7 +337,7 @@ async fn redrive_by_id_moves_only_that_record() {
         ],
     )
     .await;
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.code, Some(1));
     assert!(
         stderr(&missing).contains("\"recording_completed:rec-9\""),
         "the error names the id: {}",
@@ -359,11 +353,10 @@ async fn redrive_by_id_moves_only_that_record() {
 async fn unknown_sink_is_an_error_listing_the_configured_ones() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let dir = temp_dir();
-    let sinks = format!(
-        "{}{}",
-        http_sink("crm", "http://127.0.0.1:9/hook"),
-        file_sink("archive", &dir.path().join("events.jsonl"))
-    );
+    let sinks = [
+        SinkTable::http("crm", "http://127.0.0.1:9/hook"),
+        SinkTable::file("archive", &dir.path().join("events.jsonl")),
+    ];
     let config = write_config(dir.path(), &sim, &dir.path().join("journal"), &sinks);
     for args in [
         &["list", "--sink", "nope"][..],
@@ -372,7 +365,7 @@ async fn unknown_sink_is_an_error_listing_the_configured_ones() {
         &["purge", "--sink", "nope", "--dead", "--yes"][..],
     ] {
         let output = queue(&config, args).await;
-        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(output.code, Some(1), "{args:?}");
         assert!(
             stderr(&output).contains("unknown sink \"nope\"; configured sinks: crm, archive"),
             "{args:?}: {}",
@@ -391,10 +384,10 @@ async fn missing_journal_is_reported_not_created_and_bad_config_exits_78() {
         dir.path(),
         &sim,
         &journal,
-        &http_sink("crm", "http://127.0.0.1:9/hook"),
+        &[SinkTable::http("crm", "http://127.0.0.1:9/hook")],
     );
     let output = queue(&config, &["stats"]).await;
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.code, Some(1));
     assert!(
         stderr(&output).contains("no journal at"),
         "{}",
@@ -406,12 +399,7 @@ async fn missing_journal_is_reported_not_created_and_bad_config_exits_78() {
     std::fs::write(&bad, "[zoom]\naccount_id = \"\"\n").unwrap();
     for args in [&["stats"][..], &["redrive", "--sink", "crm", "--all"][..]] {
         let output = queue(&bad, args).await;
-        assert_eq!(
-            output.status.code(),
-            Some(78),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        assert_eq!(output.code, Some(78), "{args:?}: {}", stderr(&output));
     }
     sim.shutdown().await;
 }
@@ -422,11 +410,9 @@ async fn a_corrupt_journal_is_quarantined_and_reported() {
     let dir = temp_dir();
     let journal = dir.path().join("journal");
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(&sim, &journal, &http_sink("crm", "http://127.0.0.1:9/hook")),
-    )
-    .unwrap();
+    TestConfig::new(&sim, &journal)
+        .sink(SinkTable::http("crm", "http://127.0.0.1:9/hook"))
+        .write(&config);
     std::fs::create_dir_all(&journal).unwrap();
     let garbage: Vec<u8> = (0..50_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
@@ -443,7 +429,7 @@ async fn a_corrupt_journal_is_quarantined_and_reported() {
     assert_eq!(sink(&report, "crm")["pending"], 0);
     let text = queue(&config, &["stats"]).await;
     assert!(
-        String::from_utf8_lossy(&text.stdout).contains("corrupt journal files moved aside"),
+        text.stdout.contains("corrupt journal files moved aside"),
         "{}",
         stderr(&text)
     );

@@ -3,14 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use zcc_relay::clock;
 use zcc_relay::journal::{self, Gap, GapState, Journal, SinkRoute};
-use zcc_relay::sim::{HandshakeMode, RetryAfter, SimConfig, Simulator};
 use zcc_relay::sink::route::EventFilter;
+use zcc_sim::{HandshakeMode, RetryAfter, Simulator};
 
 use crate::support::*;
 
@@ -110,20 +109,26 @@ fn delivered(sink: &FakeSink) -> BTreeMap<String, (u32, String)> {
     out
 }
 
-fn reconcile_config(sim: &Simulator, dir: &std::path::Path, sink_url: &str) -> String {
-    let text = config_text(sim, &dir.join("journal"), &http_sink("crm", sink_url));
-    format!("{text}\n[reconcile]\ngap_margin = \"2m\"\ninterval = \"1h\"\nlookback = \"48h\"\n")
+/// A simulator and a daemon config with one HTTP sink `crm` posting to
+/// `crm`, sweeping the last 48 hours every hour, gaps widened by 2 minutes.
+async fn reconcile_harness(crm: &FakeSink) -> Harness {
+    let mut h = Harness::with_sinks([SinkTable::http("crm", &crm.url())]).await;
+    h.config.reconcile = Some(ReconcileTable {
+        gap_margin: Some("2m".into()),
+        interval: Some("1h".into()),
+        lookback: Some("48h".into()),
+        ..ReconcileTable::default()
+    });
+    h
 }
 
 #[tokio::test(start_paused = true)]
 async fn fills_gap_after_disconnect() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&reconcile_config(&sim, dir.path(), &crm.url())));
-    sim.wait_live().await;
+    let h = reconcile_harness(&crm).await;
+    let sim = &h.sim;
     // The first start sweeps the lookback (nothing there yet); let it finish.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let daemon = h.start_live().await;
     // Live before the outage.
     for body in engagement(1, clock::now_ms()) {
         assert!(sim.emit(body));
@@ -179,18 +184,15 @@ async fn fills_gap_after_disconnect() {
         !got.keys()
             .any(|id| id.starts_with("engagement_started:") && got[id].1 == "reconcile")
     );
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn fills_gap_after_daemon_was_stopped() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
-    let config = reconcile_config(&sim, dir.path(), &crm.url());
-    let daemon = Daemon::start(settings(&config));
-    sim.wait_live().await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let h = reconcile_harness(&crm).await;
+    let sim = &h.sim;
+    let daemon = h.start_live().await;
     daemon.stop().await.unwrap();
     // While the process is down.
     for n in 1..=3 {
@@ -199,7 +201,7 @@ async fn fills_gap_after_daemon_was_stopped() {
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
-    let daemon = Daemon::start(settings(&config));
+    let daemon = h.start();
     sim.wait_live().await;
     let expected: Vec<String> = (1..=3).flat_map(keyed_ids).collect();
     tokio::time::timeout(Duration::from_secs(120), async {
@@ -215,20 +217,17 @@ async fn fills_gap_after_daemon_was_stopped() {
             .iter()
             .all(|id| delivered(&crm)[id] == (1, "reconcile".to_string()))
     );
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_duplicates_when_socket_and_rest_overlap() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
-    let config = reconcile_config(&sim, dir.path(), &crm.url())
-        .replace("interval = \"1h\"", "interval = \"1m\"");
-    let daemon = Daemon::start(settings(&config));
-    sim.wait_live().await;
+    let mut h = reconcile_harness(&crm).await;
+    h.config.reconcile_mut().interval = Some("1m".into());
+    let sim = &h.sim;
     // After the first start's sweep, so the socket is first for these.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let daemon = h.start_live().await;
     for n in 1..=5 {
         for body in engagement(n, clock::now_ms()) {
             assert!(sim.emit(body));
@@ -251,14 +250,14 @@ async fn no_duplicates_when_socket_and_rest_overlap() {
         "sweeps ran: {}",
         sim.rest_requests().len()
     );
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn honours_429_retry_after() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
+    let h = reconcile_harness(&crm).await;
+    let sim = &h.sim;
     // Missed before the daemon ever ran: the first start sweeps the lookback.
     let now = clock::now_ms();
     for n in 0..400 {
@@ -268,7 +267,7 @@ async fn honours_429_retry_after() {
     }
     sim.throttle_next(2, RetryAfter::Seconds(30));
     let started = tokio::time::Instant::now();
-    let daemon = Daemon::start(settings(&reconcile_config(&sim, dir.path(), &crm.url())));
+    let daemon = h.start();
     let expected: Vec<String> = (0..400).flat_map(keyed_ids).collect();
     tokio::time::timeout(Duration::from_secs(600), async {
         while delivered(&crm).len() < expected.len() {
@@ -299,14 +298,14 @@ async fn honours_429_retry_after() {
         recordings >= 2 + 2,
         "{recordings} recording requests (2 throttled)"
     );
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn pages_through_large_windows() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
+    let h = reconcile_harness(&crm).await;
+    let sim = &h.sim;
     // 1,200 recordings nobody saw on the socket, in the last two hours.
     let now = clock::now_ms();
     for n in 0..1_200u64 {
@@ -316,7 +315,7 @@ async fn pages_through_large_windows() {
                 "recording_start_time_ms": jiff::Timestamp::from_millisecond((end - 60_000) as i64).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
                 "recording_end_time_ms": jiff::Timestamp::from_millisecond(end as i64).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()}}}));
     }
-    let daemon = Daemon::start(settings(&reconcile_config(&sim, dir.path(), &crm.url())));
+    let daemon = h.start();
     tokio::time::timeout(Duration::from_secs(600), async {
         while crm.accepted().len() < 1_200 {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -361,7 +360,7 @@ async fn pages_through_large_windows() {
         3,
         "{first_sweep:?}"
     );
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 const HOUR_MS: u64 = 3_600_000;
@@ -388,69 +387,46 @@ fn each_type(n: u64) -> Value {
     })
 }
 
-/// `reconcile_config` as a file for the real binary, with a lookback of one
-/// hour (a daemon's own sweep then finds none of the older items these tests
-/// plant) and `extra` appended to `[reconcile]`.
-fn write_reconcile_config(sim: &Simulator, dir: &Path, sink_url: &str, extra: &str) -> PathBuf {
-    let text =
-        reconcile_config(sim, dir, sink_url).replace("lookback = \"48h\"", "lookback = \"1h\"");
-    let path = dir.join("config.toml");
-    std::fs::write(&path, format!("{text}{extra}")).unwrap();
-    path
+/// `reconcile_harness` with its config written for the real binary, with a
+/// lookback of one hour (a daemon's own sweep then finds none of the older
+/// items these tests plant) and `max_requests_per_second`.
+async fn reconcile_cli_harness(
+    crm: &FakeSink,
+    max_requests_per_second: Option<u32>,
+) -> (Harness, PathBuf) {
+    let mut h = reconcile_harness(crm).await;
+    let reconcile = h.config.reconcile_mut();
+    reconcile.lookback = Some("1h".into());
+    reconcile.max_requests_per_second = max_requests_per_second;
+    let config = h.write_config();
+    (h, config)
 }
 
 /// Runs `zcc-relay reconcile --config CONFIG ARGS` off the runtime's threads.
-async fn reconcile_cli(config: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .arg("reconcile")
-        .arg("--config")
-        .arg(config)
+async fn reconcile_cli(config: &Path, args: &[&str]) -> Ran {
+    zcc_relay(["reconcile"])
+        .config(config)
         .args(args)
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("RUST_LOG");
-    tokio::task::spawn_blocking(move || command.output())
+        .output()
         .await
-        .unwrap()
-        .unwrap()
 }
 
 /// `reconcile ARGS --json`, which must succeed and print one JSON document.
 async fn reconcile_json(config: &Path, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let output = reconcile_cli(config, &args).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "reconcile {args:?}:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "reconcile {args:?} printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    zcc_relay(["reconcile"])
+        .config(config)
+        .args(args)
+        .args(["--json"])
+        .json()
+        .await
 }
 
 /// `queue stats --json` through the real binary.
 async fn queue_stats(config: &Path) -> Value {
-    let mut command = Command::new(BIN);
-    command
-        .args(["queue", "stats", "--json", "--config"])
-        .arg(config);
-    let output = tokio::task::spawn_blocking(move || command.output())
+    zcc_relay(["queue", "stats", "--json"])
+        .config(config)
+        .json()
         .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// Records held by the journal and pending for sink `crm`, per `queue stats`.
@@ -587,15 +563,9 @@ impl Drop for Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn splits_windows_longer_than_30_days() {
     const N: u64 = 15;
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
-    let config = write_reconcile_config(
-        &sim,
-        dir.path(),
-        &crm.url(),
-        "max_requests_per_second = 10\n",
-    );
+    let (h, config) = reconcile_cli_harness(&crm, Some(10)).await;
+    let sim = &h.sim;
     let to_ms = clock::now_ms() / 1000 * 1000;
     let from_ms = to_ms - 75 * DAY_MS;
     // From 8 hours to 70 days back, so each 30-day part holds some, and none
@@ -619,7 +589,7 @@ async fn splits_windows_longer_than_30_days() {
         "/v2/contact_center/engagements",
         "/v2/contact_center/inboxes/messages",
     ] {
-        let windows = listed_windows(&sim, path);
+        let windows = listed_windows(sim, path);
         assert!(windows.len() >= 3, "{path}: {windows:?}");
         for (from, to) in &windows {
             assert!(
@@ -641,9 +611,8 @@ async fn splits_windows_longer_than_30_days() {
     }
 
     // The next daemon start delivers what the command added, once each.
-    let text = std::fs::read_to_string(&config).unwrap();
     let expected: BTreeSet<String> = (0..N).flat_map(keyed_ids).collect();
-    let daemon = Daemon::start(settings(&text));
+    let daemon = h.start();
     crm.wait_accepted(expected.len()).await;
     daemon.stop().await.unwrap();
     let got = delivered(&crm);
@@ -651,15 +620,14 @@ async fn splits_windows_longer_than_30_days() {
     for (id, delivery) in &got {
         assert_eq!(delivery, &(1, "reconcile".to_string()), "{id}");
     }
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_cli_dry_run_reports_and_changes_nothing() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
-    let config = write_reconcile_config(&sim, dir.path(), &crm.url(), "");
+    let (h, config) = reconcile_cli_harness(&crm, None).await;
+    let (sim, dir) = (&h.sim, &h.dir);
     let now = clock::now_ms() / 1000 * 1000;
     let (from, to) = (rfc3339(now - 3 * DAY_MS), rfc3339(now));
     let window = ["--from", from.as_str(), "--to", to.as_str()];
@@ -708,8 +676,8 @@ async fn reconcile_cli_dry_run_reports_and_changes_nothing() {
     assert_eq!(dry["report"]["found"], each_type(7), "{dry:#}");
     assert_eq!(dry["report"]["new"], each_type(2), "{dry:#}");
     let refused = reconcile_cli(&config, &window).await;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    let stderr = &refused.stderr;
+    assert_eq!(refused.code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!("the journal is in use by zcc-relay pid {pid}")),
         "{stderr}"
@@ -740,24 +708,21 @@ async fn reconcile_cli_dry_run_reports_and_changes_nothing() {
         ),
     ] {
         let output = reconcile_cli(&config, &args).await;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        let stderr = &output.stderr;
+        assert_eq!(output.code, Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
     assert_eq!(sim.rest_requests().len(), asked);
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_items_not_ready_yet() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
-    let config = reconcile_config(&sim, dir.path(), &crm.url())
-        .replace("interval = \"1h\"", "interval = \"1m\"");
-    let daemon = Daemon::start(settings(&config));
-    sim.wait_live().await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut h = reconcile_harness(&crm).await;
+    h.config.reconcile_mut().interval = Some("1m".into());
+    let sim = &h.sim;
+    let daemon = h.start_live().await;
     // Zoom lists a recording before its transcript exists, and an engagement
     // (with its note and disposition) only once it has ended.
     let not_yet = [
@@ -783,9 +748,9 @@ async fn retries_items_not_ready_yet() {
             .filter(|r| r.path.ends_with("/contact_center/recordings"))
             .count()
     };
-    let swept = sweeps(&sim);
+    let swept = sweeps(sim);
     tokio::time::sleep(Duration::from_secs(150)).await;
-    assert!(sweeps(&sim) >= swept + 2, "sweeps ran");
+    assert!(sweeps(sim) >= swept + 2, "sweeps ran");
     let got = delivered(&crm);
     for id in [
         "recording_transcript_completed:R1",
@@ -810,28 +775,19 @@ async fn retries_items_not_ready_yet() {
     for (id, delivery) in &got {
         assert_eq!(delivery, &(1, "reconcile".to_string()), "{id}");
     }
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_during_reconcile_repeats_window() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
-    let journal_dir = dir.path().join("journal");
     // A margin of a second: the gap is over (and can be marked done) by the
     // time it is reconciled. One request a second: time to stall the gap run
     // between its listings.
-    let config = write_reconcile_config(
-        &sim,
-        dir.path(),
-        &crm.url(),
-        "max_requests_per_second = 1\n",
-    );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("gap_margin = \"2m\"", "gap_margin = \"1s\"");
-    std::fs::write(&config, text).unwrap();
+    let (mut h, _) = reconcile_cli_harness(&crm, Some(1)).await;
+    h.config.reconcile_mut().gap_margin = Some("1s".into());
+    let config = h.write_config();
+    let (sim, dir, journal_dir) = (&h.sim, &h.dir, h.journal());
     let mut first = Running::spawn(&config, &dir.path().join("first.log"));
     tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
         .await
@@ -923,17 +879,17 @@ async fn crash_during_reconcile_repeats_window() {
     for (id, delivery) in &got {
         assert_eq!(delivery, &(1, "reconcile".to_string()), "{id}");
     }
-    sim.shutdown().await;
+    h.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_does_not_wait_out_a_rate_limit() {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
-    let dir = temp_dir();
+    let h = reconcile_harness(&crm).await;
+    let sim = &h.sim;
     // The first start's sweep is told to come back in an hour.
     sim.throttle_next(1, RetryAfter::Seconds(3600));
-    let daemon = Daemon::start(settings(&reconcile_config(&sim, dir.path(), &crm.url())));
+    let daemon = h.start();
     sim.wait_live().await;
     while sim.rest_requests().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -947,5 +903,5 @@ async fn shutdown_does_not_wait_out_a_rate_limit() {
         stopping.elapsed()
     );
     assert_eq!(sim.rest_requests().len(), 1, "nothing asked after the stop");
-    sim.shutdown().await;
+    h.shutdown().await;
 }

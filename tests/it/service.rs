@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use zcc_relay::sim::scenario;
-use zcc_relay::sim::{SimConfig, Simulator};
+use zcc_sim::scenario;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -199,15 +199,12 @@ async fn notifies_ready_watchdog_status_and_stopping_in_order() {
         FakeSink::with(|_, attempt| Reply::status(if attempt <= 2 { 503 } else { 200 })).await;
     let dir = temp_dir();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &sim,
-            &dir.path().join("journal"),
-            &format!("{}max_in_flight = 1\n", http_sink("crm", &crm.url())),
-        ),
-    )
-    .unwrap();
+    TestConfig::new(&sim, &dir.path().join("journal"))
+        .sink(SinkTable {
+            max_in_flight: Some(1),
+            ..SinkTable::http("crm", &crm.url())
+        })
+        .write(&config);
     let socket = dir.path().join("notify");
     let listener = Listener::bind(&socket);
     let log_path = dir.path().join("daemon.log");
@@ -346,17 +343,15 @@ async fn sighup_reloads_log_level_and_secrets_and_reports_the_rest() {
     // A wrong Zoom secret: the daemon runs, and its token requests are refused.
     std::fs::write(&zoom_secret, "not-the-secret\n").unwrap();
     std::fs::write(&crm_secret, format!("{SINK_SECRET}\n")).unwrap();
-    let sink = format!(
-        "[[sinks]]\nname = \"crm\"\ntype = \"http\"\nurl = \"{}\"\nsecret_file = \"{}\"\n",
-        crm.url(),
-        crm_secret.display()
-    );
-    let text = config_text(&sim, &dir.path().join("journal"), &sink).replace(
-        &format!("client_secret = \"{}\"", sim.config().client_secret),
-        &format!("client_secret_file = \"{}\"", zoom_secret.display()),
-    );
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, &text).unwrap();
+    let mut text = TestConfig::new(&sim, &dir.path().join("journal")).sink(SinkTable {
+        secret: None,
+        secret_file: Some(crm_secret.clone()),
+        timeout: None,
+        ..SinkTable::http("crm", &crm.url())
+    });
+    text.zoom.client_secret = None;
+    text.zoom.client_secret_file = Some(zoom_secret.clone());
+    let config = text.write(&dir.path().join("config.toml"));
     let log_path = dir.path().join("daemon.log");
     let child = spawn_plain(&config, &log_path);
     wait_log(&log_path, "Zoom rejected the app credentials", 1).await;
@@ -366,12 +361,9 @@ async fn sighup_reloads_log_level_and_secrets_and_reports_the_rest() {
     // key that needs a restart.
     std::fs::write(&zoom_secret, &sim.config().client_secret).unwrap();
     std::fs::write(&crm_secret, "rotated-signing-secret").unwrap();
-    std::fs::write(
-        &config,
-        text.replace("log_level = \"info\"", "log_level = \"debug\"")
-            .replace("heartbeat_interval = \"1s\"", "heartbeat_interval = \"2s\""),
-    )
-    .unwrap();
+    text.daemon.log_level = Some("debug".into());
+    text.websocket.heartbeat_interval = Some("2s".into());
+    text.write(&config);
     sighup(&child);
     let log = wait_log(&log_path, "configuration reloaded", 1).await;
     assert!(
@@ -464,15 +456,9 @@ async fn journald_gets_structured_fields_and_priorities() {
     std::fs::create_dir(&journald).unwrap();
     let listener = Listener::bind(&journald.join("socket"));
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &sim,
-            &dir.path().join("journal"),
-            &http_sink("crm", &dead_url),
-        ),
-    )
-    .unwrap();
+    TestConfig::new(&sim, &dir.path().join("journal"))
+        .sink(SinkTable::http("crm", &dead_url))
+        .write(&config);
     let stderr = dir.path().join("stderr.log");
     let child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--", "sh", "-c"])

@@ -5,8 +5,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zcc_relay::journal::{GapState, Journal, SinkRoute};
-use zcc_relay::sim::{SimConfig, Simulator};
 use zcc_relay::sink::route::EventFilter;
+use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;
 
@@ -54,12 +54,10 @@ async fn records_gap_intervals() {
     let journal_dir = dir.path().join("journal");
     let config = dir.path().join("config.toml");
     // Reconciliation off: this test reads the ledger as the socket wrote it.
-    let text = config_text(
-        &sim,
-        &journal_dir,
-        &file_sink("a", &dir.path().join("a.jsonl")),
-    );
-    std::fs::write(&config, format!("{text}\n[reconcile]\nenabled = false\n")).unwrap();
+    let mut text =
+        TestConfig::new(&sim, &journal_dir).sink(SinkTable::file("a", &dir.path().join("a.jsonl")));
+    text.reconcile_mut().enabled = Some(false);
+    text.write(&config);
 
     // Live for a few heartbeats, then kill -9: the process gap.
     let mut first = spawn(&config, &dir.path().join("1.log"));
@@ -154,20 +152,18 @@ async fn records_gap_intervals() {
 // ---- Resilience on tokio's paused clock: production timings, virtual time. ----
 
 use zcc_relay::config::{Settings, WebsocketSettings};
-use zcc_relay::sim::{ConnectionEventKind, HandshakeMode};
+use zcc_sim::{ConnectionEventKind, HandshakeMode};
 
 const MIN: Duration = Duration::from_millis(500);
 const MAX: Duration = Duration::from_secs(60);
 
-/// Production WebSocket timings (heartbeat 25 s, idle 75 s, backoff 500 ms..60 s).
+/// Production WebSocket timings (heartbeat 25 s, idle 75 s, backoff 500 ms..60 s):
+/// the defaults, with `[websocket]` left empty.
 fn production_timed(sim: &Simulator, dir: &std::path::Path) -> Settings {
-    let mut settings = settings(&config_text(
-        sim,
-        &dir.join("journal"),
-        &file_sink("a", &dir.join("a.jsonl")),
-    ));
-    settings.websocket = WebsocketSettings::default();
-    settings
+    let mut config =
+        TestConfig::new(sim, &dir.join("journal")).sink(SinkTable::file("a", &dir.join("a.jsonl")));
+    config.websocket = WebsocketTable::default();
+    config.settings()
 }
 
 /// Virtual delays between consecutive connection attempts.
@@ -350,11 +346,11 @@ async fn survives_malformed_frames() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let dir = temp_dir();
     let archive = dir.path().join("a.jsonl");
-    let daemon = Daemon::start(settings(&config_text(
-        &sim,
-        &dir.path().join("journal"),
-        &file_sink("a", &archive),
-    )));
+    let daemon = Daemon::start(
+        TestConfig::new(&sim, &dir.path().join("journal"))
+            .sink(SinkTable::file("a", &archive))
+            .settings(),
+    );
     sim.wait_live().await;
     let oversized = format!(
         r#"{{"module":"message","success":true,"content":"{{\"event\":\"x\",\"pad\":\"{}\"}}"}}"#,

@@ -2,38 +2,33 @@
 //! its metrics endpoint) and after it stopped: the text carries the key facts,
 //! `--json` parses, and the exit code is the verdict.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use zcc_relay::clock;
-use zcc_relay::sim::{HandshakeMode, SimConfig, Simulator};
+use zcc_sim::{HandshakeMode, SimConfig, Simulator};
 
 use crate::support::*;
 
-async fn status(config: &Path, json: bool) -> Output {
-    let mut command = Command::new(BIN);
-    command.arg("status").arg("--config").arg(config);
-    if json {
-        command.arg("--json");
-    }
-    tokio::task::spawn_blocking(move || command.output())
+async fn status(config: &Path, json: bool) -> Ran {
+    let json: &[&str] = if json { &["--json"] } else { &[] };
+    zcc_relay(["status"])
+        .config(config)
+        .args(json)
+        .output()
         .await
-        .unwrap()
-        .unwrap()
 }
 
 async fn status_json(config: &Path) -> (Option<i32>, Value) {
     let output = status(config, true).await;
-    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+    let report = serde_json::from_str(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "status --json printed no JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            output.stdout, output.stderr
         )
     });
-    (output.status.code(), report)
+    (output.code, report)
 }
 
 fn sink<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -59,20 +54,34 @@ async fn wait_status(config: &Path, condition: impl Fn(&Value) -> bool) -> Value
     }
 }
 
-fn write_config(sim: &Simulator, dir: &Path, port: Option<u16>, sinks: &str) -> std::path::PathBuf {
-    let metrics = port.map_or(String::new(), |port| {
-        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
-    });
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n{metrics}",
-            config_text(sim, &dir.join("journal"), sinks)
-        ),
-    )
-    .unwrap();
-    config
+/// `DIR/config.toml` for a daemon on `sim` with `sinks`, its metrics endpoint
+/// on any free port when `metrics` is set.
+fn write_config(
+    sim: &Simulator,
+    dir: &Path,
+    metrics: bool,
+    sinks: &[SinkTable],
+) -> (TestConfig, PathBuf) {
+    let mut config = TestConfig::new(sim, &dir.join("journal"));
+    config.sinks = sinks.to_vec();
+    config.metrics = metrics.then(MetricsTable::any_port);
+    let path = config.write(&dir.join("config.toml"));
+    (config, path)
+}
+
+/// Spawns `run` on `config` (logging to `log`) and, once its metrics endpoint
+/// has taken a port, rewrites the config file to name that port, as an
+/// operator's config does: `status` reads the endpoint's address from it.
+async fn spawn_with_metrics(
+    mut config: TestConfig,
+    path: &Path,
+    log: &Path,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let child = spawn_run(path, "info", log);
+    let addr = metrics_addr_in(log).await;
+    config.metrics = Some(MetricsTable::at(addr));
+    config.write(path);
+    (child, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,17 +90,16 @@ async fn status_beside_a_running_daemon_and_after_it_stopped() {
     let crm = FakeSink::ok().await;
     let refuses = FakeSink::always(400).await;
     let dir = temp_dir();
-    let config = write_config(
+    let (typed, config) = write_config(
         &sim,
         dir.path(),
-        Some(free_port()),
-        &format!(
-            "{}\n{}",
-            http_sink("crm", &crm.url()),
-            http_sink("refuses", &refuses.url())
-        ),
+        true,
+        &[
+            SinkTable::http("crm", &crm.url()),
+            SinkTable::http("refuses", &refuses.url()),
+        ],
     );
-    let daemon = spawn_run(&config, "info", &dir.path().join("run.log"));
+    let (daemon, _) = spawn_with_metrics(typed.clone(), &config, &dir.path().join("run.log")).await;
     sim.wait_live().await;
     let now = clock::now_ms();
     for id in ["st-1", "st-2"] {
@@ -135,8 +143,8 @@ async fn status_beside_a_running_daemon_and_after_it_stopped() {
 
     // The text: the same facts for a person, and exit status 2.
     let output = status(&config, false).await;
-    assert_eq!(output.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.code, Some(2));
+    let text = &output.stdout;
     for fact in [
         format!("zcc-relay:  running (pid {})", daemon.id()),
         "socket:     live, last event ".to_string(),
@@ -173,8 +181,8 @@ async fn status_beside_a_running_daemon_and_after_it_stopped() {
     assert_eq!(sink(&report, "refuses")["dead"], 2);
     assert_eq!(sink(&report, "crm")["failing"], Value::Null);
     let output = status(&config, false).await;
-    assert_eq!(output.status.code(), Some(3));
-    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.code, Some(3));
+    let text = &output.stdout;
     for fact in [
         "zcc-relay:  NOT RUNNING",
         "socket:     down (the daemon is not running)",
@@ -188,34 +196,20 @@ async fn status_beside_a_running_daemon_and_after_it_stopped() {
     // By hand, outside the service, the secret's credential file is not there:
     // `validate` says so, `status` and `queue` read the journal without it.
     let absent = dir.path().join("absent-credential");
-    let by_hand = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("client_secret = \"{}\"", sim.config().client_secret),
-        &format!("client_secret_file = \"{}\"", absent.display()),
-    );
-    std::fs::write(&config, by_hand).unwrap();
-    let validate = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(validate.status.code(), Some(78));
+    let mut by_hand = typed;
+    by_hand.zoom.client_secret = None;
+    by_hand.zoom.client_secret_file = Some(absent);
+    by_hand.write(&config);
+    let validate = zcc_relay(["validate"]).config(&config).output().await;
+    assert_eq!(validate.code, Some(78));
     let (code, report) = status_json(&config).await;
     assert_eq!(
         (code, &report["health"]),
         (Some(3), &Value::from("not_running"))
     );
     assert_eq!(sink(&report, "refuses")["dead"], 2);
-    let queue = Command::new(BIN)
-        .args(["queue", "stats", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(
-        queue.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&queue.stderr)
-    );
+    let queue = zcc_relay(["queue", "stats"]).config(&config).output().await;
+    assert_eq!(queue.code, Some(0), "{}", queue.stderr);
     sim.shutdown().await;
 }
 
@@ -224,37 +218,46 @@ async fn status_is_healthy_when_everything_is_delivered() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
     let dir = temp_dir();
-    let port = free_port();
-    let config = write_config(&sim, dir.path(), Some(port), &http_sink("crm", &crm.url()));
+    let (typed, config) = write_config(
+        &sim,
+        dir.path(),
+        true,
+        &[SinkTable::http("crm", &crm.url())],
+    );
 
     // Before the first start there is no journal: an error, not an empty view.
     let output = status(&config, false).await;
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.code, Some(1));
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("no journal at"),
+        &output.stderr.contains("no journal at"),
         "{}",
-        String::from_utf8_lossy(&output.stderr)
+        &output.stderr
     );
 
-    let daemon = spawn_run(&config, "info", &dir.path().join("run.log"));
+    let (daemon, addr) = spawn_with_metrics(typed, &config, &dir.path().join("run.log")).await;
     sim.wait_live().await;
     assert!(sim.emit(recording_event("ok-1", clock::now_ms())));
     crm.wait_accepted(1).await;
     let report = wait_status(&config, |r| r["live"]["socket_state"] == "live").await;
     assert_eq!(report["health"], "healthy", "{report:#}");
     let output = status(&config, false).await;
-    assert_eq!(output.status.code(), Some(0));
-    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.code, Some(0));
+    let text = &output.stdout;
     assert!(text.contains("health: healthy"), "{text}");
     assert!(
-        text.contains(&format!("(from http://127.0.0.1:{port}/metrics)")),
+        text.contains(&format!("(from http://{addr}/metrics)")),
         "{text}"
     );
     sigterm(&daemon);
     assert_eq!(wait_output(daemon).await.status.code(), Some(0));
 
     // Without [metrics] the live part is unknown, said so, and not a problem.
-    let config = write_config(&sim, dir.path(), None, &http_sink("crm", &crm.url()));
+    let (_, config) = write_config(
+        &sim,
+        dir.path(),
+        false,
+        &[SinkTable::http("crm", &crm.url())],
+    );
     let daemon = spawn_run(&config, "info", &dir.path().join("run2.log"));
     // Only once it owns the journal (its socket is up): a status run before
     // that would hold the journal's lock itself and stop the daemon starting.
@@ -285,13 +288,13 @@ async fn status_reports_a_down_socket_and_its_gap() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let crm = FakeSink::ok().await;
     let dir = temp_dir();
-    let config = write_config(
+    let (typed, config) = write_config(
         &sim,
         dir.path(),
-        Some(free_port()),
-        &http_sink("crm", &crm.url()),
+        true,
+        &[SinkTable::http("crm", &crm.url())],
     );
-    let daemon = spawn_run(&config, "info", &dir.path().join("run.log"));
+    let (daemon, _) = spawn_with_metrics(typed, &config, &dir.path().join("run.log")).await;
     sim.wait_live().await;
     wait_status(&config, |r| r["live"]["socket_state"] == "live").await;
 
@@ -308,8 +311,8 @@ async fn status_reports_a_down_socket_and_its_gap() {
         "{state}"
     );
     let output = status(&config, false).await;
-    assert_eq!(output.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.code, Some(2));
+    let text = &output.stdout;
     assert!(
         text.contains("the Zoom WebSocket is not live (state: "),
         "{text}"
@@ -330,8 +333,8 @@ async fn status_reports_a_down_socket_and_its_gap() {
         "{gap}"
     );
     let output = status(&config, false).await;
-    assert_eq!(output.status.code(), Some(0));
-    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.code, Some(0));
+    let text = &output.stdout;
     assert!(text.contains("open gaps:  1 ("), "{text}");
     assert!(text.contains("1 reconnects"), "{text}");
 

@@ -1,263 +1,25 @@
-//! Shared test fixtures: a fake HTTP sink with scripted answers, a config
-//! builder pointing at a simulator, a running daemon handle, and the real
-//! binary run as a child process.
+//! Shared test fixtures: the in-process daemon handle ([`Daemon`]), the real
+//! binary run as a long-lived child process, and small readers of what the
+//! daemon left behind. The harness (simulator, typed config, one-shot
+//! commands) and the fake HTTP sink are re-exported, so a test module needs
+//! only `use crate::support::*`.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use zcc_relay::config::{FakeEnvironment, Settings};
-use zcc_relay::sim::Simulator;
+use zcc_relay::config::Settings;
 use zcc_relay::telemetry::stats::Stats;
+pub use zcc_sim::sink::http::{FakeSink, Received, Reply};
 
-pub const SINK_SECRET: &str = "whsec_dGVzdC1zaW5rLXNlY3JldC0xMjM0NTY3ODkw";
-
-/// One request the fake sink received, with the status it answered.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub webhook_id: String,
-    pub timestamp: String,
-    pub signature: String,
-    pub content_type: String,
-    pub body: Bytes,
-    pub status: u16,
-    pub at: tokio::time::Instant,
-}
-
-impl Received {
-    pub fn record(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("sink body is JSON")
-    }
-}
-
-/// What the fake sink answers.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub retry_after: Option<String>,
-}
-
-impl Reply {
-    pub fn status(status: u16) -> Reply {
-        Reply {
-            status,
-            retry_after: None,
-        }
-    }
-}
-
-type Behaviour = Box<dyn Fn(&Received, u32) -> Reply + Send + Sync>;
-
-/// An HTTP sink stand-in on 127.0.0.1 with a scripted behaviour.
-pub struct FakeSink {
-    pub addr: SocketAddr,
-    state: Arc<FakeState>,
-    server: JoinHandle<()>,
-}
-
-struct FakeState {
-    behaviour: Behaviour,
-    received: Mutex<Vec<Received>>,
-    attempts: Mutex<std::collections::HashMap<String, u32>>,
-    accepted: watch::Sender<usize>,
-}
-
-impl FakeSink {
-    pub async fn ok() -> FakeSink {
-        FakeSink::with(|_, _| Reply::status(200)).await
-    }
-
-    /// Answers these statuses to the first requests, in arrival order, then 200.
-    pub async fn status_sequence(statuses: impl IntoIterator<Item = u16>) -> FakeSink {
-        let script = Mutex::new(statuses.into_iter().collect::<VecDeque<u16>>());
-        FakeSink::with(move |_, _| Reply::status(script.lock().unwrap().pop_front().unwrap_or(200)))
-            .await
-    }
-
-    /// Answers every request with `status`.
-    pub async fn always(status: u16) -> FakeSink {
-        FakeSink::with(move |_, _| Reply::status(status)).await
-    }
-
-    /// `behaviour(request, n)` decides the answer; `n` counts the attempts
-    /// for that webhook-id (1 for the first).
-    pub async fn with(
-        behaviour: impl Fn(&Received, u32) -> Reply + Send + Sync + 'static,
-    ) -> FakeSink {
-        let state = Arc::new(FakeState {
-            behaviour: Box::new(behaviour),
-            received: Mutex::new(Vec::new()),
-            attempts: Mutex::new(Default::default()),
-            accepted: watch::channel(0).0,
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(receive))
-            .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeSink {
-            addr,
-            state,
-            server,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    /// Requests answered with 2xx, in arrival order.
-    pub fn accepted(&self) -> Vec<Received> {
-        self.requests()
-            .into_iter()
-            .filter(|r| (200..300).contains(&r.status))
-            .collect()
-    }
-
-    /// Every request, in arrival order.
-    pub fn requests(&self) -> Vec<Received> {
-        self.state.received.lock().unwrap().clone()
-    }
-
-    pub async fn wait_accepted(&self, n: usize) {
-        self.wait_accepted_within(n, Duration::from_secs(60)).await;
-    }
-
-    /// As `wait_accepted`, with a limit in tokio time (paused-clock tests need
-    /// hours of virtual time).
-    pub async fn wait_accepted_within(&self, n: usize, limit: Duration) {
-        let mut rx = self.state.accepted.subscribe();
-        let waited = tokio::time::timeout(limit, rx.wait_for(|count| *count >= n))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        assert!(waited, "fake sink got {} of {n} records", *rx.borrow());
-    }
-}
-
-impl Drop for FakeSink {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn receive(
-    State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> axum::response::Response {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let mut request = Received {
-        webhook_id: header("webhook-id"),
-        timestamp: header("webhook-timestamp"),
-        signature: header("webhook-signature"),
-        content_type: header("content-type"),
-        body,
-        status: 0,
-        at: tokio::time::Instant::now(),
-    };
-    let attempt = {
-        let mut attempts = state.attempts.lock().unwrap();
-        let n = attempts.entry(request.webhook_id.clone()).or_default();
-        *n += 1;
-        *n
-    };
-    let reply = (state.behaviour)(&request, attempt);
-    request.status = reply.status;
-    state.received.lock().unwrap().push(request);
-    if (200..300).contains(&reply.status) {
-        state.accepted.send_modify(|n| *n += 1);
-    }
-    let mut response = axum::response::Response::new(axum::body::Body::empty());
-    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
-    if let Some(after) = reply.retry_after {
-        response
-            .headers_mut()
-            .insert("retry-after", after.parse().unwrap());
-    }
-    response
-}
-
-/// A config file's text pointing at `sim`, with the given journal directory and
-/// `[[sinks]]` tables appended.
-pub fn config_text(sim: &Simulator, journal: &Path, sinks: &str) -> String {
-    let config = sim.config();
-    format!(
-        r#"
-[zoom]
-account_id = "{account}"
-client_id = "{client}"
-client_secret = "{secret}"
-subscription_id = "{subscription}"
-oauth_url = "{oauth}"
-api_base_url = "{api}"
-websocket_url = "{ws}"
-
-[websocket]
-heartbeat_interval = "1s"
-idle_timeout = "5s"
-connect_timeout = "5s"
-reconnect_min = "50ms"
-reconnect_max = "500ms"
-
-[daemon]
-log_level = "info"
-drain_timeout = "2s"
-
-[journal]
-dir = "{journal}"
-
-[media]
-enabled = false
-
-{sinks}
-"#,
-        account = config.account_id,
-        client = config.client_id,
-        secret = config.client_secret,
-        subscription = config.subscription_id,
-        oauth = sim.oauth_url(),
-        api = sim.api_base_url(),
-        ws = sim.websocket_url(),
-        journal = journal.display(),
-    )
-}
-
-pub fn http_sink(name: &str, url: &str) -> String {
-    format!(
-        "[[sinks]]\nname = \"{name}\"\ntype = \"http\"\nurl = \"{url}\"\nsecret = \"{SINK_SECRET}\"\ntimeout = \"2s\"\n"
-    )
-}
-
-pub fn file_sink(name: &str, path: &Path) -> String {
-    format!(
-        "[[sinks]]\nname = \"{name}\"\ntype = \"file\"\npath = \"{}\"\n",
-        path.display()
-    )
-}
-
-pub fn settings(text: &str) -> Settings {
-    match zcc_relay::config::parse(text, &FakeEnvironment::new()) {
-        Ok(loaded) => loaded.settings,
-        Err(e) => panic!("test config is invalid:\n{e}"),
-    }
-}
+pub use crate::harness::Harness;
+pub use crate::harness::command::{BIN, Ran, zcc_relay};
+pub use crate::harness::config::{
+    MediaTable, MetricsTable, ReconcileTable, SINK_SECRET, SinkTable, TestConfig, WebsocketTable,
+    settings,
+};
 
 /// The daemon running in this process, stopped by `stop`.
 pub struct Daemon {
@@ -278,6 +40,20 @@ impl Daemon {
             stop: Some(stop),
             task,
         }
+    }
+
+    /// Where its metrics endpoint serves (waits at most 30 s for it to start).
+    pub async fn metrics_addr(&self) -> SocketAddr {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.stats.wait_until(|s| s.metrics_listen.is_some()),
+        )
+        .await
+        .expect("the metrics endpoint serves");
+        self.stats
+            .snapshot()
+            .metrics_listen
+            .expect("the metrics endpoint's address")
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -362,8 +138,6 @@ pub fn read_lines(path: &PathBuf) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The real binary, for tests of the command line.
-pub const BIN: &str = env!("CARGO_BIN_EXE_zcc-relay");
 /// Runs the daemon with its output going to `log` (a file, not a pipe: a
 /// chatty trace level would fill a pipe nobody reads yet and stall the child).
 pub fn spawn_run(config: &Path, log_level: &str, log: &Path) -> Child {
@@ -406,13 +180,28 @@ pub fn persisted_ids(log: &str) -> Vec<String> {
         .collect()
 }
 
-/// A loopback port nobody listens on right now (the daemon binds it next).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The metrics endpoint's address as the daemon logged it in `log` (its
+/// `listen = "127.0.0.1:0"` took any free port), waiting up to 30 s for the
+/// line.
+pub async fn metrics_addr_in(log: &Path) -> SocketAddr {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let logged = text
+            .lines()
+            .filter(|line| line.contains("metrics endpoint listening"))
+            .find_map(|line| line.split("listen=").nth(1)?.split_whitespace().next());
+        if let Some(addr) = logged {
+            return addr
+                .parse()
+                .unwrap_or_else(|e| panic!("{addr:?} in the log: {e}"));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no metrics address in the log:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `GET http://{addr}{path}` → (status, content-type, body).

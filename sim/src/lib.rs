@@ -1,4 +1,12 @@
-//! The built-in Zoom stand-in used by `zcc-relay demo` and by the tests.
+//! zcc-sim: the stand-ins `zcc-relay demo` and the daemon's tests run against,
+//! in a crate of its own so that none of them can import the daemon.
+//!
+//! - the crate root and its private modules: the simulated Zoom (below);
+//! - [`sink`]: fake sinks, one module per sink kind ([`sink::http`] today; the
+//!   CRM and NATS fakes go beside it);
+//! - `s3` (feature `s3`, tests only): an S3 server over a directory.
+//!
+//! The rest of this page is about the Zoom stand-in.
 //!
 //! Owns the public face of the simulator: [`SimConfig`], [`Simulator`] (start, URLs,
 //! the test-facing controls `emit`/`emit_without_socket`/`drop_connection`/
@@ -26,9 +34,9 @@
 //!
 //! It imitates Zoom as described in `shared/zoom-reference.md` §1–5, including the
 //! unpleasant parts (no replay, last connection wins, page tokens that expire,
-//! 429s). It does not import anything
-//! from the rest of the crate, so the daemon's own Zoom code is tested against an
-//! independent reading of the reference, never against itself.
+//! 429s). It cannot import anything from the daemon (a separate crate), so the
+//! daemon's own Zoom code is tested against an independent reading of the
+//! reference, never against itself.
 
 mod item;
 mod link;
@@ -36,8 +44,11 @@ mod media;
 mod oauth;
 mod page;
 mod rest;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod scenario;
 mod server;
+pub mod sink;
 mod state;
 mod ws;
 

@@ -1,0 +1,12 @@
+//! Fake sinks: the systems the daemon delivers to, run in-process on
+//! `127.0.0.1:0`, each with one scripted constructor per behaviour and a log of
+//! what it received.
+//!
+//! One module per sink kind, named after the daemon's kind: [`http`] (a
+//! Standard Webhooks receiver) today. The CRM fakes (`salesforce`, `dynamics`,
+//! `hubspot`, `servicenow`) and the NATS JetStream fake (`nats`) go beside it,
+//! one module (or folder) each. Like the Zoom simulator, nothing here imports
+//! the daemon: a fake checks what the daemon sends against its own reading of
+//! the vendor's contract.
+
+pub mod http;
