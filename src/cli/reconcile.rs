@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use super::{Reconciler, RunReport, Target};
+use crate::reconcile::{Reconciler, RunReport, Target};
 use crate::config::Settings;
 use crate::journal::{self, Journal, JournalError, SinkRoute};
 use crate::zoom::api::{Window, ZoomApi};
@@ -118,7 +118,7 @@ fn print(report: &RunReport, args: &ReconcileArgs, mode: &str) -> anyhow::Result
         report.from, report.to, report.requests
     );
     println!("{:<58} {:>6} {:>10}", "event", "found", verb);
-    for event in super::synth::TYPES {
+    for event in crate::reconcile::synth::TYPES {
         let found = report.found.get(event).copied().unwrap_or(0);
         let new = report.new.get(event).copied().unwrap_or(0);
         println!("{event:<58} {found:>6} {new:>10}");

@@ -21,8 +21,8 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::journal::{self, GapState, read};
-use crate::queue::table::{Align, Table, age, size};
-use crate::queue::view::View;
+use crate::cli::queue::table::{Align, Table, age, size};
+use crate::cli::queue::view::View;
 use crate::telemetry::metrics::{self, Sample};
 
 /// Why there is no live part when the daemon has no endpoint: said, and not a
