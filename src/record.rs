@@ -99,9 +99,7 @@ impl RecordHeader<'_> {
 
 /// Now as RFC 3339 with milliseconds in UTC, the `received_at` format.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    crate::clock::rfc3339_ms(jiff::Timestamp::now())
 }
 
 #[cfg(test)]

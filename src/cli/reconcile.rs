@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::reconcile::{Reconciler, RunReport, Target};
 use crate::config::Settings;
 use crate::journal::{self, Journal, JournalError, SinkRoute};
+use crate::reconcile::{Reconciler, RunReport, Target};
 use crate::zoom::api::{Window, ZoomApi};
 use crate::zoom::auth::{Credentials, TokenCache};
 

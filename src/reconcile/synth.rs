@@ -256,7 +256,7 @@ fn iso_millis(value: &Value) -> Value {
         .as_str()
         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
     {
-        Some(t) => Value::String(t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+        Some(t) => Value::String(crate::clock::rfc3339_ms(t)),
         None => value.clone(),
     }
 }
