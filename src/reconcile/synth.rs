@@ -1,5 +1,5 @@
 //! REST items → records of the same event type, payload shape and natural key
-//! as the WebSocket path produces (DESIGN.md §3.3–3.4), so the journal's dedup
+//! as the WebSocket path produces (docs/contract.md §3.3–3.4), so the journal's dedup
 //! makes an item seen on both paths a no-op.
 //!
 //! Pure: items in, records out. Fields with an event counterpart are renamed to
