@@ -135,14 +135,28 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// No daemon runs; this command owned the journal.
-    #[serde(rename = "exclusive")]
     Exclusive,
     /// Beside the daemon that owns it.
-    #[serde(rename = "read-only")]
     ReadOnly,
+}
+
+impl Access {
+    /// As the text reports and `--json` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Exclusive => "exclusive",
+            Access::ReadOnly => "read-only",
+        }
+    }
+}
+
+impl serde::Serialize for Access {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 impl View {
