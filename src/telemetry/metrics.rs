@@ -274,8 +274,7 @@ pub const SINK_FAILING: Series = Series::gauge("sink_failing");
 
 /// The `state` label of `zcc_relay_websocket_state`: the source's
 /// [`ConnectionState`] without its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SocketState {
     Connecting,
     AwaitingBuildConnection,
@@ -320,6 +319,12 @@ impl SocketState {
         SocketState::ALL
             .into_iter()
             .find(|state| state.name() == name)
+    }
+}
+
+impl serde::Serialize for SocketState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
