@@ -5,20 +5,18 @@
 
 pub mod app;
 pub mod backoff;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod deliver;
-pub mod demo;
 pub mod failure;
 pub mod journal;
 pub mod media;
-pub mod queue;
 pub mod reconcile;
 pub mod record;
 pub mod service;
 pub mod sink;
 pub mod source;
-pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod zoom;

@@ -36,14 +36,14 @@ enum Command {
         config: PathBuf,
     },
     /// Run the whole pipeline against the built-in Zoom simulator (no account needed).
-    Demo(zcc_relay::demo::DemoArgs),
+    Demo(zcc_relay::cli::demo::DemoArgs),
     /// Inspect the journal's outboxes and dead-letters; redrive or purge a dead-letter.
-    Queue(zcc_relay::queue::QueueArgs),
+    Queue(zcc_relay::cli::queue::QueueArgs),
     /// Fill a window from Zoom's REST API now (or, with --dry-run, show what it would add).
-    Reconcile(zcc_relay::reconcile::command::ReconcileArgs),
+    Reconcile(zcc_relay::cli::reconcile::ReconcileArgs),
     /// Show the daemon's state: socket, sinks, backlog, gaps (exit 0 healthy, 2 needs
     /// attention, 3 not running).
-    Status(zcc_relay::status::StatusArgs),
+    Status(zcc_relay::cli::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => {
             // The daemon's own state changes, not its dependencies' chatter.
             zcc_relay::telemetry::init("warn,zcc_relay=info");
-            runtime_then(|| async move { zcc_relay::demo::run(args).await })
+            runtime_then(|| async move { zcc_relay::cli::demo::run(args).await })
         }
         Command::Queue(args) => queue(&args),
         Command::Reconcile(args) => reconcile(args),
@@ -75,7 +75,7 @@ fn settings(
         })
 }
 
-fn status(args: &zcc_relay::status::StatusArgs) -> ExitCode {
+fn status(args: &zcc_relay::cli::status::StatusArgs) -> ExitCode {
     // Run by hand, outside the service: the credential files are not there,
     // and reading the journal needs no secret.
     let settings = match settings(&args.config, Secrets::Skip) {
@@ -83,7 +83,7 @@ fn status(args: &zcc_relay::status::StatusArgs) -> ExitCode {
         Err(code) => return code,
     };
     zcc_relay::telemetry::init("error");
-    match zcc_relay::status::run(args, &settings) {
+    match zcc_relay::cli::status::run(args, &settings) {
         Ok(health) => ExitCode::from(health.exit_code()),
         Err(e) => {
             eprintln!("zcc-relay status: {e:#}");
@@ -92,16 +92,16 @@ fn status(args: &zcc_relay::status::StatusArgs) -> ExitCode {
     }
 }
 
-fn reconcile(args: zcc_relay::reconcile::command::ReconcileArgs) -> ExitCode {
+fn reconcile(args: zcc_relay::cli::reconcile::ReconcileArgs) -> ExitCode {
     let settings = match settings(&args.config, Secrets::Read) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
     zcc_relay::telemetry::init(&settings.daemon.log_level);
-    runtime_then(|| async move { zcc_relay::reconcile::command::run(&args, &settings).await })
+    runtime_then(|| async move { zcc_relay::cli::reconcile::run(&args, &settings).await })
 }
 
-fn queue(args: &zcc_relay::queue::QueueArgs) -> ExitCode {
+fn queue(args: &zcc_relay::cli::queue::QueueArgs) -> ExitCode {
     // Like `status`: the journal alone, no secret needed.
     let settings = match settings(&args.config, Secrets::Skip) {
         Ok(settings) => settings,
@@ -109,7 +109,7 @@ fn queue(args: &zcc_relay::queue::QueueArgs) -> ExitCode {
     };
     // Only trouble inside the journal is worth a log line next to the report.
     zcc_relay::telemetry::init("error");
-    match zcc_relay::queue::run(args, &settings) {
+    match zcc_relay::cli::queue::run(args, &settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zcc-relay queue: {e:#}");

@@ -1,4 +1,4 @@
-//! The forwarded record (DESIGN.md §3.3): what the journal stores and every sink
+//! The forwarded record (docs/contract.md §3.3): what the journal stores and every sink
 //! receives, one JSON object per item.
 //!
 //! This module owns the wire shape only. Natural keys are computed in
@@ -19,7 +19,7 @@ pub enum Source {
 /// the journal can decide (it knows what was seen before).
 #[derive(Debug, Clone)]
 pub struct NewRecord {
-    /// Natural key (DESIGN.md §3.4).
+    /// Natural key (docs/contract.md §3.4).
     pub id: String,
     /// Full event name, e.g. `contact_center.recording_completed`.
     pub event: String,
@@ -99,9 +99,7 @@ impl RecordHeader<'_> {
 
 /// Now as RFC 3339 with milliseconds in UTC, the `received_at` format.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    crate::clock::rfc3339_ms(jiff::Timestamp::now())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The benchmark's traffic: `recording_completed` events shaped as Zoom sends
-//! them (zoom-reference §3), numbered so the sink can tell which one it got.
+//! them (docs/zoom.md §3), numbered so the sink can tell which one it got.
 //!
 //! Event `n` belongs to engagement `n % ENGAGEMENTS`: a thousand engagements
 //! in progress at once, so the per-engagement ordering of delivery applies (two

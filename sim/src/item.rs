@@ -1,5 +1,5 @@
 //! What the simulated account's REST API lists, built from its event history:
-//! recordings (zoom-reference §4.2), engagements with their notes and
+//! recordings (docs/zoom.md §4.2), engagements with their notes and
 //! dispositions (§4.4–4.5) and inbox messages (§4.6).
 //!
 //! Owns which events make up an item and the mapping from event fields (§3) to
@@ -162,7 +162,7 @@ pub(super) fn recording(first: &Value, transcript: Option<&Value>, api_base: &st
 
 /// One engagement from every event naming it, in emission order; `None` until an
 /// `engagement_ended` was emitted ("engagements appear only after processing
-/// completes", zoom-reference §4.4). `start_time` is the `engagement_started`
+/// completes", docs/zoom.md §4.4). `start_time` is the `engagement_started`
 /// time, else the earliest event's; notes keep the latest text per `note_id`
 /// (by `last_modified_time`, an exact re-send changing nothing); dispositions
 /// are first-wins per `disposition_id`.

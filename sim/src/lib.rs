@@ -32,7 +32,7 @@
 //! a `tokio::time::Instant`, virtual under such a clock. The one timer it has is
 //! the close grace, armed only while a socket is being closed.
 //!
-//! It imitates Zoom as described in `shared/zoom-reference.md` §1–5, including the
+//! It imitates Zoom as described in `docs/zoom.md` §1–5 and §7, including the
 //! unpleasant parts (no replay, last connection wins, page tokens that expire,
 //! 429s). It cannot import anything from the daemon (a separate crate), so the
 //! daemon's own Zoom code is tested against an independent reading of the
@@ -118,7 +118,7 @@ pub struct EmittedEvent {
     /// The body exactly as it appears inside the frame: for `emit` the text of the
     /// `content` string, for `emit_content_as_object` the compact serialization of
     /// the object (what `serde_json::to_string` gives). This is the "raw event body"
-    /// that DESIGN §3.4 hashes for unlisted event types.
+    /// that docs/contract.md §3.4 hashes for unlisted event types.
     pub content: String,
     /// Whether it was handed to a live, authenticated socket. `false` means Zoom
     /// would have lost it: it is never sent later.
@@ -351,7 +351,7 @@ impl Simulator {
     }
 
     /// Sends the live socket the token-error frame in the wording Zoom used from
-    /// late 2025 (zoom-reference §2.3),
+    /// late 2025 (docs/zoom.md §2.3),
     /// `{"module":"heartbeat","success":false,"content":"Token is invalid","header":{}}`,
     /// and leaves the socket open and live. Returns whether a socket was live.
     pub fn send_token_error(&self) -> bool {

@@ -1,5 +1,5 @@
 //! Downloads for every media URL the simulator hands out, Bearer-checked by the
-//! `/v2` gate like the rest of its API (zoom-reference §7):
+//! `/v2` gate like the rest of its API (docs/zoom.md §7):
 //!
 //! | URL (under `/v2/contact_center/`) | file | content type |
 //! |---|---|---|

@@ -1,5 +1,5 @@
 //! `POST /oauth/token`: Zoom's Server-to-Server OAuth token endpoint
-//! (zoom-reference §1).
+//! (docs/zoom.md §1).
 //!
 //! Owns request checking (HTTP Basic client credentials, `grant_type` and
 //! `account_id` from the query string or a form body, as both appear in the wild)

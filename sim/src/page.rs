@@ -1,4 +1,4 @@
-//! The query rules shared by the simulated REST listings (zoom-reference §4.1):
+//! The query rules shared by the simulated REST listings (docs/zoom.md §4.1):
 //! `from`/`to` windows, `page_size`, and `next_page_token`.
 //!
 //! Owns the parsing and checking of those parameters and the token format. A

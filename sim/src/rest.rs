@@ -1,4 +1,4 @@
-//! `/v2/...`: the simulated ZCC REST listings (zoom-reference §4) with Zoom's
+//! `/v2/...`: the simulated ZCC REST listings (docs/zoom.md §4) with Zoom's
 //! error shapes, bearer-token check and 429s (§5).
 //!
 //! Owns the routes, the gate every `/v2` request passes (logged, then a queued
@@ -177,7 +177,7 @@ async fn engagements(State(inner): State<Arc<Inner>>, uri: Uri) -> Response {
 }
 
 /// The engagement once it has ended; `200 {}` while it is still going (Zoom's
-/// empty body while data persists, zoom-reference §4.4); `404` if no event ever
+/// empty body while data persists, docs/zoom.md §4.4); `404` if no event ever
 /// named it.
 async fn engagement(
     State(inner): State<Arc<Inner>>,
@@ -233,7 +233,7 @@ async fn inbox_messages(State(inner): State<Arc<Inner>>, uri: Uri) -> Response {
     if inner.media.take_unlisted() {
         items.clear();
     }
-    // The list key and the default window are unconfirmed (zoom-reference §4.6).
+    // The list key and the default window are unconfirmed (docs/zoom.md §4.6).
     let listing = Listing {
         key: "messages",
         date_field: "created_at",

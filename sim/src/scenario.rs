@@ -4,7 +4,7 @@
 //! with their lifecycle events, recordings and their transcripts, messaging
 //! transcripts, notes (including edits and exact re-sends), dispositions,
 //! voicemails and their transcripts, and a sprinkling of event types the daemon
-//! does not model. Bodies follow zoom-reference §3 field for field. The script is
+//! does not model. Bodies follow docs/zoom.md §3 field for field. The script is
 //! a pure function of its inputs (one `StdRng` seeded from `seed`); only
 //! [`play`] touches the clock or the simulator.
 //!

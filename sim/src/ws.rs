@@ -1,4 +1,4 @@
-//! `GET /ws`: the WebSocket event subscription (zoom-reference §2) and the task
+//! `GET /ws`: the WebSocket event subscription (docs/zoom.md §2) and the task
 //! that owns one socket.
 //!
 //! Owns the frame texts, the handshake (`build_connection` success or failure,
@@ -25,14 +25,14 @@ use super::state::{Admission, HandshakeError, Inner, Outbound};
 use super::{ConnectionEventKind, HandshakeMode};
 
 /// `content` of the `build_connection` success frame. Zoom's exact text is
-/// unconfirmed (zoom-reference §2.3); clients must branch on `success`.
+/// unconfirmed (docs/zoom.md §2.3); clients must branch on `success`.
 pub(super) const CONNECTED: &str = "Connection established";
 /// Sent to the older socket when a newer one takes the subscription, both as a
 /// `build_connection` failure frame and as the close reason.
 pub(super) const EVICTED: &str = "Connected in another place";
 /// Close reason when the simulator shuts down.
 pub(super) const SHUTTING_DOWN: &str = "Server shutting down";
-/// The token-error wording ZoomNet started seeing in October 2025 (zoom-reference
+/// The token-error wording ZoomNet started seeing in October 2025 (docs/zoom.md
 /// §2.3), sent on an open socket rather than in the handshake.
 pub(super) const TOKEN_IS_INVALID: &str = "Token is invalid";
 

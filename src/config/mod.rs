@@ -1,4 +1,4 @@
-//! Configuration: the TOML file of DESIGN §3.2 turned into validated [`Settings`].
+//! Configuration: the TOML file of docs/contract.md §3.2 turned into validated [`Settings`].
 //!
 //! Owns the validated types, their defaults, the error and problem types, and the two
 //! entry points [`load`] (real file, real environment) and [`parse`] (text plus an
@@ -186,7 +186,8 @@ fn render_error(
     lines.join("\n")
 }
 
-/// The whole validated configuration: no `Option` left where DESIGN gives a default.
+/// The whole validated configuration: no `Option` left where a default exists
+/// (docs/contract.md §3.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub zoom: ZoomSettings,
@@ -386,8 +387,8 @@ const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
 ];
 
 impl SinkSettings {
-    /// A sink with DESIGN's defaults: all events, 10 s timeout, 8 in flight, 60 s of
-    /// fast retries, then the durable schedule, then dead-letter.
+    /// A sink with the defaults (docs/contract.md §3.2): all events, 10 s timeout, 8 in flight,
+    /// 60 s of fast retries, then the durable schedule, then dead-letter.
     pub fn new(name: impl Into<String>, kind: SinkKind) -> Self {
         SinkSettings {
             name: name.into(),

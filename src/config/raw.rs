@@ -1,5 +1,5 @@
 //! The configuration file exactly as written: serde structs mirroring the TOML of
-//! DESIGN §3.2.
+//! docs/contract.md §3.2.
 //!
 //! Owns the file's shape: which keys exist and their TOML types. Unknown keys are
 //! rejected here, by name, in every table. Deliberately owns no defaults and no rules:

@@ -1,6 +1,6 @@
 //! `validate`: [`RawConfig`] in, [`Settings`] out, with every problem at once.
 //!
-//! Owns the rules of DESIGN §3.2: defaults, the checks that reject what cannot work,
+//! Owns the rules of docs/contract.md §3.2: defaults, the checks that reject what cannot work,
 //! the warnings for what works but is far from production sense, and where secrets
 //! come from. Pure apart from the injected [`Environment`]; does not parse TOML
 //! (`raw.rs`) and does not log (warnings are returned in [`Loaded`]).
@@ -39,7 +39,7 @@ const HTTP_SCHEMES: &[&str] = &["https", "http"];
 const WEBSOCKET_SCHEMES: &[&str] = &["wss", "ws"];
 const STORE_SCHEMES: &[&str] = &["file", "s3", "az", "azure", "gs", "gcs", "memory"];
 
-/// Zoom: "send a heartbeat to the server every 30 seconds" (zoom-reference §2.4).
+/// Zoom: "send a heartbeat to the server every 30 seconds" (docs/zoom.md §2.4).
 const ZOOM_HEARTBEAT_LIMIT: Duration = Duration::from_secs(30);
 /// Zoom's Medium label allows 10 requests/s per account, shared by every app on it.
 const ZOOM_MEDIUM_RATE_LIMIT: u32 = 10;
@@ -48,8 +48,8 @@ const LONG_LOOKBACK: Duration = Duration::from_secs(30 * 24 * 3600);
 /// S3 presigned URLs (SigV4) expire after at most seven days.
 const S3_MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Applies DESIGN's defaults and checks every value. `Err` lists every problem found,
-/// plus the warnings, so one run shows the operator everything.
+/// Applies the defaults (docs/contract.md §3.2) and checks every value. `Err` lists every
+/// problem found, plus the warnings, so one run shows the operator everything.
 pub fn validate(raw: RawConfig, env: &dyn Environment) -> Result<Loaded, ConfigError> {
     validate_with(raw, env, Secrets::Read)
 }

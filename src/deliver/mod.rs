@@ -341,7 +341,7 @@ async fn deliver(
         match schedule::durable_delay(
             &settings.retry_schedule,
             pending.step,
-            // A set-up problem never uses up the schedule (DESIGN §3.5).
+            // A set-up problem never uses up the schedule (docs/contract.md §3.5).
             settings.retry_forever || setup,
             &mut rng,
         ) {

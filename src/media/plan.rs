@@ -1,6 +1,6 @@
 //! What media a record carries and where it goes: pure decisions, no I/O.
 //!
-//! DESIGN.md §3.3 "Media": which event types carry which kind, how the
+//! docs/contract.md §3.3 "Media": which event types carry which kind, how the
 //! download URL is found, the deterministic object key
 //! `{yyyy}/{mm}/{dd}/{engagement_id}/{kind}-{id}.{ext}` (date of the event, UTC)
 //! and the extension taken from the content type.

@@ -13,7 +13,6 @@
 //! Items whose data is not ready yet (no transcript URL, an engagement not
 //! ended) yield nothing now and are found by a later sweep.
 
-pub mod command;
 pub mod synth;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! REST items → records of the same event type, payload shape and natural key
-//! as the WebSocket path produces (DESIGN.md §3.3–3.4), so the journal's dedup
+//! as the WebSocket path produces (docs/contract.md §3.3–3.4), so the journal's dedup
 //! makes an item seen on both paths a no-op.
 //!
 //! Pure: items in, records out. Fields with an event counterpart are renamed to
@@ -256,7 +256,7 @@ fn iso_millis(value: &Value) -> Value {
         .as_str()
         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
     {
-        Some(t) => Value::String(t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+        Some(t) => Value::String(crate::clock::rfc3339_ms(t)),
         None => value.clone(),
     }
 }

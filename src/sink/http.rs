@@ -1,5 +1,5 @@
 //! The HTTP sink: one POST per record with Standard Webhooks headers and, when a
-//! secret is set, an HMAC-SHA256 signature (DESIGN.md §3.3).
+//! secret is set, an HMAC-SHA256 signature (docs/contract.md §3.3).
 //!
 //! Owns request building and response classification; retry timing is not its
 //! business.

@@ -102,6 +102,21 @@ pub enum ConnectionState {
     Stopped,
 }
 
+/// One connection, from its `build_connection` to its end: the live loop's
+/// whole state, owned here or borrowed from `Source::run` (the backoff and the
+/// heartbeat outlive a connection).
+struct Session<'a> {
+    socket: Socket,
+    token: Token,
+    cancel: &'a CancellationToken,
+    backoff: &'a mut Backoff,
+    heartbeat: &'a mut Heartbeat,
+    /// Commits of the events read so far, not yet counted.
+    pending: FuturesUnordered<PendingAppend>,
+    /// The last moment a healthy frame showed the socket live.
+    last_seen_ms: u64,
+}
+
 pub struct Source {
     pub settings: WebsocketSettings,
     pub websocket_url: url::Url,
@@ -188,27 +203,26 @@ impl Source {
             Err(e) if e.is_credentials_problem() => return Ok(End::Credentials(e.to_string())),
             Err(e) => return Ok(End::Dropped(format!("cannot get an access token: {e}"))),
         };
-        let mut socket = tokio::select! {
+        let socket = tokio::select! {
             _ = cancel.cancelled() => return Ok(End::Cancelled),
             connected = heartbeat.during(self.connect(&token)) => match connected {
                 Ok(socket) => socket,
                 Err(end) => return Ok(end),
             },
         };
-        let mut pending: FuturesUnordered<PendingAppend> = FuturesUnordered::new();
-        let end = self
-            .live(
-                &mut socket,
-                &token,
-                cancel,
-                backoff,
-                &mut pending,
-                heartbeat,
-            )
-            .await;
+        let mut session = Session {
+            socket,
+            token,
+            cancel,
+            backoff,
+            heartbeat,
+            pending: FuturesUnordered::new(),
+            last_seen_ms: 0,
+        };
+        let end = self.live(&mut session).await;
         // Whatever was read before the end still gets counted; the journal
         // commits it regardless of the socket.
-        while let Some((ingested, result)) = pending.next().await {
+        while let Some((ingested, result)) = session.pending.next().await {
             self.count(&ingested, result)?;
         }
         end
@@ -277,56 +291,36 @@ impl Source {
 
     /// The socket is live: record it in the gap ledger, run it, and record the
     /// last moment it was known live when it ends.
-    async fn live(
-        &self,
-        socket: &mut Socket,
-        token: &Token,
-        cancel: &CancellationToken,
-        backoff: &mut Backoff,
-        pending: &mut FuturesUnordered<PendingAppend>,
-        heartbeat: &mut Heartbeat,
-    ) -> Result<End, SourceError> {
+    async fn live(&self, session: &mut Session<'_>) -> Result<End, SourceError> {
         let since = clock::now_ms();
         self.journal.went_live(since).await?;
         self.state
             .send_replace(ConnectionState::Live { since_ms: since });
         self.stats.connected();
         tracing::info!(subscription = %self.subscription_id, "connected to Zoom WebSocket");
-        let mut last_seen_ms = since;
-        let end = self
-            .live_loop(
-                socket,
-                token,
-                cancel,
-                backoff,
-                pending,
-                &mut last_seen_ms,
-                heartbeat,
-            )
-            .await?;
+        session.last_seen_ms = since;
+        let end = self.live_loop(session).await?;
         // A clean stop was live until now; otherwise the last frame is the last
         // moment we know of, and the gap to reconcile starts there.
         let until = if matches!(end, End::Cancelled) {
             clock::now_ms()
         } else {
-            last_seen_ms
+            session.last_seen_ms
         };
         self.journal.still_live(until).await?;
         Ok(end)
     }
 
-    // The loop's whole state, each piece borrowed from the session that owns it.
-    #[allow(clippy::too_many_arguments)]
-    async fn live_loop(
-        &self,
-        socket: &mut Socket,
-        token: &Token,
-        cancel: &CancellationToken,
-        backoff: &mut Backoff,
-        pending: &mut FuturesUnordered<PendingAppend>,
-        last_seen_ms: &mut u64,
-        liveness: &mut Heartbeat,
-    ) -> Result<End, SourceError> {
+    async fn live_loop(&self, session: &mut Session<'_>) -> Result<End, SourceError> {
+        let Session {
+            socket,
+            token,
+            cancel,
+            backoff,
+            heartbeat: liveness,
+            pending,
+            last_seen_ms,
+        } = session;
         let settings = &self.settings;
         let mut last_recorded = Instant::now();
         let mut heartbeat = tokio::time::interval_at(

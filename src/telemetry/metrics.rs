@@ -232,22 +232,107 @@ fn seconds_between(earlier_ms: u64, now_ms: u64) -> f64 {
     now_ms.saturating_sub(earlier_ms) as f64 / 1000.0
 }
 
-/// The state names of `zcc_relay_websocket_state`, in transition order.
-pub const STATES: [&str; 5] = [
-    "connecting",
-    "awaiting_build_connection",
-    "live",
-    "backing_off",
-    "stopped",
-];
+/// Every series' name starts with this and an underscore.
+pub const PREFIX: &str = "zcc_relay";
 
-fn state_name(state: &ConnectionState) -> &'static str {
-    match state {
-        ConnectionState::Connecting => STATES[0],
-        ConnectionState::AwaitingBuildConnection => STATES[1],
-        ConnectionState::Live { .. } => STATES[2],
-        ConnectionState::BackingOff { .. } => STATES[3],
-        ConnectionState::Stopped => STATES[4],
+/// A series that is read back from the text (by `status`): its name as
+/// registered here, from which the name in a scrape follows. Registering and
+/// reading through the same constant means renaming a series cannot leave a
+/// reader asking for the old name.
+#[derive(Debug, Clone, Copy)]
+pub struct Series {
+    /// As registered, without the prefix.
+    name: &'static str,
+    /// What the encoder appends for the metric's type or unit.
+    suffix: &'static str,
+}
+
+impl Series {
+    const fn gauge(name: &'static str) -> Series {
+        Series { name, suffix: "" }
+    }
+
+    const fn counter(name: &'static str) -> Series {
+        Series {
+            name,
+            suffix: "_total",
+        }
+    }
+
+    const fn seconds(name: &'static str) -> Series {
+        Series {
+            name,
+            suffix: "_seconds",
+        }
+    }
+
+    /// The sample name in a scrape (`zcc_relay_websocket_reconnects_total`).
+    pub fn exposed(self) -> String {
+        format!("{PREFIX}_{}{}", self.name, self.suffix)
+    }
+}
+
+pub const WEBSOCKET_STATE: Series = Series::gauge("websocket_state");
+pub const WEBSOCKET_RECONNECTS: Series = Series::counter("websocket_reconnects");
+pub const WEBSOCKET_LAST_EVENT_AGE: Series = Series::seconds("websocket_last_event_age");
+pub const WEBSOCKET_LAST_HEARTBEAT_REPLY_AGE: Series =
+    Series::seconds("websocket_last_heartbeat_reply_age");
+pub const TOKEN_REFRESHES: Series = Series::counter("token_refreshes");
+pub const SINK_FAILING: Series = Series::gauge("sink_failing");
+
+/// The `state` label of `zcc_relay_websocket_state`: the source's
+/// [`ConnectionState`] without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketState {
+    Connecting,
+    AwaitingBuildConnection,
+    Live,
+    BackingOff,
+    Stopped,
+}
+
+impl SocketState {
+    /// In transition order.
+    pub const ALL: [SocketState; 5] = [
+        SocketState::Connecting,
+        SocketState::AwaitingBuildConnection,
+        SocketState::Live,
+        SocketState::BackingOff,
+        SocketState::Stopped,
+    ];
+
+    pub fn of(state: &ConnectionState) -> SocketState {
+        match state {
+            ConnectionState::Connecting => SocketState::Connecting,
+            ConnectionState::AwaitingBuildConnection => SocketState::AwaitingBuildConnection,
+            ConnectionState::Live { .. } => SocketState::Live,
+            ConnectionState::BackingOff { .. } => SocketState::BackingOff,
+            ConnectionState::Stopped => SocketState::Stopped,
+        }
+    }
+
+    /// The label value (also its JSON form in `status --json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketState::Connecting => "connecting",
+            SocketState::AwaitingBuildConnection => "awaiting_build_connection",
+            SocketState::Live => "live",
+            SocketState::BackingOff => "backing_off",
+            SocketState::Stopped => "stopped",
+        }
+    }
+
+    /// The state a label value names, if any.
+    pub fn from_name(name: &str) -> Option<SocketState> {
+        SocketState::ALL
+            .into_iter()
+            .find(|state| state.name() == name)
+    }
+}
+
+impl serde::Serialize for SocketState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
@@ -268,7 +353,7 @@ fn render(
     let stats = endpoint.sources.stats.snapshot();
     let state = endpoint.sources.state.borrow().clone();
     let now_ms = crate::clock::now_ms();
-    let mut registry = Registry::with_prefix("zcc_relay");
+    let mut registry = Registry::with_prefix(PREFIX);
 
     // The socket.
     let live = matches!(state, ConnectionState::Live { .. });
@@ -278,12 +363,15 @@ fn render(
         gauge(if live { 1.0 } else { 0.0 }),
     );
     let states = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-    for name in STATES {
-        let value = if name == state_name(&state) { 1.0 } else { 0.0 };
-        states.get_or_create(&labels(&[("state", name)])).set(value);
+    let current = SocketState::of(&state);
+    for each in SocketState::ALL {
+        let value = if each == current { 1.0 } else { 0.0 };
+        states
+            .get_or_create(&labels(&[("state", each.name())]))
+            .set(value);
     }
     registry.register(
-        "websocket_state",
+        WEBSOCKET_STATE.name,
         "The connection's state: 1 for the current one",
         states,
     );
@@ -293,7 +381,7 @@ fn render(
         counter(stats.connects),
     );
     registry.register(
-        "websocket_reconnects",
+        WEBSOCKET_RECONNECTS.name,
         "Times the WebSocket went live again after the first connection",
         counter(stats.connects.saturating_sub(1)),
     );
@@ -303,7 +391,7 @@ fn render(
         counter(stats.bad_frames),
     );
     registry.register_with_unit(
-        "websocket_last_event_age",
+        WEBSOCKET_LAST_EVENT_AGE.name,
         "Seconds since the last event was read from the socket (since start if none yet)",
         Unit::Seconds,
         gauge(seconds_between(
@@ -312,7 +400,7 @@ fn render(
         )),
     );
     registry.register_with_unit(
-        "websocket_last_heartbeat_reply_age",
+        WEBSOCKET_LAST_HEARTBEAT_REPLY_AGE.name,
         "Seconds since Zoom last answered a heartbeat (since start if never)",
         Unit::Seconds,
         gauge(seconds_between(
@@ -321,7 +409,7 @@ fn render(
         )),
     );
     registry.register(
-        "token_refreshes",
+        TOKEN_REFRESHES.name,
         "OAuth access tokens fetched from Zoom",
         counter(token_refreshes),
     );
@@ -417,7 +505,7 @@ fn render(
         oldest,
     );
     registry.register(
-        "sink_failing",
+        SINK_FAILING.name,
         "1 while the sink's last attempt failed temporarily and nothing was delivered since",
         failing,
     );
@@ -650,6 +738,62 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
         requesting.abort();
         held.abort();
+    }
+
+    /// Every series `status` reads back is in a scrape under the name it
+    /// asks for (the encoder's `_total` and unit suffixes included).
+    #[tokio::test]
+    async fn series_read_back_are_in_a_scrape_under_their_exposed_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), vec![route("crm")]).unwrap();
+        let (_state, state) = watch::channel(ConnectionState::Live { since_ms: 0 });
+        let tls = crate::tls::client_config().unwrap();
+        let http = crate::tls::http_client(&tls, Duration::from_secs(1)).unwrap();
+        let tokens = TokenCache::new(
+            http,
+            crate::zoom::auth::Credentials {
+                oauth_url: "http://127.0.0.1:1/oauth/token".parse().unwrap(),
+                account_id: "a".into(),
+                client_id: "c".into(),
+                client_secret: crate::config::Secret::new("s".into()),
+            },
+        );
+        let endpoint = Endpoint {
+            journal: JournalGauges::new(journal.clone(), dir.path().to_path_buf()),
+            sources: Sources {
+                stats: Stats::default(),
+                state,
+                tokens,
+                journal: journal.clone(),
+                journal_dir: dir.path().to_path_buf(),
+            },
+            started_ms: 0,
+            token_refreshes: AtomicU64::new(0),
+        };
+        let figures = endpoint.journal.figures().await;
+        let text = render(&endpoint, &figures, 0).unwrap();
+        let samples = parse(&text);
+        for series in [
+            WEBSOCKET_STATE,
+            WEBSOCKET_RECONNECTS,
+            WEBSOCKET_LAST_EVENT_AGE,
+            WEBSOCKET_LAST_HEARTBEAT_REPLY_AGE,
+            TOKEN_REFRESHES,
+            SINK_FAILING,
+        ] {
+            let name = series.exposed();
+            assert!(
+                samples.iter().any(|s| s.name == name),
+                "{name} is not in a scrape:\n{text}"
+            );
+        }
+        let live: Vec<_> = samples
+            .iter()
+            .filter(|s| s.name == WEBSOCKET_STATE.exposed() && s.value == 1.0)
+            .filter_map(|s| SocketState::from_name(&s.labels["state"]))
+            .collect();
+        assert_eq!(live, [SocketState::Live]);
+        journal.close().await;
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The ZCC REST client used by reconciliation (zoom-reference §4–5).
+//! The ZCC REST client used by reconciliation (docs/zoom.md §4–5).
 //!
 //! Owns everything about talking to `api_base_url`: the shared bearer token
 //! (a 401 refreshes it once), `page_size` + `next_page_token` paging with the

@@ -1,4 +1,4 @@
-//! The one Server-to-Server OAuth token owner (zoom-reference §1).
+//! The one Server-to-Server OAuth token owner (docs/zoom.md §1).
 //!
 //! Every Zoom caller (the socket, later the REST client and media downloads)
 //! asks this cache. It refreshes ahead of expiry, single-flight (one request in

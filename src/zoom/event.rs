@@ -1,5 +1,5 @@
 //! Zoom event envelopes (`{event, event_ts, payload}`) and their natural keys
-//! (DESIGN.md §3.4).
+//! (docs/contract.md §3.4).
 //!
 //! Pure: a body goes in, a [`NewRecord`] comes out. Bodies that lack expected
 //! fields are still turned into records under the fallback key, never dropped.
@@ -104,7 +104,7 @@ fn short_name(event: &str) -> &str {
 
 fn rule_for(event: &str) -> Option<&'static [&'static str]> {
     // Only `contact_center.*` names get keyed rules: a bare "recording_completed"
-    // from some other product is not the item DESIGN.md means.
+    // from some other product is not the item docs/contract.md §3.4 means.
     let short = event.strip_prefix(PREFIX)?;
     KEYED_EVENTS
         .iter()

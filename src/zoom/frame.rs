@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The heartbeat we send; Zoom wants one at least every 30 s (zoom-reference §2.4).
+/// The heartbeat we send; Zoom wants one at least every 30 s (docs/zoom.md §2.4).
 pub const HEARTBEAT: &str = r#"{"module":"heartbeat"}"#;
 
 /// A decoded server frame.
@@ -109,7 +109,7 @@ impl Frame {
 }
 
 /// "Connected in another place": the text Zoom uses when a newer connection for
-/// the same subscription took over (zoom-reference §2.6).
+/// the same subscription took over (docs/zoom.md §2.6).
 pub fn is_eviction_text(text: &str) -> bool {
     text.to_ascii_lowercase().contains("another place")
 }

@@ -1,5 +1,5 @@
 //! Test configs in typed form: a black-box mirror of the public configuration
-//! contract (DESIGN §3.2: TOML, snake_case, unknown keys rejected) that
+//! contract (docs/contract.md §3.2: TOML, snake_case, unknown keys rejected) that
 //! serializes to the TOML an operator writes. Tests change a field, never the
 //! text; nothing here borrows the daemon's own config types, so the daemon's
 //! parser is tested against this independent reading of the contract.

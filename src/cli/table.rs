@@ -1,4 +1,4 @@
-//! Terminal rendering for the `queue` commands: aligned columns, human ages
+//! Terminal rendering for the operator commands: aligned columns, human ages
 //! and sizes. Pure: no I/O, no clock (callers pass durations).
 //!
 //! What goes into the columns is the commands' business, not this module's.

@@ -1,14 +1,15 @@
 //! `zcc-relay status`: the operator's one-screen view, whether or not the
-//! daemon runs. From the journal (read-only beside a running daemon, through
-//! `queue::view`): each sink's backlog and dead-letter, the last moment the
-//! socket was known live, the open gaps, the journal's size. From the metrics
-//! endpoint, when `[metrics] listen` is set and the daemon answers: the
-//! socket's state, the seconds since its last event and heartbeat reply,
-//! reconnects, and which sinks are failing right now.
+//! daemon runs. From the journal, the [`Overview`] that `queue stats` shows
+//! too (read-only beside a running daemon): each sink's backlog and
+//! dead-letter, the last moment the socket was known live, the open gaps, the
+//! last sweep, the journal's size. From the metrics endpoint, when
+//! `[metrics] listen` is set and the daemon answers: the socket's state, the
+//! seconds since its last event and heartbeat reply, reconnects, and which
+//! sinks are failing right now.
 //!
 //! Owns the verdict and its exit code (0 healthy, 2 needs attention, 3 not
-//! running); the figures come from `journal::read` and
-//! `telemetry::metrics::parse`, and nothing here writes.
+//! running); the figures come from `overview` and `telemetry::metrics::parse`
+//! (through the series names `metrics` exports), and nothing here writes.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,15 +20,12 @@ use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 
+use super::overview::{BACKLOG_COLUMNS, Overview};
+use super::table::{Align, Table, age, size};
+use super::view::View;
 use crate::config::Settings;
-use crate::journal::{self, GapState, read};
-use crate::queue::table::{Align, Table, age, size};
-use crate::queue::view::View;
-use crate::telemetry::metrics::{self, Sample};
-
-/// Why there is no live part when the daemon has no endpoint: said, and not a
-/// problem.
-const NO_ENDPOINT: &str = "metrics.listen is not set, so the live socket state is unknown";
+use crate::journal;
+use crate::telemetry::metrics::{self, Sample, SocketState};
 
 /// How long `status` waits for the metrics endpoint.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -66,91 +64,70 @@ pub struct Report {
     pub health: Health,
     /// Why the verdict is not `healthy`, one sentence each.
     pub problems: Vec<String>,
-    pub daemon: Daemon,
-    pub journal: JournalPart,
-    pub reconcile: ReconcilePart,
-    pub sinks: Vec<SinkLine>,
+    /// The journal's part, in the shape `queue stats --json` prints.
+    #[serde(flatten)]
+    pub overview: Overview,
     /// From the metrics endpoint; absent when the daemon is not running,
     /// `[metrics] listen` is not set, or the endpoint did not answer
     /// (`live_unavailable` says which).
     pub live: Option<Live>,
-    pub live_unavailable: Option<String>,
+    pub live_unavailable: Option<LiveUnavailable>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Daemon {
-    pub running: bool,
-    pub pid: Option<u32>,
+impl Report {
+    fn running(&self) -> bool {
+        self.overview.mode.daemon_running()
+    }
+
+    /// Whether the endpoint says `sink` is failing; `None` without a live part.
+    fn failing(&self, sink: &str) -> Option<bool> {
+        self.live.as_ref()?.sink_failing.get(sink).copied()
+    }
 }
 
-#[derive(Debug, Serialize)]
-pub struct JournalPart {
-    pub dir: PathBuf,
-    pub file_bytes: u64,
-    /// Records held for any sink (pending or dead-lettered).
-    pub records: u64,
-    /// The last moment the WebSocket was known live (RFC 3339), if ever.
-    pub last_live_at: Option<String>,
-    pub last_live_age_seconds: Option<u64>,
-    /// Windows the socket was not live whose reconciliation has not finished.
-    pub open_gaps: Vec<GapLine>,
-    pub quarantined: Vec<PathBuf>,
-    /// The media stage's backlog: records waiting for their files before they
-    /// reach the sinks. Absent when media is disabled and nothing waits there.
-    pub media: Option<MediaLine>,
+/// Why a running daemon's live part is missing.
+#[derive(Debug)]
+pub enum LiveUnavailable {
+    /// Said, and not a problem.
+    NoEndpoint,
+    /// The endpoint did not answer, with the cause.
+    NoAnswer(String),
 }
 
-#[derive(Debug, Serialize)]
-pub struct MediaLine {
-    pub pending: u64,
-    /// Of those, waiting for a later attempt (not available yet, or failing).
-    pub retrying: u64,
-    pub oldest_pending_age_seconds: Option<u64>,
+impl std::fmt::Display for LiveUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LiveUnavailable::NoEndpoint => {
+                f.write_str("metrics.listen is not set, so the live socket state is unknown")
+            }
+            LiveUnavailable::NoAnswer(cause) => {
+                write!(f, "the metrics endpoint did not answer: {cause}")
+            }
+        }
+    }
 }
 
-#[derive(Debug, Serialize)]
-pub struct ReconcilePart {
-    pub enabled: bool,
-    pub interval_seconds: u64,
-    /// The end of the last completed sweep's window, about when it started
-    /// (RFC 3339); absent if no sweep ever completed.
-    pub last_sweep_at: Option<String>,
-    pub last_sweep_age_seconds: Option<u64>,
+/// As its sentence: `--json` readers get what the text says.
+impl Serialize for LiveUnavailable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// A sweep this much later than `reconcile.interval` means sweeps are failing.
 const SWEEP_SLACK: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Serialize)]
-pub struct GapLine {
-    pub from: String,
-    pub to: String,
-    pub seconds: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SinkLine {
-    pub sink: String,
-    /// False for a sink no longer in the configuration that still holds records.
-    pub configured: bool,
-    pub pending: u64,
-    pub retrying: u64,
-    pub dead: u64,
-    pub oldest_pending: Option<String>,
-    pub oldest_pending_age_seconds: Option<u64>,
-    /// From the endpoint: the last attempt failed and nothing was delivered since.
-    pub failing: Option<bool>,
-}
-
-#[derive(Debug, Serialize)]
 pub struct Live {
     pub endpoint: String,
     /// `connecting`, `awaiting_build_connection`, `live`, `backing_off` or `stopped`.
-    pub socket_state: Option<String>,
+    pub socket_state: Option<SocketState>,
     pub last_event_age_seconds: Option<f64>,
     pub last_heartbeat_reply_age_seconds: Option<f64>,
     pub reconnects: Option<u64>,
     pub token_refreshes: Option<u64>,
+    /// Per sink: the last attempt failed and nothing was delivered since.
+    pub sink_failing: BTreeMap<String, bool>,
 }
 
 /// Builds the report and prints it; the verdict decides the exit code.
@@ -170,116 +147,23 @@ pub fn run(args: &StatusArgs, settings: &Settings) -> anyhow::Result<Health> {
     Ok(report.health)
 }
 
-fn rfc3339_ms(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map(|at| at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_else(|| ms.to_string())
-}
-
-fn seconds_since(now: jiff::Timestamp, at: &str) -> Option<u64> {
-    let at: jiff::Timestamp = at.parse().ok()?;
-    Some(now.duration_since(at).as_secs().max(0) as u64)
-}
-
 fn gather(settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Report> {
-    let view = View::open(settings)?;
-    let mode = view.mode();
-    let running = mode.mode == "read-only";
-    let txn = view.begin_read()?;
-    let mut sinks = Vec::new();
-    let line = |sink: &str, configured: bool| -> anyhow::Result<SinkLine> {
-        let stats = read::sink_stats(&txn, sink)?;
-        Ok(SinkLine {
-            sink: stats.sink,
-            configured,
-            pending: stats.pending,
-            retrying: stats.retrying,
-            dead: stats.dead,
-            oldest_pending_age_seconds: stats
-                .oldest_pending
-                .as_deref()
-                .and_then(|at| seconds_since(now, at)),
-            oldest_pending: stats.oldest_pending,
-            failing: None,
-        })
+    let overview = {
+        let view = View::open(settings)?;
+        Overview::gather(&view, settings, now)?
     };
-    for sink in &settings.sinks {
-        sinks.push(line(&sink.name, true)?);
-    }
-    for name in read::known_sinks(&txn)? {
-        if settings.sink(&name).is_none() {
-            let held = line(&name, false)?;
-            if held.pending > 0 || held.dead > 0 {
-                sinks.push(held);
-            }
-        }
-    }
-    let now_ms = now.as_millisecond().max(0) as u64;
-    let live_until = read::live_until(&txn)?;
-    let open_gaps = read::gaps(&txn)?
-        .into_iter()
-        .filter(|gap| gap.state == GapState::Pending)
-        .map(|gap| GapLine {
-            from: rfc3339_ms(gap.start_ms),
-            to: rfc3339_ms(gap.end_ms),
-            seconds: gap.end_ms.saturating_sub(gap.start_ms) / 1000,
-        })
-        .collect();
-    let swept_until = read::meta(&txn, crate::reconcile::SWEPT_UNTIL)?
-        .and_then(|v| v.try_into().ok())
-        .map(u64::from_le_bytes);
-    let reconcile = ReconcilePart {
-        enabled: settings.reconcile.enabled,
-        interval_seconds: settings.reconcile.interval.as_secs(),
-        last_sweep_at: swept_until.map(rfc3339_ms),
-        last_sweep_age_seconds: swept_until.map(|ms| now_ms.saturating_sub(ms) / 1000),
-    };
-    let media = read::sink_stats(&txn, journal::MEDIA)?;
-    let media = (settings.media.enabled || media.pending > 0).then(|| MediaLine {
-        pending: media.pending,
-        retrying: media.retrying,
-        oldest_pending_age_seconds: media
-            .oldest_pending
-            .as_deref()
-            .and_then(|at| seconds_since(now, at)),
-    });
-    let dir = &settings.journal.dir;
-    let journal = JournalPart {
-        dir: dir.clone(),
-        file_bytes: journal::file_size(dir)?,
-        records: read::stored_records(&txn)?,
-        last_live_at: live_until.map(rfc3339_ms),
-        last_live_age_seconds: live_until.map(|ms| now_ms.saturating_sub(ms) / 1000),
-        open_gaps,
-        quarantined: journal::quarantined(dir),
-        media,
-    };
-    drop(txn);
-    drop(view);
-
-    let (live, live_unavailable) = match (running, settings.metrics.listen) {
+    let (live, live_unavailable) = match (overview.mode.daemon_running(), settings.metrics.listen) {
         (false, _) => (None, None),
-        (true, None) => (None, Some(NO_ENDPOINT.to_string())),
+        (true, None) => (None, Some(LiveUnavailable::NoEndpoint)),
         (true, Some(address)) => match scrape(address) {
-            Ok(samples) => (Some(live_part(address, &samples, &mut sinks)), None),
-            Err(e) => (
-                None,
-                Some(format!("the metrics endpoint did not answer: {e:#}")),
-            ),
+            Ok(samples) => (Some(live_part(address, &samples)), None),
+            Err(e) => (None, Some(LiveUnavailable::NoAnswer(format!("{e:#}")))),
         },
     };
     let mut report = Report {
         health: Health::Healthy,
         problems: Vec::new(),
-        daemon: Daemon {
-            running,
-            pid: mode.owner_pid,
-        },
-        journal,
-        reconcile,
-        sinks,
+        overview,
         live,
         live_unavailable,
     };
@@ -314,29 +198,26 @@ fn scrape(address: SocketAddr) -> anyhow::Result<Vec<Sample>> {
     Ok(metrics::parse(&text))
 }
 
-fn live_part(address: SocketAddr, samples: &[Sample], sinks: &mut [SinkLine]) -> Live {
-    let value = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
-    let socket_state = samples
-        .iter()
-        .find(|s| s.name == "zcc_relay_websocket_state" && s.value == 1.0)
-        .and_then(|s| s.labels.get("state").cloned());
-    let failing: BTreeMap<&str, bool> = samples
-        .iter()
-        .filter(|s| s.name == "zcc_relay_sink_failing")
-        .filter_map(|s| Some((s.labels.get("sink")?.as_str(), s.value == 1.0)))
+fn live_part(address: SocketAddr, samples: &[Sample]) -> Live {
+    let named = |series: metrics::Series| {
+        let name = series.exposed();
+        samples.iter().filter(move |s| s.name == name)
+    };
+    let value = |series| named(series).next().map(|s| s.value);
+    let socket_state = named(metrics::WEBSOCKET_STATE)
+        .find(|s| s.value == 1.0)
+        .and_then(|s| SocketState::from_name(s.labels.get("state")?));
+    let sink_failing = named(metrics::SINK_FAILING)
+        .filter_map(|s| Some((s.labels.get("sink")?.clone(), s.value == 1.0)))
         .collect();
-    for sink in sinks.iter_mut() {
-        sink.failing = failing.get(sink.sink.as_str()).copied();
-    }
     Live {
         endpoint: endpoint(address),
         socket_state,
-        last_event_age_seconds: value("zcc_relay_websocket_last_event_age_seconds"),
-        last_heartbeat_reply_age_seconds: value(
-            "zcc_relay_websocket_last_heartbeat_reply_age_seconds",
-        ),
-        reconnects: value("zcc_relay_websocket_reconnects_total").map(|v| v as u64),
-        token_refreshes: value("zcc_relay_token_refreshes_total").map(|v| v as u64),
+        last_event_age_seconds: value(metrics::WEBSOCKET_LAST_EVENT_AGE),
+        last_heartbeat_reply_age_seconds: value(metrics::WEBSOCKET_LAST_HEARTBEAT_REPLY_AGE),
+        reconnects: value(metrics::WEBSOCKET_RECONNECTS).map(|v| v as u64),
+        token_refreshes: value(metrics::TOKEN_REFRESHES).map(|v| v as u64),
+        sink_failing,
     }
 }
 
@@ -344,23 +225,26 @@ fn live_part(address: SocketAddr, samples: &[Sample], sinks: &mut [SinkLine]) ->
 /// problem makes it `attention`.
 fn assess(report: &Report) -> (Health, Vec<String>) {
     let mut problems = Vec::new();
-    if !report.daemon.running {
+    let running = report.running();
+    if !running {
         problems.push("zcc-relay is not running on this journal".to_string());
     }
     if let Some(live) = &report.live
-        && let Some(state) = &live.socket_state
-        && state != "live"
+        && let Some(state) = live.socket_state
+        && state != SocketState::Live
     {
-        problems.push(format!("the Zoom WebSocket is not live (state: {state})"));
+        problems.push(format!(
+            "the Zoom WebSocket is not live (state: {})",
+            state.name()
+        ));
     }
-    if let Some(why) = &report.live_unavailable
-        && report.daemon.running
-        && why != NO_ENDPOINT
+    if let Some(why @ LiveUnavailable::NoAnswer(_)) = &report.live_unavailable
+        && running
     {
-        problems.push(why.clone());
+        problems.push(why.to_string());
     }
-    let reconcile = &report.reconcile;
-    if report.daemon.running
+    let reconcile = &report.overview.reconcile;
+    if running
         && reconcile.enabled
         && let Some(age_seconds) = reconcile.last_sweep_age_seconds
         && age_seconds > 2 * reconcile.interval_seconds + SWEEP_SLACK.as_secs()
@@ -372,41 +256,43 @@ fn assess(report: &Report) -> (Health, Vec<String>) {
             age(Duration::from_secs(reconcile.interval_seconds))
         ));
     }
-    for sink in &report.sinks {
+    for sink in &report.overview.sinks {
         let name = &sink.sink;
-        if sink.failing == Some(true) {
+        let backlog = &sink.backlog;
+        if report.failing(name) == Some(true) {
             problems.push(format!(
                 "sink {name} is failing; {} records wait for it",
-                sink.pending
+                backlog.pending
             ));
         }
-        if sink.retrying > 0 {
+        if backlog.retrying > 0 {
             problems.push(format!(
                 "sink {name}: {} records wait in the durable retry tier",
-                sink.retrying
+                backlog.retrying
             ));
         }
-        if sink.dead > 0 {
+        if backlog.dead > 0 {
             problems.push(format!(
                 "sink {name}: {} dead-lettered records (zcc-relay queue dead --sink {name})",
-                sink.dead
+                backlog.dead
             ));
         }
         if !sink.configured {
             problems.push(format!(
                 "sink {name} is no longer configured but holds {} pending and {} dead-lettered \
                  records",
-                sink.pending, sink.dead
+                backlog.pending, backlog.dead
             ));
         }
     }
-    if !report.journal.quarantined.is_empty() {
+    let quarantined = &report.overview.journal.quarantined;
+    if !quarantined.is_empty() {
         problems.push(format!(
             "{} corrupt journal file(s) were moved aside (zcc-relay queue stats lists them)",
-            report.journal.quarantined.len()
+            quarantined.len()
         ));
     }
-    let health = if !report.daemon.running {
+    let health = if !running {
         Health::NotRunning
     } else if problems.is_empty() {
         Health::Healthy
@@ -427,7 +313,7 @@ fn ago_f(seconds: Option<f64>) -> String {
 /// The text report.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
-    let daemon = match (report.daemon.running, report.daemon.pid) {
+    let daemon = match (report.running(), report.overview.mode.owner_pid) {
         (true, Some(pid)) => format!("running (pid {pid})"),
         (true, None) => "running (pid unknown)".to_string(),
         (false, _) => "NOT RUNNING (no process holds the journal; this view is from the journal \
@@ -438,7 +324,7 @@ pub fn render(report: &Report) -> String {
     let socket = match (&report.live, &report.live_unavailable) {
         (Some(live), _) => format!(
             "{}, last event {}, last heartbeat reply {}, {} reconnects (from {})",
-            live.socket_state.as_deref().unwrap_or("unknown"),
+            live.socket_state.map_or("unknown", SocketState::name),
             ago_f(live.last_event_age_seconds),
             ago_f(live.last_heartbeat_reply_age_seconds),
             live.reconnects
@@ -449,7 +335,7 @@ pub fn render(report: &Report) -> String {
         (None, None) => "down (the daemon is not running)".to_string(),
     };
     out.push_str(&format!("socket:     {socket}\n"));
-    let journal = &report.journal;
+    let journal = &report.overview.journal;
     let last_live = match (&journal.last_live_at, journal.last_live_age_seconds) {
         (Some(at), Some(seconds)) => format!("{at} ({})", ago(seconds)),
         _ => "never".to_string(),
@@ -468,7 +354,7 @@ pub fn render(report: &Report) -> String {
         }
     };
     out.push_str(&format!("open gaps:  {gaps}\n"));
-    let reconcile = &report.reconcile;
+    let reconcile = &report.overview.reconcile;
     let sweep = match (
         reconcile.enabled,
         &reconcile.last_sweep_at,
@@ -483,7 +369,7 @@ pub fn render(report: &Report) -> String {
         (true, _, _) => "never (the first start sweeps the whole lookback)".to_string(),
     };
     out.push_str(&format!("last sweep: {sweep}\n"));
-    if let Some(media) = &journal.media {
+    if let Some(media) = &report.overview.media {
         let line = match (media.pending, media.oldest_pending_age_seconds) {
             (0, _) => "nothing waiting".to_string(),
             (pending, oldest) => format!(
@@ -501,30 +387,17 @@ pub fn render(report: &Report) -> String {
         journal::DB_FILE,
         size(journal.file_bytes)
     ));
-    let mut table = Table::new(&[
-        ("SINK", Align::Left),
-        ("PENDING", Align::Right),
-        ("RETRYING", Align::Right),
-        ("DEAD", Align::Right),
-        ("OLDEST PENDING", Align::Left),
-        ("STATE", Align::Left),
-    ]);
-    for sink in &report.sinks {
-        let state = match (sink.configured, sink.failing) {
+    let mut table = Table::new(&[BACKLOG_COLUMNS.as_slice(), &[("STATE", Align::Left)]].concat());
+    for sink in &report.overview.sinks {
+        let state = match (sink.configured, report.failing(&sink.sink)) {
             (false, _) => "not configured",
             (true, Some(true)) => "failing",
             (true, Some(false)) => "ok",
             (true, None) => "-",
         };
-        table.row(vec![
-            sink.sink.clone(),
-            sink.pending.to_string(),
-            sink.retrying.to_string(),
-            sink.dead.to_string(),
-            sink.oldest_pending_age_seconds
-                .map_or("-".to_string(), |s| age(Duration::from_secs(s))),
-            state.to_string(),
-        ]);
+        let mut row = sink.backlog.cells(&sink.sink);
+        row.push(state.to_string());
+        table.row(row);
     }
     out.push_str(&table.render(0));
     out.push('\n');
@@ -542,49 +415,70 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::overview::{Backlog, JournalPart, ReconcilePart, SinkLine};
+    use crate::cli::view::{Access, Mode};
 
-    fn sink(name: &str, retrying: u64, dead: u64, failing: Option<bool>) -> SinkLine {
-        SinkLine {
+    /// A sink's line and what the endpoint says of it.
+    type Row = (SinkLine, Option<bool>);
+
+    fn sink(name: &str, retrying: u64, dead: u64, failing: Option<bool>) -> Row {
+        let line = SinkLine {
             sink: name.to_string(),
             configured: true,
-            pending: retrying,
-            retrying,
-            dead,
-            oldest_pending: None,
-            oldest_pending_age_seconds: None,
-            failing,
-        }
+            backlog: Backlog {
+                pending: retrying,
+                retrying,
+                dead,
+                oldest_pending: None,
+                oldest_pending_age_seconds: None,
+            },
+        };
+        (line, failing)
     }
 
-    fn report(running: bool, state: Option<&str>, sinks: Vec<SinkLine>) -> Report {
+    fn report(running: bool, state: Option<&str>, sinks: Vec<Row>) -> Report {
+        let sink_failing = sinks
+            .iter()
+            .filter_map(|(line, failing)| Some((line.sink.clone(), (*failing)?)))
+            .collect();
         Report {
             health: Health::Healthy,
             problems: Vec::new(),
-            daemon: Daemon { running, pid: None },
-            journal: JournalPart {
-                dir: PathBuf::from("/j"),
-                file_bytes: 0,
-                records: 0,
-                last_live_at: None,
-                last_live_age_seconds: None,
-                open_gaps: Vec::new(),
-                quarantined: Vec::new(),
+            overview: Overview {
+                mode: Mode {
+                    mode: if running {
+                        Access::ReadOnly
+                    } else {
+                        Access::Exclusive
+                    },
+                    owner_pid: None,
+                },
+                journal: JournalPart {
+                    dir: PathBuf::from("/j"),
+                    file_bytes: 0,
+                    records: 0,
+                    last_live_at: None,
+                    last_live_age_seconds: None,
+                    open_gaps: Vec::new(),
+                    quarantined: Vec::new(),
+                },
+                reconcile: ReconcilePart {
+                    enabled: true,
+                    interval_seconds: 3600,
+                    last_sweep_at: None,
+                    last_sweep_age_seconds: Some(3600),
+                },
+                sinks: sinks.into_iter().map(|(line, _)| line).collect(),
                 media: None,
             },
-            reconcile: ReconcilePart {
-                enabled: true,
-                interval_seconds: 3600,
-                last_sweep_at: None,
-                last_sweep_age_seconds: Some(3600),
-            },
-            sinks,
             live: state.map(|state| Live {
                 endpoint: "http://127.0.0.1:1/metrics".into(),
-                socket_state: Some(state.to_string()),
+                socket_state: SocketState::from_name(state),
                 last_event_age_seconds: None,
                 last_heartbeat_reply_age_seconds: None,
                 reconnects: None,
                 token_refreshes: None,
+                sink_failing,
             }),
             live_unavailable: None,
         }
@@ -644,17 +538,17 @@ mod tests {
             ],
         );
         let mut unreachable = report(true, None, vec![sink("crm", 0, 0, None)]);
-        unreachable.live_unavailable = Some("the metrics endpoint did not answer: x".into());
+        unreachable.live_unavailable = Some(LiveUnavailable::NoAnswer("x".into()));
         check(
             unreachable,
             Health::Attention,
             &["the metrics endpoint did not answer: x"],
         );
         let mut unconfigured = report(true, None, vec![sink("crm", 0, 0, None)]);
-        unconfigured.live_unavailable = Some(NO_ENDPOINT.into());
+        unconfigured.live_unavailable = Some(LiveUnavailable::NoEndpoint);
         check(unconfigured, Health::Healthy, &[]);
         let mut late = report(true, Some("live"), vec![]);
-        late.reconcile.last_sweep_age_seconds = Some(2 * 3600 + 301);
+        late.overview.reconcile.last_sweep_age_seconds = Some(2 * 3600 + 301);
         check(
             late,
             Health::Attention,
@@ -664,7 +558,7 @@ mod tests {
             ],
         );
         let mut gone = sink("old", 0, 3, None);
-        gone.configured = false;
+        gone.0.configured = false;
         check(
             report(true, Some("live"), vec![gone]),
             Health::Attention,
@@ -674,7 +568,7 @@ mod tests {
             ],
         );
         let mut on_time = report(true, Some("live"), vec![]);
-        on_time.reconcile.last_sweep_age_seconds = Some(2 * 3600 + 300);
+        on_time.overview.reconcile.last_sweep_age_seconds = Some(2 * 3600 + 300);
         check(on_time, Health::Healthy, &[]);
     }
 }

@@ -3,12 +3,10 @@
 //!
 //! Owns the subcommands' arguments, what each one reads and how it is shown
 //! (aligned text, or one JSON document with `--json`). How the journal is
-//! opened (owned, or read-only beside a running daemon) is `view`'s. Reads go
+//! opened (owned, or read-only beside a running daemon) is `view`'s; what
+//! `stats` reports is the [`Overview`] that `status` shows too. Reads go
 //! through `journal::read`, changes through `Journal`'s own operations: this
 //! module never opens a table and never writes beside a running daemon.
-
-pub(crate) mod table;
-pub(crate) mod view;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -19,11 +17,13 @@ use clap::{Args, Subcommand};
 use redb::ReadTransaction;
 use serde::Serialize;
 
+use super::overview::{BACKLOG_COLUMNS, Overview, SinkLine};
+use super::table::{Align, Table, age, size};
+use super::view::{Mode, Owned, View};
+use crate::clock::{self, since};
 use crate::config::Settings;
 use crate::journal::{self, read};
 use crate::record::RecordHeader;
-use table::{Align, Table, age, size};
-use view::{Mode, Owned, View};
 
 #[derive(Debug, Args)]
 pub struct QueueArgs {
@@ -192,149 +192,54 @@ fn summarize(bytes: &[u8]) -> Summary {
     }
 }
 
-/// How long ago an RFC 3339 time was (zero if it is in the future).
-fn since(now: jiff::Timestamp, at: &str) -> Option<Duration> {
-    let at: jiff::Timestamp = at.parse().ok()?;
-    Some(Duration::try_from(now.duration_since(at)).unwrap_or(Duration::ZERO))
-}
-
-fn rfc3339_ms(ms: u64) -> Option<String> {
-    let at = jiff::Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()?;
-    Some(at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-}
-
 fn or_dash(text: Option<String>) -> String {
     text.unwrap_or_else(|| "-".to_string())
 }
 
 // ---- stats ----------------------------------------------------------------
 
-#[derive(Serialize)]
-struct StatsReport {
-    #[serde(flatten)]
-    mode: Mode,
-    journal: JournalSummary,
-    sinks: Vec<SinkLine>,
-    /// Sinks no longer configured whose outbox or dead-letter still holds records.
-    unconfigured_sinks: Vec<SinkLine>,
-    /// The media stage's backlog (records waiting for their files before they
-    /// reach the sinks): present when media is enabled or records wait there.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    media: Option<SinkLine>,
-}
-
-#[derive(Serialize)]
-struct JournalSummary {
-    dir: PathBuf,
-    /// Records held for any sink (pending or dead-lettered).
-    records: u64,
-    file_bytes: u64,
-    /// Corrupt journal files moved aside at a start (see `journal::recover`),
-    /// kept for inspection until an operator removes them.
-    quarantined: Vec<PathBuf>,
-}
-
-#[derive(Serialize)]
-struct SinkLine {
-    #[serde(flatten)]
-    stats: read::SinkStats,
-    oldest_pending_age_seconds: Option<u64>,
-}
-
 fn stats(settings: &Settings, json: bool, now: jiff::Timestamp) -> anyhow::Result<String> {
     let view = View::open(settings)?;
-    let txn = view.begin_read()?;
-    let line = |sink: &str| -> anyhow::Result<SinkLine> {
-        let stats = read::sink_stats(&txn, sink)?;
-        let age = stats
-            .oldest_pending
-            .as_deref()
-            .and_then(|at| since(now, at));
-        Ok(SinkLine {
-            stats,
-            oldest_pending_age_seconds: age.map(|a| a.as_secs()),
-        })
-    };
-    let sinks = settings
-        .sinks
-        .iter()
-        .map(|s| line(&s.name))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut unconfigured_sinks = Vec::new();
-    for name in read::known_sinks(&txn)? {
-        if settings.sink(&name).is_none() {
-            let line = line(&name)?;
-            if line.stats.pending > 0 || line.stats.dead > 0 {
-                unconfigured_sinks.push(line);
-            }
-        }
-    }
-    let media = line(journal::MEDIA)?;
-    let media = (settings.media.enabled || media.stats.pending > 0).then_some(media);
-    let dir = &settings.journal.dir;
-    let report = StatsReport {
-        mode: view.mode(),
-        journal: JournalSummary {
-            dir: dir.clone(),
-            records: read::stored_records(&txn)?,
-            file_bytes: journal::file_size(dir)?,
-            quarantined: journal::quarantined(dir),
-        },
-        sinks,
-        unconfigured_sinks,
-        media,
-    };
+    let report = Overview::gather(&view, settings, now)?;
     if json {
         return to_json(&report);
     }
+    let journal = &report.journal;
     let mut out = format!(
         "{}\njournal {}: {} records held, {} {}\n\n",
         view.describe(),
-        dir.display(),
-        report.journal.records,
+        journal.dir.display(),
+        journal.records,
         journal::DB_FILE,
-        size(report.journal.file_bytes)
+        size(journal.file_bytes)
     );
-    let table = |lines: &[SinkLine]| {
-        let mut table = Table::new(&[
-            ("SINK", Align::Left),
-            ("PENDING", Align::Right),
-            ("RETRYING", Align::Right),
-            ("DEAD", Align::Right),
-            ("OLDEST PENDING", Align::Left),
-        ]);
+    let table = |lines: &mut dyn Iterator<Item = &SinkLine>| {
+        let mut table = Table::new(&BACKLOG_COLUMNS);
         for line in lines {
-            table.row(vec![
-                line.stats.sink.clone(),
-                line.stats.pending.to_string(),
-                line.stats.retrying.to_string(),
-                line.stats.dead.to_string(),
-                or_dash(
-                    line.oldest_pending_age_seconds
-                        .map(|s| age(Duration::from_secs(s))),
-                ),
-            ]);
+            table.row(line.backlog.cells(&line.sink));
         }
         table.render(0)
     };
-    out.push_str(&table(&report.sinks));
-    if !report.unconfigured_sinks.is_empty() {
+    out.push_str(&table(&mut report.sinks.iter().filter(|s| s.configured)));
+    if report.sinks.iter().any(|s| !s.configured) {
         out.push_str(
             "\nno longer configured, still holding records (kept until configured again):\n",
         );
-        out.push_str(&table(&report.unconfigured_sinks));
+        out.push_str(&table(&mut report.sinks.iter().filter(|s| !s.configured)));
     }
     if let Some(media) = &report.media {
         out.push_str(
             "\nmedia stage (records waiting for their files before they reach the sinks):\n",
         );
-        out.push_str(&table(std::slice::from_ref(media)));
+        let mut table = Table::new(&BACKLOG_COLUMNS);
+        table.row(media.cells(journal::MEDIA));
+        out.push_str(&table.render(0));
     }
-    if !report.journal.quarantined.is_empty() {
+    if !journal.quarantined.is_empty() {
         out.push_str(
             "\ncorrupt journal files moved aside (what was readable was salvaged; see the log):\n",
         );
-        for path in &report.journal.quarantined {
+        for path in &journal.quarantined {
             out.push_str(&format!("  {}\n", path.display()));
         }
     }
@@ -397,8 +302,9 @@ fn list(
                     event: summary.event,
                     attempts: p.attempts,
                     next_attempt_at: (p.not_before_ms != 0)
-                        .then(|| rfc3339_ms(p.not_before_ms))
-                        .flatten(),
+                        .then(|| clock::timestamp(p.not_before_ms))
+                        .flatten()
+                        .map(clock::rfc3339_ms),
                     age_seconds: summary
                         .received_at
                         .as_deref()
@@ -598,13 +504,6 @@ struct Changed {
     purged: Option<u64>,
 }
 
-fn exclusive() -> Mode {
-    Mode {
-        mode: "exclusive",
-        owner_pid: None,
-    }
-}
-
 fn redrive(
     settings: &Settings,
     sink: &str,
@@ -624,7 +523,7 @@ fn redrive(
     drop(owned);
     if json {
         return to_json(&Changed {
-            mode: exclusive(),
+            mode: Mode::exclusive(),
             sink: sink.to_string(),
             moved: Some(moved),
             purged: None,
@@ -692,7 +591,7 @@ fn purge(settings: &Settings, sink: &str, yes: bool, json: bool) -> anyhow::Resu
     drop(owned);
     if json {
         return to_json(&Changed {
-            mode: exclusive(),
+            mode: Mode::exclusive(),
             sink: sink.to_string(),
             moved: None,
             purged: Some(purged),
@@ -738,21 +637,6 @@ mod tests {
                 "no dead-lettered record \"engagement_note_added:e1:n1\" (revision 1); \
                  dead-lettered revisions of it: engagement_note_added:e1:n1~2, engagement_note_added:e1:n1~3",
             ),
-        );
-    }
-
-    #[test]
-    fn ages_count_from_the_record_and_never_go_negative() {
-        let now: jiff::Timestamp = "2026-11-24T10:03:12.500Z".parse().unwrap();
-        assert_eq!(
-            since(now, "2026-11-24T10:00:00.123Z"),
-            Some(Duration::from_millis(192_377))
-        );
-        assert_eq!(since(now, "2026-11-24T11:00:00.000Z"), Some(Duration::ZERO));
-        assert_eq!(since(now, "yesterday"), None);
-        assert_eq!(
-            rfc3339_ms(1_732_440_000_123).as_deref(),
-            Some("2024-11-24T09:20:00.123Z")
         );
     }
 }

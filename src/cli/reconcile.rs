@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use super::{Reconciler, RunReport, Target};
+use super::view::Access;
 use crate::config::Settings;
 use crate::journal::{self, Journal, JournalError, SinkRoute};
+use crate::reconcile::{Reconciler, RunReport, Target};
 use crate::zoom::api::{Window, ZoomApi};
 use crate::zoom::auth::{Credentials, TokenCache};
 
@@ -85,7 +86,7 @@ pub async fn run(args: &ReconcileArgs, settings: &Settings) -> anyhow::Result<()
             let report = reconciler.reconcile(window, &target).await;
             drop(target);
             journal.close().await;
-            (report?, "exclusive")
+            (report?, Access::Exclusive)
         }
         Err(JournalError::Locked { holder, .. }) if args.dry_run => {
             let db =
@@ -95,7 +96,10 @@ pub async fn run(args: &ReconcileArgs, settings: &Settings) -> anyhow::Result<()
                 journal::read::is_new(&txn, id, version)
             }));
             let _ = holder;
-            (reconciler.reconcile(window, &target).await?, "read-only")
+            (
+                reconciler.reconcile(window, &target).await?,
+                Access::ReadOnly,
+            )
         }
         Err(JournalError::Locked { holder, .. }) => bail!(
             "the journal is in use by zcc-relay pid {holder}; its own sweep covers the last reconcile.lookback. \
@@ -106,7 +110,7 @@ pub async fn run(args: &ReconcileArgs, settings: &Settings) -> anyhow::Result<()
     print(&report, args, mode)
 }
 
-fn print(report: &RunReport, args: &ReconcileArgs, mode: &str) -> anyhow::Result<()> {
+fn print(report: &RunReport, args: &ReconcileArgs, mode: Access) -> anyhow::Result<()> {
     if args.json {
         let doc = serde_json::json!({"mode": mode, "dry_run": args.dry_run, "report": report});
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -114,11 +118,14 @@ fn print(report: &RunReport, args: &ReconcileArgs, mode: &str) -> anyhow::Result
     }
     let verb = if args.dry_run { "would add" } else { "added" };
     println!(
-        "reconciled {} .. {} ({} requests to Zoom, journal {mode})",
-        report.from, report.to, report.requests
+        "reconciled {} .. {} ({} requests to Zoom, journal {})",
+        report.from,
+        report.to,
+        report.requests,
+        mode.name()
     );
     println!("{:<58} {:>6} {:>10}", "event", "found", verb);
-    for event in super::synth::TYPES {
+    for event in crate::reconcile::synth::TYPES {
         let found = report.found.get(event).copied().unwrap_or(0);
         let new = report.new.get(event).copied().unwrap_or(0);
         println!("{event:<58} {found:>6} {new:>10}");

@@ -1,6 +1,6 @@
-//! How a `queue` command gets at the journal: as its owner when no daemon runs
-//! (the daemon's own `Journal::open`, directory lock included), or as a
-//! read-only view beside the daemon that owns it. Owns that choice, the
+//! How an operator command (`queue`, `status`) gets at the journal: as its
+//! owner when no daemon runs (the daemon's own `Journal::open`, directory lock
+//! included), or as a read-only view beside the daemon that owns it. Owns that choice, the
 //! "stop it first" refusal for commands that change the journal, and the
 //! line saying which mode was used.
 //!
@@ -115,11 +115,48 @@ pub enum View {
 /// How the journal was opened, as `--json` reports it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Mode {
-    /// `exclusive` (no daemon runs; this command owned the journal) or
-    /// `read-only` (beside the daemon that owns it).
-    pub mode: &'static str,
+    pub mode: Access,
     /// The owner's pid in read-only mode.
     pub owner_pid: Option<u32>,
+}
+
+impl Mode {
+    /// What a command that changed the journal reports: it had it to itself.
+    pub fn exclusive() -> Mode {
+        Mode {
+            mode: Access::Exclusive,
+            owner_pid: None,
+        }
+    }
+
+    /// Whether a daemon owns the journal (so this is a read-only view beside it).
+    pub fn daemon_running(&self) -> bool {
+        self.mode == Access::ReadOnly
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No daemon runs; this command owned the journal.
+    Exclusive,
+    /// Beside the daemon that owns it.
+    ReadOnly,
+}
+
+impl Access {
+    /// As the text reports and `--json` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Exclusive => "exclusive",
+            Access::ReadOnly => "read-only",
+        }
+    }
+}
+
+impl serde::Serialize for Access {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 impl View {
@@ -157,12 +194,9 @@ impl View {
 
     pub fn mode(&self) -> Mode {
         match self {
-            View::Owned(_) => Mode {
-                mode: "exclusive",
-                owner_pid: None,
-            },
+            View::Owned(_) => Mode::exclusive(),
             View::ReadOnly { owner, .. } => Mode {
-                mode: "read-only",
+                mode: Access::ReadOnly,
                 owner_pid: owner.pid(),
             },
         }
