@@ -21,7 +21,11 @@ pub struct RecordError {
 
 impl RecordError {
     pub fn new(code: &'static str, message: impl Into<String>, fields: &[&str]) -> Self {
-        Self { code, message: message.into(), fields: fields.iter().map(|f| f.to_string()).collect() }
+        Self {
+            code,
+            message: message.into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        }
     }
 
     /// The per-record form used by sObject Collections.
@@ -40,7 +44,10 @@ pub struct ApiError {
 impl ApiError {
     /// One error without a `fields` member.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, errors: vec![(message.into(), code, None)] }
+        Self {
+            status,
+            errors: vec![(message.into(), code, None)],
+        }
     }
 
     /// A record-level refusal answered as a 400 with `fields`.
@@ -49,7 +56,10 @@ impl ApiError {
     }
 
     pub fn from_record_with_status(status: StatusCode, error: RecordError) -> Self {
-        Self { status, errors: vec![(error.message, error.code, Some(error.fields))] }
+        Self {
+            status,
+            errors: vec![(error.message, error.code, Some(error.fields))],
+        }
     }
 
     pub fn body(&self) -> Value {
@@ -70,15 +80,27 @@ impl ApiError {
     // The common refusals, with Salesforce's wording.
 
     pub fn session_invalid() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        )
     }
 
     pub fn request_limit() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        )
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        )
     }
 
     /// A 503. Salesforce documents the status ("the server is unavailable to handle the

@@ -28,7 +28,10 @@ impl SalesforceFake {
     pub async fn start(org: Org) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { store: Mutex::new(Store::new(org)), base_url: format!("http://{addr}") });
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(org)),
+            base_url: format!("http://{addr}"),
+        });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = server::router(shared.clone());
         let task = tokio::spawn(async move {
@@ -38,7 +41,12 @@ impl SalesforceFake {
             // A serve error ends the fake; the test then sees refused connections.
             let _ = serve.await;
         });
-        Ok(Self { shared, addr, shutdown: Some(shutdown), task: Some(task) })
+        Ok(Self {
+            shared,
+            addr,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
     }
 
     /// The instance URL (`http://127.0.0.1:PORT`), also the token endpoint's host.
@@ -142,8 +150,15 @@ impl SalesforceFake {
     /// The Tasks whose external-id field equals `value` exactly.
     pub fn tasks_with_external_id(&self, value: &str) -> Vec<Map<String, Value>> {
         let store = self.shared.lock();
-        let Some(field) = store.org.external_id_field.as_ref().map(|f| f.name.clone()) else { return Vec::new() };
-        store.tasks.iter().filter(|t| t.get(&field).and_then(Value::as_str) == Some(value)).cloned().collect()
+        let Some(field) = store.org.external_id_field.as_ref().map(|f| f.name.clone()) else {
+            return Vec::new();
+        };
+        store
+            .tasks
+            .iter()
+            .filter(|t| t.get(&field).and_then(Value::as_str) == Some(value))
+            .cloned()
+            .collect()
     }
 
     /// Inserts a Task without validation (e.g. two with one key on a non-unique field).

@@ -65,7 +65,9 @@ pub fn canonical(raw: &str) -> Option<String> {
         18 => {
             let (body, given) = raw.split_at(15);
             let expected = suffix(body);
-            given.eq_ignore_ascii_case(&expected).then(|| format!("{body}{expected}"))
+            given
+                .eq_ignore_ascii_case(&expected)
+                .then(|| format!("{body}{expected}"))
         }
         _ => None,
     }
@@ -87,7 +89,10 @@ mod tests {
     #[test]
     fn known_suffix_matches_salesforce() {
         // A documented example pair: 001A0000006Vm9r → 001A0000006Vm9rIAC.
-        assert_eq!(canonical("001A0000006Vm9r").as_deref(), Some("001A0000006Vm9rIAC"));
+        assert_eq!(
+            canonical("001A0000006Vm9r").as_deref(),
+            Some("001A0000006Vm9rIAC")
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub fn boundary(content_type: &str) -> Option<String> {
     }
     pieces.find_map(|param| {
         let (key, value) = param.split_once('=')?;
-        key.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_owned())
+        key.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_owned())
     })
 }
 
@@ -51,12 +53,19 @@ pub fn parse(body: &Bytes, boundary: &str) -> Option<Vec<Part>> {
         let data_start = headers_end + 4;
         let closing = [b"\r\n", delimiter].concat();
         let data_end = find(body, &closing, data_start)?;
-        let mut part = Part { name: String::new(), filename: None, content_type: None, data: body.slice(data_start..data_end) };
+        let mut part = Part {
+            name: String::new(),
+            filename: None,
+            content_type: None,
+            data: body.slice(data_start..data_end),
+        };
         for line in headers.split("\r\n") {
             let (key, value) = line.split_once(':')?;
             if key.trim().eq_ignore_ascii_case("content-disposition") {
                 for param in value.split(';').skip(1) {
-                    let Some((k, v)) = param.split_once('=') else { continue };
+                    let Some((k, v)) = param.split_once('=') else {
+                        continue;
+                    };
                     let v = v.trim().trim_matches('"').to_owned();
                     match k.trim().to_ascii_lowercase().as_str() {
                         "name" => part.name = v,
@@ -92,9 +101,13 @@ mod tests {
 
     #[test]
     fn refuses_a_truncated_body() {
-        let body = Bytes::from_static(b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nabc");
+        let body =
+            Bytes::from_static(b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nabc");
         assert_eq!(parse(&body, "b"), None);
-        assert_eq!(boundary("multipart/form-data; boundary=\"q\""), Some("q".into()));
+        assert_eq!(
+            boundary("multipart/form-data; boundary=\"q\""),
+            Some("q".into())
+        );
         assert_eq!(boundary("application/json"), None);
     }
 }

@@ -25,17 +25,32 @@ pub struct ExternalIdField {
 impl ExternalIdField {
     /// The set-up the README asks for: Text(255), External ID, Unique, case sensitive.
     pub fn proper(name: &str) -> Self {
-        Self { name: name.to_owned(), external_id: true, unique: true, case_sensitive: true, length: 255 }
+        Self {
+            name: name.to_owned(),
+            external_id: true,
+            unique: true,
+            case_sensitive: true,
+            length: 255,
+        }
     }
 
     /// Present but without the External ID attribute (a plain Text field).
     pub fn plain_text(name: &str) -> Self {
-        Self { external_id: false, unique: false, case_sensitive: false, ..Self::proper(name) }
+        Self {
+            external_id: false,
+            unique: false,
+            case_sensitive: false,
+            ..Self::proper(name)
+        }
     }
 
     /// External ID but not Unique.
     pub fn not_unique(name: &str) -> Self {
-        Self { unique: false, case_sensitive: false, ..Self::proper(name) }
+        Self {
+            unique: false,
+            case_sensitive: false,
+            ..Self::proper(name)
+        }
     }
 }
 
@@ -47,8 +62,14 @@ pub struct ObjectAccess {
 }
 
 impl ObjectAccess {
-    pub const FULL: Self = Self { create: true, edit: true };
-    pub const READ_ONLY: Self = Self { create: false, edit: false };
+    pub const FULL: Self = Self {
+        create: true,
+        edit: true,
+    };
+    pub const READ_ONLY: Self = Self {
+        create: false,
+        edit: false,
+    };
 }
 
 /// A Contact or Lead to seed, with free-text phones as users type them.
@@ -62,7 +83,11 @@ pub struct Person {
 
 impl Person {
     pub fn new(first_name: &str, last_name: &str) -> Self {
-        Self { first_name: first_name.to_owned(), last_name: last_name.to_owned(), ..Self::default() }
+        Self {
+            first_name: first_name.to_owned(),
+            last_name: last_name.to_owned(),
+            ..Self::default()
+        }
     }
 
     pub fn phone(mut self, phone: &str) -> Self {

@@ -24,7 +24,12 @@ pub enum Mode {
 
 /// Deserialization: every key a field of `kind` (`attributes` aside), every value of the
 /// JSON type the field takes. Returns the values under the fields' canonical names.
-pub fn parse(kind: ObjectKind, fields: &[FieldDef], input: &Map<String, Value>, raw: &str) -> Result<Map<String, Value>, ApiError> {
+pub fn parse(
+    kind: ObjectKind,
+    fields: &[FieldDef],
+    input: &Map<String, Value>,
+    raw: &str,
+) -> Result<Map<String, Value>, ApiError> {
     let mut values = Map::new();
     for (key, value) in input {
         if key == "attributes" {
@@ -81,8 +86,9 @@ fn coerce(kind: FieldType, value: &Value) -> Result<Value, (&'static str, String
             Value::String(s) if is_date(s) => Ok(value.clone()),
             _ => Err(refused(value)),
         },
+        // Decoded (and refused if not base64) where it is stored, not twice.
         FieldType::Base64 => match value {
-            Value::String(s) if decode_base64(s).is_some() => Ok(value.clone()),
+            Value::String(_) => Ok(value.clone()),
             _ => Err(refused(value)),
         },
         _ => match value {
@@ -107,7 +113,9 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
 /// reports a bad token; (1, 1) when it cannot be found.
 fn locate(raw: &str, key: &str) -> (usize, usize) {
     let needle = format!("\"{key}\"");
-    let Some(start) = raw.find(&needle) else { return (1, 1) };
+    let Some(start) = raw.find(&needle) else {
+        return (1, 1);
+    };
     let bytes = raw.as_bytes();
     let mut at = start + needle.len();
     while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b':') {
@@ -120,14 +128,21 @@ fn locate(raw: &str, key: &str) -> (usize, usize) {
         }
         at += 1;
     } else {
-        while at < bytes.len() && !matches!(bytes[at], b',' | b'}' | b']') && !bytes[at].is_ascii_whitespace() {
+        while at < bytes.len()
+            && !matches!(bytes[at], b',' | b'}' | b']')
+            && !bytes[at].is_ascii_whitespace()
+        {
             at += 1;
         }
     }
     let at = at.min(raw.len());
     let before = &raw[..raw.floor_char_boundary_compat(at)];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |tail| tail.chars().count())
+        + 1;
     (line, column)
 }
 
@@ -148,7 +163,12 @@ impl FloorCharBoundary for str {
 pub type References<'a> = &'a dyn Fn(&str) -> Option<&'static str>;
 
 /// The per-record rules. `values` come from [`parse`].
-pub fn check(fields: &[FieldDef], values: &Map<String, Value>, mode: Mode, references: References<'_>) -> Result<(), RecordError> {
+pub fn check(
+    fields: &[FieldDef],
+    values: &Map<String, Value>,
+    mode: Mode,
+    references: References<'_>,
+) -> Result<(), RecordError> {
     let not_writable: Vec<&str> = values
         .keys()
         .filter_map(|name| schema::find(fields, name))
@@ -169,7 +189,9 @@ pub fn check(fields: &[FieldDef], values: &Map<String, Value>, mode: Mode, refer
         ));
     }
     for (name, value) in values {
-        let Some(field) = schema::find(fields, name) else { continue };
+        let Some(field) = schema::find(fields, name) else {
+            continue;
+        };
         let Value::String(text) = value else {
             if value.is_null() && !field.nillable {
                 return Err(RecordError::new(
@@ -185,14 +207,23 @@ pub fn check(fields: &[FieldDef], values: &Map<String, Value>, mode: Mode, refer
         {
             return Err(RecordError::new(
                 "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                format!("{}: bad value for restricted picklist field: {text}", field.label),
+                format!(
+                    "{}: bad value for restricted picklist field: {text}",
+                    field.label
+                ),
                 &[&field.name],
             ));
         }
-        if field.length > 0 && field.kind != FieldType::Reference && text.chars().count() > field.length as usize {
+        if field.length > 0
+            && field.kind != FieldType::Reference
+            && text.chars().count() > field.length as usize
+        {
             return Err(RecordError::new(
                 "STRING_TOO_LONG",
-                format!("{}: data value too large: {text} (max length={})", field.label, field.length),
+                format!(
+                    "{}: data value too large: {text} (max length={})",
+                    field.label, field.length
+                ),
                 &[&field.name],
             ));
         }
@@ -203,14 +234,26 @@ pub fn check(fields: &[FieldDef], values: &Map<String, Value>, mode: Mode, refer
     Ok(())
 }
 
-fn check_reference(field: &FieldDef, text: &str, references: References<'_>) -> Result<(), RecordError> {
+fn check_reference(
+    field: &FieldDef,
+    text: &str,
+    references: References<'_>,
+) -> Result<(), RecordError> {
     let incorrect = || format!("{}: id value of incorrect type: {text}", field.label);
     let Some(id) = crate::id::canonical(text) else {
-        return Err(RecordError::new("MALFORMED_ID", incorrect(), &[&field.name]));
+        return Err(RecordError::new(
+            "MALFORMED_ID",
+            incorrect(),
+            &[&field.name],
+        ));
     };
     match references(&id) {
         Some(object) if field.reference_to.contains(&object) => Ok(()),
-        Some(_) => Err(RecordError::new("FIELD_INTEGRITY_EXCEPTION", incorrect(), &[&field.name])),
+        Some(_) => Err(RecordError::new(
+            "FIELD_INTEGRITY_EXCEPTION",
+            incorrect(),
+            &[&field.name],
+        )),
         None => {
             // A well-formed id whose key prefix is of the wrong object is refused as the
             // wrong type; one of the right object that matches no record as a bad reference.
@@ -220,9 +263,17 @@ fn check_reference(field: &FieldDef, text: &str, references: References<'_>) -> 
                     || (*object == "Account" && id.starts_with(crate::id::prefix::ACCOUNT))
             });
             if prefix_ok {
-                Err(RecordError::new("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", &[&field.name]))
+                Err(RecordError::new(
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    "invalid cross reference id",
+                    &[&field.name],
+                ))
             } else {
-                Err(RecordError::new("FIELD_INTEGRITY_EXCEPTION", incorrect(), &[&field.name]))
+                Err(RecordError::new(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    incorrect(),
+                    &[&field.name],
+                ))
             }
         }
     }
@@ -245,18 +296,30 @@ mod tests {
 
     #[test]
     fn int_field_refuses_a_string_with_the_parser_message() {
-        let error = parse_task(r#"{"CallDurationInSeconds": "abc"}"#).err().map(|e| e.body());
+        let error = parse_task(r#"{"CallDurationInSeconds": "abc"}"#)
+            .err()
+            .map(|e| e.body());
         assert_eq!(
             error,
-            Some(json!([{"message": "Cannot deserialize instance of int from VALUE_STRING value abc or request may be missing a required field at [line:1, column:32]",
-                         "errorCode": "JSON_PARSER_ERROR"}]))
+            Some(
+                json!([{"message": "Cannot deserialize instance of int from VALUE_STRING value abc or request may be missing a required field at [line:1, column:32]",
+                         "errorCode": "JSON_PARSER_ERROR"}])
+            )
         );
     }
 
     #[test]
     fn field_names_resolve_ignoring_case() {
         let values = parse_task(r#"{"subject": "Call", "ext__C": "x"}"#).ok();
-        assert_eq!(values, Some(json!({"Subject": "Call", "Ext__c": "x"}).as_object().cloned().unwrap_or_default()));
+        assert_eq!(
+            values,
+            Some(
+                json!({"Subject": "Call", "Ext__c": "x"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+            )
+        );
     }
 
     #[test]

@@ -54,7 +54,9 @@ impl ObjectKind {
 
     /// sObject names are case-insensitive in REST URLs and SOQL.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -215,7 +217,13 @@ impl FieldDef {
     }
 }
 
-const TASK_STATUS: &[&str] = &["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"];
+const TASK_STATUS: &[&str] = &[
+    "Not Started",
+    "In Progress",
+    "Completed",
+    "Waiting on someone else",
+    "Deferred",
+];
 const TASK_PRIORITY: &[&str] = &["High", "Normal", "Low"];
 const CALL_TYPE: &[&str] = &["Inbound", "Outbound", "Internal"];
 const TASK_SUBTYPE: &[&str] = &["Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"];
@@ -226,23 +234,36 @@ pub fn fields(kind: ObjectKind, external_id_field: Option<&ExternalIdField>) -> 
     use FieldType as T;
     let id = FieldDef::new("Id", "Activity ID", T::Id, 18).read_only();
     let created = FieldDef::new("CreatedDate", "Created Date", T::DateTime, 0).read_only();
-    let modified = FieldDef::new("LastModifiedDate", "Last Modified Date", T::DateTime, 0).read_only();
+    let modified =
+        FieldDef::new("LastModifiedDate", "Last Modified Date", T::DateTime, 0).read_only();
     match kind {
         ObjectKind::Task => {
             let mut fields = vec![
                 id,
-                FieldDef::new("Subject", "Subject", T::Combobox, 255).picklist(&["Call", "Send Letter", "Other"], false),
+                FieldDef::new("Subject", "Subject", T::Combobox, 255)
+                    .picklist(&["Call", "Send Letter", "Other"], false),
                 FieldDef::new("Description", "Comments", T::TextArea, 32_000).unfilterable(),
-                FieldDef::new("Status", "Status", T::Picklist, 255).picklist(TASK_STATUS, true).required("Not Started"),
-                FieldDef::new("Priority", "Priority", T::Picklist, 255).picklist(TASK_PRIORITY, true).required("Normal"),
+                FieldDef::new("Status", "Status", T::Picklist, 255)
+                    .picklist(TASK_STATUS, true)
+                    .required("Not Started"),
+                FieldDef::new("Priority", "Priority", T::Picklist, 255)
+                    .picklist(TASK_PRIORITY, true)
+                    .required("Normal"),
                 FieldDef::new("ActivityDate", "Due Date Only", T::Date, 0),
                 FieldDef::new("CallType", "Call Type", T::Picklist, 255).picklist(CALL_TYPE, true),
                 FieldDef::new("CallDurationInSeconds", "Call Duration", T::Int, 0),
                 FieldDef::new("CallObject", "Call Object Identifier", T::String, 255),
                 FieldDef::new("CallDisposition", "Call Result", T::String, 255),
-                FieldDef::new("WhoId", "Name ID", T::Reference, 18).references(&["Contact", "Lead"]),
-                FieldDef::new("WhatId", "Related To ID", T::Reference, 18).references(&["Account", "Opportunity", "Case"]),
-                FieldDef::new("OwnerId", "Assigned To ID", T::Reference, 18).references(&["User"]).required(""),
+                FieldDef::new("WhoId", "Name ID", T::Reference, 18)
+                    .references(&["Contact", "Lead"]),
+                FieldDef::new("WhatId", "Related To ID", T::Reference, 18).references(&[
+                    "Account",
+                    "Opportunity",
+                    "Case",
+                ]),
+                FieldDef::new("OwnerId", "Assigned To ID", T::Reference, 18)
+                    .references(&["User"])
+                    .required(""),
                 FieldDef::new("TaskSubtype", "Task Subtype", T::Picklist, 255)
                     .picklist(TASK_SUBTYPE, true)
                     .create_only()
@@ -251,7 +272,8 @@ pub fn fields(kind: ObjectKind, external_id_field: Option<&ExternalIdField>) -> 
                 modified,
             ];
             if let Some(custom) = external_id_field {
-                let mut field = FieldDef::new(&custom.name, "Zoom Engagement Id", T::String, custom.length);
+                let mut field =
+                    FieldDef::new(&custom.name, "Zoom Engagement Id", T::String, custom.length);
                 field.custom = true;
                 field.external_id = custom.external_id;
                 field.unique = custom.unique;
@@ -261,19 +283,29 @@ pub fn fields(kind: ObjectKind, external_id_field: Option<&ExternalIdField>) -> 
             fields
         }
         ObjectKind::ContentVersion => vec![
-            FieldDef { label: "ContentVersion ID", ..id },
+            FieldDef {
+                label: "ContentVersion ID",
+                ..id
+            },
             FieldDef::new("Title", "Title", T::String, 255),
             FieldDef::new("PathOnClient", "Path On Client", T::String, 500).create_only(),
-            FieldDef::new("VersionData", "Version Data", T::Base64, 0).create_only().unfilterable(),
+            FieldDef::new("VersionData", "Version Data", T::Base64, 0)
+                .create_only()
+                .unfilterable(),
             FieldDef::new("Description", "Description", T::TextArea, 1000),
             FieldDef::new("ReasonForChange", "Reason For Change", T::String, 1000),
             FieldDef::new("ContentLocation", "Content Location", T::Picklist, 40)
                 .picklist(CONTENT_LOCATION, true)
                 .create_only()
                 .required("S"),
-            FieldDef::new("FirstPublishLocationId", "First Publish Location ID", T::Reference, 18)
-                .references(&["Task", "Contact", "Lead", "User", "Account"])
-                .create_only(),
+            FieldDef::new(
+                "FirstPublishLocationId",
+                "First Publish Location ID",
+                T::Reference,
+                18,
+            )
+            .references(&["Task", "Contact", "Lead", "User", "Account"])
+            .create_only(),
             FieldDef::new("ContentDocumentId", "ContentDocument ID", T::Reference, 18)
                 .references(&["ContentDocument"])
                 .create_only(),
@@ -285,11 +317,27 @@ pub fn fields(kind: ObjectKind, external_id_field: Option<&ExternalIdField>) -> 
             modified,
         ],
         ObjectKind::Contact | ObjectKind::Lead => vec![
-            FieldDef { label: if kind == ObjectKind::Contact { "Contact ID" } else { "Lead ID" }, ..id },
+            FieldDef {
+                label: if kind == ObjectKind::Contact {
+                    "Contact ID"
+                } else {
+                    "Lead ID"
+                },
+                ..id
+            },
             FieldDef::new("FirstName", "First Name", T::String, 40),
             FieldDef::new("LastName", "Last Name", T::String, 80),
             FieldDef::new("Name", "Full Name", T::String, 121).read_only(),
-            FieldDef::new("Phone", if kind == ObjectKind::Contact { "Business Phone" } else { "Phone" }, T::Phone, 40),
+            FieldDef::new(
+                "Phone",
+                if kind == ObjectKind::Contact {
+                    "Business Phone"
+                } else {
+                    "Phone"
+                },
+                T::Phone,
+                40,
+            ),
             FieldDef::new("MobilePhone", "Mobile Phone", T::Phone, 40),
             created,
             modified,
@@ -299,11 +347,18 @@ pub fn fields(kind: ObjectKind, external_id_field: Option<&ExternalIdField>) -> 
 
 /// The field named `name` (case-insensitive, as Salesforce resolves field names).
 pub fn find<'a>(fields: &'a [FieldDef], name: &str) -> Option<&'a FieldDef> {
-    fields.iter().find(|field| field.name.eq_ignore_ascii_case(name))
+    fields
+        .iter()
+        .find(|field| field.name.eq_ignore_ascii_case(name))
 }
 
 /// `GET /sobjects/{name}/describe`.
-pub fn describe(kind: ObjectKind, fields: &[FieldDef], access: ObjectAccess, version: &str) -> Value {
+pub fn describe(
+    kind: ObjectKind,
+    fields: &[FieldDef],
+    access: ObjectAccess,
+    version: &str,
+) -> Value {
     let name = kind.name();
     json!({
         "name": name,

@@ -46,12 +46,17 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock only happens in a failing test; keep serving.
-        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route("/services/oauth2/token", any(token)).fallback(api).with_state(shared)
+    Router::new()
+        .route("/services/oauth2/token", any(token))
+        .fallback(api)
+        .with_state(shared)
 }
 
 /// Delay and scripted 503 that apply to every request, token requests included.
@@ -74,7 +79,12 @@ async fn faults(shared: &Shared) -> Option<Response> {
 /// Flow for Server-to-Server Integration"): the credentials in the form body or as HTTP
 /// Basic; the answer `{access_token, signature, scope, instance_url, id, token_type,
 /// issued_at}` with no refresh token and no `expires_in`.
-async fn token(State(shared): State<Arc<Shared>>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     shared.lock().counts.bump(Endpoint::Token);
     if let Some(refused) = faults(&shared).await {
         return refused;
@@ -83,20 +93,28 @@ async fn token(State(shared): State<Arc<Shared>>, method: Method, headers: Heade
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     let form: HashMap<String, String> = url_form(&body);
-    let (mut client_id, mut client_secret) = (form.get("client_id").cloned(), form.get("client_secret").cloned());
+    let (mut client_id, mut client_secret) = (
+        form.get("client_id").cloned(),
+        form.get("client_secret").cloned(),
+    );
     if let Some((id, secret)) = basic_credentials(&headers) {
         client_id.get_or_insert(id);
         client_secret.get_or_insert(secret);
     }
     let refuse = |error, description| OAuthError { error, description }.into_response();
-    let grant = form.get("grant_type").map(String::as_str).unwrap_or_default();
+    let grant = form
+        .get("grant_type")
+        .map(String::as_str)
+        .unwrap_or_default();
     let mut store = shared.lock();
     match grant {
         "client_credentials" => {}
         "password" => return refuse("invalid_grant", "authentication failure"),
         "refresh_token" => return refuse("invalid_grant", "expired access/refresh token"),
         "authorization_code" => return refuse("invalid_grant", "invalid authorization code"),
-        "urn:ietf:params:oauth:grant-type:jwt-bearer" => return refuse("invalid_grant", "invalid assertion"),
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+            return refuse("invalid_grant", "invalid assertion");
+        }
         _ => return refuse("unsupported_grant_type", "grant type not supported"),
     }
     if client_id.as_deref() != Some(store.org.client_id.as_str()) {
@@ -112,7 +130,8 @@ async fn token(State(shared): State<Arc<Shared>>, method: Method, headers: Heade
     let issued_at = jiff::Timestamp::now().as_millisecond().to_string();
     let signature = {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(format!("{access_token}|{issued_at}").as_bytes())
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{access_token}|{issued_at}").as_bytes())
     };
     axum::Json(json!({
         "access_token": access_token,
@@ -131,7 +150,10 @@ fn url_form(body: &[u8]) -> HashMap<String, String> {
         .split('&')
         .filter_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((percent_decode(&key.replace('+', " "))?, percent_decode(&value.replace('+', " "))?))
+            Some((
+                percent_decode(&key.replace('+', " "))?,
+                percent_decode(&value.replace('+', " "))?,
+            ))
         })
         .collect()
 }
@@ -140,7 +162,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((percent_decode(id)?, percent_decode(secret)?))
@@ -203,22 +227,39 @@ fn version_number(segment: &str) -> Option<u32> {
 fn resolve(segments: &[String]) -> (Option<u32>, Resource) {
     let strs: Vec<&str> = segments.iter().map(String::as_str).collect();
     // segments start after "/services/data"
-    let Some((first, rest)) = strs.split_first() else { return (None, Resource::Versions) };
-    let Some(version) = version_number(first) else { return (None, Resource::NotFound) };
+    let Some((first, rest)) = strs.split_first() else {
+        return (None, Resource::Versions);
+    };
+    let Some(version) = version_number(first) else {
+        return (None, Resource::NotFound);
+    };
     let object = |name: &str| ObjectKind::parse(name);
     let resource = match rest {
         [] => Resource::Root,
         ["limits"] => Resource::Limits,
         ["query"] => Resource::Query,
         ["search"] => Resource::Search,
-        ["sobjects", name, "describe"] => object(name).map_or(Resource::NotFound, Resource::Describe),
-        ["sobjects", name] if object(name) == Some(ObjectKind::ContentVersion) => Resource::CreateContentVersion,
-        ["sobjects", name, id, "VersionData"] if object(name) == Some(ObjectKind::ContentVersion) => Resource::VersionData(id.to_string()),
+        ["sobjects", name, "describe"] => {
+            object(name).map_or(Resource::NotFound, Resource::Describe)
+        }
+        ["sobjects", name] if object(name) == Some(ObjectKind::ContentVersion) => {
+            Resource::CreateContentVersion
+        }
+        ["sobjects", name, id, "VersionData"]
+            if object(name) == Some(ObjectKind::ContentVersion) =>
+        {
+            Resource::VersionData(id.to_string())
+        }
         ["sobjects", name, field, value] if object(name) == Some(ObjectKind::Task) => {
-            Resource::Upsert { field: field.to_string(), value: value.to_string() }
+            Resource::Upsert {
+                field: field.to_string(),
+                value: value.to_string(),
+            }
         }
         ["composite", "sobjects", name, field] if object(name) == Some(ObjectKind::Task) => {
-            Resource::CollectionUpsert { field: field.to_string() }
+            Resource::CollectionUpsert {
+                field: field.to_string(),
+            }
         }
         _ => Resource::NotFound,
     };
@@ -231,7 +272,12 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let Some(tail) = path.strip_prefix("/services/data") else {
         return ApiError::not_found().into_response();
     };
-    let Some(segments) = tail.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect::<Option<Vec<String>>>() else {
+    let Some(segments) = tail
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect::<Option<Vec<String>>>()
+    else {
         return ApiError::not_found().into_response();
     };
     let (version, resource) = resolve(&segments);
@@ -249,12 +295,19 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("OAuth ")))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("OAuth "))
+        })
         .map(str::trim)
         .map(str::to_owned);
     {
         let store = shared.lock();
-        if !bearer.as_deref().is_some_and(|token| store.session_valid(token)) {
+        if !bearer
+            .as_deref()
+            .is_some_and(|token| store.session_valid(token))
+        {
             return ApiError::session_invalid().into_response();
         }
     }
@@ -270,10 +323,28 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let mut response = if refused_for_limit {
         ApiError::request_limit().into_response()
     } else {
-        let query = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
-        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let query = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|q| q.0)
+            .unwrap_or_default();
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let vtext = format!("v{version}.0");
-        match handle(&shared, &parts.method, version, &vtext, resource, &query, &content_type, body).await {
+        match handle(
+            &shared,
+            &parts.method,
+            version,
+            &vtext,
+            resource,
+            &query,
+            &content_type,
+            body,
+        )
+        .await
+        {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
@@ -296,7 +367,11 @@ fn versions(_shared: &Shared) -> Response {
 }
 
 fn require(method: &Method, allowed: &Method) -> Result<(), ApiError> {
-    if method == allowed { Ok(()) } else { Err(ApiError::method_not_allowed(method.as_str())) }
+    if method == allowed {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(method.as_str()))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -326,33 +401,58 @@ async fn handle(
             require(method, &Method::GET)?;
             let store = shared.lock();
             let (max, used) = (store.org.api_limit, store.api_usage);
-            Ok(axum::Json(json!({"DailyApiRequests": {"Max": max, "Remaining": max.saturating_sub(used)}})).into_response())
+            Ok(axum::Json(
+                json!({"DailyApiRequests": {"Max": max, "Remaining": max.saturating_sub(used)}}),
+            )
+            .into_response())
         }
         Resource::Describe(kind) => {
             require(method, &Method::GET)?;
             let store = shared.lock();
-            Ok(axum::Json(schema::describe(kind, &store.fields(kind), store.access(kind), vtext)).into_response())
+            Ok(axum::Json(schema::describe(
+                kind,
+                &store.fields(kind),
+                store.access(kind),
+                vtext,
+            ))
+            .into_response())
         }
         Resource::Query => {
             require(method, &Method::GET)?;
             let Some(text) = query.get("q") else {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "A query string has to be specified"));
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "MALFORMED_QUERY",
+                    "A query string has to be specified",
+                ));
             };
             let store = shared.lock();
             let fields_of = |kind| store.fields(kind);
-            let parsed = soql::parse(text, &fields_of).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message))?;
+            let parsed = soql::parse(text, &fields_of)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message))?;
             let fields = store.fields(parsed.object);
-            Ok(axum::Json(soql::run(&parsed, &fields, &store.records(parsed.object), vtext)).into_response())
+            Ok(axum::Json(soql::run(
+                &parsed,
+                &fields,
+                &store.records(parsed.object),
+                vtext,
+            ))
+            .into_response())
         }
         Resource::Search => {
             require(method, &Method::GET)?;
             let Some(text) = query.get("q") else {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_SEARCH", "A search string has to be specified"));
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "MALFORMED_SEARCH",
+                    "A search string has to be specified",
+                ));
             };
             let store = shared.lock();
             let fields_of = |kind| store.fields(kind);
             let records_of = |kind| store.records(kind);
-            let parsed = sosl::parse(text, &fields_of).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message))?;
+            let parsed = sosl::parse(text, &fields_of)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message))?;
             Ok(axum::Json(sosl::run(&parsed, &fields_of, &records_of, vtext)).into_response())
         }
         Resource::Upsert { field, value } => {
@@ -377,36 +477,71 @@ async fn handle(
             require(method, &Method::GET)?;
             let store = shared.lock();
             let id = crate::id::canonical(&id).unwrap_or_default();
-            let version = store.content_versions.iter().find(|v| v.id == id).ok_or_else(ApiError::not_found)?;
-            Ok(([(header::CONTENT_TYPE, "application/octetstream")], version.bytes.clone()).into_response())
+            let version = store
+                .content_versions
+                .iter()
+                .find(|v| v.id == id)
+                .ok_or_else(ApiError::not_found)?;
+            Ok((
+                [(header::CONTENT_TYPE, "application/octetstream")],
+                version.bytes.clone(),
+            )
+                .into_response())
         }
     }
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_ENTITY_TOO_LARGE", format!("Exceeded max size limit of {limit} bytes for this request"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "REQUEST_ENTITY_TOO_LARGE",
+            format!("Exceeded max size limit of {limit} bytes for this request"),
+        )
     })
 }
 
 /// Parses a JSON object body the way the API's deserializer reports failures.
 fn json_object(raw: &[u8]) -> Result<(String, Map<String, Value>), ApiError> {
-    let text = String::from_utf8(raw.to_vec()).map_err(|_| ApiError::json_parser("Invalid UTF-8 middle byte"))?;
+    let text = String::from_utf8(raw.to_vec())
+        .map_err(|_| ApiError::json_parser("Invalid UTF-8 middle byte"))?;
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(object)) => Ok((text, object)),
         Ok(other) => {
-            let token = if other.is_array() { "START_ARRAY" } else { "VALUE_STRING" };
-            Err(ApiError::json_parser(format!("Cannot deserialize instance of SObject from {token} value or request may be missing a required field at [line:1, column:1]")))
+            let token = if other.is_array() {
+                "START_ARRAY"
+            } else {
+                "VALUE_STRING"
+            };
+            Err(ApiError::json_parser(format!(
+                "Cannot deserialize instance of SObject from {token} value or request may be missing a required field at [line:1, column:1]"
+            )))
         }
         Err(error) => {
             let reason = error.to_string();
-            let reason = reason.split(" at line ").next().unwrap_or(&reason).to_owned();
-            Err(ApiError::json_parser(format!("Unexpected character: {reason} at [line:{}, column:{}]", error.line(), error.column())))
+            let reason = reason
+                .split(" at line ")
+                .next()
+                .unwrap_or(&reason)
+                .to_owned();
+            Err(ApiError::json_parser(format!(
+                "Unexpected character: {reason} at [line:{}, column:{}]",
+                error.line(),
+                error.column()
+            )))
         }
     }
 }
 
-fn upsert(shared: &Shared, version: u32, vtext: &str, field: &str, value: &str, raw: &[u8], update_only: bool) -> Result<Response, ApiError> {
+fn upsert(
+    shared: &Shared,
+    version: u32,
+    vtext: &str,
+    field: &str,
+    value: &str,
+    raw: &[u8],
+    update_only: bool,
+) -> Result<Response, ApiError> {
     let mut store = shared.lock();
     let key = store.upsert_key(field)?;
     let (text, input) = json_object(raw)?;
@@ -417,11 +552,20 @@ fn upsert(shared: &Shared, version: u32, vtext: &str, field: &str, value: &str, 
     if values.contains_key(&key.name) {
         return Err(ApiError::from_record(RecordError::new(
             "INVALID_FIELD",
-            format!("The external ID field {} must be given in the URL, not in the request body", key.name),
+            format!(
+                "The external ID field {} must be given in the URL, not in the request body",
+                key.name
+            ),
             &[&key.name],
         )));
     }
-    if update_only && !store.tasks.iter().any(|t| t.get(&key.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value))) {
+    if update_only
+        && !store.tasks.iter().any(|t| {
+            t.get(&key.name)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.eq_ignore_ascii_case(value))
+        })
+    {
         return Err(ApiError::not_found());
     }
     match store.upsert_task(&key, value, values).map_err(|error| {
@@ -438,17 +582,28 @@ fn upsert(shared: &Shared, version: u32, vtext: &str, field: &str, value: &str, 
                 json!({"id": id, "success": true, "errors": []})
             };
             let location = format!("/services/data/{vtext}/sobjects/Task/{id}");
-            Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(body)).into_response())
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                axum::Json(body),
+            )
+                .into_response())
         }
         Upserted::Updated(id) => {
             if version >= COLLECTIONS_SINCE {
-                Ok(axum::Json(json!({"id": id, "success": true, "errors": [], "created": false})).into_response())
+                Ok(
+                    axum::Json(json!({"id": id, "success": true, "errors": [], "created": false}))
+                        .into_response(),
+                )
             } else {
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
         }
         Upserted::Ambiguous(ids) => {
-            let urls: Vec<String> = ids.iter().map(|id| format!("/services/data/{vtext}/sobjects/Task/{id}")).collect();
+            let urls: Vec<String> = ids
+                .iter()
+                .map(|id| format!("/services/data/{vtext}/sobjects/Task/{id}"))
+                .collect();
             Ok((StatusCode::MULTIPLE_CHOICES, axum::Json(json!(urls))).into_response())
         }
     }
@@ -464,10 +619,16 @@ fn collection_upsert(shared: &Shared, field: &str, raw: &[u8]) -> Result<Respons
     let all_or_none = match body.get("allOrNone") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::json_parser("Cannot deserialize instance of boolean from VALUE_STRING value or request may be missing a required field at [line:1, column:1]")),
+        Some(_) => {
+            return Err(ApiError::json_parser(
+                "Cannot deserialize instance of boolean from VALUE_STRING value or request may be missing a required field at [line:1, column:1]",
+            ));
+        }
     };
     let Some(Value::Array(records)) = body.get("records") else {
-        return Err(ApiError::json_parser("Cannot deserialize instance of SObject[] or request may be missing a required field: records"));
+        return Err(ApiError::json_parser(
+            "Cannot deserialize instance of SObject[] or request may be missing a required field: records",
+        ));
     };
     if records.len() > COLLECTION_MAX {
         return Err(ApiError::new(
@@ -482,15 +643,29 @@ fn collection_upsert(shared: &Shared, field: &str, raw: &[u8]) -> Result<Respons
     let mut parsed = Vec::with_capacity(records.len());
     for record in records {
         let Value::Object(object) = record else {
-            return Err(ApiError::json_parser("Cannot deserialize instance of SObject from VALUE_STRING value or request may be missing a required field"));
+            return Err(ApiError::json_parser(
+                "Cannot deserialize instance of SObject from VALUE_STRING value or request may be missing a required field",
+            ));
         };
-        parsed.push((object, record::parse(ObjectKind::Task, &fields, object, &text)?));
+        parsed.push((
+            object,
+            record::parse(ObjectKind::Task, &fields, object, &text)?,
+        ));
     }
-    let value_of = |values: &Map<String, Value>| values.get(&key.name).and_then(Value::as_str).map(str::to_owned);
+    let value_of = |values: &Map<String, Value>| {
+        values
+            .get(&key.name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (_, values) in &parsed {
         if let Some(value) = value_of(values) {
-            let normalised = if key.case_sensitive { value } else { value.to_lowercase() };
+            let normalised = if key.case_sensitive {
+                value
+            } else {
+                value.to_lowercase()
+            };
             *seen.entry(normalised).or_default() += 1;
         }
     }
@@ -498,17 +673,38 @@ fn collection_upsert(shared: &Shared, field: &str, raw: &[u8]) -> Result<Respons
     let mut results: Vec<Result<(String, bool), RecordError>> = Vec::with_capacity(parsed.len());
     for (object, mut values) in parsed {
         let result = (|| {
-            let declared = object.get("attributes").and_then(|a| a.get("type")).and_then(Value::as_str);
+            let declared = object
+                .get("attributes")
+                .and_then(|a| a.get("type"))
+                .and_then(Value::as_str);
             match declared {
                 Some(kind) if kind.eq_ignore_ascii_case("Task") => {}
-                _ => return Err(RecordError::new("INVALID_TYPE", "Must send a concrete entity type.", &[])),
+                _ => {
+                    return Err(RecordError::new(
+                        "INVALID_TYPE",
+                        "Must send a concrete entity type.",
+                        &[],
+                    ));
+                }
             }
             let Some(value) = value_of(&values) else {
-                return Err(RecordError::new("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", key.name), &[&key.name]));
+                return Err(RecordError::new(
+                    "REQUIRED_FIELD_MISSING",
+                    format!("Required fields are missing: [{}]", key.name),
+                    &[&key.name],
+                ));
             };
-            let normalised = if key.case_sensitive { value.clone() } else { value.to_lowercase() };
+            let normalised = if key.case_sensitive {
+                value.clone()
+            } else {
+                value.to_lowercase()
+            };
             if seen.get(&normalised).copied().unwrap_or(0) > 1 {
-                return Err(RecordError::new("DUPLICATE_EXTERNAL_ID", format!("Duplicate external id specified: {value}"), &[&key.name]));
+                return Err(RecordError::new(
+                    "DUPLICATE_EXTERNAL_ID",
+                    format!("Duplicate external id specified: {value}"),
+                    &[&key.name],
+                ));
             }
             values.remove(&key.name);
             match store.upsert_task(&key, &value, values)? {
@@ -516,7 +712,10 @@ fn collection_upsert(shared: &Shared, field: &str, raw: &[u8]) -> Result<Respons
                 Upserted::Updated(id) => Ok((id, false)),
                 Upserted::Ambiguous(ids) => Err(RecordError::new(
                     "DUPLICATE_EXTERNAL_ID",
-                    format!("{}: more than one record found for external id field: {ids:?}", key.name),
+                    format!(
+                        "{}: more than one record found for external id field: {ids:?}",
+                        key.name
+                    ),
                     &[&key.name],
                 )),
             }
@@ -547,22 +746,46 @@ fn collection_upsert(shared: &Shared, field: &str, raw: &[u8]) -> Result<Respons
 /// `multipart/form-data` with an `entity_content` JSON part and a `VersionData` binary part
 /// (≤ 2 GB) (REST API "Insert or Update Blob Data"; the curl form
 /// `entity_content='{…};type=application/json'`, `VersionData=@file`).
-async fn create_content_version(shared: &Shared, content_type: &str, body: Body) -> Result<Response, ApiError> {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+async fn create_content_version(
+    shared: &Shared,
+    content_type: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     let (entity, bytes, upload) = if let Some(boundary) = multipart::boundary(content_type) {
         let raw = read_body(body, MULTIPART_BLOB_MAX + 1024 * 1024).await?;
-        let invalid = |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_MULTIPART_REQUEST", message.to_owned());
-        let parts = multipart::parse(&raw, &boundary).ok_or_else(|| invalid("Multipart message is malformed"))?;
+        let invalid = |message: &str| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_MULTIPART_REQUEST",
+                message.to_owned(),
+            )
+        };
+        let parts = multipart::parse(&raw, &boundary)
+            .ok_or_else(|| invalid("Multipart message is malformed"))?;
         let entity = parts
             .iter()
             .find(|p| p.name == "entity_content")
-            .ok_or_else(|| invalid("Multipart message must include a non-binary part named entity_content"))?;
+            .ok_or_else(|| {
+                invalid("Multipart message must include a non-binary part named entity_content")
+            })?;
         let binary = parts
             .iter()
             .find(|p| p.name == "VersionData")
-            .ok_or_else(|| invalid("Multipart message must include a binary part named VersionData"))?;
+            .ok_or_else(|| {
+                invalid("Multipart message must include a binary part named VersionData")
+            })?;
         if binary.data.len() > MULTIPART_BLOB_MAX {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_ENTITY_TOO_LARGE", "Maximum file size exceeded: 2 GB"));
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "REQUEST_ENTITY_TOO_LARGE",
+                "Maximum file size exceeded: 2 GB",
+            ));
         }
         (entity.data.clone(), Some(binary.data.clone()), "multipart")
     } else if essence == "application/json" || essence.is_empty() {
@@ -583,7 +806,9 @@ async fn create_content_version(shared: &Shared, content_type: &str, body: Body)
     let bytes = match (bytes, inline) {
         (Some(binary), _) => Some(binary),
         (None, Some(Value::String(encoded))) => {
-            let decoded = record::decode_base64(&encoded).unwrap_or_default();
+            let decoded = record::decode_base64(&encoded).ok_or_else(|| {
+                ApiError::json_parser("Cannot deserialize instance of base64 from VALUE_STRING value or request may be missing a required field: VersionData is not valid base64")
+            })?;
             if decoded.len() > JSON_BLOB_MAX {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -595,12 +820,18 @@ async fn create_content_version(shared: &Shared, content_type: &str, body: Body)
         }
         (None, _) => None,
     };
-    let id = store.create_content_version(values, bytes, upload).map_err(|error| {
-        if error.code == "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY" {
-            ApiError::new(StatusCode::BAD_REQUEST, error.code, error.message)
-        } else {
-            ApiError::from_record(error)
-        }
-    })?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "success": true, "errors": []}))).into_response())
+    let id = store
+        .create_content_version(values, bytes, upload)
+        .map_err(|error| {
+            if error.code == "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY" {
+                ApiError::new(StatusCode::BAD_REQUEST, error.code, error.message)
+            } else {
+                ApiError::from_record(error)
+            }
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"id": id, "success": true, "errors": []})),
+    )
+        .into_response())
 }

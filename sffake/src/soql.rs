@@ -63,14 +63,18 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, (usize, String)> {
                 i += 1;
             }
             tokens.push((Token::Word(chars[start..i].iter().collect()), column));
-        } else if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             let start = i;
             i += 1;
             while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
                 i += 1;
             }
             let raw: String = chars[start..i].iter().collect();
-            let number = raw.parse().map_err(|_| (column, format!("unexpected token: {raw}")))?;
+            let number = raw
+                .parse()
+                .map_err(|_| (column, format!("unexpected token: {raw}")))?;
             tokens.push((Token::Number(number), column));
         } else if c == '\'' {
             let mut value = String::new();
@@ -79,7 +83,10 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, (usize, String)> {
                 match chars.get(i) {
                     None => return Err((column, "unexpected token: <EOF>".into())),
                     Some('\\') => {
-                        let escaped = chars.get(i + 1).copied().ok_or((column, "unexpected token: <EOF>".to_owned()))?;
+                        let escaped = chars
+                            .get(i + 1)
+                            .copied()
+                            .ok_or((column, "unexpected token: <EOF>".to_owned()))?;
                         value.push(match escaped {
                             'n' => '\n',
                             'r' => '\r',
@@ -111,7 +118,10 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, (usize, String)> {
 
 fn error(query: &str, code: &'static str, column: usize, reason: &str) -> QueryError {
     let caret = format!("{}^", " ".repeat(column.saturating_sub(1)));
-    QueryError { code, message: format!("\n{query}\n{caret}\nERROR at Row:1:Column:{column}\n{reason}") }
+    QueryError {
+        code,
+        message: format!("\n{query}\n{caret}\nERROR at Row:1:Column:{column}\n{reason}"),
+    }
 }
 
 fn no_such_column(field: &str, object: ObjectKind) -> String {
@@ -133,7 +143,9 @@ impl Parser<'_> {
     }
 
     fn column(&self) -> usize {
-        self.tokens.get(self.at).map_or(self.query.chars().count() + 1, |(_, column)| *column)
+        self.tokens
+            .get(self.at)
+            .map_or(self.query.chars().count() + 1, |(_, column)| *column)
     }
 
     fn unexpected(&self) -> QueryError {
@@ -144,7 +156,12 @@ impl Parser<'_> {
             Some(Token::Number(n)) => n.to_string(),
             Some(Token::Symbol(s)) => format!("'{s}'"),
         };
-        error(self.query, "MALFORMED_QUERY", self.column(), &format!("unexpected token: {shown}"))
+        error(
+            self.query,
+            "MALFORMED_QUERY",
+            self.column(),
+            &format!("unexpected token: {shown}"),
+        )
     }
 
     fn keyword(&mut self, word: &str) -> bool {
@@ -157,7 +174,11 @@ impl Parser<'_> {
     }
 
     fn expect_keyword(&mut self, word: &str) -> Result<(), QueryError> {
-        if self.keyword(word) { Ok(()) } else { Err(self.unexpected()) }
+        if self.keyword(word) {
+            Ok(())
+        } else {
+            Err(self.unexpected())
+        }
     }
 
     fn symbol(&mut self, symbol: char) -> bool {
@@ -193,12 +214,22 @@ impl Parser<'_> {
     }
 }
 
-const RESERVED: &[&str] = &["FROM", "WHERE", "AND", "OR", "IN", "LIMIT", "ORDER", "BY", "SELECT", "NOT"];
+const RESERVED: &[&str] = &[
+    "FROM", "WHERE", "AND", "OR", "IN", "LIMIT", "ORDER", "BY", "SELECT", "NOT",
+];
 
 /// Parses `text` against the org's objects (`fields_of` gives each object's fields).
-pub fn parse(text: &str, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>) -> Result<Query, QueryError> {
-    let tokens = tokenize(text).map_err(|(column, reason)| error(text, "MALFORMED_QUERY", column, &reason))?;
-    let mut parser = Parser { query: text, tokens, at: 0 };
+pub fn parse(
+    text: &str,
+    fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>,
+) -> Result<Query, QueryError> {
+    let tokens = tokenize(text)
+        .map_err(|(column, reason)| error(text, "MALFORMED_QUERY", column, &reason))?;
+    let mut parser = Parser {
+        query: text,
+        tokens,
+        at: 0,
+    };
     parser.expect_keyword("SELECT")?;
     let mut selected = Vec::new();
     loop {
@@ -219,7 +250,9 @@ pub fn parse(text: &str, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>) -> Res
             text,
             "INVALID_TYPE",
             object_column,
-            &format!("sObject type '{object_name}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names."),
+            &format!(
+                "sObject type '{object_name}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names."
+            ),
         ));
     };
     let fields = fields_of(object);
@@ -228,7 +261,13 @@ pub fn parse(text: &str, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>) -> Res
             .map(|field| field.name.clone())
             .ok_or_else(|| error(text, "INVALID_FIELD", column, &no_such_column(name, object)))
     };
-    let mut query = Query { object, fields: Vec::new(), conditions: Vec::new(), order_by: None, limit: None };
+    let mut query = Query {
+        object,
+        fields: Vec::new(),
+        conditions: Vec::new(),
+        order_by: None,
+        limit: None,
+    };
     for (name, column) in selected {
         query.fields.push(resolve(&name, column)?);
     }
@@ -237,7 +276,12 @@ pub fn parse(text: &str, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>) -> Res
             let (name, column) = parser.identifier()?;
             let field = resolve(&name, column)?;
             if schema::find(&fields, &field).is_some_and(|f| !f.filterable) {
-                return Err(error(text, "INVALID_FIELD", column, &format!("field '{field}' can not be filtered in query call")));
+                return Err(error(
+                    text,
+                    "INVALID_FIELD",
+                    column,
+                    &format!("field '{field}' can not be filtered in query call"),
+                ));
             }
             let any_of = if parser.symbol('=') {
                 vec![parser.literal()?]
@@ -294,7 +338,8 @@ fn matches(field: Option<&FieldDef>, stored: Option<&Value>, literal: &Literal) 
     match (literal, stored) {
         (Literal::Null, value) => value.is_null(),
         (Literal::Text(wanted), Value::String(have)) => {
-            let is_id = field.is_some_and(|f| matches!(f.kind, FieldType::Id | FieldType::Reference));
+            let is_id =
+                field.is_some_and(|f| matches!(f.kind, FieldType::Id | FieldType::Reference));
             if is_id {
                 crate::id::canonical(wanted).is_some_and(|wanted| wanted == *have)
             } else {
@@ -309,21 +354,34 @@ fn matches(field: Option<&FieldDef>, stored: Option<&Value>, literal: &Literal) 
 
 /// Runs `query` over `records`; each answered record carries `attributes` and the selected
 /// fields in the order asked.
-pub fn run(query: &Query, fields: &[FieldDef], records: &[Map<String, Value>], version: &str) -> Value {
+pub fn run(
+    query: &Query,
+    fields: &[FieldDef],
+    records: &[Map<String, Value>],
+    version: &str,
+) -> Value {
     let mut hits: Vec<&Map<String, Value>> = records
         .iter()
         .filter(|record| {
             query.conditions.iter().all(|condition| {
                 let field = schema::find(fields, &condition.field);
-                condition.any_of.iter().any(|literal| matches(field, record.get(&condition.field), literal))
+                condition
+                    .any_of
+                    .iter()
+                    .any(|literal| matches(field, record.get(&condition.field), literal))
             })
         })
         .collect();
     if let Some((field, ascending)) = &query.order_by {
         hits.sort_by(|a, b| {
-            let key = |r: &Map<String, Value>| r.get(field).map(Value::to_string).unwrap_or_default();
+            let key =
+                |r: &Map<String, Value>| r.get(field).map(Value::to_string).unwrap_or_default();
             let ordering = key(a).cmp(&key(b));
-            if *ascending { ordering } else { ordering.reverse() }
+            if *ascending {
+                ordering
+            } else {
+                ordering.reverse()
+            }
         });
     }
     if let Some(limit) = query.limit {
@@ -373,26 +431,75 @@ mod tests {
 
     #[test]
     fn accepts_the_supported_subset() {
-        check("SELECT Id, Title FROM ContentVersion WHERE FirstPublishLocationId = '00TFk0000000001AAA' AND PathOnClient = 'a.mp3'", Ok("ContentVersion"));
-        check("select id from task where ext__c in ('a', 'b') limit 2", Ok("Task"));
-        check("SELECT Id FROM Contact ORDER BY LastName DESC LIMIT 5", Ok("Contact"));
-        check("SELECT Id FROM Task WHERE CallDurationInSeconds = 5 AND WhoId = null", Ok("Task"));
+        check(
+            "SELECT Id, Title FROM ContentVersion WHERE FirstPublishLocationId = '00TFk0000000001AAA' AND PathOnClient = 'a.mp3'",
+            Ok("ContentVersion"),
+        );
+        check(
+            "select id from task where ext__c in ('a', 'b') limit 2",
+            Ok("Task"),
+        );
+        check(
+            "SELECT Id FROM Contact ORDER BY LastName DESC LIMIT 5",
+            Ok("Contact"),
+        );
+        check(
+            "SELECT Id FROM Task WHERE CallDurationInSeconds = 5 AND WhoId = null",
+            Ok("Task"),
+        );
     }
 
     #[test]
     fn refuses_the_rest_as_salesforce_does() {
-        check("SELECT Id FRM Task", Err(("MALFORMED_QUERY", "unexpected token: FRM")));
-        check("SELECT Id FROM Task WHERE Subject LIKE 'x%'", Err(("MALFORMED_QUERY", "unexpected token: LIKE")));
-        check("SELECT Id FROM Task WHERE Subject = 'x' OR Subject = 'y'", Err(("MALFORMED_QUERY", "unexpected token: OR")));
-        check("SELECT Id FROM Task WHERE Subject = 'x", Err(("MALFORMED_QUERY", "unexpected token: <EOF>")));
-        check("SELECT Nope FROM Task", Err(("INVALID_FIELD", "Please reference your WSDL or the describe call for the appropriate names.")));
-        check("SELECT Id FROM Widget__c", Err(("INVALID_TYPE", "Please reference your WSDL or the describe call for the appropriate names.")));
-        check("SELECT Id FROM Task WHERE Description = 'x'", Err(("INVALID_FIELD", "field 'Description' can not be filtered in query call")));
+        check(
+            "SELECT Id FRM Task",
+            Err(("MALFORMED_QUERY", "unexpected token: FRM")),
+        );
+        check(
+            "SELECT Id FROM Task WHERE Subject LIKE 'x%'",
+            Err(("MALFORMED_QUERY", "unexpected token: LIKE")),
+        );
+        check(
+            "SELECT Id FROM Task WHERE Subject = 'x' OR Subject = 'y'",
+            Err(("MALFORMED_QUERY", "unexpected token: OR")),
+        );
+        check(
+            "SELECT Id FROM Task WHERE Subject = 'x",
+            Err(("MALFORMED_QUERY", "unexpected token: <EOF>")),
+        );
+        check(
+            "SELECT Nope FROM Task",
+            Err((
+                "INVALID_FIELD",
+                "Please reference your WSDL or the describe call for the appropriate names.",
+            )),
+        );
+        check(
+            "SELECT Id FROM Widget__c",
+            Err((
+                "INVALID_TYPE",
+                "Please reference your WSDL or the describe call for the appropriate names.",
+            )),
+        );
+        check(
+            "SELECT Id FROM Task WHERE Description = 'x'",
+            Err((
+                "INVALID_FIELD",
+                "field 'Description' can not be filtered in query call",
+            )),
+        );
     }
 
     #[test]
     fn error_message_points_at_the_column() {
-        let error = parse("SELECT Id FRM Task", &fields_of).err().map(|e| e.message);
-        assert_eq!(error.as_deref(), Some("\nSELECT Id FRM Task\n          ^\nERROR at Row:1:Column:11\nunexpected token: FRM"));
+        let error = parse("SELECT Id FRM Task", &fields_of)
+            .err()
+            .map(|e| e.message);
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "\nSELECT Id FRM Task\n          ^\nERROR at Row:1:Column:11\nunexpected token: FRM"
+            )
+        );
     }
 }

@@ -23,28 +23,42 @@ pub struct Search {
 }
 
 fn malformed(reason: &str) -> QueryError {
-    QueryError { code: "MALFORMED_SEARCH", message: reason.to_owned() }
+    QueryError {
+        code: "MALFORMED_SEARCH",
+        message: reason.to_owned(),
+    }
 }
 
 fn take_word<'a>(rest: &mut &'a str) -> &'a str {
     let trimmed = rest.trim_start();
-    let end = trimmed.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(trimmed.len());
+    let end = trimmed
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(trimmed.len());
     let (word, tail) = trimmed.split_at(end);
     *rest = tail;
     word
 }
 
-pub fn parse(text: &str, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>) -> Result<Search, QueryError> {
+pub fn parse(
+    text: &str,
+    fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>,
+) -> Result<Search, QueryError> {
     let mut rest = text.trim();
     if !take_word(&mut rest).eq_ignore_ascii_case("FIND") {
-        return Err(malformed("line 1:0 no viable alternative at character 'FIND'"));
+        return Err(malformed(
+            "line 1:0 no viable alternative at character 'FIND'",
+        ));
     }
     rest = rest.trim_start();
     let Some(after_brace) = rest.strip_prefix('{') else {
-        return Err(malformed("No search term found. The search term must be enclosed in braces."));
+        return Err(malformed(
+            "No search term found. The search term must be enclosed in braces.",
+        ));
     };
     let Some(close) = after_brace.find('}') else {
-        return Err(malformed("No search term found. The search term must be enclosed in braces."));
+        return Err(malformed(
+            "No search term found. The search term must be enclosed in braces.",
+        ));
     };
     let term = after_brace[..close].to_owned();
     rest = &after_brace[close + 1..];
@@ -54,26 +68,41 @@ pub fn parse(text: &str, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>) -> Res
     let in_word = take_word(&mut rest);
     let scope = take_word(&mut rest);
     let fields_word = take_word(&mut rest);
-    if !in_word.eq_ignore_ascii_case("IN") || !scope.eq_ignore_ascii_case("PHONE") || !fields_word.eq_ignore_ascii_case("FIELDS") {
-        return Err(malformed(&format!("unexpected token: {in_word} {scope} {fields_word} (the fake searches IN PHONE FIELDS only)")));
+    if !in_word.eq_ignore_ascii_case("IN")
+        || !scope.eq_ignore_ascii_case("PHONE")
+        || !fields_word.eq_ignore_ascii_case("FIELDS")
+    {
+        return Err(malformed(&format!(
+            "unexpected token: {in_word} {scope} {fields_word} (the fake searches IN PHONE FIELDS only)"
+        )));
     }
     if !take_word(&mut rest).eq_ignore_ascii_case("RETURNING") {
         return Err(malformed("unexpected token: expecting RETURNING"));
     }
-    let mut search = Search { term, returning: Vec::new(), limit: None };
+    let mut search = Search {
+        term,
+        returning: Vec::new(),
+        limit: None,
+    };
     loop {
         let name = take_word(&mut rest);
-        let Some(object) = ObjectKind::parse(name).filter(|k| matches!(k, ObjectKind::Contact | ObjectKind::Lead)) else {
+        let Some(object) =
+            ObjectKind::parse(name).filter(|k| matches!(k, ObjectKind::Contact | ObjectKind::Lead))
+        else {
             return Err(QueryError {
                 code: "INVALID_TYPE",
-                message: format!("sObject type '{name}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names."),
+                message: format!(
+                    "sObject type '{name}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names."
+                ),
             });
         };
         let fields = fields_of(object);
         let mut selected = Vec::new();
         rest = rest.trim_start();
         if let Some(inner) = rest.strip_prefix('(') {
-            let Some(close) = inner.find(')') else { return Err(malformed("unexpected token: <EOF>")) };
+            let Some(close) = inner.find(')') else {
+                return Err(malformed("unexpected token: <EOF>"));
+            };
             for raw in inner[..close].split(',') {
                 let raw = raw.trim();
                 let field = schema::find(&fields, raw).ok_or_else(|| QueryError {
@@ -97,7 +126,11 @@ pub fn parse(text: &str, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>) -> Res
     let word = take_word(&mut rest);
     if word.eq_ignore_ascii_case("LIMIT") {
         let number = take_word(&mut rest);
-        search.limit = Some(number.parse().map_err(|_| malformed(&format!("unexpected token: {number}")))?);
+        search.limit = Some(
+            number
+                .parse()
+                .map_err(|_| malformed(&format!("unexpected token: {number}")))?,
+        );
     } else if !word.is_empty() {
         return Err(malformed(&format!("unexpected token: {word}")));
     }
@@ -117,18 +150,34 @@ pub fn phone_matches(stored: &str, term: &str) -> bool {
     if stored.is_empty() || term.is_empty() {
         return false;
     }
-    let (long, short) = if stored.len() >= term.len() { (&stored, &term) } else { (&term, &stored) };
+    let (long, short) = if stored.len() >= term.len() {
+        (&stored, &term)
+    } else {
+        (&term, &stored)
+    };
     long == short || (short.len() >= 10 && long.ends_with(short.as_str()))
 }
 
-pub fn run(search: &Search, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>, records_of: &dyn Fn(ObjectKind) -> Vec<Map<String, Value>>, version: &str) -> Value {
+pub fn run(
+    search: &Search,
+    fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>,
+    records_of: &dyn Fn(ObjectKind) -> Vec<Map<String, Value>>,
+    version: &str,
+) -> Value {
     let mut found = Vec::new();
     for (object, selected) in &search.returning {
-        let phone_fields: Vec<String> = fields_of(*object).into_iter().filter(|f| f.kind == FieldType::Phone).map(|f| f.name).collect();
+        let phone_fields: Vec<String> = fields_of(*object)
+            .into_iter()
+            .filter(|f| f.kind == FieldType::Phone)
+            .map(|f| f.name)
+            .collect();
         for record in records_of(*object) {
-            let hit = phone_fields
-                .iter()
-                .any(|name| record.get(name).and_then(Value::as_str).is_some_and(|phone| phone_matches(phone, &search.term)));
+            let hit = phone_fields.iter().any(|name| {
+                record
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .is_some_and(|phone| phone_matches(phone, &search.term))
+            });
             if !hit {
                 continue;
             }
@@ -136,7 +185,10 @@ pub fn run(search: &Search, fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>, rec
             let mut row = Map::new();
             row.insert("attributes".into(), json!({"type": object.name(), "url": format!("/services/data/{version}/sobjects/{}/{id}", object.name())}));
             for name in selected {
-                row.insert(name.clone(), record.get(name).cloned().unwrap_or(Value::Null));
+                row.insert(
+                    name.clone(),
+                    record.get(name).cloned().unwrap_or(Value::Null),
+                );
             }
             found.push(Value::Object(row));
         }
@@ -163,11 +215,43 @@ mod tests {
     #[test]
     fn parses_the_lookup_and_refuses_other_scopes() {
         let fields_of = |kind| schema::fields(kind, None);
-        let search = parse("FIND {4155551212} IN PHONE FIELDS RETURNING Contact(Id, Phone, MobilePhone), Lead(Id)", &fields_of);
+        let search = parse(
+            "FIND {4155551212} IN PHONE FIELDS RETURNING Contact(Id, Phone, MobilePhone), Lead(Id)",
+            &fields_of,
+        );
         assert_eq!(search.map(|s| s.returning.len()).ok(), Some(2));
-        assert_eq!(parse("FIND 4155551212 IN PHONE FIELDS RETURNING Contact", &fields_of).err().map(|e| e.code), Some("MALFORMED_SEARCH"));
-        assert_eq!(parse("FIND {x1} IN NAME FIELDS RETURNING Contact", &fields_of).err().map(|e| e.code), Some("MALFORMED_SEARCH"));
-        assert_eq!(parse("FIND {4155551212} IN PHONE FIELDS RETURNING Account(Id)", &fields_of).err().map(|e| e.code), Some("INVALID_TYPE"));
-        assert_eq!(parse("FIND {4155551212} IN PHONE FIELDS RETURNING Contact(Nope)", &fields_of).err().map(|e| e.code), Some("INVALID_FIELD"));
+        assert_eq!(
+            parse(
+                "FIND 4155551212 IN PHONE FIELDS RETURNING Contact",
+                &fields_of
+            )
+            .err()
+            .map(|e| e.code),
+            Some("MALFORMED_SEARCH")
+        );
+        assert_eq!(
+            parse("FIND {x1} IN NAME FIELDS RETURNING Contact", &fields_of)
+                .err()
+                .map(|e| e.code),
+            Some("MALFORMED_SEARCH")
+        );
+        assert_eq!(
+            parse(
+                "FIND {4155551212} IN PHONE FIELDS RETURNING Account(Id)",
+                &fields_of
+            )
+            .err()
+            .map(|e| e.code),
+            Some("INVALID_TYPE")
+        );
+        assert_eq!(
+            parse(
+                "FIND {4155551212} IN PHONE FIELDS RETURNING Contact(Nope)",
+                &fields_of
+            )
+            .err()
+            .map(|e| e.code),
+            Some("INVALID_FIELD")
+        );
     }
 }

@@ -59,7 +59,13 @@ impl RequestCounts {
 
     /// Every request except token requests (what counts against the API allocation).
     pub fn api_calls(&self) -> u64 {
-        self.upsert + self.composite + self.content_version + self.query + self.search + self.describe + self.other
+        self.upsert
+            + self.composite
+            + self.content_version
+            + self.query
+            + self.search
+            + self.describe
+            + self.other
     }
 }
 
@@ -120,7 +126,9 @@ pub(crate) struct Store {
 }
 
 fn now_text() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3f+0000")
+        .to_string()
 }
 
 impl Store {
@@ -138,7 +146,11 @@ impl Store {
             api_usage: org.api_usage,
             counts: RequestCounts::default(),
             faults: Faults::default(),
-            org: Org { contacts: Vec::new(), leads: Vec::new(), ..org.clone() },
+            org: Org {
+                contacts: Vec::new(),
+                leads: Vec::new(),
+                ..org.clone()
+            },
         };
         for person in &org.contacts {
             store.add_person(ObjectKind::Contact, person);
@@ -179,13 +191,20 @@ impl Store {
 
     pub fn issue_token(&mut self) -> String {
         self.serial += 1;
-        let token = format!("{}!AQ4AQFake{:016x}{:08x}", &self.org_id[..15], self.serial, self.serial.wrapping_mul(2_654_435_761) as u32);
+        let token = format!(
+            "{}!AQ4AQFake{:016x}{:08x}",
+            &self.org_id[..15],
+            self.serial,
+            self.serial.wrapping_mul(2_654_435_761) as u32
+        );
         self.sessions.insert(token.clone(), Instant::now());
         token
     }
 
     pub fn session_valid(&self, token: &str) -> bool {
-        self.sessions.get(token).is_some_and(|issued| issued.elapsed() < self.org.session_timeout)
+        self.sessions
+            .get(token)
+            .is_some_and(|issued| issued.elapsed() < self.org.session_timeout)
     }
 
     pub fn invalidate_sessions(&mut self) {
@@ -196,7 +215,10 @@ impl Store {
 
     pub fn limit_exceeded(&self) -> bool {
         self.faults.limit_forced
-            || self.faults.limit_until.is_some_and(|until| Instant::now() < until)
+            || self
+                .faults
+                .limit_until
+                .is_some_and(|until| Instant::now() < until)
             || self.api_usage >= self.org.api_limit
     }
 
@@ -219,13 +241,21 @@ impl Store {
             ObjectKind::Task => self.tasks.clone(),
             ObjectKind::Contact => self.contacts.clone(),
             ObjectKind::Lead => self.leads.clone(),
-            ObjectKind::ContentVersion => self.content_versions.iter().map(|version| version.fields.clone()).collect(),
+            ObjectKind::ContentVersion => self
+                .content_versions
+                .iter()
+                .map(|version| version.fields.clone())
+                .collect(),
         }
     }
 
     /// The object an existing record id belongs to.
     pub fn object_of(&self, id: &str) -> Option<&'static str> {
-        let has = |records: &[Map<String, Value>]| records.iter().any(|r| r.get("Id").and_then(Value::as_str) == Some(id));
+        let has = |records: &[Map<String, Value>]| {
+            records
+                .iter()
+                .any(|r| r.get("Id").and_then(Value::as_str) == Some(id))
+        };
         if has(&self.tasks) {
             Some("Task")
         } else if has(&self.contacts) {
@@ -236,7 +266,11 @@ impl Store {
             Some("User")
         } else if self.content_versions.iter().any(|v| v.id == id) {
             Some("ContentVersion")
-        } else if self.content_versions.iter().any(|v| v.content_document_id == id) {
+        } else if self
+            .content_versions
+            .iter()
+            .any(|v| v.content_document_id == id)
+        {
             Some("ContentDocument")
         } else {
             None
@@ -246,20 +280,30 @@ impl Store {
     /// The Task external-id field usable for upserts named `name`, or the 404 Salesforce gives.
     pub fn upsert_key(&self, name: &str) -> Result<ExternalIdField, ApiError> {
         match &self.org.external_id_field {
-            Some(field) if field.external_id && field.name.eq_ignore_ascii_case(name) => Ok(field.clone()),
+            Some(field) if field.external_id && field.name.eq_ignore_ascii_case(name) => {
+                Ok(field.clone())
+            }
             _ => Err(ApiError::external_id_field_missing(name)),
         }
     }
 
     fn matches(field: &ExternalIdField, stored: &str, wanted: &str) -> bool {
-        if field.unique && field.case_sensitive { stored == wanted } else { stored.eq_ignore_ascii_case(wanted) }
+        if field.unique && field.case_sensitive {
+            stored == wanted
+        } else {
+            stored.eq_ignore_ascii_case(wanted)
+        }
     }
 
     fn tasks_with(&self, field: &ExternalIdField, value: &str) -> Vec<usize> {
         self.tasks
             .iter()
             .enumerate()
-            .filter(|(_, task)| task.get(&field.name).and_then(Value::as_str).is_some_and(|stored| Self::matches(field, stored, value)))
+            .filter(|(_, task)| {
+                task.get(&field.name)
+                    .and_then(Value::as_str)
+                    .is_some_and(|stored| Self::matches(field, stored, value))
+            })
             .map(|(index, _)| index)
             .collect()
     }
@@ -287,21 +331,34 @@ impl Store {
 
     /// One Task upsert by `key` = `value`, with `values` already parsed. Nothing is written on
     /// an error or an ambiguous key.
-    pub fn upsert_task(&mut self, key: &ExternalIdField, value: &str, values: Map<String, Value>) -> Result<Upserted, RecordError> {
+    pub fn upsert_task(
+        &mut self,
+        key: &ExternalIdField,
+        value: &str,
+        values: Map<String, Value>,
+    ) -> Result<Upserted, RecordError> {
         let matches = self.tasks_with(key, value);
         let fields = self.fields(ObjectKind::Task);
         let access = self.org.task_access;
         match matches.as_slice() {
             [] => {
                 if !access.create {
-                    return Err(RecordError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "entity type cannot be inserted: Task", &[]));
+                    return Err(RecordError::new(
+                        "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
+                        "entity type cannot be inserted: Task",
+                        &[],
+                    ));
                 }
                 let references = |id: &str| self.object_of(id);
                 record::check(&fields, &values, Mode::Create, &references)?;
                 let mut task = Map::new();
                 for field in &fields {
                     if let Some(default) = field.default {
-                        let default = if field.name == "OwnerId" { self.integration_user_id.clone() } else { default.to_owned() };
+                        let default = if field.name == "OwnerId" {
+                            self.integration_user_id.clone()
+                        } else {
+                            default.to_owned()
+                        };
                         task.insert(field.name.clone(), json!(default));
                     }
                 }
@@ -310,7 +367,10 @@ impl Store {
                 if value.chars().count() > key.length as usize {
                     return Err(RecordError::new(
                         "STRING_TOO_LONG",
-                        format!("Zoom Engagement Id: data value too large: {value} (max length={})", key.length),
+                        format!(
+                            "Zoom Engagement Id: data value too large: {value} (max length={})",
+                            key.length
+                        ),
                         &[&key.name],
                     ));
                 }
@@ -318,17 +378,34 @@ impl Store {
             }
             [index] => {
                 if !access.edit {
-                    return Err(RecordError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "entity type cannot be updated: Task", &[]));
+                    return Err(RecordError::new(
+                        "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
+                        "entity type cannot be updated: Task",
+                        &[],
+                    ));
                 }
                 let references = |id: &str| self.object_of(id);
                 record::check(&fields, &values, Mode::Update, &references)?;
                 let task = &mut self.tasks[*index];
                 task.extend(values);
                 task.insert("LastModifiedDate".into(), json!(now_text()));
-                Ok(Upserted::Updated(task.get("Id").and_then(Value::as_str).unwrap_or_default().to_owned()))
+                Ok(Upserted::Updated(
+                    task.get("Id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ))
             }
             several => Ok(Upserted::Ambiguous(
-                several.iter().filter_map(|&i| self.tasks[i].get("Id").and_then(Value::as_str).map(str::to_owned)).collect(),
+                several
+                    .iter()
+                    .filter_map(|&i| {
+                        self.tasks[i]
+                            .get("Id")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .collect(),
             )),
         }
     }
@@ -337,15 +414,31 @@ impl Store {
 
     /// Creates a ContentVersion (and its ContentDocument and the link to
     /// `FirstPublishLocationId`). `values` are parsed fields without `VersionData`.
-    pub fn create_content_version(&mut self, mut values: Map<String, Value>, bytes: Option<Bytes>, upload: &'static str) -> Result<String, RecordError> {
+    pub fn create_content_version(
+        &mut self,
+        mut values: Map<String, Value>,
+        bytes: Option<Bytes>,
+        upload: &'static str,
+    ) -> Result<String, RecordError> {
         if !self.org.content_version_access.create {
-            return Err(RecordError::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "entity type cannot be inserted: Content Version", &[]));
+            return Err(RecordError::new(
+                "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
+                "entity type cannot be inserted: Content Version",
+                &[],
+            ));
         }
         let fields = self.fields(ObjectKind::ContentVersion);
         let references = |id: &str| self.object_of(id);
         record::check(&fields, &values, Mode::Create, &references)?;
-        let location = values.get("ContentLocation").and_then(Value::as_str).unwrap_or("S").to_owned();
-        let path = values.get("PathOnClient").and_then(Value::as_str).map(str::to_owned);
+        let location = values
+            .get("ContentLocation")
+            .and_then(Value::as_str)
+            .unwrap_or("S")
+            .to_owned();
+        let path = values
+            .get("PathOnClient")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let mut missing = Vec::new();
         if path.is_none() {
             missing.push("PathOnClient");
@@ -354,30 +447,51 @@ impl Store {
             missing.push("VersionData");
         }
         if !missing.is_empty() {
-            return Err(RecordError::new("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", missing.join(", ")), &missing));
+            return Err(RecordError::new(
+                "REQUIRED_FIELD_MISSING",
+                format!("Required fields are missing: [{}]", missing.join(", ")),
+                &missing,
+            ));
         }
         let path = path.unwrap_or_default();
         let bytes = bytes.unwrap_or_default();
         // A version of an existing document, or the first version of a new one.
-        let (document_id, version_number) = match values.get("ContentDocumentId").and_then(Value::as_str) {
-            Some(existing) => {
-                let existing = id::canonical(existing).unwrap_or_default();
-                let earlier = self.content_versions.iter().filter(|v| v.content_document_id == existing).count();
-                for version in self.content_versions.iter_mut().filter(|v| v.content_document_id == existing) {
-                    version.fields.insert("IsLatest".into(), json!(false));
+        let (document_id, version_number) =
+            match values.get("ContentDocumentId").and_then(Value::as_str) {
+                Some(existing) => {
+                    let existing = id::canonical(existing).unwrap_or_default();
+                    let earlier = self
+                        .content_versions
+                        .iter()
+                        .filter(|v| v.content_document_id == existing)
+                        .count();
+                    for version in self
+                        .content_versions
+                        .iter_mut()
+                        .filter(|v| v.content_document_id == existing)
+                    {
+                        version.fields.insert("IsLatest".into(), json!(false));
+                    }
+                    (existing, earlier + 1)
                 }
-                (existing, earlier + 1)
-            }
-            None => (self.next_id(prefix::CONTENT_DOCUMENT), 1),
-        };
+                None => (self.next_id(prefix::CONTENT_DOCUMENT), 1),
+            };
         let id = self.next_id(prefix::CONTENT_VERSION);
         let file_name = path.rsplit(['/', '\\']).next().unwrap_or(&path).to_owned();
         let title = match values.get("Title").and_then(Value::as_str) {
             Some(title) => title.to_owned(),
-            None => file_name.rsplit_once('.').map_or(file_name.clone(), |(stem, _)| stem.to_owned()),
+            None => file_name
+                .rsplit_once('.')
+                .map_or(file_name.clone(), |(stem, _)| stem.to_owned()),
         };
-        let extension = file_name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
-        let first_publish = values.get("FirstPublishLocationId").and_then(Value::as_str).and_then(id::canonical);
+        let extension = file_name
+            .rsplit_once('.')
+            .map(|(_, ext)| ext.to_ascii_lowercase())
+            .unwrap_or_default();
+        let first_publish = values
+            .get("FirstPublishLocationId")
+            .and_then(Value::as_str)
+            .and_then(id::canonical);
         let now = now_text();
         values.insert("Id".into(), json!(id));
         values.insert("Title".into(), json!(title));
@@ -392,7 +506,11 @@ impl Store {
         if let Some(target) = &first_publish {
             values.insert("FirstPublishLocationId".into(), json!(target));
             let link_id = self.next_id(prefix::CONTENT_DOCUMENT_LINK);
-            self.links.push(ContentDocumentLink { id: link_id, content_document_id: document_id.clone(), linked_entity_id: target.clone() });
+            self.links.push(ContentDocumentLink {
+                id: link_id,
+                content_document_id: document_id.clone(),
+                linked_entity_id: target.clone(),
+            });
         }
         self.content_versions.push(StoredContentVersion {
             id: id.clone(),
