@@ -19,10 +19,21 @@ pub enum ObjectKind {
     ContentVersion,
     Contact,
     Lead,
+    /// Read here through SOQL only: created with the first ContentVersion of a file.
+    ContentDocument,
+    /// Read here through SOQL only: created by `FirstPublishLocationId`.
+    ContentDocumentLink,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [Self::Task, Self::ContentVersion, Self::Contact, Self::Lead];
+    pub const ALL: [ObjectKind; 6] = [
+        Self::Task,
+        Self::ContentVersion,
+        Self::Contact,
+        Self::Lead,
+        Self::ContentDocument,
+        Self::ContentDocumentLink,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,6 +41,8 @@ impl ObjectKind {
             Self::ContentVersion => "ContentVersion",
             Self::Contact => "Contact",
             Self::Lead => "Lead",
+            Self::ContentDocument => "ContentDocument",
+            Self::ContentDocumentLink => "ContentDocumentLink",
         }
     }
 
@@ -39,6 +52,8 @@ impl ObjectKind {
             Self::ContentVersion => "Content Version",
             Self::Contact => "Contact",
             Self::Lead => "Lead",
+            Self::ContentDocument => "Content Document",
+            Self::ContentDocumentLink => "Content Document Link",
         }
     }
 
@@ -49,6 +64,8 @@ impl ObjectKind {
             Self::ContentVersion => prefix::CONTENT_VERSION,
             Self::Contact => prefix::CONTACT,
             Self::Lead => prefix::LEAD,
+            Self::ContentDocument => prefix::CONTENT_DOCUMENT,
+            Self::ContentDocumentLink => prefix::CONTENT_DOCUMENT_LINK,
         }
     }
 
@@ -315,6 +332,44 @@ pub fn fields(kind: ObjectKind, external_id_field: Option<&ExternalIdField>) -> 
             FieldDef::new("VersionNumber", "Version Number", T::String, 20).read_only(),
             created,
             modified,
+        ],
+        ObjectKind::ContentDocument => vec![
+            FieldDef {
+                label: "ContentDocument ID",
+                ..id
+            },
+            FieldDef::new("Title", "Title", T::String, 255).read_only(),
+            FieldDef::new(
+                "LatestPublishedVersionId",
+                "Latest Published Version ID",
+                T::Reference,
+                18,
+            )
+            .references(&["ContentVersion"])
+            .read_only(),
+            FieldDef::new("FileExtension", "File Extension", T::String, 40).read_only(),
+            FieldDef::new("ContentSize", "Size", T::Int, 0).read_only(),
+            created,
+            modified,
+        ],
+        // "ContentDocumentLink" (Object Reference): ShareType V/C/I, Visibility.
+        ObjectKind::ContentDocumentLink => vec![
+            FieldDef {
+                label: "ContentDocumentLink ID",
+                ..id
+            },
+            FieldDef::new("ContentDocumentId", "ContentDocument ID", T::Reference, 18)
+                .references(&["ContentDocument"])
+                .read_only(),
+            FieldDef::new("LinkedEntityId", "Linked Entity ID", T::Reference, 18)
+                .references(&["Task", "Contact", "Lead", "User", "Account"])
+                .read_only(),
+            FieldDef::new("ShareType", "Share Type", T::Picklist, 40)
+                .picklist(&["V", "C", "I"], true)
+                .read_only(),
+            FieldDef::new("Visibility", "Visibility", T::Picklist, 40)
+                .picklist(&["AllUsers", "InternalUsers", "SharedUsers"], true)
+                .read_only(),
         ],
         ObjectKind::Contact | ObjectKind::Lead => vec![
             FieldDef {

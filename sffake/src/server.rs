@@ -128,10 +128,19 @@ async fn token(
     }
     let access_token = store.issue_token();
     let issued_at = jiff::Timestamp::now().as_millisecond().to_string();
+    // Salesforce signs `id + issued_at` with the client secret (HMAC-SHA256); the fake only
+    // needs an opaque value that does not reveal the token.
     let signature = {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{access_token}|{issued_at}").as_bytes())
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (
+            &store.integration_user_id,
+            &issued_at,
+            &store.org.client_secret,
+        )
+            .hash(&mut hasher);
+        base64::engine::general_purpose::STANDARD.encode(hasher.finish().to_be_bytes())
     };
     axum::Json(json!({
         "access_token": access_token,
@@ -196,8 +205,21 @@ enum Resource {
     Root,
     Limits,
     Describe(ObjectKind),
-    Upsert { field: String, value: String },
-    CollectionUpsert { field: String },
+    /// `/sobjects/{Object}/{Id}`: GET any object's record, PATCH a Task.
+    Record {
+        kind: ObjectKind,
+        id: String,
+    },
+    /// `/sobjects/Task/{field}/{value}`: PATCH upserts, GET retrieves.
+    Upsert {
+        field: String,
+        value: String,
+    },
+    CollectionUpsert {
+        field: String,
+    },
+    /// `/composite/sobjects`: PATCH updates by record id.
+    CollectionUpdate,
     CreateContentVersion,
     VersionData(String),
     Query,
@@ -205,10 +227,16 @@ enum Resource {
     NotFound,
 }
 
-fn endpoint_of(resource: &Resource) -> Endpoint {
+fn endpoint_of(resource: &Resource, method: &Method) -> Endpoint {
+    let write = *method == Method::PATCH;
     match resource {
         Resource::Describe(_) => Endpoint::Describe,
-        Resource::Upsert { .. } => Endpoint::Upsert,
+        Resource::Upsert { .. } if write => Endpoint::Upsert,
+        Resource::Record {
+            kind: ObjectKind::Task,
+            ..
+        } if write => Endpoint::Update,
+        Resource::CollectionUpdate => Endpoint::Composite,
         Resource::CollectionUpsert { .. } => Endpoint::Composite,
         Resource::CreateContentVersion | Resource::VersionData(_) => Endpoint::ContentVersion,
         Resource::Query => Endpoint::Query,
@@ -256,6 +284,13 @@ fn resolve(segments: &[String]) -> (Option<u32>, Resource) {
                 value: value.to_string(),
             }
         }
+        ["sobjects", name, id] => {
+            object(name).map_or(Resource::NotFound, |kind| Resource::Record {
+                kind,
+                id: id.to_string(),
+            })
+        }
+        ["composite", "sobjects"] => Resource::CollectionUpdate,
         ["composite", "sobjects", name, field] if object(name) == Some(ObjectKind::Task) => {
             Resource::CollectionUpsert {
                 field: field.to_string(),
@@ -281,7 +316,10 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         return ApiError::not_found().into_response();
     };
     let (version, resource) = resolve(&segments);
-    shared.lock().counts.bump(endpoint_of(&resource));
+    shared
+        .lock()
+        .counts
+        .bump(endpoint_of(&resource, &parts.method));
     if let Some(refused) = faults(&shared).await {
         return refused;
     }
@@ -455,8 +493,31 @@ async fn handle(
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message))?;
             Ok(axum::Json(sosl::run(&parsed, &fields_of, &records_of, vtext)).into_response())
         }
+        Resource::Upsert { field, value } if *method == Method::GET => {
+            retrieve_by_external_id(shared, vtext, &field, &value)
+        }
+        Resource::Record { kind, id } if *method == Method::GET => {
+            retrieve(shared, vtext, kind, &id)
+        }
+        Resource::Record {
+            kind: ObjectKind::Task,
+            id,
+        } => {
+            require(method, &Method::PATCH)?;
+            json_content(content_type)?;
+            let raw = read_body(body, 64 * 1024 * 1024).await?;
+            update_by_id(shared, &id, &raw)
+        }
+        Resource::Record { .. } => Err(ApiError::method_not_allowed(method.as_str())),
+        Resource::CollectionUpdate => {
+            require(method, &Method::PATCH)?;
+            json_content(content_type)?;
+            let raw = read_body(body, 64 * 1024 * 1024).await?;
+            collection_update(shared, &raw)
+        }
         Resource::Upsert { field, value } => {
             require(method, &Method::PATCH)?;
+            json_content(content_type)?;
             let raw = read_body(body, 64 * 1024 * 1024).await?;
             let update_only = query.get("updateOnly").is_some_and(|v| v == "true");
             upsert(shared, version, vtext, &field, &value, &raw, update_only)
@@ -466,6 +527,7 @@ async fn handle(
             if version < COLLECTIONS_SINCE {
                 return Err(ApiError::not_found());
             }
+            json_content(content_type)?;
             let raw = read_body(body, 64 * 1024 * 1024).await?;
             collection_upsert(shared, &field, &raw)
         }
@@ -489,6 +551,241 @@ async fn handle(
                 .into_response())
         }
     }
+}
+
+/// JSON endpoints take `application/json` (or no Content-Type). XML, which Salesforce also
+/// accepts, is outside the fake; other types are refused as Salesforce refuses them.
+fn json_content(content_type: &str) -> Result<(), ApiError> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() || essence == "application/json" {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            format!("Content-Type header specified in HTTP request is not supported: {essence}"),
+        ))
+    }
+}
+
+/// A record as `GET /sobjects/{Object}/{Id}` answers it: `attributes` first, every field.
+fn record_json(
+    kind: ObjectKind,
+    record: &Map<String, Value>,
+    fields: &[schema::FieldDef],
+    vtext: &str,
+) -> Value {
+    let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+    let url = format!("/services/data/{vtext}/sobjects/{}/{id}", kind.name());
+    let mut out = Map::new();
+    out.insert(
+        "attributes".into(),
+        json!({"type": kind.name(), "url": url}),
+    );
+    for field in fields {
+        let value = if field.kind == schema::FieldType::Base64 {
+            json!(format!("{url}/{}", field.name))
+        } else {
+            record.get(&field.name).cloned().unwrap_or(Value::Null)
+        };
+        out.insert(field.name.clone(), value);
+    }
+    Value::Object(out)
+}
+
+/// `GET /sobjects/{Object}/{Id}` ("Get Field Values from a Standard Object Record").
+fn retrieve(
+    shared: &Shared,
+    vtext: &str,
+    kind: ObjectKind,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let store = shared.lock();
+    let Some(id) = crate::id::canonical(id) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_ID",
+            format!("malformed id {id}"),
+        ));
+    };
+    let records = store.records(kind);
+    let record = records
+        .iter()
+        .find(|r| r.get("Id").and_then(Value::as_str) == Some(id.as_str()))
+        .ok_or_else(ApiError::not_found)?;
+    Ok(axum::Json(record_json(kind, record, &store.fields(kind), vtext)).into_response())
+}
+
+/// `GET /sobjects/Task/{field}/{value}`: the record, 300 with the candidates, or 404.
+fn retrieve_by_external_id(
+    shared: &Shared,
+    vtext: &str,
+    field: &str,
+    value: &str,
+) -> Result<Response, ApiError> {
+    let store = shared.lock();
+    let key = store.upsert_key(field)?;
+    let same = |stored: &str| {
+        if key.unique && key.case_sensitive {
+            stored == value
+        } else {
+            stored.eq_ignore_ascii_case(value)
+        }
+    };
+    let hits: Vec<&Map<String, Value>> = store
+        .tasks
+        .iter()
+        .filter(|t| t.get(&key.name).and_then(Value::as_str).is_some_and(same))
+        .collect();
+    match hits.as_slice() {
+        [] => Err(ApiError::not_found()),
+        [task] => Ok(axum::Json(record_json(
+            ObjectKind::Task,
+            task,
+            &store.fields(ObjectKind::Task),
+            vtext,
+        ))
+        .into_response()),
+        several => {
+            let urls: Vec<String> = several
+                .iter()
+                .filter_map(|t| t.get("Id").and_then(Value::as_str))
+                .map(|id| format!("/services/data/{vtext}/sobjects/Task/{id}"))
+                .collect();
+            Ok((StatusCode::MULTIPLE_CHOICES, axum::Json(json!(urls))).into_response())
+        }
+    }
+}
+
+/// `PATCH /sobjects/Task/{Id}`: 204 on success in every version ("Update a Record"). An id
+/// that names no Task answers as Salesforce does when the path's last segment is not a
+/// record of the object: 404 "Provided external ID field does not exist or is not accessible".
+fn update_by_id(shared: &Shared, id: &str, raw: &[u8]) -> Result<Response, ApiError> {
+    let mut store = shared.lock();
+    let (text, input) = json_object(raw)?;
+    let fields = store.fields(ObjectKind::Task);
+    let values = record::parse(ObjectKind::Task, &fields, &input, &text)?;
+    match store.update_task(id, values).map_err(record_refusal)? {
+        Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        None => Err(ApiError::external_id_field_missing(id)),
+    }
+}
+
+/// Object-permission refusals carry no `fields`; field-level ones do.
+fn record_refusal(error: RecordError) -> ApiError {
+    if error.code == "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY" {
+        ApiError::new(StatusCode::BAD_REQUEST, error.code, error.message)
+    } else {
+        ApiError::from_record(error)
+    }
+}
+
+/// `PATCH /composite/sobjects`: up to 200 records updated by their `id`, each with
+/// `attributes.type`; SaveResults `{id, success, errors}` in request order; `allOrNone` as
+/// for upserts (REST API "Update Records Using sObject Collections"). Only Tasks here.
+fn collection_update(shared: &Shared, raw: &[u8]) -> Result<Response, ApiError> {
+    let mut store = shared.lock();
+    let (text, body) = json_object(raw)?;
+    let (all_or_none, records) = collection_body(&body)?;
+    let fields = store.fields(ObjectKind::Task);
+    let mut parsed = Vec::with_capacity(records.len());
+    for record in records {
+        let Value::Object(object) = record else {
+            return Err(ApiError::json_parser(
+                "Cannot deserialize instance of SObject from VALUE_STRING value or request may be missing a required field",
+            ));
+        };
+        let mut fields_only = object.clone();
+        let id = fields_only
+            .remove("id")
+            .or_else(|| fields_only.remove("Id"));
+        let values = record::parse(ObjectKind::Task, &fields, &fields_only, &text)?;
+        parsed.push((object.get("attributes").cloned(), id, values));
+    }
+    let snapshot = store.snapshot();
+    let mut results: Vec<Result<String, RecordError>> = Vec::with_capacity(parsed.len());
+    for (attributes, id, values) in parsed {
+        let declared = attributes
+            .as_ref()
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str);
+        let result = match (declared, id) {
+            (Some(kind), Some(Value::String(id))) if kind.eq_ignore_ascii_case("Task") => {
+                match store.update_task(&id, values) {
+                    Ok(Some(id)) => Ok(id),
+                    Ok(None) => Err(RecordError::new(
+                        "INVALID_CROSS_REFERENCE_KEY",
+                        "invalid cross reference id",
+                        &[],
+                    )),
+                    Err(error) => Err(error),
+                }
+            }
+            (Some(kind), _) if kind.eq_ignore_ascii_case("Task") => Err(RecordError::new(
+                "MISSING_ARGUMENT",
+                "Id not specified in an update call",
+                &[],
+            )),
+            _ => Err(RecordError::new(
+                "INVALID_TYPE",
+                "Must send a concrete entity type.",
+                &[],
+            )),
+        };
+        results.push(result);
+    }
+    let failed = results.iter().any(Result::is_err);
+    if all_or_none && failed {
+        store.restore(snapshot);
+    }
+    let answers: Vec<Value> = results
+        .into_iter()
+        .map(|result| match result {
+            Ok(id) if !(all_or_none && failed) => json!({"id": id, "success": true, "errors": []}),
+            Ok(_) => json!({"success": false, "errors": [rolled_back().collection_json()]}),
+            Err(error) => json!({"success": false, "errors": [error.collection_json()]}),
+        })
+        .collect();
+    Ok(axum::Json(Value::Array(answers)).into_response())
+}
+
+fn rolled_back() -> RecordError {
+    RecordError::new(
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "Record rolled back because not all records were valid and the request was using AllOrNone header",
+        &[],
+    )
+}
+
+/// `allOrNone` and `records` of an sObject Collections body, with the 200-record cap.
+fn collection_body(body: &Map<String, Value>) -> Result<(bool, &Vec<Value>), ApiError> {
+    let all_or_none = match body.get("allOrNone") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::json_parser(
+                "Cannot deserialize instance of boolean from VALUE_STRING value or request may be missing a required field at [line:1, column:1]",
+            ));
+        }
+    };
+    let Some(Value::Array(records)) = body.get("records") else {
+        return Err(ApiError::json_parser(
+            "Cannot deserialize instance of SObject[] or request may be missing a required field: records",
+        ));
+    };
+    if records.len() > COLLECTION_MAX {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "EXCEEDED_ID_LIMIT",
+            "record limit reached. cannot submit more than 200 records into this call",
+        ));
+    }
+    Ok((all_or_none, records))
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -568,13 +865,10 @@ fn upsert(
     {
         return Err(ApiError::not_found());
     }
-    match store.upsert_task(&key, value, values).map_err(|error| {
-        if error.code == "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY" {
-            ApiError::new(StatusCode::BAD_REQUEST, error.code, error.message)
-        } else {
-            ApiError::from_record(error)
-        }
-    })? {
+    match store
+        .upsert_task(&key, value, values)
+        .map_err(record_refusal)?
+    {
         Upserted::Created(id) => {
             let body = if version >= COLLECTIONS_SINCE {
                 json!({"id": id, "success": true, "errors": [], "created": true})
@@ -616,27 +910,7 @@ fn upsert(
 fn collection_upsert(shared: &Shared, field: &str, raw: &[u8]) -> Result<Response, ApiError> {
     let mut store = shared.lock();
     let (text, body) = json_object(raw)?;
-    let all_or_none = match body.get("allOrNone") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ApiError::json_parser(
-                "Cannot deserialize instance of boolean from VALUE_STRING value or request may be missing a required field at [line:1, column:1]",
-            ));
-        }
-    };
-    let Some(Value::Array(records)) = body.get("records") else {
-        return Err(ApiError::json_parser(
-            "Cannot deserialize instance of SObject[] or request may be missing a required field: records",
-        ));
-    };
-    if records.len() > COLLECTION_MAX {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "EXCEEDED_ID_LIMIT",
-            "record limit reached. cannot submit more than 200 records into this call",
-        ));
-    }
+    let (all_or_none, records) = collection_body(&body)?;
     let key = store.upsert_key(field)?;
     let fields = store.fields(ObjectKind::Task);
     // Deserialization errors fail the whole request.
@@ -726,11 +1000,7 @@ fn collection_upsert(shared: &Shared, field: &str, raw: &[u8]) -> Result<Respons
     if all_or_none && failed {
         store.restore(snapshot);
     }
-    let rolled_back = RecordError::new(
-        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-        "Record rolled back because not all records were valid and the request was using AllOrNone header",
-        &[],
-    );
+    let rolled_back = rolled_back();
     let answers: Vec<Value> = results
         .into_iter()
         .map(|result| match result {
@@ -822,13 +1092,7 @@ async fn create_content_version(
     };
     let id = store
         .create_content_version(values, bytes, upload)
-        .map_err(|error| {
-            if error.code == "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY" {
-                ApiError::new(StatusCode::BAD_REQUEST, error.code, error.message)
-            } else {
-                ApiError::from_record(error)
-            }
-        })?;
+        .map_err(record_refusal)?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"id": id, "success": true, "errors": []})),

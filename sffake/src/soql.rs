@@ -330,6 +330,19 @@ pub fn parse(
     if parser.peek().is_some() {
         return Err(parser.unexpected());
     }
+    // SOQL and SOSL Reference, "ContentDocumentLink": a query must filter on
+    // ContentDocumentId or LinkedEntityId.
+    if object == ObjectKind::ContentDocumentLink
+        && !query
+            .conditions
+            .iter()
+            .any(|c| c.field == "ContentDocumentId" || c.field == "LinkedEntityId")
+    {
+        return Err(QueryError {
+            code: "MALFORMED_QUERY",
+            message: "Implementation restriction: ContentDocumentLink requires a filter by a single Id on ContentDocumentId or LinkedEntityId using the equals operator or multiple Id's using the IN operator.".to_owned(),
+        });
+    }
     Ok(query)
 }
 

@@ -21,6 +21,7 @@ use crate::schema::{self, FieldDef, ObjectKind};
 pub enum Endpoint {
     Token,
     Upsert,
+    Update,
     Composite,
     ContentVersion,
     Query,
@@ -34,6 +35,8 @@ pub enum Endpoint {
 pub struct RequestCounts {
     pub token: u64,
     pub upsert: u64,
+    /// `PATCH /sobjects/Task/{Id}` (update by record id).
+    pub update: u64,
     pub composite: u64,
     pub content_version: u64,
     pub query: u64,
@@ -47,6 +50,7 @@ impl RequestCounts {
         let slot = match endpoint {
             Endpoint::Token => &mut self.token,
             Endpoint::Upsert => &mut self.upsert,
+            Endpoint::Update => &mut self.update,
             Endpoint::Composite => &mut self.composite,
             Endpoint::ContentVersion => &mut self.content_version,
             Endpoint::Query => &mut self.query,
@@ -60,6 +64,7 @@ impl RequestCounts {
     /// Every request except token requests (what counts against the API allocation).
     pub fn api_calls(&self) -> u64 {
         self.upsert
+            + self.update
             + self.composite
             + self.content_version
             + self.query
@@ -232,7 +237,7 @@ impl Store {
         match kind {
             ObjectKind::Task => self.org.task_access,
             ObjectKind::ContentVersion => self.org.content_version_access,
-            ObjectKind::Contact | ObjectKind::Lead => ObjectAccess::READ_ONLY,
+            _ => ObjectAccess::READ_ONLY,
         }
     }
 
@@ -245,6 +250,36 @@ impl Store {
                 .content_versions
                 .iter()
                 .map(|version| version.fields.clone())
+                .collect(),
+            ObjectKind::ContentDocument => {
+                let mut documents: Vec<Map<String, Value>> = Vec::new();
+                for version in &self.content_versions {
+                    let latest = json!({
+                        "Id": version.content_document_id,
+                        "Title": version.title,
+                        "LatestPublishedVersionId": version.id,
+                        "FileExtension": version.fields.get("FileExtension"),
+                        "ContentSize": version.bytes.len(),
+                        "CreatedDate": version.fields.get("CreatedDate"),
+                        "LastModifiedDate": version.fields.get("LastModifiedDate"),
+                    });
+                    let latest = latest.as_object().cloned().unwrap_or_default();
+                    match documents.iter_mut().find(|d| d.get("Id") == latest.get("Id")) {
+                        Some(existing) => *existing = latest,
+                        None => documents.push(latest),
+                    }
+                }
+                documents
+            }
+            ObjectKind::ContentDocumentLink => self
+                .links
+                .iter()
+                .filter_map(|link| {
+                    json!({"Id": link.id, "ContentDocumentId": link.content_document_id, "LinkedEntityId": link.linked_entity_id,
+                           "ShareType": "V", "Visibility": "AllUsers"})
+                    .as_object()
+                    .cloned()
+                })
                 .collect(),
         }
     }
@@ -408,6 +443,39 @@ impl Store {
                     .collect(),
             )),
         }
+    }
+
+    /// Updates the Task with record id `id` (15 or 18 characters). `Ok(None)` when there is
+    /// no such Task.
+    pub fn update_task(
+        &mut self,
+        id: &str,
+        values: Map<String, Value>,
+    ) -> Result<Option<String>, RecordError> {
+        let Some(id) = id::canonical(id) else {
+            return Ok(None);
+        };
+        let Some(index) = self
+            .tasks
+            .iter()
+            .position(|t| t.get("Id").and_then(Value::as_str) == Some(id.as_str()))
+        else {
+            return Ok(None);
+        };
+        if !self.org.task_access.edit {
+            return Err(RecordError::new(
+                "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
+                "entity type cannot be updated: Task",
+                &[],
+            ));
+        }
+        let fields = self.fields(ObjectKind::Task);
+        let references = |id: &str| self.object_of(id);
+        record::check(&fields, &values, Mode::Update, &references)?;
+        let task = &mut self.tasks[index];
+        task.extend(values);
+        task.insert("LastModifiedDate".into(), json!(now_text()));
+        Ok(Some(id))
     }
 
     // ---- files

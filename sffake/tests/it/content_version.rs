@@ -68,6 +68,28 @@ async fn json_upload_stores_the_bytes_and_links_the_task() {
         found.body["records"][0]["attributes"],
         json!({"type": "ContentVersion", "url": format!("/services/data/v62.0/sobjects/ContentVersion/{id}")})
     );
+    let links = s.query(&format!("SELECT Id, ContentDocumentId, LinkedEntityId FROM ContentDocumentLink WHERE LinkedEntityId = '{task_id}'")).await;
+    assert_eq!(links.body["totalSize"], 1, "{}", links.body);
+    assert_eq!(
+        links.body["records"][0]["ContentDocumentId"],
+        json!(version.content_document_id)
+    );
+    let unfiltered = s.query("SELECT Id FROM ContentDocumentLink").await;
+    assert!(
+        error(&unfiltered)
+            .1
+            .starts_with("Implementation restriction: ContentDocumentLink requires a filter")
+    );
+    let document = s
+        .query(&format!(
+            "SELECT Id, Title, LatestPublishedVersionId FROM ContentDocument WHERE Id = '{}'",
+            version.content_document_id
+        ))
+        .await;
+    assert_eq!(
+        document.body["records"][0]["LatestPublishedVersionId"],
+        json!(id)
+    );
     let download = answer(
         s.http
             .get(s.url(&format!("/sobjects/ContentVersion/{id}/VersionData")))

@@ -7,5 +7,6 @@ mod content_version;
 mod describe;
 mod faults;
 mod query;
+mod records;
 mod support;
 mod upsert;
