@@ -6,6 +6,8 @@
 //! `ERROR at Row:1:Column:N` and the reason (SOQL and SOSL Reference; REST API "Query").
 //! String comparisons ignore case, as SOQL's `=` does on text; ids compare in 18-character form.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use crate::schema::{self, FieldDef, FieldType, ObjectKind};
@@ -370,11 +372,12 @@ fn matches(field: Option<&FieldDef>, stored: Option<&Value>, literal: &Literal) 
 pub fn run(
     query: &Query,
     fields: &[FieldDef],
-    records: &[Map<String, Value>],
+    records: &[Cow<'_, Map<String, Value>>],
     version: &str,
 ) -> Value {
     let mut hits: Vec<&Map<String, Value>> = records
         .iter()
+        .map(AsRef::as_ref)
         .filter(|record| {
             query.conditions.iter().all(|condition| {
                 let field = schema::find(fields, &condition.field);

@@ -10,6 +10,8 @@
 //! country code). The relay normalises both sides to E.164 itself (DESIGN §3.5), so this
 //! only pre-filters, as a real search does.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use crate::schema::{self, FieldDef, FieldType, ObjectKind};
@@ -158,10 +160,10 @@ pub fn phone_matches(stored: &str, term: &str) -> bool {
     long == short || (short.len() >= 10 && long.ends_with(short.as_str()))
 }
 
-pub fn run(
+pub fn run<'a>(
     search: &Search,
     fields_of: &dyn Fn(ObjectKind) -> Vec<FieldDef>,
-    records_of: &dyn Fn(ObjectKind) -> Vec<Map<String, Value>>,
+    records_of: &dyn Fn(ObjectKind) -> Vec<Cow<'a, Map<String, Value>>>,
     version: &str,
 ) -> Value {
     let mut found = Vec::new();

@@ -3,6 +3,7 @@
 //! the scripted faults. The write operations (upsert, collection upsert, ContentVersion
 //! create) live here so their rules are in one place; HTTP framing is `server`'s.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -241,15 +242,17 @@ impl Store {
         }
     }
 
-    pub fn records(&self, kind: ObjectKind) -> Vec<Map<String, Value>> {
+    /// The records of `kind`, borrowed where they are stored as such (queries run often: a
+    /// backlog drain looks files up before creating them).
+    pub fn records(&self, kind: ObjectKind) -> Vec<Cow<'_, Map<String, Value>>> {
         match kind {
-            ObjectKind::Task => self.tasks.clone(),
-            ObjectKind::Contact => self.contacts.clone(),
-            ObjectKind::Lead => self.leads.clone(),
+            ObjectKind::Task => self.tasks.iter().map(Cow::Borrowed).collect(),
+            ObjectKind::Contact => self.contacts.iter().map(Cow::Borrowed).collect(),
+            ObjectKind::Lead => self.leads.iter().map(Cow::Borrowed).collect(),
             ObjectKind::ContentVersion => self
                 .content_versions
                 .iter()
-                .map(|version| version.fields.clone())
+                .map(|version| Cow::Borrowed(&version.fields))
                 .collect(),
             ObjectKind::ContentDocument => {
                 let mut documents: Vec<Map<String, Value>> = Vec::new();
@@ -264,21 +267,28 @@ impl Store {
                         "LastModifiedDate": version.fields.get("LastModifiedDate"),
                     });
                     let latest = latest.as_object().cloned().unwrap_or_default();
-                    match documents.iter_mut().find(|d| d.get("Id") == latest.get("Id")) {
+                    match documents
+                        .iter_mut()
+                        .find(|d| d.get("Id") == latest.get("Id"))
+                    {
                         Some(existing) => *existing = latest,
                         None => documents.push(latest),
                     }
                 }
-                documents
+                documents.into_iter().map(Cow::Owned).collect()
             }
             ObjectKind::ContentDocumentLink => self
                 .links
                 .iter()
                 .filter_map(|link| {
-                    json!({"Id": link.id, "ContentDocumentId": link.content_document_id, "LinkedEntityId": link.linked_entity_id,
-                           "ShareType": "V", "Visibility": "AllUsers"})
-                    .as_object()
-                    .cloned()
+                    let row = json!({
+                        "Id": link.id,
+                        "ContentDocumentId": link.content_document_id,
+                        "LinkedEntityId": link.linked_entity_id,
+                        "ShareType": "V",
+                        "Visibility": "AllUsers",
+                    });
+                    row.as_object().cloned().map(Cow::Owned)
                 })
                 .collect(),
         }
