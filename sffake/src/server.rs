@@ -1005,8 +1005,10 @@ fn collection_upsert(shared: &Shared, field: &str, raw: &[u8]) -> Result<Respons
         .into_iter()
         .map(|result| match result {
             Ok((id, created)) if !(all_or_none && failed) => json!({"id": id, "success": true, "errors": [], "created": created}),
-            Ok(_) => json!({"id": null, "success": false, "errors": [rolled_back.collection_json()], "created": false}),
-            Err(error) => json!({"id": null, "success": false, "errors": [error.collection_json()], "created": false}),
+            // A failed UpsertResult has no id ("If there was an error, the field is null",
+            // omitted from the JSON as in the sObject Collections examples).
+            Ok(_) => json!({"success": false, "errors": [rolled_back.collection_json()], "created": false}),
+            Err(error) => json!({"success": false, "errors": [error.collection_json()], "created": false}),
         })
         .collect();
     Ok(axum::Json(Value::Array(answers)).into_response())

@@ -139,6 +139,7 @@ async fn api_refuses_missing_wrong_and_revoked_sessions() {
     let expired =
         json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]);
     let anonymous = answer(s.http.get(s.url("/limits"))).await;
+    assert!(anonymous.headers.get("www-authenticate").is_some());
     assert_eq!(
         (anonymous.status, &anonymous.body),
         (StatusCode::UNAUTHORIZED, &expired)
