@@ -472,7 +472,7 @@ async fn handle(
             Ok(axum::Json(soql::run(
                 &parsed,
                 &fields,
-                &store.records(parsed.object),
+                &store.query_candidates(&parsed),
                 vtext,
             ))
             .into_response())

@@ -348,15 +348,26 @@ pub fn parse(
     Ok(query)
 }
 
-fn matches(field: Option<&FieldDef>, stored: Option<&Value>, literal: &Literal) -> bool {
+/// A condition's literal prepared once per query: ids in their 18-character form.
+fn prepare(field: Option<&FieldDef>, literal: &Literal) -> Literal {
+    match literal {
+        Literal::Text(wanted)
+            if field.is_some_and(|f| matches!(f.kind, FieldType::Id | FieldType::Reference)) =>
+        {
+            // An id literal that is not a well-formed id matches nothing.
+            crate::id::canonical(wanted).map_or(Literal::Bool(false), Literal::Text)
+        }
+        other => other.clone(),
+    }
+}
+
+fn matches(is_id: bool, stored: Option<&Value>, literal: &Literal) -> bool {
     let stored = stored.unwrap_or(&Value::Null);
     match (literal, stored) {
         (Literal::Null, value) => value.is_null(),
         (Literal::Text(wanted), Value::String(have)) => {
-            let is_id =
-                field.is_some_and(|f| matches!(f.kind, FieldType::Id | FieldType::Reference));
             if is_id {
-                crate::id::canonical(wanted).is_some_and(|wanted| wanted == *have)
+                have == wanted
             } else {
                 have.eq_ignore_ascii_case(wanted)
             }
@@ -375,16 +386,29 @@ pub fn run(
     records: &[Cow<'_, Map<String, Value>>],
     version: &str,
 ) -> Value {
+    let conditions: Vec<(&str, bool, Vec<Literal>)> = query
+        .conditions
+        .iter()
+        .map(|condition| {
+            let field = schema::find(fields, &condition.field);
+            let is_id =
+                field.is_some_and(|f| matches!(f.kind, FieldType::Id | FieldType::Reference));
+            (
+                condition.field.as_str(),
+                is_id,
+                condition.any_of.iter().map(|l| prepare(field, l)).collect(),
+            )
+        })
+        .collect();
     let mut hits: Vec<&Map<String, Value>> = records
         .iter()
         .map(AsRef::as_ref)
         .filter(|record| {
-            query.conditions.iter().all(|condition| {
-                let field = schema::find(fields, &condition.field);
-                condition
-                    .any_of
+            conditions.iter().all(|(name, is_id, any_of)| {
+                let stored = record.get(*name);
+                any_of
                     .iter()
-                    .any(|literal| matches(field, record.get(&condition.field), literal))
+                    .any(|literal| matches(*is_id, stored, literal))
             })
         })
         .collect();

@@ -4,7 +4,7 @@
 //! create) live here so their rules are in one place; HTTP framing is `server`'s.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -115,6 +115,13 @@ pub(crate) enum Upserted {
     Ambiguous(Vec<String>),
 }
 
+/// What an all-or-none collection restores.
+pub(crate) struct Snapshot {
+    tasks: Vec<Map<String, Value>>,
+    serial: u64,
+    known: HashSet<String>,
+}
+
 pub(crate) struct Store {
     pub org: Org,
     serial: u64,
@@ -126,6 +133,8 @@ pub(crate) struct Store {
     pub integration_user_id: String,
     pub org_id: String,
     sessions: HashMap<String, Instant>,
+    /// Every existing record id (the object follows from its key prefix).
+    known: HashSet<String>,
     pub api_usage: u64,
     pub counts: RequestCounts,
     pub faults: Faults,
@@ -149,6 +158,7 @@ impl Store {
             integration_user_id: id::mint(prefix::USER, 1),
             org_id: id::mint(prefix::ORG, 1),
             sessions: HashMap::new(),
+            known: HashSet::new(),
             api_usage: org.api_usage,
             counts: RequestCounts::default(),
             faults: Faults::default(),
@@ -190,6 +200,7 @@ impl Store {
             ObjectKind::Lead => self.leads.push(record),
             _ => self.contacts.push(record),
         }
+        self.known.insert(id.clone());
         id
     }
 
@@ -294,32 +305,54 @@ impl Store {
         }
     }
 
+    /// The records a query can match: all of its object's, except that files looked up by
+    /// the record they were published to come from that field directly (a sink does this
+    /// before every upload; `soql::run` still applies every condition).
+    pub fn query_candidates(&self, query: &crate::soql::Query) -> Vec<Cow<'_, Map<String, Value>>> {
+        let published_to = query
+            .conditions
+            .iter()
+            .find(|c| c.field == "FirstPublishLocationId");
+        match (query.object, published_to) {
+            (ObjectKind::ContentVersion, Some(condition))
+                if !condition.any_of.contains(&crate::soql::Literal::Null) =>
+            {
+                let wanted: Vec<String> = condition
+                    .any_of
+                    .iter()
+                    .filter_map(|literal| match literal {
+                        crate::soql::Literal::Text(text) => id::canonical(text),
+                        _ => None,
+                    })
+                    .collect();
+                self.content_versions
+                    .iter()
+                    .filter(|v| {
+                        v.first_publish_location_id
+                            .as_ref()
+                            .is_some_and(|target| wanted.contains(target))
+                    })
+                    .map(|v| Cow::Borrowed(&v.fields))
+                    .collect()
+            }
+            _ => self.records(query.object),
+        }
+    }
+
     /// The object an existing record id belongs to.
     pub fn object_of(&self, id: &str) -> Option<&'static str> {
-        let has = |records: &[Map<String, Value>]| {
-            records
-                .iter()
-                .any(|r| r.get("Id").and_then(Value::as_str) == Some(id))
-        };
-        if has(&self.tasks) {
-            Some("Task")
-        } else if has(&self.contacts) {
-            Some("Contact")
-        } else if has(&self.leads) {
-            Some("Lead")
-        } else if id == self.integration_user_id {
-            Some("User")
-        } else if self.content_versions.iter().any(|v| v.id == id) {
-            Some("ContentVersion")
-        } else if self
-            .content_versions
-            .iter()
-            .any(|v| v.content_document_id == id)
-        {
-            Some("ContentDocument")
-        } else {
-            None
+        if !self.known.contains(id) && id != self.integration_user_id {
+            return None;
         }
+        Some(match id.get(..3)? {
+            prefix::TASK => "Task",
+            prefix::CONTACT => "Contact",
+            prefix::LEAD => "Lead",
+            prefix::USER => "User",
+            prefix::CONTENT_VERSION => "ContentVersion",
+            prefix::CONTENT_DOCUMENT => "ContentDocument",
+            _ => return None,
+        })
     }
 
     /// The Task external-id field usable for upserts named `name`, or the 404 Salesforce gives.
@@ -354,13 +387,18 @@ impl Store {
     }
 
     /// The Tasks and id counter, for an all-or-none rollback.
-    pub fn snapshot(&self) -> (Vec<Map<String, Value>>, u64) {
-        (self.tasks.clone(), self.serial)
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            tasks: self.tasks.clone(),
+            serial: self.serial,
+            known: self.known.clone(),
+        }
     }
 
-    pub fn restore(&mut self, (tasks, serial): (Vec<Map<String, Value>>, u64)) {
-        self.tasks = tasks;
-        self.serial = serial;
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        self.tasks = snapshot.tasks;
+        self.serial = snapshot.serial;
+        self.known = snapshot.known;
     }
 
     /// Inserts a Task as-is (no validation): for seeding, e.g. duplicates of a non-unique key.
@@ -371,6 +409,7 @@ impl Store {
         fields.entry("CreatedDate").or_insert(json!(now));
         fields.insert("LastModifiedDate".into(), json!(now));
         self.tasks.push(fields);
+        self.known.insert(id.clone());
         id
     }
 
@@ -555,6 +594,8 @@ impl Store {
                 None => (self.next_id(prefix::CONTENT_DOCUMENT), 1),
             };
         let id = self.next_id(prefix::CONTENT_VERSION);
+        self.known.insert(id.clone());
+        self.known.insert(document_id.clone());
         let file_name = path.rsplit(['/', '\\']).next().unwrap_or(&path).to_owned();
         let title = match values.get("Title").and_then(Value::as_str) {
             Some(title) => title.to_owned(),

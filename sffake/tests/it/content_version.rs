@@ -237,3 +237,44 @@ async fn without_create_permission_uploads_are_refused() {
         )
     );
 }
+
+#[tokio::test]
+async fn files_are_found_by_where_they_were_published_or_by_its_absence() {
+    let s = session(Org::new()).await;
+    let task_id = task(&s).await;
+    let url = s.url("/sobjects/ContentVersion");
+    let linked = json!({"PathOnClient": "a.mp3", "VersionData": b64(b"a"), "FirstPublishLocationId": &task_id[..15]});
+    let unlinked = json!({"PathOnClient": "b.mp3", "VersionData": b64(b"b")});
+    assert_eq!(
+        s.send(reqwest::Method::POST, &url, Some(linked))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.send(reqwest::Method::POST, &url, Some(unlinked))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let titles = |answer: &crate::support::Answer| -> Vec<String> {
+        answer.body["records"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|r| r["Title"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let by_task = s.query(&format!("SELECT Title FROM ContentVersion WHERE FirstPublishLocationId IN ('{task_id}', '00TFk0000000999')")).await;
+    assert_eq!(titles(&by_task), ["a"]);
+    let nowhere = s
+        .query("SELECT Title FROM ContentVersion WHERE FirstPublishLocationId = null")
+        .await;
+    assert_eq!(titles(&nowhere), ["b"]);
+    let by_path = s
+        .query("SELECT Title FROM ContentVersion WHERE PathOnClient = 'B.MP3'")
+        .await;
+    assert_eq!(titles(&by_path), ["b"], "text comparisons ignore case");
+}
