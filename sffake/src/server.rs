@@ -630,17 +630,10 @@ fn retrieve_by_external_id(
 ) -> Result<Response, ApiError> {
     let store = shared.lock();
     let key = store.upsert_key(field)?;
-    let same = |stored: &str| {
-        if key.unique && key.case_sensitive {
-            stored == value
-        } else {
-            stored.eq_ignore_ascii_case(value)
-        }
-    };
     let hits: Vec<&Map<String, Value>> = store
-        .tasks
-        .iter()
-        .filter(|t| t.get(&key.name).and_then(Value::as_str).is_some_and(same))
+        .tasks_with(&key, value)
+        .into_iter()
+        .map(|i| &store.tasks[i])
         .collect();
     match hits.as_slice() {
         [] => Err(ApiError::not_found()),
@@ -856,13 +849,7 @@ fn upsert(
             &[&key.name],
         )));
     }
-    if update_only
-        && !store.tasks.iter().any(|t| {
-            t.get(&key.name)
-                .and_then(Value::as_str)
-                .is_some_and(|v| v.eq_ignore_ascii_case(value))
-        })
-    {
+    if update_only && store.tasks_with(&key, value).is_empty() {
         return Err(ApiError::not_found());
     }
     match store

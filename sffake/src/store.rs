@@ -373,7 +373,9 @@ impl Store {
         }
     }
 
-    fn tasks_with(&self, field: &ExternalIdField, value: &str) -> Vec<usize> {
+    /// Indexes of the Tasks whose key matches `value` (case-insensitively unless the field
+    /// is unique and case-sensitive).
+    pub fn tasks_with(&self, field: &ExternalIdField, value: &str) -> Vec<usize> {
         self.tasks
             .iter()
             .enumerate()
