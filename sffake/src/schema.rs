@@ -407,6 +407,26 @@ pub fn find<'a>(fields: &'a [FieldDef], name: &str) -> Option<&'a FieldDef> {
         .find(|field| field.name.eq_ignore_ascii_case(name))
 }
 
+/// An object's entry in `GET /sobjects` (Describe Global) and `GET /sobjects/{name}`.
+pub fn summary(kind: ObjectKind, access: ObjectAccess, version: &str) -> Value {
+    let name = kind.name();
+    json!({
+        "name": name,
+        "label": kind.label(),
+        "keyPrefix": kind.key_prefix(),
+        "custom": false,
+        "createable": access.create,
+        "updateable": access.edit,
+        "queryable": true,
+        "searchable": matches!(kind, ObjectKind::Task | ObjectKind::Contact | ObjectKind::Lead),
+        "urls": {
+            "sobject": format!("/services/data/{version}/sobjects/{name}"),
+            "describe": format!("/services/data/{version}/sobjects/{name}/describe"),
+            "rowTemplate": format!("/services/data/{version}/sobjects/{name}/{{ID}}"),
+        },
+    })
+}
+
 /// `GET /sobjects/{name}/describe`.
 pub fn describe(
     kind: ObjectKind,

@@ -220,7 +220,10 @@ enum Resource {
     },
     /// `/composite/sobjects`: PATCH updates by record id.
     CollectionUpdate,
-    CreateContentVersion,
+    /// `/sobjects`: the org's objects.
+    GlobalDescribe,
+    /// `/sobjects/{Object}`: GET basic information; POST creates (ContentVersion only).
+    Basic(ObjectKind),
     VersionData(String),
     Query,
     Search,
@@ -238,7 +241,13 @@ fn endpoint_of(resource: &Resource, method: &Method) -> Endpoint {
         } if write => Endpoint::Update,
         Resource::CollectionUpdate => Endpoint::Composite,
         Resource::CollectionUpsert { .. } => Endpoint::Composite,
-        Resource::CreateContentVersion | Resource::VersionData(_) => Endpoint::ContentVersion,
+        Resource::Basic(ObjectKind::ContentVersion) if *method == Method::POST => {
+            Endpoint::ContentVersion
+        }
+        Resource::VersionData(_) => Endpoint::ContentVersion,
+        Resource::Basic(_) | Resource::GlobalDescribe if *method == Method::GET => {
+            Endpoint::Describe
+        }
         Resource::Query => Endpoint::Query,
         Resource::Search => Endpoint::Search,
         _ => Endpoint::Other,
@@ -270,9 +279,8 @@ fn resolve(segments: &[String]) -> (Option<u32>, Resource) {
         ["sobjects", name, "describe"] => {
             object(name).map_or(Resource::NotFound, Resource::Describe)
         }
-        ["sobjects", name] if object(name) == Some(ObjectKind::ContentVersion) => {
-            Resource::CreateContentVersion
-        }
+        ["sobjects"] => Resource::GlobalDescribe,
+        ["sobjects", name] => object(name).map_or(Resource::NotFound, Resource::Basic),
         ["sobjects", name, id, "VersionData"]
             if object(name) == Some(ObjectKind::ContentVersion) =>
         {
@@ -531,10 +539,27 @@ async fn handle(
             let raw = read_body(body, 64 * 1024 * 1024).await?;
             collection_upsert(shared, &field, &raw)
         }
-        Resource::CreateContentVersion => {
+        Resource::GlobalDescribe => {
+            require(method, &Method::GET)?;
+            let store = shared.lock();
+            let sobjects: Vec<Value> = ObjectKind::ALL
+                .into_iter()
+                .map(|kind| schema::summary(kind, store.access(kind), vtext))
+                .collect();
+            Ok(axum::Json(
+                json!({"encoding": "UTF-8", "maxBatchSize": COLLECTION_MAX, "sobjects": sobjects}),
+            )
+            .into_response())
+        }
+        Resource::Basic(kind) if *method == Method::GET => {
+            let store = shared.lock();
+            Ok(axum::Json(json!({"objectDescribe": schema::summary(kind, store.access(kind), vtext), "recentItems": []})).into_response())
+        }
+        Resource::Basic(ObjectKind::ContentVersion) => {
             require(method, &Method::POST)?;
             create_content_version(shared, content_type, body).await
         }
+        Resource::Basic(_) => Err(ApiError::method_not_allowed(method.as_str())),
         Resource::VersionData(id) => {
             require(method, &Method::GET)?;
             let store = shared.lock();

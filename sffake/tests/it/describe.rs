@@ -141,3 +141,24 @@ async fn describe_reflects_the_integration_users_permissions() {
         Some(json!(true))
     );
 }
+
+#[tokio::test]
+async fn the_org_lists_its_objects_and_their_basic_information() {
+    let s = session(Org::new().task_access(ObjectAccess::READ_ONLY)).await;
+    let global = s.get("/sobjects").await;
+    assert_eq!(global.body["maxBatchSize"], 200);
+    let task = global.body["sobjects"]
+        .as_array()
+        .and_then(|all| all.iter().find(|o| o["name"] == "Task").cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        (task["keyPrefix"].clone(), task["createable"].clone()),
+        (json!("00T"), json!(false))
+    );
+    let basic = s.get("/sobjects/ContentVersion").await;
+    assert_eq!(basic.body["objectDescribe"]["keyPrefix"], "068");
+    assert_eq!(basic.body["recentItems"], json!([]));
+    let refused = s.patch("/sobjects/Task", json!({})).await;
+    assert_eq!(refused.status, reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(s.fake.request_counts().describe, 2);
+}
