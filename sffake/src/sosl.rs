@@ -31,6 +31,37 @@ fn malformed(reason: &str) -> QueryError {
     }
 }
 
+/// Characters SOSL reserves in a search term: "Reserved characters, if specified in a text
+/// search, must be escaped (preceded by the backslash \ character) … An error occurs if you
+/// do not" (SOQL and SOSL Reference, "FIND {SearchQuery}"). `*` and `?` (wildcards), `"`
+/// (phrases) and parentheses (grouping) have their operator meaning unescaped.
+const RESERVED: &[char] = &['&', '|', '!', '{', '[', ']', '^', '~', ':', '\'', '+', '-'];
+
+/// The unescaped search term inside the braces and the byte index of its closing brace.
+fn search_term(after_brace: &str) -> Result<(String, usize), QueryError> {
+    let mut term = String::new();
+    let mut chars = after_brace.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, escaped)) => term.push(escaped),
+                None => break,
+            },
+            '}' => return Ok((term, at)),
+            c if RESERVED.contains(&c) => {
+                return Err(malformed(&format!(
+                    "line 1:{} reserved character '{c}' must be escaped with a backslash in a search term",
+                    "FIND {".len() + at
+                )));
+            }
+            c => term.push(c),
+        }
+    }
+    Err(malformed(
+        "No search term found. The search term must be enclosed in braces.",
+    ))
+}
+
 fn take_word<'a>(rest: &mut &'a str) -> &'a str {
     let trimmed = rest.trim_start();
     let end = trimmed
@@ -57,12 +88,7 @@ pub fn parse(
             "No search term found. The search term must be enclosed in braces.",
         ));
     };
-    let Some(close) = after_brace.find('}') else {
-        return Err(malformed(
-            "No search term found. The search term must be enclosed in braces.",
-        ));
-    };
-    let term = after_brace[..close].to_owned();
+    let (term, close) = search_term(after_brace)?;
     rest = &after_brace[close + 1..];
     if term.trim().chars().filter(|c| c.is_alphanumeric()).count() < 2 {
         return Err(malformed("search term must be longer than one character"));
@@ -222,6 +248,23 @@ mod tests {
             &fields_of,
         );
         assert_eq!(search.map(|s| s.returning.len()).ok(), Some(2));
+        let code = |text: &str| parse(text, &fields_of).err().map(|e| e.code);
+        assert_eq!(
+            code("FIND {+14155551212} IN PHONE FIELDS RETURNING Contact"),
+            Some("MALFORMED_SEARCH")
+        );
+        assert_eq!(
+            code("FIND {415-555-1212} IN PHONE FIELDS RETURNING Contact"),
+            Some("MALFORMED_SEARCH")
+        );
+        let escaped = parse(
+            r"FIND {\+1 \(415\) 555\-1212} IN PHONE FIELDS RETURNING Contact",
+            &fields_of,
+        );
+        assert_eq!(
+            escaped.map(|s| s.term).ok().as_deref(),
+            Some("+1 (415) 555-1212")
+        );
         assert_eq!(
             parse(
                 "FIND 4155551212 IN PHONE FIELDS RETURNING Contact",

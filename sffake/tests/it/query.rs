@@ -84,7 +84,7 @@ async fn sosl_finds_contacts_and_leads_by_phone_in_any_format() {
         .lead(Person::new("Alan", "Turing").phone("415.555.1212"));
     let s = session(org).await;
     let ada = s.fake.contacts()[0]["Id"].clone();
-    let got = s.search("FIND {+14155551212} IN PHONE FIELDS RETURNING Contact(Id, Phone, MobilePhone), Lead(Id, Phone, MobilePhone)").await;
+    let got = s.search("FIND {\\+14155551212} IN PHONE FIELDS RETURNING Contact(Id, Phone, MobilePhone), Lead(Id, Phone, MobilePhone)").await;
     assert_eq!(got.status, StatusCode::OK);
     let records = got.body["searchRecords"]
         .as_array()
@@ -129,5 +129,13 @@ async fn sosl_finds_contacts_and_leads_by_phone_in_any_format() {
         .0,
         "INVALID_FIELD"
     );
-    assert_eq!(s.fake.request_counts().search, 6);
+    // Reserved characters must be escaped in a search term (SOSL "FIND {SearchQuery}").
+    let unescaped = s
+        .search("FIND {+14155551212} IN PHONE FIELDS RETURNING Contact(Id)")
+        .await;
+    assert_eq!(
+        (unescaped.status, error(&unescaped).0),
+        (StatusCode::BAD_REQUEST, "MALFORMED_SEARCH".into())
+    );
+    assert_eq!(s.fake.request_counts().search, 7);
 }
