@@ -333,7 +333,7 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     }
     let Some(version) = version else {
         return match resource {
-            Resource::Versions => versions(&shared),
+            Resource::Versions => versions(),
             _ => ApiError::not_found().into_response(),
         };
     };
@@ -405,7 +405,7 @@ async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     response
 }
 
-fn versions(_shared: &Shared) -> Response {
+fn versions() -> Response {
     let list: Vec<Value> = (MIN_VERSION..=MAX_VERSION)
         .map(|major| json!({"label": format!("v{major}.0"), "url": format!("/services/data/v{major}.0"), "version": format!("{major}.0")}))
         .collect();
