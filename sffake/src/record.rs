@@ -162,7 +162,9 @@ impl FloorCharBoundary for str {
 /// What a lookup field's id points at: the object's name, or `None` when no such record.
 pub type References<'a> = &'a dyn Fn(&str) -> Option<&'static str>;
 
-/// The per-record rules. `values` come from [`parse`].
+/// The per-record rules. `values` come from [`parse`]. Text lengths count UTF-16 code units,
+/// as the platform's strings do (Apex `String.length()`), so a character outside the Basic
+/// Multilingual Plane (an emoji) counts twice.
 pub fn check(
     fields: &[FieldDef],
     values: &Map<String, Value>,
@@ -216,7 +218,7 @@ pub fn check(
         }
         if field.length > 0
             && field.kind != FieldType::Reference
-            && text.chars().count() > field.length as usize
+            && text.encode_utf16().count() > field.length as usize
         {
             return Err(RecordError::new(
                 "STRING_TOO_LONG",

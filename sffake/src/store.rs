@@ -450,7 +450,7 @@ impl Store {
                 }
                 task.extend(values);
                 task.insert(key.name.clone(), json!(value));
-                if value.chars().count() > key.length as usize {
+                if value.encode_utf16().count() > key.length as usize {
                     return Err(RecordError::new(
                         "STRING_TOO_LONG",
                         format!(

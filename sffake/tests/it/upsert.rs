@@ -273,7 +273,20 @@ async fn text_lengths_are_enforced() {
         );
         assert_eq!(fields, json!([field]));
     }
-    // Characters, not bytes.
+    // UTF-16 code units, not bytes: é is one, an emoji two.
+    let emoji = s
+        .upsert("emoji", json!({"Subject": "😀".repeat(128)}))
+        .await;
+    assert_eq!(error(&emoji).0, "STRING_TOO_LONG");
+    assert!(
+        s.upsert(
+            "emoji",
+            json!({"Subject": format!("{}x", "😀".repeat(127))})
+        )
+        .await
+        .status
+        .is_success()
+    );
     assert!(
         s.upsert("utf8", json!({"Subject": "é".repeat(255)}))
             .await
