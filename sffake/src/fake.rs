@@ -10,10 +10,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::org::{ExternalIdField, ObjectAccess, Org, Person};
-use crate::schema::ObjectKind;
-use crate::server::{self, Shared};
-use crate::store::{ContentDocumentLink, RequestCounts, Store, StoredContentVersion};
+use super::org::{ExternalIdField, ObjectAccess, Org, Person};
+use super::schema::ObjectKind;
+use super::server::{self, Shared};
+use super::store::{ContentDocumentLink, RequestCounts, Store, StoredContentVersion};
 
 /// A fake Salesforce org serving its REST API over HTTP on loopback.
 pub struct SalesforceFake {

@@ -1,7 +1,7 @@
 //! The configuration of a fake org: its connected app's credentials, the custom external-id
 //! field on Task (absent, or present with or without External ID / Unique), the integration
 //! user's object permissions, the daily API allocation, and the Contacts and Leads it starts
-//! with. Pure data; the running fake ([`crate::SalesforceFake`]) owns the live state.
+//! with. Pure data; the running fake ([`SalesforceFake`](super::SalesforceFake)) owns the live state.
 
 use std::time::Duration;
 

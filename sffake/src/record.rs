@@ -13,8 +13,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, RecordError};
-use crate::schema::{self, FieldDef, FieldType, ObjectKind};
+use super::error::{ApiError, RecordError};
+use super::schema::{self, FieldDef, FieldType, ObjectKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -242,7 +242,7 @@ fn check_reference(
     references: References<'_>,
 ) -> Result<(), RecordError> {
     let incorrect = || format!("{}: id value of incorrect type: {text}", field.label);
-    let Some(id) = crate::id::canonical(text) else {
+    let Some(id) = super::id::canonical(text) else {
         return Err(RecordError::new(
             "MALFORMED_ID",
             incorrect(),
@@ -261,8 +261,8 @@ fn check_reference(
             // wrong type; one of the right object that matches no record as a bad reference.
             let prefix_ok = field.reference_to.iter().any(|object| {
                 ObjectKind::parse(object).is_some_and(|kind| id.starts_with(kind.key_prefix()))
-                    || (*object == "User" && id.starts_with(crate::id::prefix::USER))
-                    || (*object == "Account" && id.starts_with(crate::id::prefix::ACCOUNT))
+                    || (*object == "User" && id.starts_with(super::id::prefix::USER))
+                    || (*object == "Account" && id.starts_with(super::id::prefix::ACCOUNT))
             });
             if prefix_ok {
                 Err(RecordError::new(
@@ -283,8 +283,8 @@ fn check_reference(
 
 #[cfg(test)]
 mod tests {
+    use super::super::org::ExternalIdField;
     use super::*;
-    use crate::org::ExternalIdField;
     use serde_json::json;
 
     fn task_fields() -> Vec<FieldDef> {

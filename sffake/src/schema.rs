@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use crate::org::{ExternalIdField, ObjectAccess};
+use super::org::{ExternalIdField, ObjectAccess};
 
 /// The sObjects the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +58,7 @@ impl ObjectKind {
     }
 
     pub fn key_prefix(self) -> &'static str {
-        use crate::id::prefix;
+        use super::id::prefix;
         match self {
             Self::Task => prefix::TASK,
             Self::ContentVersion => prefix::CONTENT_VERSION,

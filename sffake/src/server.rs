@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde_json::{Map, Value, json};
 
-use crate::error::{ApiError, OAuthError, RecordError};
-use crate::record;
-use crate::schema::{self, ObjectKind};
-use crate::store::{Endpoint, Store, Upserted};
-use crate::{multipart, soql, sosl};
+use super::error::{ApiError, OAuthError, RecordError};
+use super::record;
+use super::schema::{self, ObjectKind};
+use super::store::{Endpoint, Store, Upserted};
+use super::{multipart, soql, sosl};
 
 /// Oldest and newest REST API versions the fake serves (v31.0 is the oldest still
 /// supported after the API retirement of versions 21.0–30.0, Summer '25; v66.0 = Spring '26).
@@ -563,7 +563,7 @@ async fn handle(
         Resource::VersionData(id) => {
             require(method, &Method::GET)?;
             let store = shared.lock();
-            let id = crate::id::canonical(&id).unwrap_or_default();
+            let id = super::id::canonical(&id).unwrap_or_default();
             let version = store
                 .content_versions
                 .iter()
@@ -631,7 +631,7 @@ fn retrieve(
     id: &str,
 ) -> Result<Response, ApiError> {
     let store = shared.lock();
-    let Some(id) = crate::id::canonical(id) else {
+    let Some(id) = super::id::canonical(id) else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "MALFORMED_ID",

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
-use crate::schema::{self, FieldDef, FieldType, ObjectKind};
+use super::schema::{self, FieldDef, FieldType, ObjectKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
@@ -355,7 +355,7 @@ fn prepare(field: Option<&FieldDef>, literal: &Literal) -> Literal {
             if field.is_some_and(|f| matches!(f.kind, FieldType::Id | FieldType::Reference)) =>
         {
             // An id literal that is not a well-formed id matches nothing.
-            crate::id::canonical(wanted).map_or(Literal::Bool(false), Literal::Text)
+            super::id::canonical(wanted).map_or(Literal::Bool(false), Literal::Text)
         }
         other => other.clone(),
     }
@@ -454,7 +454,10 @@ mod tests {
     use super::*;
 
     fn fields_of(kind: ObjectKind) -> Vec<FieldDef> {
-        schema::fields(kind, Some(&crate::org::ExternalIdField::proper("Ext__c")))
+        schema::fields(
+            kind,
+            Some(&super::super::org::ExternalIdField::proper("Ext__c")),
+        )
     }
 
     fn check(text: &str, expected: Result<&str, (&str, &str)>) {

@@ -14,8 +14,8 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
-use crate::schema::{self, FieldDef, FieldType, ObjectKind};
-use crate::soql::QueryError;
+use super::schema::{self, FieldDef, FieldType, ObjectKind};
+use super::soql::QueryError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Search {

@@ -11,11 +11,11 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use crate::error::{ApiError, RecordError};
-use crate::id::{self, prefix};
-use crate::org::{ExternalIdField, ObjectAccess, Org, Person};
-use crate::record::{self, Mode};
-use crate::schema::{self, FieldDef, ObjectKind};
+use super::error::{ApiError, RecordError};
+use super::id::{self, prefix};
+use super::org::{ExternalIdField, ObjectAccess, Org, Person};
+use super::record::{self, Mode};
+use super::schema::{self, FieldDef, ObjectKind};
 
 /// Which API endpoint a request was for; counted per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -308,20 +308,20 @@ impl Store {
     /// The records a query can match: all of its object's, except that files looked up by
     /// the record they were published to come from that field directly (a sink does this
     /// before every upload; `soql::run` still applies every condition).
-    pub fn query_candidates(&self, query: &crate::soql::Query) -> Vec<Cow<'_, Map<String, Value>>> {
+    pub fn query_candidates(&self, query: &super::soql::Query) -> Vec<Cow<'_, Map<String, Value>>> {
         let published_to = query
             .conditions
             .iter()
             .find(|c| c.field == "FirstPublishLocationId");
         match (query.object, published_to) {
             (ObjectKind::ContentVersion, Some(condition))
-                if !condition.any_of.contains(&crate::soql::Literal::Null) =>
+                if !condition.any_of.contains(&super::soql::Literal::Null) =>
             {
                 let wanted: Vec<String> = condition
                     .any_of
                     .iter()
                     .filter_map(|literal| match literal {
-                        crate::soql::Literal::Text(text) => id::canonical(text),
+                        super::soql::Literal::Text(text) => id::canonical(text),
                         _ => None,
                     })
                     .collect();
