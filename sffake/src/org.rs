@@ -176,6 +176,16 @@ impl Org {
         self
     }
 
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    pub fn client_credentials_enabled(mut self, enabled: bool) -> Self {
+        self.client_credentials_enabled = enabled;
+        self
+    }
+
     pub fn contact(mut self, person: Person) -> Self {
         self.contacts.push(person);
         self

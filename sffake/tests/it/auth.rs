@@ -167,10 +167,7 @@ async fn api_refuses_missing_wrong_and_revoked_sessions() {
 
 #[tokio::test(start_paused = true)]
 async fn sessions_expire_after_the_session_timeout() {
-    let org = Org {
-        session_timeout: Duration::from_secs(900),
-        ..Org::new()
-    };
+    let org = Org::new().session_timeout(Duration::from_secs(900));
     let s = session(org).await;
     assert_eq!(s.get("/limits").await.status, StatusCode::OK);
     tokio::time::advance(Duration::from_secs(901)).await;
