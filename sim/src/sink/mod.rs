@@ -3,10 +3,11 @@
 //! what it received.
 //!
 //! One module per sink kind, named after the daemon's kind: [`http`] (a
-//! Standard Webhooks receiver) today. The CRM fakes (`salesforce`, `dynamics`,
+//! Standard Webhooks receiver) and [`salesforce`] (a Salesforce org's REST API). The other CRM fakes (`dynamics`,
 //! `hubspot`, `servicenow`) and the NATS JetStream fake (`nats`) go beside it,
 //! one module (or folder) each. Like the Zoom simulator, nothing here imports
 //! the daemon: a fake checks what the daemon sends against its own reading of
 //! the vendor's contract.
 
 pub mod http;
+pub mod salesforce;

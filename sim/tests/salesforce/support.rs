@@ -4,7 +4,7 @@
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use zcc_sffake::{Org, SalesforceFake};
+use zcc_sim::sink::salesforce::{Org, SalesforceFake};
 
 pub const V: &str = "v62.0";
 
@@ -40,7 +40,7 @@ pub async fn token(fake: &SalesforceFake, http: &reqwest::Client) -> String {
 
 pub async fn session(org: Org) -> Session {
     let fake = SalesforceFake::start(org).await.expect("fake starts");
-    let http = reqwest::Client::new();
+    let http = client();
     let token = token(&fake, &http).await;
     Session { fake, http, token }
 }
@@ -131,4 +131,20 @@ pub fn error(answer: &Answer) -> (String, String, Value) {
         item["message"].as_str().unwrap_or_default().to_owned(),
         item.get("fields").cloned().unwrap_or(Value::Null),
     )
+}
+
+/// A plain-HTTP client on the crate's TLS stack (rustls with ring, no roots:
+/// nothing here is TLS).
+pub fn client() -> reqwest::Client {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .build()
+        .expect("client")
 }

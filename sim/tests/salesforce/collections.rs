@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use zcc_sffake::Org;
+use zcc_sim::sink::salesforce::Org;
 
 use crate::support::{Session, error, session};
 

@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use zcc_sffake::{ObjectAccess, Org};
+use zcc_sim::sink::salesforce::{ObjectAccess, Org};
 
 use crate::support::{answer, error, session};
 
@@ -176,10 +176,10 @@ async fn json_endpoints_refuse_other_content_types() {
 
 #[tokio::test]
 async fn the_token_signature_does_not_reveal_the_token() {
-    let fake = zcc_sffake::SalesforceFake::start(Org::new())
+    let fake = zcc_sim::sink::salesforce::SalesforceFake::start(Org::new())
         .await
         .expect("start");
-    let got = answer(reqwest::Client::new().post(fake.token_url()).form(&[
+    let got = answer(crate::support::client().post(fake.token_url()).form(&[
         ("grant_type", "client_credentials"),
         ("client_id", &fake.client_id()),
         ("client_secret", &fake.client_secret()),

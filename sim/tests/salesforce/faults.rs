@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use zcc_sffake::Org;
+use zcc_sim::sink::salesforce::Org;
 
 use crate::support::session;
 

@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zcc_sffake::{Org, Person};
+use zcc_sim::sink::salesforce::{Org, Person};
 
 use crate::support::{error, session};
 

@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
-use zcc_sffake::{ExternalIdField, ObjectAccess, Org, Person};
+use zcc_sim::sink::salesforce::{ExternalIdField, ObjectAccess, Org, Person};
 
 use crate::support::{error, session};
 

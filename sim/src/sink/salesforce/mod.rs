@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use zcc_sffake::{Org, Person, SalesforceFake};
+//! use zcc_sim::sink::salesforce::{Org, Person, SalesforceFake};
 //! let fake = SalesforceFake::start(Org::new().contact(Person::new("Ada", "Lovelace").phone("(415) 555-1212"))).await?;
 //! let instance_url = fake.url();
 //! fake.unavailable_for_next(3);

@@ -5,7 +5,7 @@ use base64::Engine;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
-use zcc_sffake::{JSON_BLOB_MAX, ObjectAccess, Org};
+use zcc_sim::sink::salesforce::{JSON_BLOB_MAX, ObjectAccess, Org};
 
 use crate::support::{Session, answer, error, session};
 

@@ -2,7 +2,7 @@
 //! command can tell each set-up problem apart.
 
 use serde_json::{Value, json};
-use zcc_sffake::{ExternalIdField, ObjectAccess, Org};
+use zcc_sim::sink::salesforce::{ExternalIdField, ObjectAccess, Org};
 
 use crate::support::session;
 

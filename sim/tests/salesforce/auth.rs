@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use zcc_sffake::{Org, SalesforceFake};
+use zcc_sim::sink::salesforce::{Org, SalesforceFake};
 
 use crate::support::{self, answer, error, session};
 
 async fn token_answer(fake: &SalesforceFake, form: &[(&str, &str)]) -> support::Answer {
-    answer(reqwest::Client::new().post(fake.token_url()).form(form)).await
+    answer(crate::support::client().post(fake.token_url()).form(form)).await
 }
 
 #[tokio::test]
@@ -52,7 +52,7 @@ async fn client_credentials_issue_a_bearer_session() {
 async fn basic_auth_credentials_are_accepted() {
     let fake = SalesforceFake::start(Org::new()).await.expect("start");
     let got = answer(
-        reqwest::Client::new()
+        crate::support::client()
             .post(fake.token_url())
             .basic_auth(fake.client_id(), Some(fake.client_secret()))
             .form(&[("grant_type", "client_credentials")]),
