@@ -16,12 +16,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Loaded, Settings, SinkKind};
+use crate::config::{ConfigError, Loaded, Settings};
 use crate::deliver::SinkWorker;
 use crate::journal::{Journal, MEDIA, SinkRoute};
 use crate::reconcile::Reconciler;
 use crate::service::{Health, Notifier, reload, status};
-use crate::sink::Sink;
+use crate::sink::{BuildContext, Registry, Running, Sink};
 use crate::source::Source;
 use crate::telemetry::LogControl;
 use crate::telemetry::stats::Stats;
@@ -109,13 +109,24 @@ pub async fn run_with(
     let mut workers = JoinSet::new();
     let mut sinks = Vec::new();
     for sink_settings in &settings.sinks {
-        let sink = match Sink::build(sink_settings, &tls, &health) {
+        let context = BuildContext {
+            name: &sink_settings.name,
+            timeout: sink_settings.timeout,
+            tls: &tls,
+            health: &health,
+        };
+        let sink = match sink_settings.kind.build(&context).await {
             Ok(sink) => Arc::new(sink),
             Err(e) => {
                 journal.close().await;
                 return Err(e.context(format!("sink {}", sink_settings.name)));
             }
         };
+        // A sink that is not ready yet still runs: its records wait in its
+        // outbox and its worker reports it failing until the set-up is fixed.
+        if let Err(error) = sink.ready().await {
+            tracing::warn!(sink = %sink_settings.name, %error, "sink not ready; its records wait in its outbox");
+        }
         let worker = SinkWorker {
             settings: sink_settings.clone(),
             sink,
@@ -375,30 +386,21 @@ async fn apply_reloads(
             running.zoom.client_secret = secret.clone();
             reloaded.push(reload::ZOOM_CLIENT_SECRET_KEY.to_owned());
         }
-        for (name, secret) in &plan.sink_secrets {
-            let key = reload::sink_secret_key(name);
-            let applied = match sinks.iter().find(|(sink, _)| sink == name) {
-                Some((_, sink)) => match sink.as_ref() {
-                    Sink::Http(http) => http.set_secret(secret.as_ref()),
-                    Sink::File(_) => Err(anyhow::anyhow!("a file sink has no secret")),
-                },
+        for update in &plan.sinks {
+            let keys = update.key_paths();
+            let applied = match sinks.iter().find(|(sink, _)| sink == &update.name) {
+                Some((_, sink)) => sink.apply(&update.kind),
                 None => Err(anyhow::anyhow!("no such sink is running")),
             };
             match applied {
                 Ok(()) => {
-                    if let Some(SinkKind::Http {
-                        secret: current, ..
-                    }) = running
-                        .sinks
-                        .iter_mut()
-                        .find(|sink| &sink.name == name)
-                        .map(|sink| &mut sink.kind)
-                    {
-                        *current = secret.clone();
+                    let current = running.sinks.iter_mut().find(|s| s.name == update.name);
+                    if let Some(current) = current {
+                        current.kind = update.kind.clone();
                     }
-                    reloaded.push(key);
+                    reloaded.extend(keys);
                 }
-                Err(e) => refused.push(format!("{key} ({e})")),
+                Err(e) => refused.extend(keys.iter().map(|key| format!("{key} ({e})"))),
             }
         }
         let changed = if reloaded.is_empty() {
