@@ -338,7 +338,14 @@ mod tests {
             plan.zoom_client_secret.as_ref().map(Secret::expose),
             Some("zoom-2")
         );
-        assert_eq!(plan.sinks.len(), 1);
+        let [update] = plan.sinks.as_slice() else {
+            panic!("one sink update expected: {:?}", plan.sinks);
+        };
+        assert_eq!(update.key_paths(), ["sinks[crm].secret"]);
+        let SinkKind::Http(http) = &update.kind else {
+            panic!("not the http sink: {update:?}");
+        };
+        assert_eq!(http.secret.as_ref().map(Secret::expose), Some("crm-2"));
         let rendered = format!("{plan:?}");
         assert!(
             !rendered.contains("zoom-2") && !rendered.contains("crm-2"),

@@ -10,6 +10,7 @@ mod footprint;
 mod media;
 mod metrics;
 mod pipeline;
+mod plugin;
 mod queue;
 mod reconcile;
 mod service;
