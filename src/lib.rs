@@ -12,6 +12,7 @@ pub mod demo;
 pub mod failure;
 pub mod journal;
 pub mod media;
+pub mod oauth;
 pub mod queue;
 pub mod reconcile;
 pub mod record;
