@@ -34,12 +34,8 @@ pub fn parse_sink<R: Registry>(
     env: &dyn Environment,
     secrets: Secrets,
 ) -> Result<(SinkSettings<R>, Vec<Problem>), ConfigError> {
-    let raw: SinkConfig<R> = toml::from_str(text).map_err(|error| {
-        ConfigError::from(super::FileError::Toml {
-            message: error.message().trim().to_owned(),
-            position: None,
-        })
-    })?;
+    let raw: SinkConfig<R> = toml::from_str(text)
+        .map_err(|error| ConfigError::from(super::FileError::toml(text, &error)))?;
     let mut check = Checker {
         env,
         secrets,
