@@ -438,3 +438,19 @@ impl KindKeys {
         error
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::secret_var;
+
+    #[test]
+    fn secret_variables_are_named_after_sink_and_key() {
+        for (name, key, expected) in [
+            ("crm", "secret", "ZCC_RELAY_SINK_CRM_SECRET"),
+            ("crm.eu-1", "secret", "ZCC_RELAY_SINK_CRM_EU_1_SECRET"),
+            ("sf", "client_secret", "ZCC_RELAY_SINK_SF_CLIENT_SECRET"),
+        ] {
+            assert_eq!(secret_var(name, key), expected);
+        }
+    }
+}
