@@ -3,7 +3,9 @@
 //! Owns the validated types, their defaults, the error and problem types, and the two
 //! entry points [`load`] (real file, real environment) and [`parse`] (text plus an
 //! injected [`Environment`]). The file's shape lives in `raw.rs`, the rules in
-//! `validate.rs`. Deliberately knows nothing about what the daemon does with a
+//! `validate.rs`, the `[[sinks]]` tables' common keys in `sink.rs`; each sink
+//! kind's own keys and rules live with the kind (`sink/<kind>/`), reached
+//! through the registry. Deliberately knows nothing about what the daemon does with a
 //! setting: no I/O beyond reading the config and secret files, no logging (warnings are
 //! returned, the caller decides how to show them).
 

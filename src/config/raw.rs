@@ -5,7 +5,9 @@
 //! rejected here, by name, in every table. Deliberately owns no defaults and no rules:
 //! every value is optional and stays a string where it needs interpreting (durations,
 //! URLs, addresses) or is an `i64` where a range applies, so that `validate` can report
-//! every bad value with its key path instead of serde stopping at the first one.
+//! every bad value with its key path instead of serde stopping at the first one. A
+//! sink kind's own keys are only collected here (`SinkConfig::kind_keys`); their
+//! shape is the kind's raw struct (`sink/<kind>/config.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
