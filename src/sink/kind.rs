@@ -286,7 +286,7 @@ macro_rules! sink_kinds {
             async fn build(
                 &self,
                 context: &$crate::sink::BuildContext<'_>,
-            ) -> ::anyhow::Result<$sink> {
+            ) -> $crate::sink::kind::__anyhow::Result<$sink> {
                 ::std::result::Result::Ok(match self {
                     $(
                         $kind::$variant(settings) => $sink::$variant(
@@ -304,7 +304,7 @@ macro_rules! sink_kinds {
                 }
             }
 
-            fn apply(&self, settings: &$kind) -> ::anyhow::Result<()> {
+            fn apply(&self, settings: &$kind) -> $crate::sink::kind::__anyhow::Result<()> {
                 #[allow(unreachable_patterns)]
                 match (self, settings) {
                     $(
@@ -313,7 +313,7 @@ macro_rules! sink_kinds {
                         }
                     )+
                     // Only pairs of two different kinds are left.
-                    (_, settings) => ::std::result::Result::Err(::anyhow::anyhow!(
+                    (_, settings) => ::std::result::Result::Err($crate::sink::kind::__anyhow::anyhow!(
                         "the running sink is not of type {:?}",
                         $crate::sink::Registry::type_name(settings)
                     )),
@@ -336,6 +336,10 @@ macro_rules! sink_kinds {
         }
     };
 }
+
+/// For [`sink_kinds!`](crate::sink_kinds) invoked in a crate without `anyhow`.
+#[doc(hidden)]
+pub use anyhow as __anyhow;
 
 /// The field names of a `#[derive(Deserialize)]` struct, as serde lists them
 /// (what `deny_unknown_fields` accepts). The registry's key list and the
