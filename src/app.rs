@@ -122,11 +122,6 @@ pub async fn run_with(
                 return Err(e.context(format!("sink {}", sink_settings.name)));
             }
         };
-        // A sink that is not ready yet still runs: its records wait in its
-        // outbox and its worker reports it failing until the set-up is fixed.
-        if let Err(error) = sink.ready().await {
-            tracing::warn!(sink = %sink_settings.name, %error, "sink not ready; its records wait in its outbox");
-        }
         let worker = SinkWorker {
             settings: sink_settings.clone(),
             sink,
@@ -137,7 +132,19 @@ pub async fn run_with(
         sinks.push((sink_settings.name.clone(), worker.sink.clone()));
         let name = sink_settings.name.clone();
         let (stop, abort) = (sinks_stop.clone(), sinks_abort.clone());
-        workers.spawn(async move { (name, worker.run(stop, abort).await) });
+        workers.spawn(async move {
+            // Each sink proves its set-up in its own task, so a slow pre-flight
+            // delays neither start-up nor the other sinks. One that is not
+            // ready still runs: its records wait and it is reported failing
+            // until the set-up is fixed.
+            tokio::select! {
+                ready = worker.sink.ready() => if let Err(error) = ready {
+                    tracing::warn!(sink = %name, %error, "sink not ready; its records wait in its outbox");
+                },
+                _ = stop.cancelled() => {}
+            }
+            (name, worker.run(stop, abort).await)
+        });
     }
 
     // Reconciliation and media share the token cache with the socket (one

@@ -58,8 +58,8 @@ pub trait Kind: Sized + Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<Self>> + Send;
 
     /// Proves the set-up without writing anything: a broker connection, an
-    /// OAuth pre-flight. Called once after `build` (a failure is logged, the
-    /// sink runs and its records wait) and by `check`.
+    /// OAuth pre-flight. Called once as the sink's worker starts (a failure is
+    /// logged, the sink runs and its records wait); meant for `check` too.
     fn ready(&self) -> impl Future<Output = Result<(), Failure>> + Send;
 
     /// Takes the live keys of `settings` (what [`Kind::reload`] put into
