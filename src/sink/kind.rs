@@ -189,7 +189,7 @@ pub trait Running<R>: Send + Sync + 'static {
 /// runtime type), [`Registry`] for the first and [`Running`] for the second,
 /// every dispatch an exhaustive `match`.
 ///
-/// ```ignore
+/// ```text
 /// sink_kinds! {
 ///     /// The validated settings of a sink's kind.
 ///     pub enum SinkKind;
