@@ -198,13 +198,16 @@ pub enum ClientAuth {
     /// `client_id` and `client_secret` in the form body (Salesforce, Entra ID,
     /// ServiceNow).
     Body,
-    /// HTTP Basic with `client_id:client_secret`.
+    /// `client_id` and `client_secret` in a JSON body (Zendesk's `/oauth/tokens`).
+    JsonBody,
+    /// HTTP Basic with `client_id:client_secret`, a form body.
     Basic,
 }
 
-/// The OAuth 2.0 client-credentials grant (RFC 6749 §4.4), form-encoded:
-/// Salesforce's `{instance_url}/services/oauth2/token`, Entra ID's
-/// `…/{tenant}/oauth2/v2.0/token` with a `scope`, ServiceNow's `/oauth_token.do`.
+/// The OAuth 2.0 client-credentials grant (RFC 6749 §4.4): Salesforce's
+/// `{instance_url}/services/oauth2/token`, Entra ID's
+/// `…/{tenant}/oauth2/v2.0/token` with a `scope`, ServiceNow's
+/// `/oauth_token.do` (form-encoded), Zendesk's `/oauth/tokens` (JSON).
 pub struct ClientCredentials {
     name: String,
     http: reqwest::Client,
@@ -283,19 +286,29 @@ impl TokenSource for ClientCredentials {
         if let Some(scope) = &self.scope {
             form.push(("scope", scope));
         }
-        let mut request = self.http.post(self.token_url.clone());
-        match self.auth {
-            ClientAuth::Body => {
+        let request = self
+            .http
+            .post(self.token_url.clone())
+            .header("accept", "application/json");
+        let request = match self.auth {
+            ClientAuth::Body | ClientAuth::JsonBody => {
                 form.push(("client_id", &self.client_id));
                 form.push(("client_secret", secret.expose()));
+                if self.auth == ClientAuth::JsonBody {
+                    let body: serde_json::Map<String, serde_json::Value> = form
+                        .into_iter()
+                        .map(|(key, value)| (key.to_owned(), value.into()))
+                        .collect();
+                    request.json(&body)
+                } else {
+                    request.form(&form)
+                }
             }
-            ClientAuth::Basic => {
-                request = request.basic_auth(&self.client_id, Some(secret.expose()));
-            }
-        }
+            ClientAuth::Basic => request
+                .basic_auth(&self.client_id, Some(secret.expose()))
+                .form(&form),
+        };
         let response = request
-            .header("accept", "application/json")
-            .form(&form)
             .send()
             .await
             .map_err(|e| OAuthError::Unavailable(e.without_url().to_string()))?;
@@ -594,6 +607,27 @@ mod tests {
         let (form, authorization) = seen.lock().unwrap()[0].clone();
         assert_eq!(form, "grant_type=client_credentials");
         assert_eq!(authorization.as_deref(), Some("Basic Y2xpZW50LTE6czNjcmV0"));
+    }
+
+    #[tokio::test]
+    async fn client_credentials_in_a_json_body() {
+        let (url, seen) = endpoint(200, r#"{"access_token":"at-1","expires_in":60}"#).await;
+        let source = client_credentials(url)
+            .with_auth(ClientAuth::JsonBody)
+            .with_scope("read write");
+        assert_eq!(source.fetch().await.unwrap().value.expose(), "at-1");
+        let (body, authorization) = seen.lock().unwrap()[0].clone();
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "grant_type": "client_credentials",
+                "scope": "read write",
+                "client_id": "client-1",
+                "client_secret": "s3cret",
+            })
+        );
+        assert_eq!(authorization, None);
     }
 
     #[tokio::test]
