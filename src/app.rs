@@ -16,12 +16,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Loaded, Settings, SinkKind};
+use crate::config::{ConfigError, Loaded, Settings};
 use crate::deliver::SinkWorker;
 use crate::journal::{Journal, MEDIA, SinkRoute};
 use crate::reconcile::Reconciler;
 use crate::service::{Health, Notifier, reload, status};
-use crate::sink::Sink;
+use crate::sink::{BuildContext, Registry, Running, Sink};
 use crate::source::Source;
 use crate::telemetry::LogControl;
 use crate::telemetry::stats::Stats;
@@ -106,7 +106,13 @@ pub async fn run_with(
     let mut workers = JoinSet::new();
     let mut sinks = Vec::new();
     for sink_settings in &settings.sinks {
-        let sink = match Sink::build(sink_settings, &tls, &health) {
+        let context = BuildContext {
+            name: &sink_settings.name,
+            timeout: sink_settings.timeout,
+            tls: &tls,
+            health: &health,
+        };
+        let sink = match sink_settings.kind.build(&context).await {
             Ok(sink) => Arc::new(sink),
             Err(e) => {
                 journal.close().await;
@@ -123,7 +129,19 @@ pub async fn run_with(
         sinks.push((sink_settings.name.clone(), worker.sink.clone()));
         let name = sink_settings.name.clone();
         let (stop, abort) = (sinks_stop.clone(), sinks_abort.clone());
-        workers.spawn(async move { (name, worker.run(stop, abort).await) });
+        workers.spawn(async move {
+            // Each sink proves its set-up in its own task, so a slow pre-flight
+            // delays neither start-up nor the other sinks. One that is not
+            // ready still runs: its records wait and it is reported failing
+            // until the set-up is fixed.
+            tokio::select! {
+                ready = worker.sink.ready() => if let Err(error) = ready {
+                    tracing::warn!(sink = %name, %error, "sink not ready; its records wait in its outbox");
+                },
+                _ = stop.cancelled() => {}
+            }
+            (name, worker.run(stop, abort).await)
+        });
     }
 
     // Reconciliation and media share the token cache with the socket (one
@@ -372,30 +390,21 @@ async fn apply_reloads(
             running.zoom.client_secret = secret.clone();
             reloaded.push(reload::ZOOM_CLIENT_SECRET_KEY.to_owned());
         }
-        for (name, secret) in &plan.sink_secrets {
-            let key = reload::sink_secret_key(name);
-            let applied = match sinks.iter().find(|(sink, _)| sink == name) {
-                Some((_, sink)) => match sink.as_ref() {
-                    Sink::Http(http) => http.set_secret(secret.as_ref()),
-                    Sink::File(_) => Err(anyhow::anyhow!("a file sink has no secret")),
-                },
+        for update in &plan.sinks {
+            let keys = update.key_paths();
+            let applied = match sinks.iter().find(|(sink, _)| sink == &update.name) {
+                Some((_, sink)) => sink.apply(&update.kind),
                 None => Err(anyhow::anyhow!("no such sink is running")),
             };
             match applied {
                 Ok(()) => {
-                    if let Some(SinkKind::Http {
-                        secret: current, ..
-                    }) = running
-                        .sinks
-                        .iter_mut()
-                        .find(|sink| &sink.name == name)
-                        .map(|sink| &mut sink.kind)
-                    {
-                        *current = secret.clone();
+                    let current = running.sinks.iter_mut().find(|s| s.name == update.name);
+                    if let Some(current) = current {
+                        current.kind = update.kind.clone();
                     }
-                    reloaded.push(key);
+                    reloaded.extend(keys);
                 }
-                Err(e) => refused.push(format!("{key} ({e})")),
+                Err(e) => refused.extend(keys.iter().map(|key| format!("{key} ({e})"))),
             }
         }
         let changed = if reloaded.is_empty() {

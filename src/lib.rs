@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod failure;
 pub mod journal;
 pub mod media;
+pub mod oauth;
 pub mod reconcile;
 pub mod record;
 pub mod service;

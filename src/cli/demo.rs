@@ -23,6 +23,8 @@ use crate::config::{
     Settings, SinkKind, SinkSettings, WebsocketSettings, ZoomSettings,
 };
 use crate::record::Source;
+use crate::sink::file::FileSinkSettings;
+use crate::sink::http::HttpSinkSettings;
 use crate::telemetry::stats::Stats;
 
 /// The CRM stand-in's signing secret (Standard Webhooks `whsec_` form).
@@ -270,10 +272,10 @@ fn demo_settings(
     let journal_dir = dir.join("journal");
     let mut crm = SinkSettings::new(
         "crm",
-        SinkKind::Http {
+        SinkKind::Http(HttpSinkSettings {
             url: crm_url.clone(),
             secret: Some(Secret::new(CRM_SECRET.to_string())),
-        },
+        }),
     );
     crm.timeout = Duration::from_secs(5);
     Ok(Settings {
@@ -295,9 +297,9 @@ fn demo_settings(
         sinks: vec![
             SinkSettings::new(
                 "archive",
-                SinkKind::File {
+                SinkKind::File(FileSinkSettings {
                     path: archive.to_path_buf(),
-                },
+                }),
             ),
             crm,
         ],

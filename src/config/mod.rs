@@ -3,13 +3,16 @@
 //! Owns the validated types, their defaults, the error and problem types, and the two
 //! entry points [`load`] (real file, real environment) and [`parse`] (text plus an
 //! injected [`Environment`]). The file's shape lives in `raw.rs`, the rules in
-//! `validate.rs`. Deliberately knows nothing about what the daemon does with a
+//! `validate.rs`, the `[[sinks]]` tables' common keys in `sink.rs`; each sink
+//! kind's own keys and rules live with the kind (`sink/<kind>/`), reached
+//! through the registry. Deliberately knows nothing about what the daemon does with a
 //! setting: no I/O beyond reading the config and secret files, no logging (warnings are
 //! returned, the caller decides how to show them).
 
 mod env;
 mod raw;
 mod secret;
+mod sink;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -24,7 +27,12 @@ pub use raw::{
     SinkConfig, WebsocketConfig, ZoomConfig,
 };
 pub use secret::Secret;
+pub use sink::{SinkCheck, parse_sink};
 pub use validate::{validate, validate_with};
+
+/// A sink's kind settings: the registry's enum, re-exported where the rest of
+/// the settings are.
+pub use crate::sink::SinkKind;
 
 /// Where the commands look for the configuration unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/zcc-relay/config.toml";
@@ -348,8 +356,10 @@ pub struct MetricsSettings {
     pub listen: Option<SocketAddr>,
 }
 
+/// One sink: the keys every sink has, and its kind's settings (`K`, the
+/// daemon's [`SinkKind`] unless a test brings its own registry).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SinkSettings {
+pub struct SinkSettings<K = SinkKind> {
     pub name: String,
     /// Globs on the full event name (`*` any run, `?` one character); empty = all events.
     pub events: Vec<String>,
@@ -359,18 +369,7 @@ pub struct SinkSettings {
     pub retry_schedule: Vec<Duration>,
     /// Repeat the last `retry_schedule` delay forever instead of dead-lettering.
     pub retry_forever: bool,
-    pub kind: SinkKind,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SinkKind {
-    Http {
-        url: url::Url,
-        secret: Option<Secret>,
-    },
-    File {
-        path: PathBuf,
-    },
+    pub kind: K,
 }
 
 const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -386,13 +385,18 @@ const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
 ];
 
-impl SinkSettings {
-    /// A sink with the defaults (docs/contract.md §3.2): all events, 10 s timeout, 8 in flight,
-    /// 60 s of fast retries, then the durable schedule, then dead-letter.
-    pub fn new(name: impl Into<String>, kind: SinkKind) -> Self {
+impl<K: crate::sink::Registry> SinkSettings<K> {
+    /// A sink with the defaults (docs/contract.md §3.2): the kind's default events (all, for
+    /// http and file), 10 s timeout, 8 in flight, 60 s of fast retries, then the durable
+    /// schedule, then dead-letter.
+    pub fn new(name: impl Into<String>, kind: K) -> Self {
         SinkSettings {
             name: name.into(),
-            events: Vec::new(),
+            events: kind
+                .default_events()
+                .iter()
+                .map(|event| (*event).to_owned())
+                .collect(),
             timeout: DEFAULT_SINK_TIMEOUT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry_fast_window: DEFAULT_RETRY_FAST_WINDOW,
@@ -406,6 +410,8 @@ impl SinkSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::file::FileSinkSettings;
+    use crate::sink::http::HttpSinkSettings;
 
     const EXAMPLE: &str = include_str!("../../config.toml.example");
 
@@ -440,17 +446,17 @@ mod tests {
             "file:///var/lib/zcc-relay/media"
         );
         let crm = settings.sink("crm").map(|sink| &sink.kind);
-        let expected_crm = SinkKind::Http {
+        let expected_crm = SinkKind::Http(HttpSinkSettings {
             url: url::Url::parse("https://crm.example.com/zoom").unwrap(),
             secret: Some(Secret::new("whsec_c2VjcmV0".to_owned())),
-        };
+        });
         assert_eq!(crm, Some(&expected_crm));
         let archive = settings.sink("archive").map(|sink| &sink.kind);
         assert_eq!(
             archive,
-            Some(&SinkKind::File {
+            Some(&SinkKind::File(FileSinkSettings {
                 path: PathBuf::from("/var/lib/zcc-relay/events.jsonl")
-            })
+            }))
         );
     }
 
@@ -475,9 +481,9 @@ mod tests {
             Ok(loaded) => loaded.settings,
             Err(error) => panic!("{error}"),
         };
-        let file = SinkKind::File {
+        let file = SinkKind::File(FileSinkSettings {
             path: PathBuf::from("/data/events.jsonl"),
-        };
+        });
         assert_eq!(settings.sinks, [SinkSettings::new("archive", file)]);
         assert_eq!(
             Some(settings.media),

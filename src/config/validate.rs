@@ -8,7 +8,7 @@
 //! Every check reports and carries on, so one run of `zcc-relay validate` lists
 //! everything; a section that had a problem yields `None` and no `Settings` is built.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,14 +16,13 @@ use url::Url;
 
 use super::raw::{
     DaemonConfig, JournalConfig, MediaConfig, MetricsConfig, RawConfig, ReconcileConfig,
-    SinkConfig, WebsocketConfig, ZoomConfig,
+    WebsocketConfig, ZoomConfig,
 };
 use super::{
-    ConfigError, DEFAULT_LINK_TTL, DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_FAST_WINDOW,
-    DEFAULT_RETRY_SCHEDULE, DEFAULT_SINK_TIMEOUT, DaemonSettings, Environment, JournalSettings,
-    Loaded, MediaSettings, MetricsSettings, Problem, ReconcileSettings, Secret, Secrets, Settings,
-    SinkKind, SinkSettings, WebsocketSettings, ZOOM_API_BASE_URL, ZOOM_OAUTH_URL,
-    ZOOM_WEBSOCKET_URL, ZoomSettings, default_media_store, unresolvable_media_store,
+    ConfigError, DEFAULT_LINK_TTL, DaemonSettings, Environment, JournalSettings, Loaded,
+    MediaSettings, MetricsSettings, Problem, ReconcileSettings, Secret, Secrets, Settings,
+    WebsocketSettings, ZOOM_API_BASE_URL, ZOOM_OAUTH_URL, ZOOM_WEBSOCKET_URL, ZoomSettings,
+    default_media_store, unresolvable_media_store,
 };
 
 /// Where the zoom client secret may come from, besides the config file.
@@ -35,7 +34,7 @@ const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 const STATE_DIRECTORY: &str = "STATE_DIRECTORY";
 const FALLBACK_JOURNAL_DIR: &str = "./zcc-relay-data";
 
-const HTTP_SCHEMES: &[&str] = &["https", "http"];
+pub(super) const HTTP_SCHEMES: &[&str] = &["https", "http"];
 const WEBSOCKET_SCHEMES: &[&str] = &["wss", "ws"];
 const STORE_SCHEMES: &[&str] = &["file", "s3", "az", "azure", "gs", "gcs", "memory"];
 
@@ -114,26 +113,26 @@ pub fn validate_with(
     }
 }
 
-struct Checker<'e> {
-    env: &'e dyn Environment,
-    secrets: Secrets,
-    errors: Vec<Problem>,
-    warnings: Vec<Problem>,
+pub(super) struct Checker<'e> {
+    pub(super) env: &'e dyn Environment,
+    pub(super) secrets: Secrets,
+    pub(super) errors: Vec<Problem>,
+    pub(super) warnings: Vec<Problem>,
 }
 
 /// The places one secret may come from, in order of precedence.
-struct SecretPlaces {
-    inline_key: String,
-    file_key: String,
-    inline: Option<String>,
-    file: Option<PathBuf>,
+pub(super) struct SecretPlaces {
+    pub(super) inline_key: String,
+    pub(super) file_key: String,
+    pub(super) inline: Option<String>,
+    pub(super) file: Option<PathBuf>,
     /// File name under `$CREDENTIALS_DIRECTORY` and environment variable; `None` when
     /// they cannot be named (a sink whose name is already reported as invalid).
-    credential: Option<String>,
-    var: Option<String>,
+    pub(super) credential: Option<String>,
+    pub(super) var: Option<String>,
 }
 
-enum SecretLookup {
+pub(super) enum SecretLookup {
     Found(Secret),
     Absent,
     /// Configured but unusable; the problem is already recorded.
@@ -141,11 +140,11 @@ enum SecretLookup {
 }
 
 impl Checker<'_> {
-    fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.errors.push(Problem::new(key, message));
     }
 
-    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Problem::new(key, message));
     }
 
@@ -243,7 +242,7 @@ impl Checker<'_> {
         Some(url)
     }
 
-    fn url(&mut self, key: &str, text: &str, schemes: &[&str]) -> Option<Url> {
+    pub(super) fn url(&mut self, key: &str, text: &str, schemes: &[&str]) -> Option<Url> {
         let url = match Url::parse(text) {
             Ok(url) => url,
             Err(_) if text.is_empty() => {
@@ -286,14 +285,19 @@ impl Checker<'_> {
         Some(url)
     }
 
-    fn duration(&mut self, key: &str, text: Option<String>, default: Duration) -> Option<Duration> {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        text: Option<String>,
+        default: Duration,
+    ) -> Option<Duration> {
         match text {
             None => Some(default),
             Some(text) => self.parse_duration(key, &text),
         }
     }
 
-    fn parse_duration(&mut self, key: &str, text: &str) -> Option<Duration> {
+    pub(super) fn parse_duration(&mut self, key: &str, text: &str) -> Option<Duration> {
         match humantime::parse_duration(text) {
             Ok(duration) if duration.is_zero() => {
                 self.error(key, "must be above zero");
@@ -315,7 +319,7 @@ impl Checker<'_> {
 
     /// A count with a lower bound; TOML integers are `i64`, so the range check and the
     /// conversion to the target type happen here, with the key in the message.
-    fn count<T: TryFrom<i64>>(
+    pub(super) fn count<T: TryFrom<i64>>(
         &mut self,
         key: &str,
         value: Option<i64>,
@@ -341,7 +345,7 @@ impl Checker<'_> {
     /// The first of the secret's places that is set wins. A place that is set but
     /// unusable (unreadable, empty) is an error, never a silent fall-through to the
     /// next one: that would run with a different secret than the operator intended.
-    fn secret(&mut self, places: SecretPlaces) -> SecretLookup {
+    pub(super) fn secret(&mut self, places: SecretPlaces) -> SecretLookup {
         let SecretPlaces {
             inline_key,
             file_key,
@@ -778,199 +782,6 @@ impl Checker<'_> {
             }),
         }
     }
-
-    fn sinks(&mut self, raw: Vec<SinkConfig>) -> Option<Vec<SinkSettings>> {
-        if raw.is_empty() {
-            self.error("sinks", "at least one [[sinks]] is required");
-            return None;
-        }
-        let mut names = HashSet::new();
-        let mut sinks = Vec::with_capacity(raw.len());
-        let mut complete = true;
-        for (index, sink) in raw.into_iter().enumerate() {
-            match self.sink(index, sink, &mut names) {
-                Some(sink) => sinks.push(sink),
-                None => complete = false,
-            }
-        }
-        complete.then_some(sinks)
-    }
-
-    fn sink(
-        &mut self,
-        index: usize,
-        raw: SinkConfig,
-        names: &mut HashSet<String>,
-    ) -> Option<SinkSettings> {
-        let at = |field: &str| format!("sinks[{index}].{field}");
-        let name = self.sink_name(&at("name"), raw.name, names);
-        let kind = match raw.kind.as_deref() {
-            Some("http") => {
-                self.not_for_type(&at("path"), raw.path.is_some(), "http");
-                let url = match raw.url {
-                    Some(text) => self.url(&at("url"), &text, HTTP_SCHEMES),
-                    None => {
-                        self.error(at("url"), "missing; required for type \"http\"");
-                        None
-                    }
-                };
-                let places = SecretPlaces {
-                    inline_key: at("secret"),
-                    file_key: at("secret_file"),
-                    inline: raw.secret,
-                    file: raw.secret_file,
-                    credential: name.as_deref().map(|name| format!("sink-{name}-secret")),
-                    var: name.as_deref().map(sink_secret_var),
-                };
-                let secret = match self.secret(places) {
-                    SecretLookup::Found(secret) => Some(Some(secret)),
-                    SecretLookup::Absent => Some(None),
-                    SecretLookup::Failed => None,
-                };
-                match (url, secret) {
-                    (Some(url), Some(secret)) => Some(SinkKind::Http { url, secret }),
-                    _ => None,
-                }
-            }
-            Some("file") => {
-                self.not_for_type(&at("url"), raw.url.is_some(), "file");
-                self.not_for_type(&at("secret"), raw.secret.is_some(), "file");
-                self.not_for_type(&at("secret_file"), raw.secret_file.is_some(), "file");
-                match raw.path {
-                    Some(path) if path.as_os_str().is_empty() => {
-                        self.error(at("path"), "must not be empty");
-                        None
-                    }
-                    Some(path) => Some(SinkKind::File { path }),
-                    None => {
-                        self.error(at("path"), "missing; required for type \"file\"");
-                        None
-                    }
-                }
-            }
-            Some(other) => {
-                self.error(
-                    at("type"),
-                    format!("unknown sink type {other:?}; allowed: \"http\", \"file\""),
-                );
-                None
-            }
-            None => {
-                self.error(at("type"), "missing; one of \"http\", \"file\"");
-                None
-            }
-        };
-
-        let events = match raw.events {
-            None => Vec::new(),
-            Some(events) => {
-                if events.is_empty() {
-                    self.warn(
-                        at("events"),
-                        "an empty list forwards every event; remove the key to say so",
-                    );
-                }
-                for (position, pattern) in events.iter().enumerate() {
-                    if pattern.is_empty() {
-                        self.error(at(&format!("events[{position}]")), "empty pattern");
-                    }
-                }
-                events
-            }
-        };
-        let timeout = self.duration(&at("timeout"), raw.timeout, DEFAULT_SINK_TIMEOUT);
-        let max_in_flight = self.count(
-            &at("max_in_flight"),
-            raw.max_in_flight,
-            DEFAULT_MAX_IN_FLIGHT,
-            1,
-        );
-        let retry_fast_window = self.duration(
-            &at("retry_fast_window"),
-            raw.retry_fast_window,
-            DEFAULT_RETRY_FAST_WINDOW,
-        );
-        let retry_schedule = match raw.retry_schedule {
-            None => Some(DEFAULT_RETRY_SCHEDULE.to_vec()),
-            Some(delays) if delays.is_empty() => {
-                self.error(at("retry_schedule"), "must list at least one delay");
-                None
-            }
-            Some(delays) => {
-                let parsed: Vec<Option<Duration>> = delays
-                    .iter()
-                    .enumerate()
-                    .map(|(position, delay)| {
-                        self.parse_duration(&at(&format!("retry_schedule[{position}]")), delay)
-                    })
-                    .collect();
-                parsed.into_iter().collect()
-            }
-        };
-        Some(SinkSettings {
-            name: name?,
-            events,
-            timeout: timeout?,
-            max_in_flight: max_in_flight?,
-            retry_fast_window: retry_fast_window?,
-            retry_schedule: retry_schedule?,
-            retry_forever: raw.retry_forever.unwrap_or(false),
-            kind: kind?,
-        })
-    }
-
-    /// The name keys outboxes, metrics and secret lookups, hence the narrow alphabet.
-    /// A duplicate is reported but the name returned, so the rest of that sink is
-    /// still checked.
-    fn sink_name(
-        &mut self,
-        key: &str,
-        name: Option<String>,
-        names: &mut HashSet<String>,
-    ) -> Option<String> {
-        let Some(name) = name else {
-            self.error(key, "missing");
-            return None;
-        };
-        if name.is_empty() {
-            self.error(key, "must not be empty");
-            return None;
-        }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-        if !name.chars().all(allowed) {
-            self.error(
-                key,
-                format!("{name:?} may contain only letters, digits, '_', '.' and '-'"),
-            );
-            return None;
-        }
-        if !names.insert(name.clone()) {
-            self.error(key, format!("duplicate sink name {name:?}"));
-        }
-        Some(name)
-    }
-
-    fn not_for_type(&mut self, key: &str, present: bool, kind: &str) {
-        if present {
-            self.error(key, format!("not used by type {kind:?}"));
-        }
-    }
-}
-
-/// `ZCC_RELAY_SINK_<NAME>_SECRET`, the name uppercased and everything else made `_`,
-/// since environment variable names cannot hold `.` or `-` portably.
-fn sink_secret_var(name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("ZCC_RELAY_SINK_{name}_SECRET")
 }
 
 fn is_loopback_host(url: &Url) -> bool {
@@ -992,7 +803,7 @@ fn quoted_list(items: &[&str]) -> String {
 }
 
 /// The stand-in for a secret [`Secrets::Skip`] did not read.
-fn unread() -> Secret {
+pub(super) fn unread() -> Secret {
     Secret::new(String::new())
 }
 
@@ -1020,6 +831,7 @@ fn unknown_store_option(scheme: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::super::{FakeEnvironment, Loaded, Secrets, Settings, SinkKind, parse, parse_with};
+    use crate::sink::http::HttpSinkSettings;
 
     /// The zoom table of a valid config, open for more zoom keys; `with_base` appends a
     /// row's text and then one valid sink.
@@ -1686,7 +1498,7 @@ retry_schedule = []
                  url = \"https://crm.test/\"\n{secret_lines}"
             );
             let settings = settings(env, &text);
-            let SinkKind::Http { secret, .. } = &settings.sinks[0].kind else {
+            let SinkKind::Http(HttpSinkSettings { secret, .. }) = &settings.sinks[0].kind else {
                 panic!("not an http sink: {:?}", settings.sinks[0]);
             };
             assert_eq!(
@@ -1799,10 +1611,10 @@ path = "/x"
             assert!(!rendered.contains("SECRET"), "secret in {rendered}");
             assert!(rendered.contains("***"), "{rendered}");
         }
-        let Some(SinkKind::Http {
+        let Some(SinkKind::Http(HttpSinkSettings {
             secret: Some(secret),
             ..
-        }) = settings.sink("crm").map(|sink| &sink.kind)
+        })) = settings.sink("crm").map(|sink| &sink.kind)
         else {
             panic!("crm has no secret: {settings:?}");
         };

@@ -38,7 +38,7 @@ use crate::failure::{Class, Failure};
 use crate::journal::{DeadLetter, Journal, JournalError, Pending};
 use crate::record::{RecordHeader, now_rfc3339};
 use crate::service::Health;
-use crate::sink::Sink;
+use crate::sink::{Registry, Running, SinkKind};
 use crate::telemetry::stats::Stats;
 use lane::Lanes;
 
@@ -54,9 +54,11 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 const BACKLOG_WARN_AGE: Duration = Duration::from_secs(3600);
 const BACKLOG_CHECK_EVERY: Duration = Duration::from_secs(60);
 
-pub struct SinkWorker {
-    pub settings: SinkSettings,
-    pub sink: Arc<Sink>,
+/// Generic over the sink registry only so that a test can bring its own kinds;
+/// the daemon's is [`SinkKind`].
+pub struct SinkWorker<R: Registry = SinkKind> {
+    pub settings: SinkSettings<R>,
+    pub sink: Arc<R::Sink>,
     pub journal: Journal,
     pub stats: Stats,
     /// Where the worker's heartbeat registers, for the watchdog. (Its
@@ -65,9 +67,9 @@ pub struct SinkWorker {
 }
 
 /// Shared by a worker's in-flight deliveries.
-struct Context {
-    settings: SinkSettings,
-    sink: Arc<Sink>,
+struct Context<R: Registry> {
+    settings: SinkSettings<R>,
+    sink: Arc<R::Sink>,
     journal: Journal,
     stats: Stats,
     health: Mutex<SinkHealth>,
@@ -103,7 +105,7 @@ struct Finished {
     settled: Settled,
 }
 
-impl SinkWorker {
+impl<R: Registry> SinkWorker<R> {
     /// Delivers until `stop` fires, then lets in-flight deliveries finish until
     /// `abort` fires. Undelivered records stay in the outbox.
     pub async fn run(
@@ -247,8 +249,8 @@ impl SinkWorker {
 /// commit returned, and acks commit in the order they were queued, so a crash
 /// before the commit re-sends this record and every later one of its
 /// engagement, in their order.
-async fn deliver(
-    context: &Context,
+async fn deliver<R: Registry>(
+    context: &Context<R>,
     pending: Pending,
     lane: Option<String>,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -380,7 +382,7 @@ fn letter(reason: String, status: Option<u16>, attempts: u32) -> DeadLetter {
     }
 }
 
-impl Context {
+impl<R: Registry> Context<R> {
     fn failing(&self, reason: &str) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.failures += 1;

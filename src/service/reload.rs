@@ -1,10 +1,11 @@
 //! SIGHUP: what a re-read configuration may change in a running daemon.
 //!
 //! Safe to change live: `daemon.log_level`, the Zoom client secret (used from
-//! the next token request on) and the sinks' signing secrets (from the next
-//! request on). Everything else — endpoints, timings, sinks added, removed or
-//! changed, the journal — needs a restart; [`plan`] lists those keys so the log
-//! can say which changes were not applied. The journal is never touched.
+//! the next token request on) and the keys each sink kind says it applies live
+//! (`Kind::reload`; today the http sink's signing secret, from the next request
+//! on). Everything else — endpoints, timings, sinks added, removed or changed,
+//! the journal — needs a restart; [`plan`] lists those keys so the log can say
+//! which changes were not applied. The journal is never touched.
 //!
 //! Owns the comparison (pure); `app` applies the plan and `main` listens for
 //! the signal.
@@ -13,6 +14,7 @@ use crate::config::{
     DaemonSettings, JournalSettings, MediaSettings, MetricsSettings, ReconcileSettings, Secret,
     Settings, SinkKind, SinkSettings, WebsocketSettings, ZoomSettings,
 };
+use crate::sink::Registry;
 
 /// What a reload changes, and what it cannot.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -21,9 +23,9 @@ pub struct Plan {
     pub log_level: Option<String>,
     /// The new Zoom client secret, if it changed.
     pub zoom_client_secret: Option<Secret>,
-    /// Sinks (present before and after) whose signing secret changed, with the
-    /// new secret (`None`: no longer signed).
-    pub sink_secrets: Vec<(String, Option<Secret>)>,
+    /// Sinks (present before and after, same type) with kind keys that apply
+    /// live and changed.
+    pub sinks: Vec<SinkReload>,
     /// Keys whose new values take effect only after a restart.
     pub needs_restart: Vec<String>,
 }
@@ -32,8 +34,30 @@ pub struct Plan {
 pub const LOG_LEVEL_KEY: &str = "daemon.log_level";
 pub const ZOOM_CLIENT_SECRET_KEY: &str = "zoom.client_secret";
 
-pub fn sink_secret_key(sink: &str) -> String {
-    format!("sinks[{sink}].secret")
+/// A sink's key as the log names it: `sinks[crm].secret`.
+pub fn sink_key(sink: &str, key: &str) -> String {
+    format!("sinks[{sink}].{key}")
+}
+
+/// One running sink's live changes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SinkReload {
+    pub name: String,
+    /// The changed keys applied live (`secret`).
+    pub keys: Vec<&'static str>,
+    /// The running kind settings with those changes taken over: what the
+    /// running sink applies and the daemon then keeps as running.
+    pub kind: SinkKind,
+}
+
+impl SinkReload {
+    /// The keys as the log names them.
+    pub fn key_paths(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|key| sink_key(&self.name, key))
+            .collect()
+    }
 }
 
 impl Plan {
@@ -46,8 +70,8 @@ impl Plan {
         if self.zoom_client_secret.is_some() {
             keys.push(ZOOM_CLIENT_SECRET_KEY.to_owned());
         }
-        for (sink, _) in &self.sink_secrets {
-            keys.push(sink_secret_key(sink));
+        for sink in &self.sinks {
+            keys.extend(sink.key_paths());
         }
         keys
     }
@@ -163,11 +187,8 @@ pub fn plan(running: &Settings, loaded: &Settings) -> Plan {
         match loaded.sink(&old.name) {
             None => restart.push(format!("sinks[{}] (removed)", old.name)),
             Some(new) => {
-                sink_changes(old, new, restart);
-                let (old_secret, new_secret) = (secret_of(old), secret_of(new));
-                if old_secret != new_secret && same_kind(old, new) {
-                    plan.sink_secrets
-                        .push((old.name.clone(), new_secret.cloned()));
+                if let Some(live) = sink_changes(old, new, restart) {
+                    plan.sinks.push(live);
                 }
             }
         }
@@ -180,9 +201,14 @@ pub fn plan(running: &Settings, loaded: &Settings) -> Plan {
     plan
 }
 
-fn sink_changes(old: &SinkSettings, new: &SinkSettings, restart: &mut Vec<String>) {
+/// Sorts one sink's changes: restart keys into `restart`, live ones returned.
+fn sink_changes(
+    old: &SinkSettings,
+    new: &SinkSettings,
+    restart: &mut Vec<String>,
+) -> Option<SinkReload> {
     let name = &old.name;
-    // Exhaustive like `plan`'s: `name` is the key, `kind` is compared below.
+    // Exhaustive like `plan`'s: `name` is the key, `kind` is its kind's to sort.
     macro_rules! compare {
         ($($field:ident),*) => {
             let SinkSettings { name: _, kind: _, $($field: _),* } = old;
@@ -199,27 +225,16 @@ fn sink_changes(old: &SinkSettings, new: &SinkSettings, restart: &mut Vec<String
         retry_schedule,
         retry_forever
     );
-    match (&old.kind, &new.kind) {
-        (SinkKind::Http { url: a, .. }, SinkKind::Http { url: b, .. }) if a != b => {
-            restart.push(format!("sinks[{name}].url"));
-        }
-        (SinkKind::File { path: a }, SinkKind::File { path: b }) if a != b => {
-            restart.push(format!("sinks[{name}].path"));
-        }
-        _ if !same_kind(old, new) => restart.push(format!("sinks[{name}].type")),
-        _ => {}
-    }
-}
-
-fn same_kind(a: &SinkSettings, b: &SinkSettings) -> bool {
-    std::mem::discriminant(&a.kind) == std::mem::discriminant(&b.kind)
-}
-
-fn secret_of(sink: &SinkSettings) -> Option<&Secret> {
-    match &sink.kind {
-        SinkKind::Http { secret, .. } => secret.as_ref(),
-        SinkKind::File { .. } => None,
-    }
+    let Some(reload) = SinkKind::reload(&old.kind, &new.kind) else {
+        restart.push(sink_key(name, "type"));
+        return None;
+    };
+    restart.extend(reload.restart.iter().map(|key| sink_key(name, key)));
+    (!reload.live.is_empty()).then(|| SinkReload {
+        name: name.clone(),
+        keys: reload.live,
+        kind: reload.applied,
+    })
 }
 
 #[cfg(test)]
@@ -323,7 +338,14 @@ mod tests {
             plan.zoom_client_secret.as_ref().map(Secret::expose),
             Some("zoom-2")
         );
-        assert_eq!(plan.sink_secrets.len(), 1);
+        let [update] = plan.sinks.as_slice() else {
+            panic!("one sink update expected: {:?}", plan.sinks);
+        };
+        assert_eq!(update.key_paths(), ["sinks[crm].secret"]);
+        let SinkKind::Http(http) = &update.kind else {
+            panic!("not the http sink: {update:?}");
+        };
+        assert_eq!(http.secret.as_ref().map(Secret::expose), Some("crm-2"));
         let rendered = format!("{plan:?}");
         assert!(
             !rendered.contains("zoom-2") && !rendered.contains("crm-2"),

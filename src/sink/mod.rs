@@ -1,49 +1,27 @@
-//! Where records go: one type per sink kind, and the error classification that
-//! decides between retrying and dead-lettering.
+//! Where records go: one folder per sink kind behind a closed registry.
 //!
-//! A sink delivers one record and says how it went (a classified
-//! [`Failure`]); it never retries, never touches the journal and never decides
-//! policy (that is `deliver/`).
+//! A kind (`http/`, `file/`) implements [`Kind`]: its raw table and validation,
+//! which of its keys a reload applies live, its secrets, its set-up and its
+//! delivery. The one list below ([`sink_kinds!`](crate::sink_kinds)) turns the
+//! kinds into [`SinkKind`] (a sink's validated kind settings, inside
+//! [`SinkSettings`](crate::config::SinkSettings)) and [`Sink`] (a running
+//! sink), with every dispatch generated. A sink delivers one record and says
+//! how it went (a classified [`Failure`](crate::failure::Failure)); it never
+//! retries, never touches the journal and never decides policy (that is
+//! `deliver/`).
 
 pub mod file;
 pub mod http;
+pub mod kind;
 pub mod route;
 
-use crate::config::{SinkKind, SinkSettings};
-use crate::failure::Failure;
-use crate::record::RecordHeader;
+pub use kind::{BuildContext, Kind, Registry, Reload, Running};
 
-pub enum Sink {
-    Http(http::HttpSink),
-    File(file::FileSink),
-}
-
-impl Sink {
-    /// The sink `settings` describe. A file sink's writer task registers its
-    /// heartbeat with `health` (an HTTP sink has no task of its own).
-    pub fn build(
-        settings: &SinkSettings,
-        tls: &std::sync::Arc<rustls::ClientConfig>,
-        health: &crate::service::Health,
-    ) -> anyhow::Result<Sink> {
-        Ok(match &settings.kind {
-            SinkKind::Http { url, secret } => Sink::Http(http::HttpSink::new(
-                url.clone(),
-                secret.as_ref(),
-                settings.timeout,
-                tls,
-            )?),
-            SinkKind::File { path } => Sink::File(file::FileSink::open_watched(
-                path,
-                health.register(format!("sink {} writer", settings.name)),
-            )?),
-        })
-    }
-
-    pub async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
-        match self {
-            Sink::Http(sink) => sink.deliver(header, bytes).await,
-            Sink::File(sink) => sink.deliver(bytes).await,
-        }
-    }
+crate::sink_kinds! {
+    /// A sink's validated kind settings, one variant per kind.
+    pub enum SinkKind;
+    /// A running sink, one variant per kind.
+    pub enum Sink;
+    Http => http::HttpSink,
+    File => file::FileSink,
 }

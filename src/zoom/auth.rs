@@ -1,23 +1,19 @@
 //! The one Server-to-Server OAuth token owner (docs/zoom.md §1).
 //!
-//! Every Zoom caller (the socket, later the REST client and media downloads)
-//! asks this cache. It refreshes ahead of expiry, single-flight (one request in
-//! flight however many callers wait), and lets a caller that saw a 401 invalidate
-//! exactly the token it used, so a refresh happens once, not once per caller.
-//! It never logs or prints a token.
+//! Every Zoom caller (the socket, the REST client and media downloads) asks
+//! this cache: the daemon's shared [`crate::oauth::TokenCache`] (refresh ahead
+//! of expiry, single flight, invalidate after a 401) over Zoom's
+//! `account_credentials` grant, which this module owns. It never logs or
+//! prints a token.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use crate::config::Secret;
+use crate::oauth::{Fetched, TokenSource};
 
-/// Never refresh earlier than this before expiry, never later than 5 minutes.
-const MIN_REFRESH_AHEAD: Duration = Duration::from_secs(1);
-const MAX_REFRESH_AHEAD: Duration = Duration::from_secs(300);
+pub use crate::oauth::Token;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -33,40 +29,6 @@ pub enum AuthError {
 impl AuthError {
     pub fn is_credentials_problem(&self) -> bool {
         matches!(self, AuthError::Rejected { .. })
-    }
-}
-
-/// A bearer token with its expiry. `Debug` never shows the value.
-#[derive(Clone)]
-pub struct Token {
-    value: Secret,
-    pub expires_at: Instant,
-    pub lifetime: Duration,
-    /// Distinguishes tokens without comparing secrets in logs.
-    pub generation: u64,
-}
-
-impl Token {
-    pub fn expose(&self) -> &str {
-        self.value.expose()
-    }
-
-    /// When this token should be replaced: 10 % of its lifetime before expiry,
-    /// within 1 s ..= 5 min, so hour-long tokens are replaced 5 min early and
-    /// short test tokens still get most of their life used.
-    pub fn refresh_at(&self) -> Instant {
-        let ahead = (self.lifetime / 10).clamp(MIN_REFRESH_AHEAD, MAX_REFRESH_AHEAD);
-        self.expires_at
-            .checked_sub(ahead)
-            .unwrap_or(self.expires_at)
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token")
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
     }
 }
 
@@ -95,103 +57,27 @@ impl Credentials {
     }
 }
 
-/// Shared handle; clone freely.
-#[derive(Clone)]
-pub struct TokenCache {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
+/// Zoom's Server-to-Server grant (`account_credentials`) as a [`TokenSource`].
+pub struct AccountCredentials {
     http: reqwest::Client,
     /// Replaced on SIGHUP when the client secret changed.
     credentials: std::sync::Mutex<Credentials>,
-    state: Mutex<State>,
 }
 
-#[derive(Default)]
-struct State {
-    current: Option<Token>,
-    generation: u64,
-    refreshes: u64,
-}
+impl TokenSource for AccountCredentials {
+    type Error = AuthError;
 
-impl TokenCache {
-    pub fn new(http: reqwest::Client, credentials: Credentials) -> TokenCache {
-        TokenCache {
-            inner: Arc::new(Inner {
-                http,
-                credentials: std::sync::Mutex::new(credentials),
-                state: Mutex::new(State::default()),
-            }),
-        }
+    fn name(&self) -> &str {
+        "Zoom"
     }
 
-    /// A token good for at least the refresh margin. Concurrent callers share one
-    /// request: the mutex is held across it.
-    pub async fn token(&self) -> Result<Token, AuthError> {
-        let mut state = self.inner.state.lock().await;
-        if let Some(token) = &state.current
-            && Instant::now() < token.refresh_at()
-        {
-            return Ok(token.clone());
-        }
-        let (value, lifetime) = self.request().await?;
-        state.generation += 1;
-        state.refreshes += 1;
-        let token = Token {
-            value,
-            expires_at: Instant::now() + lifetime,
-            lifetime,
-            generation: state.generation,
-        };
-        tracing::debug!(
-            generation = token.generation,
-            lifetime_s = lifetime.as_secs(),
-            "obtained Zoom access token"
-        );
-        state.current = Some(token.clone());
-        Ok(token)
-    }
-
-    /// Drops `used` if it is still the current token (a 401 or a token-error
-    /// frame said it is bad). A token already replaced by another caller's
-    /// refresh is left alone, so N callers seeing one 401 cause one refresh.
-    pub async fn invalidate(&self, used: &Token) {
-        let mut state = self.inner.state.lock().await;
-        if state
-            .current
-            .as_ref()
-            .is_some_and(|t| t.generation == used.generation)
-        {
-            state.current = None;
-        }
-    }
-
-    /// Uses `secret` from the next token request on; the current token, if
-    /// any, stays until it is due for refresh or rejected.
-    pub fn set_client_secret(&self, secret: Secret) {
-        let mut credentials = self
-            .inner
-            .credentials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        credentials.client_secret = secret;
-    }
-
-    /// How many tokens this process has obtained.
-    pub async fn refreshes(&self) -> u64 {
-        self.inner.state.lock().await.refreshes
-    }
-
-    async fn request(&self) -> Result<(Secret, Duration), AuthError> {
+    async fn fetch(&self) -> Result<Fetched, AuthError> {
         let credentials = self
-            .inner
             .credentials
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let response = self
-            .inner
             .http
             .post(credentials.oauth_url.clone())
             .basic_auth(
@@ -215,10 +101,10 @@ impl TokenCache {
                     "token response had an empty access_token".into(),
                 ));
             }
-            return Ok((
-                Secret::new(body.access_token),
-                Duration::from_secs(body.expires_in.max(1)),
-            ));
+            return Ok(Fetched {
+                value: Secret::new(body.access_token),
+                lifetime: Duration::from_secs(body.expires_in.max(1)),
+            });
         }
         let text = response.text().await.unwrap_or_default();
         let reason: String = text.chars().take(200).collect();
@@ -230,6 +116,53 @@ impl TokenCache {
                 reason,
             })
         }
+    }
+}
+
+/// The Zoom token owner: the shared [`crate::oauth::TokenCache`] over Zoom's
+/// account credentials. Shared handle; clone freely.
+#[derive(Clone)]
+pub struct TokenCache {
+    cache: crate::oauth::TokenCache<AccountCredentials>,
+}
+
+impl TokenCache {
+    pub fn new(http: reqwest::Client, credentials: Credentials) -> TokenCache {
+        TokenCache {
+            cache: crate::oauth::TokenCache::new(AccountCredentials {
+                http,
+                credentials: std::sync::Mutex::new(credentials),
+            }),
+        }
+    }
+
+    /// A token good for at least the refresh margin; concurrent callers share
+    /// one request.
+    pub async fn token(&self) -> Result<Token, AuthError> {
+        self.cache.token().await
+    }
+
+    /// Drops `used` if it is still the current token (a 401 or a token-error
+    /// frame said it is bad); one refresh however many callers saw it fail.
+    pub async fn invalidate(&self, used: &Token) {
+        self.cache.invalidate(used).await
+    }
+
+    /// Uses `secret` from the next token request on; the current token, if
+    /// any, stays until it is due for refresh or rejected.
+    pub fn set_client_secret(&self, secret: Secret) {
+        let mut credentials = self
+            .cache
+            .source()
+            .credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        credentials.client_secret = secret;
+    }
+
+    /// How many tokens this process has obtained.
+    pub async fn refreshes(&self) -> u64 {
+        self.cache.refreshes().await
     }
 }
 

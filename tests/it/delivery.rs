@@ -11,8 +11,9 @@ use zcc_relay::deliver::SinkWorker;
 use zcc_relay::journal::{Journal, JournalError, SinkRoute};
 use zcc_relay::record::Source;
 use zcc_relay::service::Health;
-use zcc_relay::sink::Sink;
+use zcc_relay::sink::http::HttpSinkSettings;
 use zcc_relay::sink::route::EventFilter;
+use zcc_relay::sink::{BuildContext, Registry};
 use zcc_relay::telemetry::stats::Stats;
 use zcc_relay::zoom::event::parse_body;
 
@@ -24,10 +25,10 @@ const HOURS: Duration = Duration::from_secs(6 * 3600);
 fn sink(name: &str, url: &str) -> SinkSettings {
     let mut settings = SinkSettings::new(
         name,
-        SinkKind::Http {
+        SinkKind::Http(HttpSinkSettings {
             url: url.parse().unwrap(),
             secret: None,
-        },
+        }),
     );
     // Long enough never to be the next timer a paused clock jumps to.
     settings.timeout = Duration::from_secs(24 * 3600);
@@ -72,11 +73,18 @@ struct Worker {
     stats: Stats,
 }
 
-fn start(journal: &Journal, settings: &SinkSettings) -> Worker {
+async fn start(journal: &Journal, settings: &SinkSettings) -> Worker {
     let tls = zcc_relay::tls::client_config().unwrap();
+    let health = Health::default();
+    let context = BuildContext {
+        name: &settings.name,
+        timeout: settings.timeout,
+        tls: &tls,
+        health: &health,
+    };
     let worker = SinkWorker {
         settings: settings.clone(),
-        sink: Arc::new(Sink::build(settings, &tls, &Health::default()).unwrap()),
+        sink: Arc::new(settings.kind.build(&context).await.unwrap()),
         journal: journal.clone(),
         stats: Stats::default(),
         health: Health::default(),
@@ -135,7 +143,7 @@ async fn retries_on_temporary_error() {
     let settings = sink("crm", &crm.url());
     let journal = open(dir.path(), &[&settings]);
     let id = append(&journal, &note("E1", 1)).await;
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     crm.wait_accepted_within(1, HOURS).await;
     worker.wait_delivered("crm", 1).await;
     worker.shutdown().await;
@@ -171,7 +179,7 @@ async fn honours_retry_after() {
     let settings = sink("crm", &crm.url());
     let journal = open(dir.path(), &[&settings]);
     append(&journal, &note("E1", 1)).await;
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     crm.wait_accepted_within(1, HOURS).await;
     worker.wait_delivered("crm", 1).await;
     worker.shutdown().await;
@@ -199,7 +207,7 @@ async fn retry_after_beyond_the_fast_window_goes_to_the_durable_tier() {
     let settings = sink("crm", &crm.url());
     let journal = open(dir.path(), &[&settings]);
     append(&journal, &note("E1", 1)).await;
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     crm.wait_accepted_within(1, HOURS).await;
     worker.wait_delivered("crm", 1).await;
     worker.shutdown().await;
@@ -229,7 +237,7 @@ async fn dead_letters_on_permanent_error() {
     for n in 1..=3 {
         append(&journal, &note(&format!("E{n}"), n)).await;
     }
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     crm.wait_accepted_within(2, HOURS).await;
     worker.wait_delivered("crm", 2).await;
     worker.wait_dead("crm", 1).await;
@@ -258,16 +266,16 @@ async fn durable_retry_survives_restart() {
     // First run: the sink's port is closed; after the fast window the record
     // is scheduled about an hour out.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    settings.kind = SinkKind::Http {
+    settings.kind = SinkKind::Http(HttpSinkSettings {
         url: format!("http://{}/hook", closed.local_addr().unwrap())
             .parse()
             .unwrap(),
         secret: None,
-    };
+    });
     drop(closed);
     let journal = open(dir.path(), &[&settings]);
     append(&journal, &note("E1", 1)).await;
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     let scheduled = tokio::time::timeout(Duration::from_secs(600), async {
         loop {
             if journal.stats().await.unwrap()[0].retrying == 1 {
@@ -288,12 +296,12 @@ async fn durable_retry_survives_restart() {
 
     // Second run: the sink works now, but the record waits for its stored time.
     let crm = FakeSink::ok().await;
-    settings.kind = SinkKind::Http {
+    settings.kind = SinkKind::Http(HttpSinkSettings {
         url: crm.url().parse().unwrap(),
         secret: None,
-    };
+    });
     let journal = open(dir.path(), &[&settings]);
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     tokio::time::sleep(Duration::from_secs(40 * 60)).await;
     assert!(crm.requests().is_empty(), "retried before its stored time");
     crm.wait_accepted_within(1, HOURS).await;
@@ -321,7 +329,7 @@ async fn dead_letters_when_the_schedule_is_exhausted_unless_forever() {
         settings.retry_forever = forever;
         let journal = open(dir.path(), &[&settings]);
         append(&journal, &note("E1", 1)).await;
-        let worker = start(&journal, &settings);
+        let worker = start(&journal, &settings).await;
         if forever {
             // Hours later it is still pending and still being tried.
             tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
@@ -374,7 +382,7 @@ async fn per_engagement_order_preserved() {
             e2.push(id)
         }
     }
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     crm.wait_accepted_within(8, HOURS).await;
     worker.wait_delivered("crm", 8).await;
     worker.shutdown().await;
@@ -411,8 +419,8 @@ async fn healthy_sink_unaffected_by_dead_sink() {
     for i in 0..n {
         append(&journal, &note(&format!("E{}", i % 50), i)).await;
     }
-    let healthy_worker = start(&journal, &healthy);
-    let dead_worker = start(&journal, &dead);
+    let healthy_worker = start(&journal, &healthy).await;
+    let dead_worker = start(&journal, &dead).await;
     let started = tokio::time::Instant::now();
     let all = n as u64;
     let delivered = tokio::time::timeout(
@@ -490,7 +498,7 @@ async fn max_in_flight_bounds_the_requests_a_sink_holds() {
     for n in 0..20 {
         append(&journal, &note(&format!("E{n}"), n)).await;
     }
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     let filled = tokio::time::timeout(HOURS, async {
         while gate.holding.load(SeqCst) < 3 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -521,7 +529,7 @@ async fn shutdown_does_not_wait_for_a_record_between_retries() {
     let settings = sink("crm", &crm.url());
     let journal = open(dir.path(), &[&settings]);
     append(&journal, &note("E1", 1)).await;
-    let worker = start(&journal, &settings);
+    let worker = start(&journal, &settings).await;
     let retried = tokio::time::timeout(HOURS, async {
         while crm.requests().len() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;

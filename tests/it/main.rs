@@ -11,6 +11,7 @@ mod harness;
 mod media;
 mod metrics;
 mod pipeline;
+mod plugin;
 mod queue;
 mod reconcile;
 mod service;

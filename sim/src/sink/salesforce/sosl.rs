@@ -7,7 +7,7 @@
 //! +1 415-555-1212 (SOQL and SOSL Reference, "FIND Clause": phone fields are searched on
 //! their digits). The fake compares digit strings: equal, or the longer one ends with the
 //! shorter one when that has at least 10 digits (a national number with or without its
-//! country code). The relay normalises both sides to E.164 itself (DESIGN §3.5), so this
+//! country code). The relay normalises both sides to E.164 itself (docs/contract.md §3.5, once the CRM sinks land), so this
 //! only pre-filters, as a real search does.
 
 use std::borrow::Cow;

@@ -4,7 +4,12 @@
 //! Writes are grouped like the journal's commits: one task takes every line
 //! that queued up while the previous `fdatasync` ran, writes them and syncs
 //! once (on the blocking pool). A failed write truncates the file back to where the batch started, so
-//! a retry never leaves half a line behind.
+//! a retry never leaves half a line behind. Its keys and their validation are
+//! in `config`.
+
+mod config;
+
+pub use config::{FileSinkConfig, FileSinkSettings};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -13,8 +18,11 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::SinkCheck;
 use crate::failure::Failure;
+use crate::record::RecordHeader;
 use crate::service::Heartbeat;
+use crate::sink::{BuildContext, Kind, Reload};
 
 type Line = (Arc<[u8]>, oneshot::Sender<Result<(), Failure>>);
 
@@ -57,6 +65,46 @@ impl FileSink {
             .await
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
+    }
+}
+
+impl Kind for FileSink {
+    const TYPE: &'static str = "file";
+    const DEFAULT_EVENTS: &'static [&'static str] = &[];
+    type Config = FileSinkConfig;
+    type Settings = FileSinkSettings;
+
+    fn validate(config: FileSinkConfig, check: &mut SinkCheck<'_, '_>) -> Option<FileSinkSettings> {
+        config.validate(check)
+    }
+
+    fn reload(running: &FileSinkSettings, loaded: &FileSinkSettings) -> Reload<FileSinkSettings> {
+        running.reload(loaded)
+    }
+
+    /// Opens the file, its writer watched as `sink <name> writer`.
+    async fn build(
+        settings: &FileSinkSettings,
+        context: &BuildContext<'_>,
+    ) -> anyhow::Result<FileSink> {
+        let heartbeat = context
+            .health
+            .register(format!("sink {} writer", context.name));
+        FileSink::open_watched(&settings.path, heartbeat)
+    }
+
+    /// `build` opened the file: nothing left to prove.
+    async fn ready(&self) -> Result<(), Failure> {
+        Ok(())
+    }
+
+    /// No key of a file sink applies live.
+    fn apply(&self, _: &FileSinkSettings) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn deliver(&self, _: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
+        FileSink::deliver(self, bytes).await
     }
 }
 

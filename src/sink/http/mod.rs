@@ -2,7 +2,11 @@
 //! secret is set, an HMAC-SHA256 signature (docs/contract.md §3.3).
 //!
 //! Owns request building and response classification; retry timing is not its
-//! business.
+//! business. Its keys and their validation are in `config`.
+
+mod config;
+
+pub use config::{HttpSinkConfig, HttpSinkSettings};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,9 +16,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::Secret;
+use crate::config::{Secret, SinkCheck};
 use crate::failure::{Failure, classify_status, parse_retry_after};
 use crate::record::RecordHeader;
+use crate::sink::{BuildContext, Kind, Reload};
 
 pub struct HttpSink {
     client: reqwest::Client,
@@ -78,6 +83,47 @@ impl HttpSink {
             None => Ok(()),
             Some(error) => Err(error),
         }
+    }
+}
+
+impl Kind for HttpSink {
+    const TYPE: &'static str = "http";
+    const DEFAULT_EVENTS: &'static [&'static str] = &[];
+    type Config = HttpSinkConfig;
+    type Settings = HttpSinkSettings;
+
+    fn validate(config: HttpSinkConfig, check: &mut SinkCheck<'_, '_>) -> Option<HttpSinkSettings> {
+        config.validate(check)
+    }
+
+    fn reload(running: &HttpSinkSettings, loaded: &HttpSinkSettings) -> Reload<HttpSinkSettings> {
+        running.reload(loaded)
+    }
+
+    async fn build(
+        settings: &HttpSinkSettings,
+        context: &BuildContext<'_>,
+    ) -> anyhow::Result<HttpSink> {
+        HttpSink::new(
+            settings.url.clone(),
+            settings.secret.as_ref(),
+            context.timeout,
+            context.tls,
+        )
+    }
+
+    /// Nothing to prove before the first request: a receiver that is down is
+    /// an ordinary retry.
+    async fn ready(&self) -> Result<(), Failure> {
+        Ok(())
+    }
+
+    fn apply(&self, settings: &HttpSinkSettings) -> anyhow::Result<()> {
+        self.set_secret(settings.secret.as_ref())
+    }
+
+    async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
+        HttpSink::deliver(self, header, bytes).await
     }
 }
 
