@@ -21,6 +21,7 @@ fn record(id: &str, event: &str, version: Option<[u8; 32]>) -> NewRecord {
         received_at: "2026-01-01T00:00:00.000Z".into(),
         payload: RawValue::from_string(format!(r#"{{"object":{{"id":"{id}"}}}}"#)).unwrap(),
         version,
+        view: Default::default(),
     }
 }
 
@@ -249,8 +250,9 @@ async fn dead_letter_keeps_the_record_out_of_the_outbox() {
     let letter = DeadLetter {
         reason: "HTTP 400".into(),
         status: Some(400),
+        code: None,
         attempts: 1,
-        at: "t".into(),
+        at: jiff::Timestamp::UNIX_EPOCH,
     };
     journal.dead_letter("a", s, letter).await.unwrap();
     assert!(outbox(&journal, "a", 0, 10).await.is_empty());
@@ -355,8 +357,9 @@ async fn redrive_and_purge_the_dead_letter() {
     let letter = || DeadLetter {
         reason: "HTTP 400".into(),
         status: Some(400),
+        code: None,
         attempts: 1,
-        at: "t".into(),
+        at: jiff::Timestamp::UNIX_EPOCH,
     };
     for seq in 1..=3 {
         journal.dead_letter("a", seq, letter()).await.unwrap();

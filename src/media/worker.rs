@@ -11,23 +11,23 @@
 //! on a permanent failure (404/410: deleted), the record goes on with a
 //! `media_errors` entry instead. The event itself is never held back for good.
 
-use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::download::{Downloader, Failure};
+use super::download::Downloader;
 use super::plan::{self, Kind, Locate, Wanted};
 use super::store::{MediaStore, Stored};
 use crate::clock;
+use crate::deliver::consumer::{self, Handler, Settled, Slot};
+use crate::failure::{Class, Failure};
 use crate::journal::{Journal, JournalError, MEDIA, Pending};
+use crate::record::RecordHeader;
 use crate::service::Heartbeat;
 use crate::zoom::api::{ApiError, ZoomApi};
 
@@ -58,139 +58,50 @@ pub struct MediaStage {
 impl MediaStage {
     /// Works until `stop` fires; records being processed then get until
     /// `abort` (the drain deadline) and otherwise stay in the media outbox.
-    /// Runs until `stop` (then finishes what is in flight, or gives it up when
-    /// `abort` fires), beating `heartbeat` for the watchdog meanwhile.
+    /// Beats `heartbeat` for the watchdog meanwhile. The loop is the one every
+    /// sink worker runs too (`deliver::consumer`).
     pub async fn run(
         self,
         stop: CancellationToken,
         abort: CancellationToken,
-        mut heartbeat: Heartbeat,
+        heartbeat: Heartbeat,
     ) -> Result<(), JournalError> {
-        let stage = Arc::new(self);
-        let journal = stage.journal.clone();
-        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        let mut tasks: JoinSet<(u64, Result<(), JournalError>)> = JoinSet::new();
-        let mut in_flight: HashSet<u64> = HashSet::new();
-        // The record each task works on, so a task that panics can be
-        // settled (retried later) instead of staying in flight for good.
-        let mut running: HashMap<tokio::task::Id, Pending> = HashMap::new();
-        let mut ready: std::collections::VecDeque<Pending> = Default::default();
-        let mut committed = journal.committed();
-        let mut cursor = 0u64;
-        let result = 'work: loop {
-            if ready.is_empty() {
-                for pending in journal.read_due(MEDIA, clock::now_ms(), BATCH).await? {
-                    if !in_flight.contains(&pending.seq) {
-                        ready.push_back(pending);
-                    }
-                }
-            }
-            let mut read_new = false;
-            if ready.is_empty() {
-                committed.borrow_and_update();
-                let (batch, last) = journal.read_outbox(MEDIA, cursor, BATCH).await?;
-                read_new = last != cursor;
-                cursor = last;
-                ready.extend(batch.into_iter().filter(|p| !in_flight.contains(&p.seq)));
-            }
-            while !ready.is_empty() {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                let Some(pending) = ready.pop_front() else {
-                    break;
-                };
-                in_flight.insert(pending.seq);
-                let (stage, abort) = (stage.clone(), abort.clone());
-                let task_pending = pending.clone();
-                let handle = tasks.spawn(async move {
-                    let _permit = permit;
-                    let seq = task_pending.seq;
-                    let result = tokio::select! {
-                        _ = abort.cancelled() => Ok(()),
-                        result = stage.process(task_pending) => result,
-                    };
-                    (seq, result)
-                });
-                running.insert(handle.id(), pending);
-            }
-            if read_new && ready.is_empty() && permits.available_permits() > 0 {
-                continue;
-            }
-            // The earliest durable retry not already being worked on: one in
-            // flight stays in the due index until it is settled, and waking
-            // for it would spin until then.
-            let next_due = if ready.is_empty() {
-                journal.next_due_except(MEDIA, &in_flight).await?
-            } else {
-                None
-            };
-            let due_at = next_due.map(clock::instant_at);
-            tokio::select! {
-                _ = stop.cancelled() => break 'work Ok(()),
-                changed = committed.changed(), if ready.is_empty() => {
-                    if changed.is_err() { break 'work Ok(()) }
-                }
-                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    match done {
-                        Ok((id, (seq, Ok(())))) => {
-                            running.remove(&id);
-                            in_flight.remove(&seq);
-                        }
-                        Ok((_, (_, Err(e)))) => break 'work Err(e),
-                        Err(e) => {
-                            let Some(pending) = running.remove(&e.id()) else {
-                                tracing::error!(error = %e, "media task failed");
-                                continue;
-                            };
-                            let seq = pending.seq;
-                            tracing::error!(seq, error = %e, "media task failed (a bug); its record is retried later");
-                            if let Err(e) = stage.failed_task(pending).await {
-                                break 'work Err(e);
-                            }
-                            in_flight.remove(&seq);
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
-                _ = heartbeat.tick() => {}
-            }
-        };
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((_, Err(e))) = done {
-                tracing::error!(error = %e, "journal failed while finishing media");
-            }
-        }
-        result
+        let journal = self.journal.clone();
+        consumer::run(Arc::new(self), journal, heartbeat, stop, abort).await
     }
 
     /// Fetches and stores the record's media, then either hands it on
     /// (enriched) or schedules its next attempt.
     async fn process(&self, pending: Pending) -> Result<(), JournalError> {
         let seq = pending.seq;
-        let record: Value = match serde_json::from_slice(&pending.bytes) {
-            Ok(record) => record,
+        let (id, event_ts) = match serde_json::from_slice::<RecordHeader>(&pending.bytes) {
+            Ok(header) => (header.id.into_owned(), header.event_ts),
             Err(e) => {
                 tracing::error!(seq, error = %e, "stored record is unreadable; forwarding it without media");
                 return self.journal.enriched(seq, pending.bytes.to_vec()).await;
             }
         };
-        let id = record["id"].as_str().unwrap_or_default().to_owned();
         let mut media: Vec<Stored> = Vec::new();
         let mut errors: Vec<Value> = Vec::new();
         let mut retry: Option<(Kind, String)> = None;
-        for wanted in plan::plan(&record) {
+        for wanted in plan::plan(&pending.view, event_ts) {
             match wanted {
                 Err(unusable) => {
                     errors.push(json!({"kind": unusable.kind.as_str(), "error": unusable.error}))
                 }
                 Ok(wanted) => match self.fetch(&wanted).await {
                     Ok(stored) => media.push(stored),
-                    Err(Failure::Permanent(reason)) => {
+                    Err(Failure {
+                        class: Class::Permanent,
+                        reason,
+                        ..
+                    }) => {
                         tracing::warn!(record_id = %id, kind = wanted.kind.as_str(), error = %reason, "media cannot be fetched; forwarding the record with media_errors");
                         errors.push(json!({"kind": wanted.kind.as_str(), "error": reason}));
                     }
-                    Err(Failure::Retryable(reason)) => retry = Some((wanted.kind, reason)),
+                    // Temporary, or a set-up problem (credentials, store
+                    // permissions): tried again later.
+                    Err(failure) => retry = Some((wanted.kind, failure.reason)),
                 },
             }
         }
@@ -238,9 +149,13 @@ impl MediaStage {
     /// retryable failure, then forwarded with `media_errors`, so a bug never
     /// holds the event back for good (nor until the next start).
     async fn failed_task(&self, pending: Pending) -> Result<(), JournalError> {
-        let record: Value = serde_json::from_slice(&pending.bytes).unwrap_or(Value::Null);
-        let id = record["id"].as_str().unwrap_or_default().to_owned();
-        let kinds: Vec<&'static str> = plan::plan(&record)
+        let header = serde_json::from_slice::<RecordHeader>(&pending.bytes).ok();
+        let id = header
+            .as_ref()
+            .map(|h| h.id.to_string())
+            .unwrap_or_default();
+        let event_ts = header.map_or(0, |h| h.event_ts);
+        let kinds: Vec<&'static str> = plan::plan(&pending.view, event_ts)
             .iter()
             .map(|wanted| match wanted {
                 Ok(wanted) => wanted.kind.as_str(),
@@ -302,7 +217,7 @@ impl MediaStage {
                 return Ok(url.to_owned());
             }
         }
-        Err(Failure::Retryable(format!(
+        Err(Failure::retry(format!(
             "recording {recording_id} is not listed for engagement {} yet",
             wanted.engagement_id
         )))
@@ -332,10 +247,69 @@ impl MediaStage {
                 return Ok(url.to_owned());
             }
         }
-        Err(Failure::Retryable(format!(
+        Err(Failure::retry(format!(
             "voicemail {message_id} is not listed for engagement {} yet",
             wanted.engagement_id
         )))
+    }
+}
+
+impl Handler for MediaStage {
+    fn outbox(&self) -> &str {
+        MEDIA
+    }
+
+    fn describe(&self) -> String {
+        "media stage".into()
+    }
+
+    fn max_in_flight(&self) -> usize {
+        MAX_IN_FLIGHT
+    }
+
+    fn read_batch(&self) -> usize {
+        BATCH
+    }
+
+    /// Files of one engagement are fetched independently.
+    fn ordered(&self) -> bool {
+        false
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        records: Vec<Pending>,
+        _slot: Slot,
+        _stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> impl Future<Output = Result<Vec<(u64, Settled)>, JournalError>> + Send + 'static {
+        async move {
+            let mut settled = Vec::with_capacity(records.len());
+            for pending in records {
+                let seq = pending.seq;
+                let how = tokio::select! {
+                    _ = abort.cancelled() => Settled::Aborted,
+                    result = self.process(pending) => { result?; Settled::Done }
+                };
+                settled.push((seq, how));
+            }
+            Ok(settled)
+        }
+    }
+
+    fn panicked(
+        self: Arc<Self>,
+        records: Vec<Pending>,
+    ) -> impl Future<Output = Result<Vec<(u64, Settled)>, JournalError>> + Send + 'static {
+        async move {
+            let mut settled = Vec::with_capacity(records.len());
+            for pending in records {
+                let seq = pending.seq;
+                self.failed_task(pending).await?;
+                settled.push((seq, Settled::Done));
+            }
+            Ok(settled)
+        }
     }
 }
 
@@ -343,8 +317,8 @@ fn api_failure(error: ApiError) -> Failure {
     match error {
         ApiError::Status {
             status: 404 | 410, ..
-        } => Failure::Permanent(format!("Zoom API: {error}")),
-        other => Failure::Retryable(format!("Zoom API: {other}")),
+        } => Failure::permanent(format!("Zoom API: {error}")),
+        other => Failure::retry(format!("Zoom API: {other}")),
     }
 }
 
@@ -410,7 +384,7 @@ mod tests {
             dir,
             vec![crate::journal::SinkRoute {
                 name: "a".into(),
-                filter: crate::sink::route::EventFilter::new(Vec::new()),
+                filter: crate::route::EventFilter::new(Vec::new()),
             }],
             Some(crate::media::media_events()),
         )

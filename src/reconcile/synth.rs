@@ -233,6 +233,7 @@ fn record(
         payload: RawValue::from_string(text)
             .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default()),
         version: editable.then(|| note_version(object)),
+        view: crate::zoom::view::of(event, Some(object)),
     }
 }
 

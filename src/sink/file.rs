@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::deliver::Envelope;
 use crate::failure::Failure;
 use crate::service::Heartbeat;
 
@@ -49,11 +50,11 @@ impl FileSink {
         Ok(FileSink { lines })
     }
 
-    pub async fn deliver(&self, bytes: &[u8]) -> Result<(), Failure> {
+    pub async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
         let (reply, rx) = oneshot::channel();
         let closed = || Failure::retry("file sink stopped");
         self.lines
-            .send((Arc::from(bytes), reply))
+            .send((envelope.bytes.clone(), reply))
             .await
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
@@ -177,7 +178,14 @@ mod tests {
         tokio::time::sleep(2 * limit).await;
         assert!(health.stalled(limit).is_empty(), "an idle writer beats");
 
-        let delivering = tokio::spawn(async move { sink.deliver(&vec![b'x'; 1 << 20]).await });
+        let envelope = Envelope {
+            seq: 1,
+            bytes: Arc::from(vec![b'x'; 1 << 20]),
+            webhook_id: "x".into(),
+            lane: None,
+            view: Default::default(),
+        };
+        let delivering = tokio::spawn(async move { sink.deliver(&envelope).await });
         let deadline = Instant::now() + Duration::from_secs(30);
         while health.stalled(limit).is_empty() {
             assert!(Instant::now() < deadline, "the wedged writer still beats");

@@ -67,6 +67,7 @@ fn record(i: u64) -> NewRecord {
         received_at: "2026-11-26T10:00:00.000Z".into(),
         payload: RawValue::from_string(payload).unwrap(),
         version: None,
+        view: Default::default(),
     }
 }
 
