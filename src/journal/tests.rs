@@ -540,3 +540,39 @@ async fn media_outbox_survives_restarts_and_drains_unchanged_when_media_is_turne
     assert_eq!(batch[0].bytes, original);
     journal.close().await;
 }
+
+/// A request that fails in the middle of a group commit fails the whole
+/// commit, and every caller in it, before and after the failing one, hears
+/// the commit's error (not `Closed`); nothing of the batch is stored.
+#[tokio::test]
+async fn every_request_of_a_failed_batch_gets_the_commit_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    // An outbox table of the wrong type: acking into it fails inside the
+    // writer's transaction.
+    {
+        let txn = journal.shared.db.begin_write().unwrap();
+        let wrong: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("outbox/bad");
+        txn.open_table(wrong).unwrap().insert("x", 1).unwrap();
+        txn.commit().unwrap();
+    }
+    // Queued before the writer runs (one thread): one batch.
+    let before = journal.submit(record("k1", "e", None)).await.unwrap();
+    let failing = journal.submit_ack("bad", 1).await.unwrap();
+    let after = journal.submit(record("k2", "e", None)).await.unwrap();
+    let ack = journal.submit_ack("a", 1).await.unwrap();
+    let failed = |result: String| {
+        assert!(result.starts_with("journal commit failed"), "{result}");
+    };
+    failed(before.await.unwrap().unwrap_err().to_string());
+    failed(failing.await.unwrap().unwrap_err().to_string());
+    failed(after.await.unwrap().unwrap_err().to_string());
+    failed(ack.await.unwrap().unwrap_err().to_string());
+    // Nothing of it was stored, and the journal goes on.
+    assert_eq!(journal.stored_records().await.unwrap(), 0);
+    assert_eq!(
+        seq(journal.append(record("k1", "e", None)).await.unwrap()),
+        1
+    );
+    journal.close().await;
+}

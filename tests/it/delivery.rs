@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zcc_relay::config::{SinkKind, SinkSettings};
-use zcc_relay::deliver::SinkWorker;
+use zcc_relay::deliver::{Deliver, Envelope, SinkWorker};
 use zcc_relay::journal::{Journal, JournalError, SinkRoute};
 use zcc_relay::record::Source;
 use zcc_relay::service::Health;
@@ -544,5 +544,70 @@ async fn shutdown_does_not_wait_for_a_record_between_retries() {
     // Nothing more is sent after the stop.
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(crm.requests().len(), requests);
+    journal.close().await;
+}
+
+/// The HTTP sink, except that its first attempt at record `panics_on`
+/// panics (a bug in a sink).
+struct PanicsOnce {
+    inner: Sink,
+    panics_on: String,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl Deliver for PanicsOnce {
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), zcc_relay::failure::Failure> {
+        if envelope.webhook_id == self.panics_on
+            && !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("a bug in the sink");
+        }
+        self.inner.deliver(envelope).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_that_panics_is_retried_and_does_not_stall_its_engagement() {
+    let dir = temp_dir();
+    let crm = FakeSink::ok().await;
+    let settings = sink("crm", &crm.url());
+    let journal = open(dir.path(), &[&settings]);
+    let first = append(&journal, &note("E1", 1)).await;
+    let second = append(&journal, &note("E1", 2)).await;
+    let other = append(&journal, &note("E2", 3)).await;
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let sink = PanicsOnce {
+        inner: Sink::build(&settings, &tls, &Health::default()).unwrap(),
+        panics_on: first.clone(),
+        panicked: Default::default(),
+    };
+    let worker = SinkWorker {
+        settings: settings.clone(),
+        sink: Arc::new(sink),
+        journal: journal.clone(),
+        stats: Stats::default(),
+        health: Health::default(),
+    };
+    let stats = worker.stats.clone();
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let task = tokio::spawn(worker.run(stop.clone(), abort.clone()));
+    let waited =
+        tokio::time::timeout(HOURS, stats.wait_until(|s| s.delivered_to("crm") >= 3)).await;
+    assert!(waited.is_ok(), "every record delivered after the panic");
+    stop.cancel();
+    abort.cancel();
+    task.await.unwrap().unwrap();
+    let requests = crm.requests();
+    let ids: Vec<String> = requests.iter().map(id_of).collect();
+    // The panicked record was retried on the durable schedule (its first
+    // step, 5 s ± 20 % by default), and its engagement's next record waited
+    // for it; the other engagement did not.
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let at = |id: &str| ids.iter().position(|x| x == id).unwrap();
+    assert!(at(&first) < at(&second), "{ids:?}");
+    assert_eq!(at(&other), 0, "{ids:?}");
+    let retried = requests[at(&first)].at - requests[at(&other)].at;
+    assert!(retried >= Duration::from_secs(4), "{retried:?}");
+    assert_eq!(journal.stats().await.unwrap()[0].pending, 0);
     journal.close().await;
 }
