@@ -159,7 +159,10 @@ pub async fn run<H: Handler>(
     let result: Result<(), JournalError> = 'work: loop {
         if ready.is_empty() {
             // Durable retries that came due go first: they are the oldest.
-            for pending in journal.read_due(&outbox, clock::now_ms(), read_batch).await? {
+            for pending in journal
+                .read_due(&outbox, clock::now_ms(), read_batch)
+                .await?
+            {
                 if !in_flight.contains(&pending.seq) {
                     ready.push_back(pending);
                 }

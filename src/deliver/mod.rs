@@ -153,9 +153,7 @@ impl<S: Deliver> SinkWorker<S> {
         stop: CancellationToken,
         abort: CancellationToken,
     ) -> Result<(), JournalError> {
-        let heartbeat = self
-            .health
-            .register(format!("sink {}", self.settings.name));
+        let heartbeat = self.health.register(format!("sink {}", self.settings.name));
         let context = Arc::new(Context {
             settings: self.settings,
             sink: self.sink,
@@ -192,38 +190,36 @@ impl<S: Deliver> Handler for Context<S> {
         self.sink.coalesce()
     }
 
-    fn handle(
+    async fn handle(
         self: Arc<Self>,
         records: Vec<Pending>,
         slot: Slot,
         stop: CancellationToken,
         abort: CancellationToken,
-    ) -> impl Future<Output = Result<Vec<(u64, Settled)>, JournalError>> + Send + 'static {
-        async move { deliver(&self, records, slot, &stop, &abort).await }
+    ) -> Result<Vec<(u64, Settled)>, JournalError> {
+        deliver(&self, records, slot, &stop, &abort).await
     }
 
-    fn panicked(
+    async fn panicked(
         self: Arc<Self>,
         records: Vec<Pending>,
-    ) -> impl Future<Output = Result<Vec<(u64, Settled)>, JournalError>> + Send + 'static {
-        async move {
-            let mut settled = Vec::with_capacity(records.len());
-            for pending in records {
-                let failure =
-                    Failure::retry("the delivery task failed on this record (internal error)");
-                let attempts = pending.attempts + 1;
-                let id = header_id(&pending);
-                settled.push((
-                    pending.seq,
-                    self.durable(&pending, &id, attempts, &failure).await?,
-                ));
-            }
-            Ok(settled)
+    ) -> Result<Vec<(u64, Settled)>, JournalError> {
+        let mut settled = Vec::with_capacity(records.len());
+        for pending in records {
+            let failure =
+                Failure::retry("the delivery task failed on this record (internal error)");
+            let attempts = pending.attempts + 1;
+            let id = header_id(&pending);
+            settled.push((
+                pending.seq,
+                self.durable(&pending, &id, attempts, &failure).await?,
+            ));
         }
+        Ok(settled)
     }
 
-    fn check(self: Arc<Self>) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
-        async move { self.check_backlog().await }
+    async fn check(self: Arc<Self>) -> Result<(), JournalError> {
+        self.check_backlog().await
     }
 
     fn check_every(&self) -> Option<Duration> {
@@ -289,7 +285,10 @@ async fn deliver<S: Deliver>(
                     None,
                     pending.attempts,
                 );
-                context.journal.dead_letter(name, pending.seq, letter).await?;
+                context
+                    .journal
+                    .dead_letter(name, pending.seq, letter)
+                    .await?;
                 settled.push((pending.seq, Settled::Done));
                 continue;
             }
@@ -338,7 +337,10 @@ async fn deliver<S: Deliver>(
                     let age = serde_json::from_slice::<RecordHeader>(&attempt.pending.bytes)
                         .ok()
                         .and_then(|h| h.age_seconds());
-                    let commit = context.journal.submit_ack(name, attempt.pending.seq).await?;
+                    let commit = context
+                        .journal
+                        .submit_ack(name, attempt.pending.seq)
+                        .await?;
                     // Only the event name is kept while the commit syncs.
                     acked.push(Acked {
                         seq: attempt.pending.seq,
@@ -470,7 +472,10 @@ impl<S: Deliver> Context<S> {
                 // keeps its place on the schedule's last step.
                 let (attempts, step) = if setup {
                     let last = self.settings.retry_schedule.len().saturating_sub(1) as u32;
-                    (pending.attempts, (pending.step + 1).min(last.max(pending.step)))
+                    (
+                        pending.attempts,
+                        (pending.step + 1).min(last.max(pending.step)),
+                    )
                 } else {
                     (attempts, pending.step + 1)
                 };

@@ -69,7 +69,9 @@ pub enum JournalError {
     CommitFailed(String),
     #[error("the journal is closed")]
     Closed,
-    #[error("the journal file has format version {found}, newer than this build reads ({supported}); run the newer zcc-relay, or start with an empty journal directory")]
+    #[error(
+        "the journal file has format version {found}, newer than this build reads ({supported}); run the newer zcc-relay, or start with an empty journal directory"
+    )]
     NewerFormat { found: u32, supported: u32 },
 }
 
@@ -384,7 +386,11 @@ impl Journal {
         record: NewRecord,
     ) -> Result<oneshot::Receiver<Result<AppendOutcome, JournalError>>, JournalError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Op::Append { record, reply }).await?;
+        self.send(Op::Append {
+            record: Box::new(record),
+            reply,
+        })
+        .await?;
         Ok(rx)
     }
 

@@ -205,7 +205,13 @@ mod tests {
             split_record(&value),
             (Some(&br#"{"kind":"x"}"#[..]), &br#"{"id":"a"}"#[..])
         );
-        assert_eq!(split_record(br#"{"id":"a"}"#), (None, &br#"{"id":"a"}"#[..]));
-        assert_eq!(split_record(&[RECORD_V1, 9, 0, 0, 0, b'{']), (None, &b""[..]));
+        assert_eq!(
+            split_record(br#"{"id":"a"}"#),
+            (None, &br#"{"id":"a"}"#[..])
+        );
+        assert_eq!(
+            split_record(&[RECORD_V1, 9, 0, 0, 0, b'{']),
+            (None, &b""[..])
+        );
     }
 }

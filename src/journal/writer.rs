@@ -22,8 +22,8 @@ use super::tables::{self, KeyEntry, OutboxEntry};
 use super::{AppendOutcome, DeadLetter, GapState, JournalError, SinkRoute};
 use crate::clock;
 use crate::record::NewRecord;
-use crate::service::Heartbeat;
 use crate::route::EventFilter;
+use crate::service::Heartbeat;
 
 /// Upper bound on requests per commit, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 4096;
@@ -50,7 +50,7 @@ pub(super) const SWEEP_REST_MS: u64 = 60 * 60 * 1000;
 
 pub(super) enum Op {
     Append {
-        record: NewRecord,
+        record: Box<NewRecord>,
         reply: oneshot::Sender<Result<AppendOutcome, JournalError>>,
     },
     Ack {

@@ -159,10 +159,14 @@ impl Downloader {
                     )));
                 }
                 (408 | 425 | 429 | 401 | 403, _) | (500..=599, _) => {
-                    return Err(Failure::retry(format!("HTTP {code} from {host}")).with_status(code));
+                    return Err(
+                        Failure::retry(format!("HTTP {code} from {host}")).with_status(code)
+                    );
                 }
                 _ => {
-                    return Err(Failure::permanent(format!("HTTP {code} from {host}")).with_status(code));
+                    return Err(
+                        Failure::permanent(format!("HTTP {code} from {host}")).with_status(code)
+                    );
                 }
             }
         }

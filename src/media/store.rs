@@ -26,8 +26,8 @@ use object_store::{Attribute, Attributes, ObjectStore, PutMultipartOptions, Writ
 use rustls::ClientConfig;
 use sha2::{Digest, Sha256};
 
-use crate::failure::Failure;
 use crate::config::MediaSettings;
+use crate::failure::Failure;
 
 /// Bytes per uploaded part (S3's minimum is 5 MiB, except the last part).
 pub const PART: usize = 8 * 1024 * 1024;

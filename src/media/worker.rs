@@ -11,7 +11,6 @@
 //! on a permanent failure (404/410: deleted), the record goes on with a
 //! `media_errors` entry instead. The event itself is never held back for good.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -276,40 +275,36 @@ impl Handler for MediaStage {
         false
     }
 
-    fn handle(
+    async fn handle(
         self: Arc<Self>,
         records: Vec<Pending>,
         _slot: Slot,
         _stop: CancellationToken,
         abort: CancellationToken,
-    ) -> impl Future<Output = Result<Vec<(u64, Settled)>, JournalError>> + Send + 'static {
-        async move {
-            let mut settled = Vec::with_capacity(records.len());
-            for pending in records {
-                let seq = pending.seq;
-                let how = tokio::select! {
-                    _ = abort.cancelled() => Settled::Aborted,
-                    result = self.process(pending) => { result?; Settled::Done }
-                };
-                settled.push((seq, how));
-            }
-            Ok(settled)
+    ) -> Result<Vec<(u64, Settled)>, JournalError> {
+        let mut settled = Vec::with_capacity(records.len());
+        for pending in records {
+            let seq = pending.seq;
+            let how = tokio::select! {
+                _ = abort.cancelled() => Settled::Aborted,
+                result = self.process(pending) => { result?; Settled::Done }
+            };
+            settled.push((seq, how));
         }
+        Ok(settled)
     }
 
-    fn panicked(
+    async fn panicked(
         self: Arc<Self>,
         records: Vec<Pending>,
-    ) -> impl Future<Output = Result<Vec<(u64, Settled)>, JournalError>> + Send + 'static {
-        async move {
-            let mut settled = Vec::with_capacity(records.len());
-            for pending in records {
-                let seq = pending.seq;
-                self.failed_task(pending).await?;
-                settled.push((seq, Settled::Done));
-            }
-            Ok(settled)
+    ) -> Result<Vec<(u64, Settled)>, JournalError> {
+        let mut settled = Vec::with_capacity(records.len());
+        for pending in records {
+            let seq = pending.seq;
+            self.failed_task(pending).await?;
+            settled.push((seq, Settled::Done));
         }
+        Ok(settled)
     }
 }
 

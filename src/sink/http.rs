@@ -13,8 +13,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Secret;
-use crate::failure::{Failure, classify_status, parse_retry_after};
 use crate::deliver::Envelope;
+use crate::failure::{Failure, classify_status, parse_retry_after};
 
 pub struct HttpSink {
     client: reqwest::Client,
@@ -60,7 +60,7 @@ impl HttpSink {
             .header("webhook-timestamp", timestamp.to_string());
         let key = self.key.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(key) = key {
-            request = request.header("webhook-signature", sign(&key, &id, timestamp, bytes));
+            request = request.header("webhook-signature", sign(&key, id, timestamp, bytes));
         }
         // The body shares the stored bytes: no copy per attempt.
         let body = bytes::Bytes::from_owner(envelope.bytes.clone());

@@ -12,8 +12,8 @@ pub mod http;
 pub use crate::route;
 
 use crate::config::{SinkKind, SinkSettings};
-use crate::failure::Failure;
 use crate::deliver::Envelope;
+use crate::failure::Failure;
 
 pub enum Sink {
     Http(http::HttpSink),

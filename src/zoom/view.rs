@@ -170,9 +170,7 @@ fn media(kind: &str, object: &Value) -> Vec<MediaRef> {
         missing(id_field)
     } else if field("engagement_id").is_none() {
         missing("engagement_id")
-    } else if url.is_none()
-        && !matches!(media_kind, MediaKind::Recording | MediaKind::Voicemail)
-    {
+    } else if url.is_none() && !matches!(media_kind, MediaKind::Recording | MediaKind::Voicemail) {
         missing(url_field)
     } else {
         None
@@ -220,7 +218,10 @@ mod tests {
                 name: Some("Bob".into())
             })
         );
-        assert_eq!(socket.queue.and_then(|q| q.name).as_deref(), Some("Support"));
+        assert_eq!(
+            socket.queue.and_then(|q| q.name).as_deref(),
+            Some("Support")
+        );
         assert_eq!(socket.note_id.as_deref(), Some("n1"));
         assert!(socket.media.is_empty());
 
@@ -239,13 +240,16 @@ mod tests {
         assert_eq!(rest.direction.as_deref(), Some("outbound"));
         assert_eq!(rest.channel_source.as_deref(), Some("sms"));
         assert_eq!(rest.agents[0].name.as_deref(), Some("Cy"));
-        assert_eq!(
-            rest.consumer.and_then(|c| c.name).as_deref(),
-            Some("Di")
-        );
+        assert_eq!(rest.consumer.and_then(|c| c.name).as_deref(), Some("Di"));
         assert_eq!(rest.end_time.as_deref(), Some("2026-11-26T10:05:00Z"));
 
-        assert_eq!(of("x", None), View { kind: "x".into(), ..View::default() });
+        assert_eq!(
+            of("x", None),
+            View {
+                kind: "x".into(),
+                ..View::default()
+            }
+        );
         assert_eq!(of_record(b"not json"), View::default());
         let stored = br#"{"event":"contact_center.recording_completed","payload":{"object":{"engagement_id":"e","recording_id":"r","recording_start_time_ms":0}}}"#;
         let view = of_record(stored);
@@ -257,7 +261,9 @@ mod tests {
     fn a_view_round_trips_through_json() {
         let view = of(
             "contact_center.recording_transcript_completed",
-            Some(&json!({"engagement_id": "e1", "recording_id": "r1", "transcript_url": "https://t/1"})),
+            Some(
+                &json!({"engagement_id": "e1", "recording_id": "r1", "transcript_url": "https://t/1"}),
+            ),
         );
         let json = serde_json::to_vec(&view).unwrap();
         assert_eq!(serde_json::from_slice::<View>(&json).unwrap(), view);

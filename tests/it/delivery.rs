@@ -558,7 +558,9 @@ struct PanicsOnce {
 impl Deliver for PanicsOnce {
     async fn deliver(&self, envelope: &Envelope) -> Result<(), zcc_relay::failure::Failure> {
         if envelope.webhook_id == self.panics_on
-            && !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst)
+            && !self
+                .panicked
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
         {
             panic!("a bug in the sink");
         }

@@ -16,5 +16,5 @@ mod service;
 mod source;
 mod space;
 mod status;
-mod upgrade;
 mod support;
+mod upgrade;

@@ -606,7 +606,11 @@ async fn a_401_refreshes_the_token_once() {
                 assert!(ok);
                 assert_eq!(response.text().await.unwrap(), "the file");
             }
-            Err(Failure { class, reason, .. }) if matches!(class, Class::Retry { .. }) => {
+            Err(Failure {
+                class: Class::Retry { .. },
+                reason,
+                ..
+            }) => {
                 assert!(!ok);
                 assert!(reason.contains("HTTP 401"), "{reason}");
             }

@@ -82,7 +82,12 @@ async fn a_journal_of_the_released_format_opens_with_everything_in_it() {
     // The records themselves, byte for byte as sinks get them, and their views
     // (computed by the upgrade).
     let first: serde_json::Value = serde_json::from_slice(&crm[0].bytes).unwrap();
-    assert!(first["id"].as_str().unwrap().starts_with("engagement_started:"));
+    assert!(
+        first["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("engagement_started:")
+    );
     assert_eq!(first["event"], "contact_center.engagement_started");
     assert_eq!(first["payload"]["object"]["engagement_id"], "eng-1");
     let view = &crm[0].view;
@@ -96,14 +101,23 @@ async fn a_journal_of_the_released_format_opens_with_everything_in_it() {
     assert_eq!(view.agents[0].id.as_deref(), Some("agent-1"));
 
     // The note's two revisions.
-    let note = |p: &journal::Pending| serde_json::from_slice::<serde_json::Value>(&p.bytes).unwrap();
+    let note =
+        |p: &journal::Pending| serde_json::from_slice::<serde_json::Value>(&p.bytes).unwrap();
     let (v1, v2) = (note(&crm[2]), note(&crm[3]));
     assert_eq!(v1["id"], "engagement_note_added:eng-1:note-1");
     assert_eq!(v2["id"], v1["id"]);
-    assert_eq!((v1["revision"].as_u64(), v2["revision"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (v1["revision"].as_u64(), v2["revision"].as_u64()),
+        (Some(1), Some(2))
+    );
     assert_eq!(v2["payload"]["object"]["note"], "edited text");
     assert_eq!(crm[3].view.note_id.as_deref(), Some("note-1"));
-    assert!(!journal.is_new("engagement_note_added:eng-1:note-1", None).await.unwrap());
+    assert!(
+        !journal
+            .is_new("engagement_note_added:eng-1:note-1", None)
+            .await
+            .unwrap()
+    );
 
     // The durable retry, with its counters.
     let due = journal.read_due("crm", u64::MAX, 10).await.unwrap();
@@ -126,7 +140,13 @@ async fn a_journal_of_the_released_format_opens_with_everything_in_it() {
         dead[0].letter.at,
         "2026-11-26T10:01:00Z".parse::<jiff::Timestamp>().unwrap()
     );
-    assert!(journal.dead_letters("archive", 10).await.unwrap().is_empty());
+    assert!(
+        journal
+            .dead_letters("archive", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // The media outbox and its due entry; the view names the file.
     let media = journal.read_due(MEDIA, u64::MAX, 10).await.unwrap();
@@ -167,8 +187,9 @@ async fn a_journal_of_the_released_format_opens_with_everything_in_it() {
     drop(journal);
 
     // Opening again changes nothing more.
-    let journal = Journal::open_with_media(dir.path(), routes(), Some(zcc_relay::media::media_events()))
-        .unwrap();
+    let journal =
+        Journal::open_with_media(dir.path(), routes(), Some(zcc_relay::media::media_events()))
+            .unwrap();
     assert_eq!(journal.read_outbox("crm", 0, 100).await.unwrap().0.len(), 5);
     journal.close().await;
 }
@@ -231,11 +252,17 @@ async fn every_record_of_an_old_journal_is_delivered() {
         "engagement_note_added:eng-1:note-1~2",
         "recording_completed:rec-1",
     ] {
-        assert!(crm_ids.iter().any(|id| id == expected), "{expected}: {crm_ids:?}");
+        assert!(
+            crm_ids.iter().any(|id| id == expected),
+            "{expected}: {crm_ids:?}"
+        );
     }
     assert_eq!(webhook_ids(&archive).len(), 4);
     let left = journal.stats().await.unwrap();
-    assert!(left.iter().all(|s| s.pending == 0 && s.dead == 0), "{left:?}");
+    assert!(
+        left.iter().all(|s| s.pending == 0 && s.dead == 0),
+        "{left:?}"
+    );
     assert_eq!(journal.stored_records().await.unwrap(), 0);
     journal.close().await;
 }
