@@ -11,7 +11,9 @@
 //! [`open_read_only`] and follow its commits while it runs.
 //!
 //! This module decides nothing about delivery policy (that is `deliver/`) and
-//! knows nothing of Zoom beyond the natural key it is given.
+//! knows nothing of Zoom beyond the natural key and the view it is given (the
+//! upgrade of a format-0 file borrows `zoom::view` to view old records; see
+//! `upgrade`).
 
 mod lock;
 pub mod read;
