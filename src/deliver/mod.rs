@@ -32,7 +32,7 @@
 
 pub mod consumer;
 mod lane;
-mod schedule;
+pub mod schedule;
 
 pub use consumer::MAX_HELD;
 

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use rand::Rng;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -317,9 +316,10 @@ fn api_failure(error: ApiError) -> Failure {
     }
 }
 
+/// The delay before durable step `step` (±20 %), or `None` when the schedule
+/// is used up: the sinks' durable schedule, never repeating.
 fn jittered(schedule: &[Duration], step: u32) -> Option<Duration> {
-    let base = schedule.get(step as usize)?;
-    Some(base.mul_f64(rand::rng().random_range(0.8..=1.2)))
+    crate::deliver::schedule::durable_delay(schedule, step, false, &mut rand::rng())
 }
 
 /// The record with `media` (and `media_errors` when any) added as its last

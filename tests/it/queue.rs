@@ -121,7 +121,10 @@ async fn queue_round_trip_dead_redrive_delivered() {
     for record in crm["records"].as_array().unwrap() {
         assert_eq!(record["reason"], "HTTP 400", "{record}");
         assert_eq!(record["status"], 400, "{record}");
-        assert!(record["code"].is_null(), "no vendor code from HTTP: {record}");
+        assert!(
+            record["code"].is_null(),
+            "no vendor code from HTTP: {record}"
+        );
         assert_eq!(record["attempts"], 1, "{record}");
         assert_eq!(record["event"], "contact_center.recording_completed");
     }
