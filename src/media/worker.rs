@@ -28,6 +28,7 @@ use crate::journal::{Journal, JournalError, MEDIA, Pending};
 use crate::record::RecordHeader;
 use crate::service::Heartbeat;
 use crate::zoom::api::{ApiError, ZoomApi};
+use crate::zoom::lookup;
 
 /// Durable retry delays of a record whose media failed for now (±20 %).
 /// About two days in all; then the record goes on with `media_errors`.
@@ -198,57 +199,36 @@ impl MediaStage {
             .await
     }
 
-    /// `recording_completed` carries no URL: the engagement's recordings list it.
+    /// `recording_completed` carries no URL: Zoom's listing names it.
     async fn find_recording(&self, wanted: &Wanted, recording_id: &str) -> Result<String, Failure> {
-        let path = format!(
-            "/contact_center/engagements/{}/recordings",
-            wanted.engagement_id
-        );
-        let mut pages = self.api.pages(&path, &[], "recordings");
-        while let Some(items) = pages.next().await.map_err(api_failure)? {
-            if let Some(url) = items
-                .iter()
-                .find(|item| item["recording_id"].as_str() == Some(recording_id))
-                .and_then(|item| item["download_url"].as_str())
-                .filter(|url| !url.is_empty())
-            {
-                return Ok(url.to_owned());
-            }
-        }
-        Err(Failure::retry(format!(
-            "recording {recording_id} is not listed for engagement {} yet",
-            wanted.engagement_id
-        )))
+        lookup::recording_url(&self.api, &wanted.engagement_id, recording_id)
+            .await
+            .map_err(api_failure)?
+            .ok_or_else(|| {
+                Failure::retry(format!(
+                    "recording {recording_id} is not listed for engagement {} yet",
+                    wanted.engagement_id
+                ))
+            })
     }
 
-    /// `inbox_message_received` carries no URL: the inbox messages list it.
+    /// `inbox_message_received` carries no URL: Zoom's listing names it.
     async fn find_voicemail(&self, wanted: &Wanted, message_id: &str) -> Result<String, Failure> {
-        // The listing filters on `created_at` within at most a month.
-        let day = 86_400_000u64;
-        let from = wanted.event_ts_ms.saturating_sub(day);
-        let to = (from + 29 * day).min(clock::now_ms() + day);
-        let query = [
-            ("engagement_id", wanted.engagement_id.clone()),
-            ("from", crate::zoom::api::zoom_time(from)),
-            ("to", crate::zoom::api::zoom_time(to)),
-        ];
-        let mut pages = self
-            .api
-            .pages("/contact_center/inboxes/messages", &query, "messages");
-        while let Some(items) = pages.next().await.map_err(api_failure)? {
-            if let Some(url) = items
-                .iter()
-                .find(|item| item["message_id"].as_str() == Some(message_id))
-                .and_then(|item| item["download_url"].as_str())
-                .filter(|url| !url.is_empty())
-            {
-                return Ok(url.to_owned());
-            }
-        }
-        Err(Failure::retry(format!(
-            "voicemail {message_id} is not listed for engagement {} yet",
-            wanted.engagement_id
-        )))
+        lookup::voicemail_url(
+            &self.api,
+            &wanted.engagement_id,
+            message_id,
+            wanted.event_ts_ms,
+            clock::now_ms(),
+        )
+        .await
+        .map_err(api_failure)?
+        .ok_or_else(|| {
+            Failure::retry(format!(
+                "voicemail {message_id} is not listed for engagement {} yet",
+                wanted.engagement_id
+            ))
+        })
     }
 }
 
