@@ -133,7 +133,12 @@ fn text(value: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A time given in milliseconds (the socket) or already as text (what
+/// `reconcile::synth` writes into the same field).
 fn time_ms(value: Option<&Value>) -> Option<String> {
+    if let Some(Value::String(_)) = value {
+        return text(value);
+    }
     let ms = value?.as_i64()?;
     let at = jiff::Timestamp::from_millisecond(ms).ok()?;
     Some(at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
