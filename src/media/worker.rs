@@ -1,11 +1,14 @@
-//! The media stage's worker: reads the journal's media outbox, fetches and
-//! stores each record's files, and hands the enriched record on to the sinks
-//! in one journal commit (`Journal::enriched`).
+//! The media stage's worker: a handler of the shared outbox consumer loop
+//! (`deliver::consumer`) over the journal's media outbox. It fetches and
+//! stores each record's files (named by the record's view, see `plan`) and
+//! hands the enriched record on to the sinks in one journal commit
+//! (`Journal::enriched`).
 //!
 //! A record leaves the media outbox only in that commit, so a crash anywhere
 //! before it means the record is processed again at the next start; the
 //! object key is deterministic, so that overwrites the same object. A
-//! retryable failure (network, 5xx, 429, truncated body, not listed yet)
+//! failure other than a permanent one (`crate::failure::Failure`: network,
+//! 5xx, 429, truncated body, not listed yet, a set-up problem)
 //! stores the record's next attempt time in the journal (`due/@media`) and
 //! frees the worker for other records; when [`RETRY_SCHEDULE`] is used up, or
 //! on a permanent failure (404/410: deleted), the record goes on with a
