@@ -15,6 +15,7 @@ pub mod media;
 pub mod oauth;
 pub mod reconcile;
 pub mod record;
+pub mod route;
 pub mod service;
 pub mod sink;
 pub mod source;

@@ -33,6 +33,117 @@ pub struct NewRecord {
     /// For editable items (notes): a fingerprint of the editable content. A known
     /// key with a different fingerprint is a new revision; `None` means first-wins.
     pub version: Option<[u8; 32]>,
+    /// The record's Zoom-neutral view, computed by whoever read Zoom's shape
+    /// (`zoom::view`); stored with the record.
+    pub view: View,
+}
+
+/// What the rest of the daemon knows about a record without reading Zoom's
+/// JSON: computed once when the record is built (`zoom::view::of`, the only
+/// place that knows the payload's field names), stored beside the record in
+/// the journal and handed to the media stage, the lanes and the sinks. It is
+/// also what a CRM sink's interaction aggregate folds (DESIGN.md §3.5).
+///
+/// Every field is optional: an event that does not carry it leaves it out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    /// The event name without `contact_center.` (`engagement_note_added`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engagement_id: Option<String>,
+    /// `inbound` or `outbound`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// `voice`, `video`, `messaging`, `email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// `web_chat`, `sms`, `whatsapp`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_source: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<Party>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<Consumer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<Party>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Party>,
+    /// Start and end of the engagement (or of the item, e.g. a recording), as
+    /// Zoom wrote them (RFC 3339) or milliseconds rendered as RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<Party>,
+    /// The note's or disposition's `last_modified_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// The files this record asks the media stage for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaRef>,
+}
+
+/// Someone or something with an id and a display name (agent, queue, flow,
+/// disposition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The customer side of an engagement.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The kinds of file the media stage fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Recording,
+    RecordingTranscript,
+    MessagingTranscript,
+    Voicemail,
+    VoicemailTranscript,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Recording => "recording",
+            MediaKind::RecordingTranscript => "recording_transcript",
+            MediaKind::MessagingTranscript => "messaging_transcript",
+            MediaKind::Voicemail => "voicemail",
+            MediaKind::VoicemailTranscript => "voicemail_transcript",
+        }
+    }
+}
+
+/// One file a record asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRef {
+    pub kind: MediaKind,
+    /// The item's own id (recording, engagement or message id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The download URL when the record carries one; without it the media
+    /// stage looks a recording or a voicemail up by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Why the file cannot be fetched (a field the record lacks); it goes to
+    /// `media_errors` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
 }
 
 /// The forwarded record as serialized to sinks.
@@ -76,6 +187,9 @@ pub struct RecordHeader<'a> {
     /// When the daemon read or synthesized the record, just before persisting it.
     #[serde(borrow, default)]
     pub received_at: Option<std::borrow::Cow<'a, str>>,
+    /// The record's `event_ts` (ms since the epoch).
+    #[serde(default)]
+    pub event_ts: i64,
 }
 
 impl RecordHeader<'_> {
@@ -116,6 +230,7 @@ mod tests {
             received_at: "2026-11-24T10:00:00.123Z".into(),
             payload: RawValue::from_string(r#"{"b": 1, "a":  "x"}"#.into()).unwrap(),
             version: None,
+            view: View::default(),
         };
         let json = String::from_utf8(record.to_json(2)).unwrap();
         assert_eq!(

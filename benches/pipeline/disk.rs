@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use zcc_relay::journal::{AppendOutcome, Journal, JournalError, SinkRoute};
-use zcc_relay::sink::route::EventFilter;
+use zcc_relay::route::EventFilter;
 
 use crate::events;
 

@@ -401,6 +401,8 @@ struct DeadLine {
     reason: String,
     /// The last HTTP status, when there was one.
     status: Option<u16>,
+    /// The vendor's error code, when it gave one.
+    code: Option<String>,
     attempts: u32,
     /// When it was dead-lettered.
     at: String,
@@ -433,8 +435,9 @@ fn dead(
                     event: summary.event,
                     reason: d.letter.reason,
                     status: d.letter.status,
+                    code: d.letter.code,
                     attempts: d.letter.attempts,
-                    at: d.letter.at,
+                    at: d.letter.at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
                     received_at: summary.received_at,
                 }
             })
@@ -467,6 +470,7 @@ fn dead(
             ("EVENT", Align::Left),
             ("ATTEMPTS", Align::Right),
             ("STATUS", Align::Right),
+            ("CODE", Align::Left),
             ("WHEN", Align::Left),
             ("REASON", Align::Left),
         ]);
@@ -477,6 +481,7 @@ fn dead(
                 record.event.clone(),
                 record.attempts.to_string(),
                 or_dash(record.status.map(|s| s.to_string())),
+                or_dash(record.code.clone()),
                 or_dash(since(now, &record.at).map(|a| format!("{} ago", age(a)))),
                 record.reason.clone(),
             ]);

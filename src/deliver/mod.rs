@@ -1,33 +1,46 @@
-//! Per-sink delivery: one worker per sink reads that sink's outbox in journal
-//! order, keeps up to `max_in_flight` deliveries going, and settles every
-//! record in the journal: delivered (ack), refused (dead-letter), or failed for
-//! now (durable retry at a stored time).
+//! Per-sink delivery: one worker per sink consumes that sink's outbox
+//! through the shared consumer loop (`consumer`), keeps up to
+//! `max_in_flight` deliveries going, and settles every record in the journal:
+//! delivered (ack), refused (dead-letter), or failed for now (durable retry at
+//! a stored time).
 //!
-//! Retries come in two tiers. A temporary failure is first retried in memory
-//! with exponential backoff for `retry_fast_window`; after that the record's
-//! next attempt time is written to the journal (`retry_schedule`, ±20 %), so it
-//! survives restarts and holds no task while it waits. When the schedule is
-//! used up (and `retry_forever` is off) the record is dead-lettered with the
-//! last error. Records of one engagement are delivered in journal order (see
-//! `lane`).
+//! The sink's [`Failure`] class decides (DESIGN §3.5):
+//! - `Retry`: first retried in memory with exponential backoff (no sooner
+//!   than the remote's `after`) for `retry_fast_window`; after that the
+//!   record's next attempt time is written to the journal (`retry_schedule`,
+//!   ±20 %), so it survives restarts and holds no task while it waits. When
+//!   the schedule is used up (and `retry_forever` is off) the record is
+//!   dead-lettered with the last error, status and code.
+//! - `Reauthenticate`: retried once at once (the sink fetched a new token); a
+//!   second one in a row is a set-up problem.
+//! - `Permanent`: dead-lettered with the reason, status and vendor code.
+//! - `Setup`: the record stays pending on the durable schedule, repeating its
+//!   last delay whatever `retry_forever` says; it never uses up attempts and is
+//!   never dead-lettered. The sink is marked failing and the fix is logged
+//!   once per failing period.
+//!
+//! A delivery task that panics has its records retried on the durable
+//! schedule like a `Retry` failure, so neither they nor their engagement wait
+//! for a restart. Records of one engagement are delivered in journal order;
+//! a sink that coalesces ([`Running::coalesce`](crate::sink::Running::coalesce)) gets those due together in
+//! one call and settles each one.
 //!
 //! Sinks are isolated: each worker has its own cursor, lanes, permits and retry
 //! state. Memory is bounded: outbox reads are batched, at most `max_in_flight`
-//! records are in flight and at most [`MAX_HELD`] wait behind busy engagements.
+//! deliveries are in flight and at most [`MAX_HELD`] records wait behind busy
+//! engagements.
 
+pub mod consumer;
 mod lane;
-mod schedule;
+pub mod schedule;
 
-pub use lane::lane_of;
+pub use consumer::MAX_HELD;
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,17 +49,14 @@ use crate::clock;
 use crate::config::SinkSettings;
 use crate::failure::{Class, Failure};
 use crate::journal::{DeadLetter, Journal, JournalError, Pending};
-use crate::record::{RecordHeader, now_rfc3339};
+use crate::record::{RecordHeader, View};
 use crate::service::Health;
 use crate::sink::{Registry, Running, SinkKind};
 use crate::telemetry::stats::Stats;
-use lane::Lanes;
+use consumer::{Handler, Settled, Slot};
 
 /// Outbox rows read per batch.
 const BATCH: usize = 256;
-/// Records held in memory behind busy engagements before the worker stops
-/// reading ahead.
-pub const MAX_HELD: usize = 1024;
 /// In-memory retry delays for a temporary failure.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -54,11 +64,28 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 const BACKLOG_WARN_AGE: Duration = Duration::from_secs(3600);
 const BACKLOG_CHECK_EVERY: Duration = Duration::from_secs(60);
 
-/// Generic over the sink registry only so that a test can bring its own kinds;
-/// the daemon's is [`SinkKind`].
-pub struct SinkWorker<R: Registry = SinkKind> {
+/// One record as a sink gets it.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub seq: u64,
+    /// The forwarded record, exactly as stored: shared, never copied per
+    /// attempt.
+    pub bytes: Arc<[u8]>,
+    /// The idempotency key (`webhook-id`): the natural key for revision 1,
+    /// `id~N` for revision N.
+    pub webhook_id: String,
+    /// The record's engagement (its ordering lane), when it has one.
+    pub lane: Option<String>,
+    /// What the record is about, without Zoom's JSON.
+    pub view: Arc<View>,
+}
+
+/// Generic over the sink registry and the running sink only so that a test can
+/// bring its own kinds or wrap a sink; the daemon's are [`SinkKind`] and its
+/// [`Sink`](crate::sink::Sink).
+pub struct SinkWorker<R: Registry = SinkKind, S: Running<R> = <R as Registry>::Sink> {
     pub settings: SinkSettings<R>,
-    pub sink: Arc<R::Sink>,
+    pub sink: Arc<S>,
     pub journal: Journal,
     pub stats: Stats,
     /// Where the worker's heartbeat registers, for the watchdog. (Its
@@ -67,16 +94,12 @@ pub struct SinkWorker<R: Registry = SinkKind> {
 }
 
 /// Shared by a worker's in-flight deliveries.
-struct Context<R: Registry> {
+struct Context<R: Registry, S> {
     settings: SinkSettings<R>,
-    sink: Arc<R::Sink>,
+    sink: Arc<S>,
     journal: Journal,
     stats: Stats,
     health: Mutex<SinkHealth>,
-    /// Signalled when a delivery gives its request slot back before its task
-    /// ends (after a 2xx, while the ack commits), so the worker can hand the
-    /// slot to the next ready record at once.
-    slot_freed: tokio::sync::Notify,
 }
 
 /// Failing/recovered bookkeeping, so the log says it once per transition.
@@ -84,28 +107,12 @@ struct Context<R: Registry> {
 struct SinkHealth {
     failing_since: Option<Instant>,
     failures: u64,
+    /// The set-up problem was logged in this failing period.
+    setup_logged: bool,
     backlog_warned: bool,
 }
 
-/// How one delivery task settled its record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settled {
-    /// Acked or dead-lettered: the record's lane moves on.
-    Done,
-    /// Waiting in the durable tier: its lane stays held.
-    Scheduled,
-    /// Stopped by the drain deadline, or shutdown began while it waited for
-    /// an in-memory retry: stays in the outbox as it was.
-    Aborted,
-}
-
-struct Finished {
-    seq: u64,
-    lane: Option<String>,
-    settled: Settled,
-}
-
-impl<R: Registry> SinkWorker<R> {
+impl<R: Registry, S: Running<R>> SinkWorker<R, S> {
     /// Delivers until `stop` fires, then lets in-flight deliveries finish until
     /// `abort` fires. Undelivered records stay in the outbox.
     pub async fn run(
@@ -113,283 +120,364 @@ impl<R: Registry> SinkWorker<R> {
         stop: CancellationToken,
         abort: CancellationToken,
     ) -> Result<(), JournalError> {
-        let name = self.settings.name.clone();
+        let heartbeat = self.health.register(format!("sink {}", self.settings.name));
         let context = Arc::new(Context {
             settings: self.settings,
             sink: self.sink,
             journal: self.journal.clone(),
             stats: self.stats,
             health: Mutex::new(SinkHealth::default()),
-            slot_freed: tokio::sync::Notify::new(),
         });
-        let mut heartbeat = self.health.register(format!("sink {name}"));
-        let journal = &self.journal;
-        // Each queued record travels with its lane, parsed once from its bytes.
-        let mut lanes: Lanes<(Option<String>, Pending)> = Lanes::default();
-        // Records waiting in the durable tier from an earlier run still hold
-        // their engagements back.
-        let mut after = None;
-        loop {
-            let batch = journal.read_waiting(&name, after, BATCH).await?;
-            let Some((ms, last)) = batch.last().map(|(ms, p)| (*ms, p.seq)) else {
-                break;
-            };
-            after = Some((ms, last));
-            for (_, pending) in &batch {
-                if let Some(lane) = lane_of(&pending.bytes) {
-                    lanes.occupy(&lane);
-                }
-            }
-        }
-
-        let permits = Arc::new(Semaphore::new(context.settings.max_in_flight));
-        let mut tasks: JoinSet<Result<Finished, JournalError>> = JoinSet::new();
-        let mut in_flight: HashSet<u64> = HashSet::new();
-        let mut ready: VecDeque<(Option<String>, Pending)> = VecDeque::new();
-        let mut committed = journal.committed();
-        let mut cursor = 0u64;
-        let mut backlog_check = tokio::time::interval(BACKLOG_CHECK_EVERY);
-        let result: Result<(), JournalError> = 'work: loop {
-            if ready.is_empty() {
-                // Durable retries that came due go first: they are the oldest.
-                for pending in journal.read_due(&name, clock::now_ms(), BATCH).await? {
-                    if !in_flight.contains(&pending.seq) {
-                        ready.push_back((lane_of(&pending.bytes), pending));
-                    }
-                }
-            }
-            let mut read_new = false;
-            if ready.is_empty() && lanes.waiting() < MAX_HELD {
-                // Mark the current commit as seen *before* reading, so a commit
-                // that lands after the read wakes us.
-                committed.borrow_and_update();
-                let (batch, last) = journal.read_outbox(&name, cursor, BATCH).await?;
-                read_new = last != cursor;
-                cursor = last;
-                for pending in batch {
-                    let lane = lane_of(&pending.bytes);
-                    let key = lane.clone();
-                    if let Some(item) = lanes.admit(key.as_deref(), (lane, pending)) {
-                        ready.push_back(item);
-                    }
-                }
-            }
-            while !ready.is_empty() {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                let Some((lane, pending)) = ready.pop_front() else {
-                    break;
-                };
-                in_flight.insert(pending.seq);
-                let (context, stop, abort) = (context.clone(), stop.clone(), abort.clone());
-                tasks.spawn(async move {
-                    deliver(&context, pending, lane, permit, &stop, &abort).await
-                });
-            }
-            if read_new && ready.is_empty() && lanes.waiting() < MAX_HELD {
-                continue; // more of the outbox may be ready right away
-            }
-            // The earliest durable retry not being attempted right now (one in
-            // flight stays in the due index until it settles; waking for it
-            // would spin until then).
-            let next_due = if ready.is_empty() {
-                journal.next_due_except(&name, &in_flight).await?
-            } else {
-                None
-            };
-            let due_at = next_due.map(clock::instant_at);
-            tokio::select! {
-                _ = stop.cancelled() => break 'work Ok(()),
-                changed = committed.changed(), if ready.is_empty() && lanes.waiting() < MAX_HELD => {
-                    if changed.is_err() { break 'work Ok(()) }
-                }
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    match done {
-                        Ok(Ok(finished)) => {
-                            in_flight.remove(&finished.seq);
-                            if finished.settled == Settled::Done
-                                && let Some(lane) = &finished.lane
-                                && let Some(next) = lanes.finish(lane)
-                            {
-                                ready.push_front(next);
-                            }
-                        }
-                        Ok(Err(e)) => break 'work Err(e),
-                        // A panicking delivery is a bug; its record stays in the
-                        // outbox for the next start, its lane stays held.
-                        Err(e) => tracing::error!(sink = %name, error = %e, "delivery task failed"),
-                    }
-                }
-                _ = context.slot_freed.notified(), if !ready.is_empty() => {}
-                _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
-                _ = backlog_check.tick() => context.check_backlog().await?,
-                _ = heartbeat.tick() => {}
-            }
-        };
-        // Drain: in-flight deliveries run on until they finish or `abort` fires
-        // (each one watches it), so this join is bounded by the drain deadline.
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(Err(e)) = done {
-                tracing::error!(sink = %name, error = %e, "journal failed while finishing deliveries");
-            }
-        }
-        result
+        consumer::run(context, self.journal, heartbeat, stop, abort).await
     }
 }
 
-/// Delivers one record: in-memory retries within the fast window (a record
-/// already in the durable tier gets one attempt per step), then the durable
-/// tier or the dead-letter.
-///
-/// `permit` is the record's slot among the sink's `max_in_flight` requests.
-/// After a 2xx it is given back as soon as the ack is queued in the journal,
-/// not when the ack's commit returns: the sink gets its next request while
-/// the commit syncs. The record's lane (its engagement) stays held until the
-/// commit returned, and acks commit in the order they were queued, so a crash
-/// before the commit re-sends this record and every later one of its
-/// engagement, in their order.
-async fn deliver<R: Registry>(
-    context: &Context<R>,
+impl<R: Registry, S: Running<R>> Handler for Context<R, S> {
+    fn outbox(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn describe(&self) -> String {
+        format!("sink {}", self.settings.name)
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.settings.max_in_flight
+    }
+
+    fn read_batch(&self) -> usize {
+        BATCH
+    }
+
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn batch(&self) -> usize {
+        self.sink.coalesce()
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        records: Vec<Pending>,
+        slot: Slot,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Result<Vec<(u64, Settled)>, JournalError> {
+        deliver(&self, records, slot, &stop, &abort).await
+    }
+
+    async fn panicked(
+        self: Arc<Self>,
+        records: Vec<Pending>,
+    ) -> Result<Vec<(u64, Settled)>, JournalError> {
+        let mut settled = Vec::with_capacity(records.len());
+        for pending in records {
+            let failure =
+                Failure::retry("the delivery task failed on this record (internal error)");
+            let attempts = pending.attempts + 1;
+            let id = header_id(&pending);
+            settled.push((
+                pending.seq,
+                self.durable(&pending, &id, attempts, &failure).await?,
+            ));
+        }
+        Ok(settled)
+    }
+
+    async fn check(self: Arc<Self>) -> Result<(), JournalError> {
+        self.check_backlog().await
+    }
+
+    fn check_every(&self) -> Option<Duration> {
+        Some(BACKLOG_CHECK_EVERY)
+    }
+}
+
+/// The record id for logs (empty when the record is unreadable).
+fn header_id(pending: &Pending) -> String {
+    serde_json::from_slice::<RecordHeader>(&pending.bytes)
+        .map(|h| h.id.into_owned())
+        .unwrap_or_default()
+}
+
+/// One record of a delivery call, while it is not settled.
+struct Attempt {
     pending: Pending,
-    lane: Option<String>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    envelope: Envelope,
+    id: String,
+    event: String,
+    attempts: u32,
+    /// A `Reauthenticate` answer was just retried.
+    reauthenticated: bool,
+}
+
+/// An accepted record whose ack is queued in the journal.
+struct Acked {
+    seq: u64,
+    event: String,
+    age: Option<f64>,
+    commit: tokio::sync::oneshot::Receiver<Result<(), JournalError>>,
+}
+
+/// Delivers records (one, or several of one engagement): in-memory retries
+/// within the fast window (a record already in the durable tier gets one
+/// attempt per step), then the durable tier or the dead-letter.
+///
+/// `slot` is the call's place among the sink's `max_in_flight` requests.
+/// Once every record is accepted or settled it is given back as soon as the
+/// acks are queued in the journal, not when their commit returns: the sink
+/// gets its next request while the commit syncs. The records' lane (their
+/// engagement) stays held until the commit returned, and acks commit in the
+/// order they were queued, so a crash before the commit re-sends these
+/// records and every later one of their engagement, in their order.
+async fn deliver<R: Registry, S: Running<R>>(
+    context: &Context<R, S>,
+    records: Vec<Pending>,
+    mut slot: Slot,
     stop: &CancellationToken,
     abort: &CancellationToken,
-) -> Result<Finished, JournalError> {
+) -> Result<Vec<(u64, Settled)>, JournalError> {
     let name = context.settings.name.as_str();
-    let seq = pending.seq;
-    let finished = |settled| Finished {
-        seq,
-        lane: lane.clone(),
-        settled,
-    };
-    let header: RecordHeader = match serde_json::from_slice(&pending.bytes) {
-        Ok(header) => header,
-        Err(e) => {
-            tracing::error!(sink = %name, seq, error = %e, "dead-lettering unreadable record");
-            let letter = letter(
-                format!("stored record is unreadable: {e}"),
-                None,
-                pending.attempts,
-            );
-            context.journal.dead_letter(name, seq, letter).await?;
-            return Ok(finished(Settled::Done));
-        }
-    };
+    let mut settled = Vec::with_capacity(records.len());
+    let mut open = Vec::with_capacity(records.len());
+    for pending in records {
+        let header: RecordHeader = match serde_json::from_slice(&pending.bytes) {
+            Ok(header) => header,
+            Err(e) => {
+                tracing::error!(sink = %name, seq = pending.seq, error = %e, "dead-lettering unreadable record");
+                let letter = DeadLetter::now(
+                    format!("stored record is unreadable: {e}"),
+                    None,
+                    None,
+                    pending.attempts,
+                );
+                context
+                    .journal
+                    .dead_letter(name, pending.seq, letter)
+                    .await?;
+                settled.push((pending.seq, Settled::Done));
+                continue;
+            }
+        };
+        let envelope = Envelope {
+            seq: pending.seq,
+            bytes: pending.bytes.clone(),
+            webhook_id: header.webhook_id(),
+            lane: pending.view.engagement_id.clone(),
+            view: pending.view.clone(),
+        };
+        open.push(Attempt {
+            id: header.id.to_string(),
+            event: header.event.to_string(),
+            attempts: pending.attempts,
+            reauthenticated: false,
+            envelope,
+            pending,
+        });
+    }
     let started = Instant::now();
     let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     let mut rng = StdRng::from_os_rng();
-    let mut attempts = pending.attempts;
-    loop {
-        let outcome = tokio::select! {
-            _ = abort.cancelled() => return Ok(finished(Settled::Aborted)),
-            outcome = context.sink.deliver(&header, &pending.bytes) => outcome,
+    let mut acked: Vec<Acked> = Vec::new();
+    while !open.is_empty() {
+        let envelopes: Vec<Envelope> = open.iter().map(|a| a.envelope.clone()).collect();
+        let outcomes = tokio::select! {
+            _ = abort.cancelled() => {
+                settled.extend(open.iter().map(|a| (a.pending.seq, Settled::Aborted)));
+                break;
+            }
+            outcomes = context.sink.deliver_batch(&envelopes) => outcomes,
         };
-        attempts += 1;
-        let failure = match outcome {
-            Ok(()) => {
-                // Latency is to the sink's confirmation, not to the ack's commit.
-                let age = header.age_seconds();
-                let ack = context.journal.submit_ack(name, seq).await?;
-                drop(permit);
-                context.slot_freed.notify_one();
-                // Only the event name is kept while the commit syncs.
-                let event = header.event.to_string();
-                drop(pending);
-                ack.await.map_err(|_| JournalError::Closed)??;
-                context.stats.delivered(name, &event);
-                if let Some(seconds) = age {
-                    context.stats.delivery_latency(name, seconds);
+        drop(envelopes);
+        let mut again = Vec::new();
+        let mut failed: Vec<(Attempt, Failure)> = Vec::new();
+        let mut outcomes = outcomes.into_iter();
+        for mut attempt in open.drain(..) {
+            let outcome = outcomes
+                .next()
+                .unwrap_or_else(|| Err(Failure::retry("the sink gave no answer for this record")));
+            let failure = match outcome {
+                Ok(()) => {
+                    // Latency is to the sink's confirmation, not to the ack's
+                    // commit.
+                    let age = serde_json::from_slice::<RecordHeader>(&attempt.pending.bytes)
+                        .ok()
+                        .and_then(|h| h.age_seconds());
+                    let commit = context
+                        .journal
+                        .submit_ack(name, attempt.pending.seq)
+                        .await?;
+                    // Only the event name is kept while the commit syncs.
+                    acked.push(Acked {
+                        seq: attempt.pending.seq,
+                        event: attempt.event,
+                        age,
+                        commit,
+                    });
+                    continue;
                 }
-                context.recovered().await?;
-                return Ok(finished(Settled::Done));
+                Err(failure) => failure,
+            };
+            match failure.class {
+                Class::Permanent => {
+                    attempt.attempts += 1;
+                    tracing::warn!(sink = %name, event = %attempt.event, record_id = %attempt.id, error = %failure.reason, code = failure.code.as_deref().unwrap_or(""), attempts = attempt.attempts, "sink refused record; moved to dead-letter");
+                    let letter = DeadLetter::now(
+                        failure.reason,
+                        failure.status,
+                        failure.code,
+                        attempt.attempts,
+                    );
+                    context
+                        .journal
+                        .dead_letter(name, attempt.pending.seq, letter)
+                        .await?;
+                    context.stats.dead_lettered(name);
+                    settled.push((attempt.pending.seq, Settled::Done));
+                }
+                Class::Reauthenticate if !attempt.reauthenticated => {
+                    attempt.attempts += 1;
+                    attempt.reauthenticated = true;
+                    tracing::debug!(sink = %name, record_id = %attempt.id, error = %failure.reason, "credentials refused; retrying at once with new ones");
+                    again.push(attempt);
+                }
+                Class::Reauthenticate => {
+                    // Refused twice in a row: the credentials are wrong.
+                    let failure = Failure {
+                        class: Class::Setup,
+                        reason: format!("the credentials were refused twice: {}", failure.reason),
+                        ..failure
+                    };
+                    failed.push((attempt, failure));
+                }
+                Class::Setup => failed.push((attempt, failure)),
+                Class::Retry { .. } => {
+                    attempt.attempts += 1;
+                    attempt.reauthenticated = false;
+                    failed.push((attempt, failure));
+                }
             }
-            Err(Failure {
-                class: Class::Permanent,
-                reason,
-                status,
-                ..
-            }) => {
-                tracing::warn!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, "sink refused record; moved to dead-letter");
-                context
-                    .journal
-                    .dead_letter(name, seq, letter(reason, status, attempts))
-                    .await?;
-                context.stats.dead_lettered(name);
-                return Ok(finished(Settled::Done));
-            }
-            Err(failure) => failure,
+        }
+        if !again.is_empty() {
+            open = again;
+            open.extend(failed.into_iter().map(|(a, _)| a));
+            continue;
+        }
+        let Some((_, first)) = failed.first() else {
+            break;
         };
-        let setup = failure.class == Class::Setup;
-        let after = failure.retry_after();
-        let Failure { reason, status, .. } = failure;
-        context.failing(&reason);
+        let setup = failed.iter().any(|(_, f)| f.class == Class::Setup);
+        let after = failed.iter().filter_map(|(_, f)| f.retry_after()).max();
+        let reason = first.reason.clone();
+        context.failing(&reason, setup);
         let delay = after.unwrap_or_else(|| backoff.next(&mut rng));
         let in_fast_window = !setup
-            && pending.step == 0
+            && failed.iter().all(|(a, _)| a.pending.step == 0)
             && started.elapsed() + delay <= context.settings.retry_fast_window;
         if in_fast_window {
-            tracing::debug!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, ?delay, "delivery failed; retrying");
+            for (attempt, _) in &failed {
+                tracing::debug!(sink = %name, event = %attempt.event, record_id = %attempt.id, error = %reason, attempts = attempt.attempts, ?delay, "delivery failed; retrying");
+            }
+            open = failed.into_iter().map(|(a, _)| a).collect();
             // A record waiting to retry is not in flight: shutdown does not
             // wait for it (it stays in the outbox for the next start).
             tokio::select! {
-                _ = stop.cancelled() => return Ok(finished(Settled::Aborted)),
-                _ = abort.cancelled() => return Ok(finished(Settled::Aborted)),
+                _ = stop.cancelled() => {}
+                _ = abort.cancelled() => {}
                 _ = tokio::time::sleep(delay) => continue,
             }
+            settled.extend(open.iter().map(|a| (a.pending.seq, Settled::Aborted)));
+            break;
         }
-        let settings = &context.settings;
+        for (attempt, failure) in failed {
+            let how = context
+                .durable(&attempt.pending, &attempt.id, attempt.attempts, &failure)
+                .await?;
+            settled.push((attempt.pending.seq, how));
+        }
+        break;
+    }
+    slot.free();
+    for ack in acked {
+        ack.commit.await.map_err(|_| JournalError::Closed)??;
+        context.stats.delivered(name, &ack.event);
+        if let Some(seconds) = ack.age {
+            context.stats.delivery_latency(name, seconds);
+        }
+        context.recovered().await?;
+        settled.push((ack.seq, Settled::Done));
+    }
+    Ok(settled)
+}
+
+impl<R: Registry, S: Running<R>> Context<R, S> {
+    /// After the in-memory tier: the record's next attempt goes to the
+    /// durable tier, or (its schedule used up) the record to the dead-letter.
+    /// A set-up failure repeats the schedule's last delay for as long as it
+    /// lasts and never uses up attempts.
+    async fn durable(
+        &self,
+        pending: &Pending,
+        id: &str,
+        attempts: u32,
+        failure: &Failure,
+    ) -> Result<Settled, JournalError> {
+        let name = self.settings.name.as_str();
+        let setup = failure.class == Class::Setup;
+        let mut rng = StdRng::from_os_rng();
         match schedule::durable_delay(
-            &settings.retry_schedule,
+            &self.settings.retry_schedule,
             pending.step,
-            // A set-up problem never uses up the schedule (docs/contract.md §3.5).
-            settings.retry_forever || setup,
+            self.settings.retry_forever || setup,
             &mut rng,
         ) {
             Some(durable) => {
-                let wait = durable.max(after.unwrap_or_default());
+                let wait = durable.max(failure.retry_after().unwrap_or_default());
                 let due = clock::now_ms() + wait.as_millis() as u64;
-                tracing::debug!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, attempts, retry_in = ?wait, "delivery failed; scheduled a durable retry");
-                context
-                    .journal
-                    .schedule(name, seq, attempts, pending.step + 1, due)
+                // A set-up problem does not count against the record, and
+                // keeps its place on the schedule's last step.
+                let (attempts, step) = if setup {
+                    let last = self.settings.retry_schedule.len().saturating_sub(1) as u32;
+                    (
+                        pending.attempts,
+                        (pending.step + 1).min(last.max(pending.step)),
+                    )
+                } else {
+                    (attempts, pending.step + 1)
+                };
+                tracing::debug!(sink = %name, record_id = %id, error = %failure.reason, attempts, retry_in = ?wait, "delivery failed; scheduled a durable retry");
+                self.journal
+                    .schedule(name, pending.seq, attempts, step, due)
                     .await?;
-                return Ok(finished(Settled::Scheduled));
+                Ok(Settled::Scheduled)
             }
             None => {
                 let reason = format!(
-                    "retry schedule exhausted after {attempts} attempts; last error: {reason}"
+                    "retry schedule exhausted after {attempts} attempts; last error: {}",
+                    failure.reason
                 );
-                tracing::warn!(sink = %name, event = %header.event, record_id = %header.id, error = %reason, "moved to dead-letter");
-                context
-                    .journal
-                    .dead_letter(name, seq, letter(reason, status, attempts))
-                    .await?;
-                context.stats.dead_lettered(name);
-                return Ok(finished(Settled::Done));
+                tracing::warn!(sink = %name, record_id = %id, error = %reason, "moved to dead-letter");
+                let letter =
+                    DeadLetter::now(reason, failure.status, failure.code.clone(), attempts);
+                self.journal.dead_letter(name, pending.seq, letter).await?;
+                self.stats.dead_lettered(name);
+                Ok(Settled::Done)
             }
         }
     }
-}
 
-fn letter(reason: String, status: Option<u16>, attempts: u32) -> DeadLetter {
-    DeadLetter {
-        reason,
-        status,
-        attempts,
-        at: now_rfc3339(),
-    }
-}
-
-impl<R: Registry> Context<R> {
-    fn failing(&self, reason: &str) {
+    fn failing(&self, reason: &str, setup: bool) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.failures += 1;
         if health.failing_since.is_none() {
             health.failing_since = Some(Instant::now());
             self.stats.sink_failing(&self.settings.name, true);
             tracing::warn!(sink = %self.settings.name, error = %reason, "sink failing; records wait in its outbox and are retried");
+        }
+        if setup && !health.setup_logged {
+            health.setup_logged = true;
+            tracing::error!(sink = %self.settings.name, fix = %reason, "sink set-up problem: every record stays pending until it is fixed");
         }
     }
 
@@ -403,6 +491,7 @@ impl<R: Registry> Context<R> {
                 .take()
                 .map(|since| (since, health.failures));
             health.failures = 0;
+            health.setup_logged = false;
             failed
         };
         let Some((since, failures)) = failed else {

@@ -11,12 +11,15 @@
 //! [`open_read_only`] and follow its commits while it runs.
 //!
 //! This module decides nothing about delivery policy (that is `deliver/`) and
-//! knows nothing of Zoom beyond the natural key it is given.
+//! knows nothing of Zoom beyond the natural key and the view it is given (the
+//! upgrade of a format-0 file borrows `zoom::view` to view old records; see
+//! `upgrade`).
 
 mod lock;
 pub mod read;
 mod recover;
 mod tables;
+mod upgrade;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::record::NewRecord;
-use crate::sink::route::EventFilter;
+use crate::route::EventFilter;
 
 pub use lock::LOCK_FILE;
 pub use recover::{QUARANTINE_PREFIX, quarantined};
@@ -68,6 +71,10 @@ pub enum JournalError {
     CommitFailed(String),
     #[error("the journal is closed")]
     Closed,
+    #[error(
+        "the journal file has format version {found}, newer than this build reads ({supported}); run the newer zcc-relay, or start with an empty journal directory"
+    )]
+    NewerFormat { found: u32, supported: u32 },
 }
 
 impl JournalError {
@@ -147,15 +154,81 @@ pub struct Pending {
     pub not_before_ms: u64,
     /// The forwarded record, exactly as sinks receive it.
     pub bytes: Arc<[u8]>,
+    /// Its Zoom-neutral view, as stored with it.
+    pub view: Arc<crate::record::View>,
 }
 
 /// Why a record left a sink's outbox without being delivered.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
     pub reason: String,
+    /// The last HTTP status, when there was a response.
     pub status: Option<u16>,
+    /// The vendor's error code (`REQUEST_LIMIT_EXCEEDED`), when it gave one.
+    pub code: Option<String>,
     pub attempts: u32,
-    pub at: String,
+    /// When it was dead-lettered.
+    pub at: jiff::Timestamp,
+}
+
+/// A dead letter as stored (JSON). Format 0 wrote `at` as RFC 3339 text and
+/// had no `code`; format 1 writes `at_ms`. Both read.
+#[derive(Serialize, Deserialize)]
+struct StoredLetter {
+    reason: String,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(default)]
+    attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
+}
+
+impl DeadLetter {
+    /// A dead letter written now.
+    pub fn now(reason: String, status: Option<u16>, code: Option<String>, attempts: u32) -> Self {
+        DeadLetter {
+            reason,
+            status,
+            code,
+            attempts,
+            at: jiff::Timestamp::now(),
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let stored = StoredLetter {
+            reason: self.reason.clone(),
+            status: self.status,
+            code: self.code.clone(),
+            attempts: self.attempts,
+            at_ms: Some(self.at.as_millisecond()),
+            at: None,
+        };
+        serde_json::to_vec(&stored).unwrap_or_default()
+    }
+
+    /// Reads either format; `None` if the bytes are not a dead letter.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<DeadLetter> {
+        let stored: StoredLetter = serde_json::from_slice(bytes).ok()?;
+        let at = match (stored.at_ms, stored.at.as_deref()) {
+            (Some(ms), _) => jiff::Timestamp::from_millisecond(ms).ok(),
+            (None, Some(text)) => text.parse().ok(),
+            (None, None) => None,
+        }
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        Some(DeadLetter {
+            reason: stored.reason,
+            status: stored.status,
+            code: stored.code,
+            attempts: stored.attempts,
+            at,
+        })
+    }
 }
 
 /// Where a socket gap stands with reconciliation.
@@ -315,7 +388,11 @@ impl Journal {
         record: NewRecord,
     ) -> Result<oneshot::Receiver<Result<AppendOutcome, JournalError>>, JournalError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Op::Append { record, reply }).await?;
+        self.send(Op::Append {
+            record: Box::new(record),
+            reply,
+        })
+        .await?;
         Ok(rx)
     }
 

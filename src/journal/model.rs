@@ -29,7 +29,7 @@ use tokio::runtime::Runtime;
 use super::read::{self, SinkStats};
 use super::{AppendOutcome, DB_FILE, DeadLetter, Journal, JournalError, MEDIA, Pending, SinkRoute};
 use crate::record::{NewRecord, Source};
-use crate::sink::route::EventFilter;
+use crate::route::EventFilter;
 
 /// Cases run by default; `ZCC_PROPTEST_CASES` asks for more (or fewer).
 const DEFAULT_CASES: u32 = 64;
@@ -444,6 +444,7 @@ fn new_record(append: &Append, stamp: u64) -> NewRecord {
         ),
         payload: RawValue::from_string(format!(r#"{{"stamp":{stamp}}}"#)).expect("a JSON object"),
         version: append.version.map(|v| [v; 32]),
+        view: Default::default(),
     }
 }
 
@@ -451,8 +452,10 @@ fn letter(stamp: u64) -> DeadLetter {
     DeadLetter {
         reason: format!("HTTP 400 ({stamp})"),
         status: Some(400),
+        code: Some(format!("CODE_{stamp}")),
         attempts: 1,
-        at: "2026-01-01T00:00:00.000Z".into(),
+        at: jiff::Timestamp::from_millisecond(1_767_225_600_000 + stamp as i64)
+            .expect("a valid instant"),
     }
 }
 

@@ -38,12 +38,17 @@ fn pending(
         tracing::error!(seq, "outbox entry without a record; skipping");
         return Ok(None);
     };
+    let (view, record) = tables::split_record(bytes.value());
+    let view = view
+        .and_then(|v| serde_json::from_slice(v).ok())
+        .unwrap_or_default();
     Ok(Some(Pending {
         seq,
         attempts: entry.attempts,
         step: entry.step,
         not_before_ms: entry.not_before_ms,
-        bytes: Arc::from(bytes.value()),
+        bytes: Arc::from(record),
+        view: Arc::new(view),
     }))
 }
 
@@ -191,7 +196,7 @@ pub fn sink_stats(txn: &ReadTransaction, sink: &str) -> Result<SinkStats, Journa
         if let Some((seq, _)) = outbox.first()? {
             let records = txn.open_table(tables::RECORDS)?;
             if let Some(bytes) = records.get(seq.value())? {
-                stats.oldest_pending = received_at(bytes.value());
+                stats.oldest_pending = received_at(tables::split_record(bytes.value()).1);
             }
         }
     }
@@ -271,15 +276,16 @@ pub fn list_dead(
     for row in dead.iter()?.take(limit) {
         let (seq, letter) = row?;
         let seq = seq.value();
-        let letter: DeadLetter = serde_json::from_slice(letter.value()).unwrap_or(DeadLetter {
+        let letter = DeadLetter::decode(letter.value()).unwrap_or(DeadLetter {
             reason: "unreadable dead-letter entry".into(),
             status: None,
+            code: None,
             attempts: 0,
-            at: String::new(),
+            at: jiff::Timestamp::UNIX_EPOCH,
         });
         let bytes = records
             .get(seq)?
-            .map(|b| Arc::from(b.value()))
+            .map(|b| Arc::from(tables::split_record(b.value()).1))
             .unwrap_or_else(|| Arc::from(&b""[..]));
         out.push(Dead { seq, letter, bytes });
     }

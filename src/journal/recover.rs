@@ -267,12 +267,12 @@ fn rebuild_references(txn: &WriteTransaction, names: &[String]) -> Result<u64, r
     let highest = refs.keys().next_back().copied().unwrap_or(0);
     let mut meta = txn.open_table(tables::META)?;
     let next = meta
-        .get("next_seq")?
+        .get(tables::NEXT_SEQ)?
         .and_then(|v| v.value().try_into().ok())
         .map(u64::from_le_bytes)
         .unwrap_or(0);
     if next <= highest {
-        meta.insert("next_seq", (highest + 1).to_le_bytes().as_slice())?;
+        meta.insert(tables::NEXT_SEQ, (highest + 1).to_le_bytes().as_slice())?;
     }
     Ok(orphans)
 }
@@ -286,7 +286,7 @@ mod tests {
     use super::*;
     use crate::journal::{Journal, SinkRoute};
     use crate::record::{NewRecord, Source};
-    use crate::sink::route::EventFilter;
+    use crate::route::EventFilter;
 
     fn routes() -> Vec<SinkRoute> {
         vec![SinkRoute {
@@ -312,6 +312,7 @@ mod tests {
                     received_at: "2026-11-26T10:00:00.000Z".into(),
                     payload: RawValue::from_string(payload).unwrap(),
                     version: None,
+                    view: Default::default(),
                 })
                 .await
                 .unwrap();
@@ -362,6 +363,7 @@ mod tests {
             received_at: "t".into(),
             payload: RawValue::from_string("{}".into()).unwrap(),
             version: None,
+            view: Default::default(),
         };
         let crate::journal::AppendOutcome::Stored { seq, .. } = journal.append(next).await.unwrap()
         else {

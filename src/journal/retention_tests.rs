@@ -30,6 +30,7 @@ fn record(id: &str) -> NewRecord {
         received_at: "2026-01-01T00:00:00.000Z".into(),
         payload: RawValue::from_string("{}".into()).unwrap(),
         version: None,
+        view: Default::default(),
     }
 }
 

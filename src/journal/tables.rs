@@ -1,7 +1,10 @@
 //! The journal's redb tables and the byte layouts of their values.
 //!
 //! Layout (one database file, `journal.redb`):
-//! - `records`: seq → the forwarded record as JSON, exactly the bytes sinks get.
+//! - `records`: seq → the record: in format 1, [`RECORD_V1`], the length of
+//!   the record's view (u32, little-endian), the view as JSON, then the
+//!   forwarded record as JSON, exactly the bytes sinks get ([`encode_record`],
+//!   [`split_record`]). Format 0 stored the record's JSON alone.
 //! - `refs`: seq → how many sinks still need the record; at 0 both rows go.
 //! - `keys`: natural key → [`KeyEntry`], the dedup index. It outlives the record:
 //!   an item that was delivered and removed must still be recognised when
@@ -17,7 +20,8 @@
 //!   `@` cannot start a sink name, so it never collides with one.
 //! - `gaps`: (start ms, end ms) → [`GapState`] as u8: the windows in which the
 //!   WebSocket was not live, for reconciliation.
-//! - `meta`: small named values (`next_seq`, `live_until_ms`, …).
+//! - `meta`: small named values ([`NEXT_SEQ`], [`LIVE_UNTIL`],
+//!   [`FORMAT`]).
 //! - `sinks`: every sink name that ever had an outbox here.
 
 use redb::TableDefinition;
@@ -35,6 +39,45 @@ pub const MEDIA: &str = "@media";
 
 /// Meta key: the last moment (ms) the socket was known live.
 pub const LIVE_UNTIL: &str = "live_until_ms";
+/// Meta key: the seq the next stored record gets (u64, little-endian).
+pub const NEXT_SEQ: &str = "next_seq";
+/// Meta key: the layout version of the file (u32, little-endian). Absent in
+/// a journal written before it existed: format 0.
+pub const FORMAT: &str = "format_version";
+/// The layout this build writes. 1: records carry their view; dead letters
+/// carry a vendor code and `at_ms`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// First byte of a format-1 record value. A format-0 value is the record's
+/// JSON, which starts with `{`, so the two never mix up.
+pub const RECORD_V1: u8 = 1;
+
+/// A record value: its view (JSON) and the forwarded record's bytes.
+pub fn encode_record(view: &[u8], record: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(5 + view.len() + record.len());
+    value.push(RECORD_V1);
+    value.extend_from_slice(&(view.len() as u32).to_le_bytes());
+    value.extend_from_slice(view);
+    value.extend_from_slice(record);
+    value
+}
+
+/// A record value's view (`None` in format 0) and the forwarded record's
+/// bytes. Accepts both layouts.
+pub fn split_record(value: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    if value.first() != Some(&RECORD_V1) {
+        return (None, value);
+    }
+    let len = value
+        .get(1..5)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .unwrap_or(0) as usize;
+    match (value.get(5..5 + len), value.get(5 + len..)) {
+        (Some(view), Some(record)) => (Some(view), record),
+        _ => (None, &[]),
+    }
+}
 
 pub fn outbox_name(sink: &str) -> String {
     format!("outbox/{sink}")
@@ -153,5 +196,22 @@ mod tests {
         }
         assert_eq!(KeyEntry::decode(&[1, 2]), None);
         assert_eq!(KeyEntry::decode(&[0; 13]), None);
+    }
+
+    #[test]
+    fn record_values_of_both_formats_split() {
+        let value = encode_record(br#"{"kind":"x"}"#, br#"{"id":"a"}"#);
+        assert_eq!(
+            split_record(&value),
+            (Some(&br#"{"kind":"x"}"#[..]), &br#"{"id":"a"}"#[..])
+        );
+        assert_eq!(
+            split_record(br#"{"id":"a"}"#),
+            (None, &br#"{"id":"a"}"#[..])
+        );
+        assert_eq!(
+            split_record(&[RECORD_V1, 9, 0, 0, 0, b'{']),
+            (None, &b""[..])
+        );
     }
 }

@@ -21,6 +21,7 @@ fn record(id: &str, event: &str, version: Option<[u8; 32]>) -> NewRecord {
         received_at: "2026-01-01T00:00:00.000Z".into(),
         payload: RawValue::from_string(format!(r#"{{"object":{{"id":"{id}"}}}}"#)).unwrap(),
         version,
+        view: Default::default(),
     }
 }
 
@@ -249,8 +250,9 @@ async fn dead_letter_keeps_the_record_out_of_the_outbox() {
     let letter = DeadLetter {
         reason: "HTTP 400".into(),
         status: Some(400),
+        code: None,
         attempts: 1,
-        at: "t".into(),
+        at: jiff::Timestamp::UNIX_EPOCH,
     };
     journal.dead_letter("a", s, letter).await.unwrap();
     assert!(outbox(&journal, "a", 0, 10).await.is_empty());
@@ -355,8 +357,9 @@ async fn redrive_and_purge_the_dead_letter() {
     let letter = || DeadLetter {
         reason: "HTTP 400".into(),
         status: Some(400),
+        code: None,
         attempts: 1,
-        at: "t".into(),
+        at: jiff::Timestamp::UNIX_EPOCH,
     };
     for seq in 1..=3 {
         journal.dead_letter("a", seq, letter()).await.unwrap();
@@ -535,5 +538,41 @@ async fn media_outbox_survives_restarts_and_drains_unchanged_when_media_is_turne
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].seq, rec);
     assert_eq!(batch[0].bytes, original);
+    journal.close().await;
+}
+
+/// A request that fails in the middle of a group commit fails the whole
+/// commit, and every caller in it, before and after the failing one, hears
+/// the commit's error (not `Closed`); nothing of the batch is stored.
+#[tokio::test]
+async fn every_request_of_a_failed_batch_gets_the_commit_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    // An outbox table of the wrong type: acking into it fails inside the
+    // writer's transaction.
+    {
+        let txn = journal.shared.db.begin_write().unwrap();
+        let wrong: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("outbox/bad");
+        txn.open_table(wrong).unwrap().insert("x", 1).unwrap();
+        txn.commit().unwrap();
+    }
+    // Queued before the writer runs (one thread): one batch.
+    let before = journal.submit(record("k1", "e", None)).await.unwrap();
+    let failing = journal.submit_ack("bad", 1).await.unwrap();
+    let after = journal.submit(record("k2", "e", None)).await.unwrap();
+    let ack = journal.submit_ack("a", 1).await.unwrap();
+    let failed = |result: String| {
+        assert!(result.starts_with("journal commit failed"), "{result}");
+    };
+    failed(before.await.unwrap().unwrap_err().to_string());
+    failed(failing.await.unwrap().unwrap_err().to_string());
+    failed(after.await.unwrap().unwrap_err().to_string());
+    failed(ack.await.unwrap().unwrap_err().to_string());
+    // Nothing of it was stored, and the journal goes on.
+    assert_eq!(journal.stored_records().await.unwrap(), 0);
+    assert_eq!(
+        seq(journal.append(record("k1", "e", None)).await.unwrap()),
+        1
+    );
     journal.close().await;
 }

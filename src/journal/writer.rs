@@ -22,8 +22,8 @@ use super::tables::{self, KeyEntry, OutboxEntry};
 use super::{AppendOutcome, DeadLetter, GapState, JournalError, SinkRoute};
 use crate::clock;
 use crate::record::NewRecord;
+use crate::route::EventFilter;
 use crate::service::Heartbeat;
-use crate::sink::route::EventFilter;
 
 /// Upper bound on requests per commit, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 4096;
@@ -50,7 +50,7 @@ pub(super) const SWEEP_REST_MS: u64 = 60 * 60 * 1000;
 
 pub(super) enum Op {
     Append {
-        record: NewRecord,
+        record: Box<NewRecord>,
         reply: oneshot::Sender<Result<AppendOutcome, JournalError>>,
     },
     Ack {
@@ -120,6 +120,9 @@ pub(super) fn prepare(
     media: Option<&EventFilter>,
 ) -> Result<u64, JournalError> {
     let txn = db.begin_write()?;
+    // In the same transaction as everything else here: a crash during the
+    // upgrade leaves the file as it was, in the old format.
+    super::upgrade::to_current(&txn)?;
     if media.is_none() {
         let waiting: Vec<u64> =
             match txn.open_table(tables::outbox(&tables::outbox_name(tables::MEDIA))) {
@@ -137,12 +140,13 @@ pub(super) fn prepare(
         }
         for seq in waiting {
             take_outbox(&txn, tables::MEDIA, seq)?;
-            let body = txn
+            let value = txn
                 .open_table(tables::RECORDS)?
                 .get(seq)?
                 .map(|v| v.value().to_vec());
-            if let Some(body) = body {
-                enriched(&txn, sinks, seq, &body)?;
+            if let Some(value) = value {
+                let (view, body) = tables::split_record(&value);
+                enriched(&txn, sinks, seq, view, body)?;
             }
         }
     }
@@ -188,7 +192,7 @@ pub(super) fn prepare(
             txn.open_table(tables::outbox(&tables::outbox_name(&sink.name)))?;
         }
         let stored = meta
-            .get("next_seq")?
+            .get(tables::NEXT_SEQ)?
             .and_then(|v| v.value().try_into().ok())
             .map(u64::from_le_bytes);
         stored.unwrap_or(1)
@@ -223,14 +227,46 @@ struct Sweep {
     pruned: u64,
 }
 
-/// A reply to send once the commit's fate is known.
-enum Reply {
-    Append(
-        oneshot::Sender<Result<AppendOutcome, JournalError>>,
-        AppendOutcome,
-    ),
-    Unit(oneshot::Sender<Result<(), JournalError>>),
-    Count(oneshot::Sender<Result<u64, JournalError>>, u64),
+/// What an applied request did, reported once the commit's fate is known.
+enum Done {
+    Append(AppendOutcome),
+    Unit,
+    Count(u64),
+}
+
+/// Answers a request with the fate of its commit.
+fn answer(op: Op, result: Result<Done, JournalError>) {
+    fn send<T>(reply: oneshot::Sender<Result<T, JournalError>>, result: Result<T, JournalError>) {
+        let _ = reply.send(result);
+    }
+    match op {
+        Op::Append { reply, .. } => send(
+            reply,
+            result.map(|done| match done {
+                Done::Append(outcome) => outcome,
+                _ => AppendOutcome::Duplicate,
+            }),
+        ),
+        Op::Redrive { reply, .. } | Op::PurgeDead { reply, .. } => send(
+            reply,
+            result.map(|done| match done {
+                Done::Count(n) => n,
+                _ => 0,
+            }),
+        ),
+        Op::Ack { reply, .. }
+        | Op::Dead { reply, .. }
+        | Op::Meta { reply, .. }
+        | Op::Schedule { reply, .. }
+        | Op::GapDone { reply, .. }
+        | Op::Enriched { reply, .. } => send(reply, result.map(|_| ())),
+        Op::Live { reply, .. } => {
+            if let Some(reply) = reply {
+                send(reply, result.map(|_| ()));
+            }
+        }
+        Op::Shutdown { .. } => {}
+    }
 }
 
 impl Writer {
@@ -319,102 +355,26 @@ impl Writer {
         let seq_before = self.next_seq;
         let sweep_before = self.sweep.clone();
         let sweep_budget = SWEEP_KEYS_PER_COMMIT + SWEEP_KEYS_PER_OP * ops.len();
-        let mut replies = Vec::with_capacity(ops.len());
+        // Each request with what it did; answered once the commit's fate is
+        // known. A request that fails, and every one after it, stays in
+        // `ops`, so every caller hears the real error (never `Closed`).
+        let mut done: Vec<(Op, Done)> = Vec::with_capacity(ops.len());
+        let mut ops = ops.into_iter();
         let result = (|| -> Result<(), JournalError> {
             let txn = self.db.begin_write()?;
-            for op in ops {
-                match op {
-                    Op::Append { record, reply } => {
-                        let outcome = self.append(&txn, record)?;
-                        replies.push(Reply::Append(reply, outcome));
+            for op in ops.by_ref() {
+                match self.apply(&txn, &op) {
+                    Ok(outcome) => done.push((op, outcome)),
+                    Err(error) => {
+                        done.push((op, Done::Unit));
+                        return Err(error);
                     }
-                    Op::Ack { sink, seq, reply } => {
-                        ack(&txn, &sink, seq)?;
-                        replies.push(Reply::Unit(reply));
-                    }
-                    Op::Dead {
-                        sink,
-                        seq,
-                        letter,
-                        reply,
-                    } => {
-                        dead_letter(&txn, &sink, seq, &letter)?;
-                        replies.push(Reply::Unit(reply));
-                    }
-                    Op::Meta { key, value, reply } => {
-                        txn.open_table(tables::META)?
-                            .insert(key.as_str(), value.as_slice())?;
-                        replies.push(Reply::Unit(reply));
-                    }
-                    Op::Schedule {
-                        sink,
-                        seq,
-                        attempts,
-                        step,
-                        not_before_ms,
-                        reply,
-                    } => {
-                        schedule(
-                            &txn,
-                            &sink,
-                            seq,
-                            OutboxEntry {
-                                attempts,
-                                step,
-                                not_before_ms,
-                            },
-                        )?;
-                        replies.push(Reply::Unit(reply));
-                    }
-                    Op::Redrive { sink, seq, reply } => {
-                        let moved = redrive(&txn, &sink, seq)?;
-                        replies.push(Reply::Count(reply, moved));
-                    }
-                    Op::PurgeDead { sink, reply } => {
-                        let purged = purge_dead(&txn, &sink)?;
-                        replies.push(Reply::Count(reply, purged));
-                    }
-                    Op::Live {
-                        at_ms,
-                        reconnected,
-                        reply,
-                    } => {
-                        live(&txn, at_ms, reconnected)?;
-                        if let Some(reply) = reply {
-                            replies.push(Reply::Unit(reply));
-                        }
-                    }
-                    Op::GapDone {
-                        start_ms,
-                        end_ms,
-                        reply,
-                    } => {
-                        let mut gaps = txn.open_table(tables::GAPS)?;
-                        if gaps.get((start_ms, end_ms))?.is_some() {
-                            gaps.insert((start_ms, end_ms), GapState::Done as u8)?;
-                        }
-                        drop(gaps);
-                        replies.push(Reply::Unit(reply));
-                    }
-                    Op::Enriched { seq, body, reply } => {
-                        if take_outbox(&txn, tables::MEDIA, seq)?.is_some() {
-                            // A new seq: to the sink workers (whose cursors only
-                            // move forward) it is a record that just arrived.
-                            txn.open_table(tables::RECORDS)?.remove(seq)?;
-                            txn.open_table(tables::REFS)?.remove(seq)?;
-                            let new_seq = self.next_seq;
-                            self.next_seq += 1;
-                            enriched(&txn, &self.sinks, new_seq, &body)?;
-                        }
-                        replies.push(Reply::Unit(reply));
-                    }
-                    Op::Shutdown { .. } => {}
                 }
             }
             self.sweep_keys(&txn, sweep_budget, clock::now_ms())?;
             if self.next_seq != seq_before {
                 txn.open_table(tables::META)?
-                    .insert("next_seq", self.next_seq.to_le_bytes().as_slice())?;
+                    .insert(tables::NEXT_SEQ, self.next_seq.to_le_bytes().as_slice())?;
             }
             txn.commit()?;
             Ok(())
@@ -426,18 +386,8 @@ impl Writer {
                 if self.next_seq != seq_before {
                     self.committed.send_replace(self.next_seq - 1);
                 }
-                for reply in replies {
-                    match reply {
-                        Reply::Append(tx, outcome) => {
-                            let _ = tx.send(Ok(outcome));
-                        }
-                        Reply::Unit(tx) => {
-                            let _ = tx.send(Ok(()));
-                        }
-                        Reply::Count(tx, n) => {
-                            let _ = tx.send(Ok(n));
-                        }
-                    }
+                for (op, outcome) in done {
+                    answer(op, Ok(outcome));
                 }
             }
             Err(error) => {
@@ -448,28 +398,90 @@ impl Writer {
                 self.sweep = sweep_before;
                 tracing::error!(error = %error, "journal commit failed");
                 let message = error.to_string();
-                for reply in replies {
-                    let failed = || JournalError::CommitFailed(message.clone());
-                    match reply {
-                        Reply::Append(tx, _) => {
-                            let _ = tx.send(Err(failed()));
-                        }
-                        Reply::Unit(tx) => {
-                            let _ = tx.send(Err(failed()));
-                        }
-                        Reply::Count(tx, _) => {
-                            let _ = tx.send(Err(failed()));
-                        }
-                    }
+                for op in done.into_iter().map(|(op, _)| op).chain(ops) {
+                    answer(op, Err(JournalError::CommitFailed(message.clone())));
                 }
             }
         }
     }
 
+    /// Applies one request inside the batch's transaction.
+    fn apply(&mut self, txn: &WriteTransaction, op: &Op) -> Result<Done, JournalError> {
+        Ok(match op {
+            Op::Append { record, .. } => Done::Append(self.append(txn, record)?),
+            Op::Ack { sink, seq, .. } => {
+                ack(txn, sink, *seq)?;
+                Done::Unit
+            }
+            Op::Dead {
+                sink, seq, letter, ..
+            } => {
+                dead_letter(txn, sink, *seq, letter)?;
+                Done::Unit
+            }
+            Op::Meta { key, value, .. } => {
+                txn.open_table(tables::META)?
+                    .insert(key.as_str(), value.as_slice())?;
+                Done::Unit
+            }
+            Op::Schedule {
+                sink,
+                seq,
+                attempts,
+                step,
+                not_before_ms,
+                ..
+            } => {
+                schedule(
+                    txn,
+                    sink,
+                    *seq,
+                    OutboxEntry {
+                        attempts: *attempts,
+                        step: *step,
+                        not_before_ms: *not_before_ms,
+                    },
+                )?;
+                Done::Unit
+            }
+            Op::Redrive { sink, seq, .. } => Done::Count(redrive(txn, sink, *seq)?),
+            Op::PurgeDead { sink, .. } => Done::Count(purge_dead(txn, sink)?),
+            Op::Live {
+                at_ms, reconnected, ..
+            } => {
+                live(txn, *at_ms, *reconnected)?;
+                Done::Unit
+            }
+            Op::GapDone {
+                start_ms, end_ms, ..
+            } => {
+                let mut gaps = txn.open_table(tables::GAPS)?;
+                if gaps.get((*start_ms, *end_ms))?.is_some() {
+                    gaps.insert((*start_ms, *end_ms), GapState::Done as u8)?;
+                }
+                Done::Unit
+            }
+            Op::Enriched { seq, body, .. } => {
+                if take_outbox(txn, tables::MEDIA, *seq)?.is_some() {
+                    let view = stored_view(txn, *seq)?;
+                    // A new seq: to the sink workers (whose cursors only
+                    // move forward) it is a record that just arrived.
+                    txn.open_table(tables::RECORDS)?.remove(*seq)?;
+                    txn.open_table(tables::REFS)?.remove(*seq)?;
+                    let new_seq = self.next_seq;
+                    self.next_seq += 1;
+                    enriched(txn, &self.sinks, new_seq, view.as_deref(), body)?;
+                }
+                Done::Unit
+            }
+            Op::Shutdown { .. } => Done::Unit,
+        })
+    }
+
     fn append(
         &mut self,
         txn: &WriteTransaction,
-        record: NewRecord,
+        record: &NewRecord,
     ) -> Result<AppendOutcome, JournalError> {
         let mut keys = txn.open_table(tables::KEYS)?;
         let known = keys
@@ -518,8 +530,10 @@ impl Writer {
                 sinks: 0,
             });
         }
+        let view = serde_json::to_vec(&record.view).unwrap_or_default();
+        let value = tables::encode_record(&view, &record.to_json(revision));
         txn.open_table(tables::RECORDS)?
-            .insert(seq, record.to_json(revision).as_slice())?;
+            .insert(seq, value.as_slice())?;
         if self
             .media
             .as_ref()
@@ -608,13 +622,15 @@ impl Writer {
     }
 }
 
-/// Stores `body` as record `seq` (the media outbox no longer holds it) and
-/// queues it for every sink that wants its event; a record no sink wants any
-/// more (the configuration changed meanwhile) is dropped.
+/// Stores `body` (with the record's `view`) as record `seq` (the media outbox
+/// no longer holds it) and queues it for every sink that wants its event; a
+/// record no sink wants any more (the configuration changed meanwhile) is
+/// dropped.
 fn enriched(
     txn: &WriteTransaction,
     sinks: &[SinkRoute],
     seq: u64,
+    view: Option<&[u8]>,
     body: &[u8],
 ) -> Result<(), JournalError> {
     #[derive(serde::Deserialize)]
@@ -631,7 +647,9 @@ fn enriched(
         txn.open_table(tables::RECORDS)?.remove(seq)?;
         return Ok(());
     }
-    txn.open_table(tables::RECORDS)?.insert(seq, body)?;
+    let value = tables::encode_record(view.unwrap_or(b"{}"), body);
+    txn.open_table(tables::RECORDS)?
+        .insert(seq, value.as_slice())?;
     txn.open_table(tables::REFS)?
         .insert(seq, targets.len() as u32)?;
     for sink in &targets {
@@ -639,6 +657,13 @@ fn enriched(
             .insert(seq, OutboxEntry::default().to_tuple())?;
     }
     Ok(())
+}
+
+/// The stored view of record `seq` (`None`: no such record, or no view).
+fn stored_view(txn: &WriteTransaction, seq: u64) -> Result<Option<Vec<u8>>, JournalError> {
+    let records = txn.open_table(tables::RECORDS)?;
+    let value = records.get(seq)?;
+    Ok(value.and_then(|v| tables::split_record(v.value()).0.map(<[u8]>::to_vec)))
 }
 
 /// Takes `seq` out of the sink's outbox (and the due index), returning the
@@ -697,9 +722,8 @@ fn dead_letter(
     letter: &DeadLetter,
 ) -> Result<(), JournalError> {
     if take_outbox(txn, sink, seq)?.is_some() {
-        let json = serde_json::to_vec(letter).unwrap_or_default();
         txn.open_table(tables::dead(&tables::dead_name(sink)))?
-            .insert(seq, json.as_slice())?;
+            .insert(seq, letter.encode().as_slice())?;
     }
     Ok(())
 }

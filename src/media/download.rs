@@ -16,6 +16,7 @@ use reqwest::header::{AUTHORIZATION, LOCATION};
 use rustls::ClientConfig;
 use url::Url;
 
+use crate::failure::Failure;
 use crate::zoom::auth::{TokenCache, without_url};
 
 /// Redirect hops followed per download.
@@ -24,23 +25,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// No byte for this long: the download failed (retried). There is no limit on
 /// a whole download: a large recording may take long.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Why a file could not be fetched or stored, and whether trying later helps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Network, 5xx, 429, a truncated body, not listed yet, storage trouble.
-    Retryable(String),
-    /// 404 / 410 (deleted), a URL that cannot work.
-    Permanent(String),
-}
-
-impl Failure {
-    pub fn reason(&self) -> &str {
-        match self {
-            Failure::Retryable(r) | Failure::Permanent(r) => r,
-        }
-    }
-}
 
 /// An origin (scheme, host, port) the Bearer token may be sent to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,12 +102,12 @@ impl Downloader {
     /// with its body still unread.
     pub async fn open(&self, url: &str) -> Result<reqwest::Response, Failure> {
         let mut url = Url::parse(url)
-            .map_err(|e| Failure::Permanent(format!("the media URL is not a URL: {e}")))?;
+            .map_err(|e| Failure::permanent(format!("the media URL is not a URL: {e}")))?;
         let mut refreshed = false;
         let mut hops = 0;
         loop {
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(Failure::Permanent(format!(
+                return Err(Failure::permanent(format!(
                     "cannot download a {:?} URL",
                     url.scheme()
                 )));
@@ -135,14 +119,14 @@ impl Downloader {
                     .tokens
                     .token()
                     .await
-                    .map_err(|e| Failure::Retryable(format!("Zoom token: {e}")))?;
+                    .map_err(|e| Failure::retry(format!("Zoom token: {e}")))?;
                 request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
                 Some(token)
             } else {
                 None
             };
             let response = request.send().await.map_err(|e| {
-                Failure::Retryable(format!("download from {host} failed: {}", without_url(e)))
+                Failure::retry(format!("download from {host} failed: {}", without_url(e)))
             })?;
             let status = response.status();
             if status.is_success() {
@@ -151,7 +135,7 @@ impl Downloader {
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 hops += 1;
                 if hops > MAX_REDIRECTS {
-                    return Err(Failure::Permanent(format!(
+                    return Err(Failure::permanent(format!(
                         "more than {MAX_REDIRECTS} redirects (last from {host})"
                     )));
                 }
@@ -170,15 +154,19 @@ impl Downloader {
                     refreshed = true;
                 }
                 (404 | 410, _) => {
-                    return Err(Failure::Permanent(format!(
+                    return Err(Failure::permanent(format!(
                         "HTTP {code} from {host}: the file is deleted or does not exist"
                     )));
                 }
                 (408 | 425 | 429 | 401 | 403, _) | (500..=599, _) => {
-                    return Err(Failure::Retryable(format!("HTTP {code} from {host}")));
+                    return Err(
+                        Failure::retry(format!("HTTP {code} from {host}")).with_status(code)
+                    );
                 }
                 _ => {
-                    return Err(Failure::Permanent(format!("HTTP {code} from {host}")));
+                    return Err(
+                        Failure::permanent(format!("HTTP {code} from {host}")).with_status(code)
+                    );
                 }
             }
         }
@@ -193,13 +181,13 @@ fn redirect_target(url: &Url, status: StatusCode, location: Option<&str>) -> Res
     let next = location
         .and_then(|location| url.join(location).ok())
         .ok_or_else(|| {
-            Failure::Permanent(format!(
+            Failure::permanent(format!(
                 "HTTP {} from {host} without a usable Location",
                 status.as_u16()
             ))
         })?;
     if url.scheme() == "https" && next.scheme() != "https" {
-        return Err(Failure::Permanent(format!(
+        return Err(Failure::permanent(format!(
             "{host} redirected from https to plain {}; refused",
             next.scheme()
         )));
@@ -210,6 +198,7 @@ fn redirect_target(url: &Url, status: StatusCode, location: Option<&str>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::Class;
 
     #[test]
     fn a_redirect_never_leaves_https_and_never_names_the_url_in_its_error() {
@@ -240,7 +229,11 @@ mod tests {
             "http://api.zoom.us/v2/file",
         ] {
             match redirect_target(&zoom, found, Some(target)) {
-                Err(Failure::Permanent(reason)) => {
+                Err(Failure {
+                    class: Class::Permanent,
+                    reason,
+                    ..
+                }) => {
                     assert!(reason.contains("refused") && reason.contains("api.zoom.us"));
                     assert!(
                         !reason.contains("X-Amz") && !reason.contains("/v2"),
@@ -252,7 +245,10 @@ mod tests {
         }
         assert!(matches!(
             redirect_target(&zoom, found, None),
-            Err(Failure::Permanent(_))
+            Err(Failure {
+                class: Class::Permanent,
+                ..
+            })
         ));
     }
 

@@ -14,11 +14,11 @@ pub mod plan;
 pub mod store;
 pub mod worker;
 
-pub use download::{Downloader, Failure, ZoomHosts};
+pub use download::{Downloader, ZoomHosts};
 pub use store::{MediaStore, Stored};
 pub use worker::MediaStage;
 
-use crate::sink::route::EventFilter;
+use crate::route::EventFilter;
 
 /// The events that pass through the media stage.
 pub fn media_events() -> EventFilter {

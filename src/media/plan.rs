@@ -1,11 +1,15 @@
 //! What media a record carries and where it goes: pure decisions, no I/O.
 //!
+//! Which file a record asks for was read from Zoom's JSON at ingest
+//! (`zoom::view`, into the record's [`View`]); this module only turns that
+//! into a plan.
+//!
 //! docs/contract.md §3.3 "Media": which event types carry which kind, how the
 //! download URL is found, the deterministic object key
 //! `{yyyy}/{mm}/{dd}/{engagement_id}/{kind}-{id}.{ext}` (date of the event, UTC)
 //! and the extension taken from the content type.
 
-use serde_json::Value;
+use crate::record::View;
 
 /// The event names that pass through the media stage.
 pub const MEDIA_EVENTS: [&str; 5] = [
@@ -16,26 +20,8 @@ pub const MEDIA_EVENTS: [&str; 5] = [
     "contact_center.voicemail_transcript_completed",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Recording,
-    RecordingTranscript,
-    MessagingTranscript,
-    Voicemail,
-    VoicemailTranscript,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Recording => "recording",
-            Kind::RecordingTranscript => "recording_transcript",
-            Kind::MessagingTranscript => "messaging_transcript",
-            Kind::Voicemail => "voicemail",
-            Kind::VoicemailTranscript => "voicemail_transcript",
-        }
-    }
-}
+/// The kinds of file (named in the record's view).
+pub use crate::record::MediaKind as Kind;
 
 /// How to find the file's download URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,61 +58,41 @@ pub struct Unusable {
     pub error: String,
 }
 
-/// The files a forwarded record asks for, or why one cannot be fetched.
-pub fn plan(record: &Value) -> Vec<Result<Wanted, Unusable>> {
-    let event = record["event"].as_str().unwrap_or_default();
-    let object = &record["payload"]["object"];
-    let text = |field: &str| {
-        object[field]
-            .as_str()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let event_ts = record["event_ts"].as_i64().unwrap_or(0);
+/// The files a forwarded record (its view and `event_ts`) asks for, or why
+/// one cannot be fetched.
+pub fn plan(view: &View, event_ts: i64) -> Vec<Result<Wanted, Unusable>> {
     let day = day_of(event_ts);
-    let (kind, id_field, url_field) = match event {
-        "contact_center.recording_completed" => (Kind::Recording, "recording_id", "download_url"),
-        "contact_center.recording_transcript_completed" => {
-            (Kind::RecordingTranscript, "recording_id", "transcript_url")
-        }
-        "contact_center.engagement_messaging_transcript_completed" => {
-            (Kind::MessagingTranscript, "engagement_id", "transcript_url")
-        }
-        "contact_center.inbox_message_received" => (Kind::Voicemail, "message_id", "download_url"),
-        "contact_center.voicemail_transcript_completed" => {
-            (Kind::VoicemailTranscript, "message_id", "transcript_url")
-        }
-        _ => return Vec::new(),
-    };
-    let missing = |field: &str| Unusable {
-        kind,
-        error: format!("the record has no payload.object.{field}"),
-    };
-    let Some(id) = text(id_field) else {
-        return vec![Err(missing(id_field))];
-    };
-    let Some(engagement_id) = text("engagement_id") else {
-        return vec![Err(missing("engagement_id"))];
-    };
-    let locate = match (text(url_field), kind) {
-        (Some(url), _) => Locate::Url(url),
-        (None, Kind::Recording) => Locate::Recording {
-            recording_id: id.clone(),
-        },
-        (None, Kind::Voicemail) => Locate::Voicemail {
-            message_id: id.clone(),
-        },
-        (None, _) => return vec![Err(missing(url_field))],
-    };
-    vec![Ok(Wanted {
-        kind,
-        id,
-        engagement_id,
-        day,
-        event_ts_ms: u64::try_from(event_ts).unwrap_or(0),
-        locate,
-    })]
+    view.media
+        .iter()
+        .map(|media| {
+            let kind = media.kind;
+            let unusable = |error: String| Unusable { kind, error };
+            if let Some(error) = &media.unusable {
+                return Err(unusable(error.clone()));
+            }
+            let (Some(id), Some(engagement_id)) = (&media.id, &view.engagement_id) else {
+                return Err(unusable("the record names no item or engagement".into()));
+            };
+            let locate = match (&media.url, kind) {
+                (Some(url), _) => Locate::Url(url.clone()),
+                (None, Kind::Recording) => Locate::Recording {
+                    recording_id: id.clone(),
+                },
+                (None, Kind::Voicemail) => Locate::Voicemail {
+                    message_id: id.clone(),
+                },
+                (None, _) => return Err(unusable("the record carries no URL".into())),
+            };
+            Ok(Wanted {
+                kind,
+                id: id.clone(),
+                engagement_id: engagement_id.clone(),
+                day: day.clone(),
+                event_ts_ms: u64::try_from(event_ts).unwrap_or(0),
+                locate,
+            })
+        })
+        .collect()
 }
 
 fn day_of(event_ts_ms: i64) -> String {
@@ -202,11 +168,15 @@ pub fn extension(content_type: &str, kind: Kind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    fn record(event: &str, object: Value) -> Value {
-        // 2026-11-24T10:00:00Z
-        json!({"event": event, "event_ts": 1_795_514_400_000i64, "payload": {"object": object}})
+    /// The plan of an event with this `payload.object`, viewed as at ingest,
+    /// on 2026-11-24T10:00:00Z.
+    fn planned(event: &str, object: Value) -> Vec<Result<Wanted, Unusable>> {
+        plan(
+            &crate::zoom::view::of(event, Some(&object)),
+            1_795_514_400_000,
+        )
     }
 
     #[test]
@@ -260,7 +230,7 @@ mod tests {
             ),
         ];
         for (event, object, kind, id, locate) in cases {
-            let planned = plan(&record(event, object));
+            let planned = planned(event, object);
             assert_eq!(
                 planned,
                 vec![Ok(Wanted {
@@ -278,22 +248,22 @@ mod tests {
 
     #[test]
     fn other_events_carry_nothing_and_missing_fields_are_reported() {
-        assert!(plan(&record("contact_center.engagement_note_added", json!({}))).is_empty());
-        let planned = plan(&record(
+        assert!(planned("contact_center.engagement_note_added", json!({})).is_empty());
+        let planned_now = planned(
             "contact_center.recording_transcript_completed",
             json!({"recording_id": "r1", "engagement_id": "e1", "transcript_url": ""}),
-        ));
+        );
         assert_eq!(
-            planned,
+            planned_now,
             vec![Err(Unusable {
                 kind: Kind::RecordingTranscript,
                 error: "the record has no payload.object.transcript_url".into()
             })]
         );
-        let planned = plan(&record(
+        let planned = planned(
             "contact_center.recording_completed",
             json!({"engagement_id": "e1"}),
-        ));
+        );
         assert!(matches!(&planned[..], [Err(u)] if u.error.contains("recording_id")));
     }
 

@@ -26,8 +26,8 @@ use object_store::{Attribute, Attributes, ObjectStore, PutMultipartOptions, Writ
 use rustls::ClientConfig;
 use sha2::{Digest, Sha256};
 
-use super::download::Failure;
 use crate::config::MediaSettings;
+use crate::failure::Failure;
 
 /// Bytes per uploaded part (S3's minimum is 5 MiB, except the last part).
 pub const PART: usize = 8 * 1024 * 1024;
@@ -245,7 +245,7 @@ impl MediaStore {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(Failure::Retryable(format!(
+                    return Err(Failure::retry(format!(
                         "download interrupted after {size} bytes: {e}"
                     )));
                 }
@@ -262,7 +262,7 @@ impl MediaStore {
             && expected != size
         {
             let _ = writer.abort().await;
-            return Err(Failure::Retryable(format!(
+            return Err(Failure::retry(format!(
                 "download ended after {size} of {expected} bytes"
             )));
         }
@@ -315,7 +315,7 @@ fn store_failure(error: &object_store::Error) -> Failure {
         }
         _ => "request failed".to_owned(),
     };
-    Failure::Retryable(format!("media store: {what} (details in the daemon's log)"))
+    Failure::retry(format!("media store: {what} (details in the daemon's log)"))
 }
 
 #[cfg(test)]
@@ -333,8 +333,8 @@ mod tests {
             .into(),
         };
         let failure = store_failure(&error);
-        assert!(matches!(failure, Failure::Retryable(_)));
-        let reason = failure.reason();
+        assert!(failure.is_retry());
+        let reason = failure.reason;
         assert_eq!(
             reason,
             "media store: S3 request failed (details in the daemon's log)"
@@ -343,7 +343,7 @@ mod tests {
             path: "k".into(),
             source: body.into(),
         };
-        assert!(!store_failure(&denied).reason().contains("AKIA"));
+        assert!(!store_failure(&denied).reason.contains("AKIA"));
     }
 
     #[test]

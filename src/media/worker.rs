@@ -1,35 +1,37 @@
-//! The media stage's worker: reads the journal's media outbox, fetches and
-//! stores each record's files, and hands the enriched record on to the sinks
-//! in one journal commit (`Journal::enriched`).
+//! The media stage's worker: a handler of the shared outbox consumer loop
+//! (`deliver::consumer`) over the journal's media outbox. It fetches and
+//! stores each record's files (named by the record's view, see `plan`) and
+//! hands the enriched record on to the sinks in one journal commit
+//! (`Journal::enriched`).
 //!
 //! A record leaves the media outbox only in that commit, so a crash anywhere
 //! before it means the record is processed again at the next start; the
 //! object key is deterministic, so that overwrites the same object. A
-//! retryable failure (network, 5xx, 429, truncated body, not listed yet)
+//! failure other than a permanent one (`crate::failure::Failure`: network,
+//! 5xx, 429, truncated body, not listed yet, a set-up problem)
 //! stores the record's next attempt time in the journal (`due/@media`) and
 //! frees the worker for other records; when [`RETRY_SCHEDULE`] is used up, or
 //! on a permanent failure (404/410: deleted), the record goes on with a
 //! `media_errors` entry instead. The event itself is never held back for good.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use rand::Rng;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::download::{Downloader, Failure};
+use super::download::Downloader;
 use super::plan::{self, Kind, Locate, Wanted};
 use super::store::{MediaStore, Stored};
 use crate::clock;
+use crate::deliver::consumer::{self, Handler, Settled, Slot};
+use crate::failure::{Class, Failure};
 use crate::journal::{Journal, JournalError, MEDIA, Pending};
+use crate::record::RecordHeader;
 use crate::service::Heartbeat;
 use crate::zoom::api::{ApiError, ZoomApi};
+use crate::zoom::lookup;
 
 /// Durable retry delays of a record whose media failed for now (±20 %).
 /// About two days in all; then the record goes on with `media_errors`.
@@ -58,139 +60,50 @@ pub struct MediaStage {
 impl MediaStage {
     /// Works until `stop` fires; records being processed then get until
     /// `abort` (the drain deadline) and otherwise stay in the media outbox.
-    /// Runs until `stop` (then finishes what is in flight, or gives it up when
-    /// `abort` fires), beating `heartbeat` for the watchdog meanwhile.
+    /// Beats `heartbeat` for the watchdog meanwhile. The loop is the one every
+    /// sink worker runs too (`deliver::consumer`).
     pub async fn run(
         self,
         stop: CancellationToken,
         abort: CancellationToken,
-        mut heartbeat: Heartbeat,
+        heartbeat: Heartbeat,
     ) -> Result<(), JournalError> {
-        let stage = Arc::new(self);
-        let journal = stage.journal.clone();
-        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        let mut tasks: JoinSet<(u64, Result<(), JournalError>)> = JoinSet::new();
-        let mut in_flight: HashSet<u64> = HashSet::new();
-        // The record each task works on, so a task that panics can be
-        // settled (retried later) instead of staying in flight for good.
-        let mut running: HashMap<tokio::task::Id, Pending> = HashMap::new();
-        let mut ready: std::collections::VecDeque<Pending> = Default::default();
-        let mut committed = journal.committed();
-        let mut cursor = 0u64;
-        let result = 'work: loop {
-            if ready.is_empty() {
-                for pending in journal.read_due(MEDIA, clock::now_ms(), BATCH).await? {
-                    if !in_flight.contains(&pending.seq) {
-                        ready.push_back(pending);
-                    }
-                }
-            }
-            let mut read_new = false;
-            if ready.is_empty() {
-                committed.borrow_and_update();
-                let (batch, last) = journal.read_outbox(MEDIA, cursor, BATCH).await?;
-                read_new = last != cursor;
-                cursor = last;
-                ready.extend(batch.into_iter().filter(|p| !in_flight.contains(&p.seq)));
-            }
-            while !ready.is_empty() {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                let Some(pending) = ready.pop_front() else {
-                    break;
-                };
-                in_flight.insert(pending.seq);
-                let (stage, abort) = (stage.clone(), abort.clone());
-                let task_pending = pending.clone();
-                let handle = tasks.spawn(async move {
-                    let _permit = permit;
-                    let seq = task_pending.seq;
-                    let result = tokio::select! {
-                        _ = abort.cancelled() => Ok(()),
-                        result = stage.process(task_pending) => result,
-                    };
-                    (seq, result)
-                });
-                running.insert(handle.id(), pending);
-            }
-            if read_new && ready.is_empty() && permits.available_permits() > 0 {
-                continue;
-            }
-            // The earliest durable retry not already being worked on: one in
-            // flight stays in the due index until it is settled, and waking
-            // for it would spin until then.
-            let next_due = if ready.is_empty() {
-                journal.next_due_except(MEDIA, &in_flight).await?
-            } else {
-                None
-            };
-            let due_at = next_due.map(clock::instant_at);
-            tokio::select! {
-                _ = stop.cancelled() => break 'work Ok(()),
-                changed = committed.changed(), if ready.is_empty() => {
-                    if changed.is_err() { break 'work Ok(()) }
-                }
-                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    match done {
-                        Ok((id, (seq, Ok(())))) => {
-                            running.remove(&id);
-                            in_flight.remove(&seq);
-                        }
-                        Ok((_, (_, Err(e)))) => break 'work Err(e),
-                        Err(e) => {
-                            let Some(pending) = running.remove(&e.id()) else {
-                                tracing::error!(error = %e, "media task failed");
-                                continue;
-                            };
-                            let seq = pending.seq;
-                            tracing::error!(seq, error = %e, "media task failed (a bug); its record is retried later");
-                            if let Err(e) = stage.failed_task(pending).await {
-                                break 'work Err(e);
-                            }
-                            in_flight.remove(&seq);
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
-                _ = heartbeat.tick() => {}
-            }
-        };
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((_, Err(e))) = done {
-                tracing::error!(error = %e, "journal failed while finishing media");
-            }
-        }
-        result
+        let journal = self.journal.clone();
+        consumer::run(Arc::new(self), journal, heartbeat, stop, abort).await
     }
 
     /// Fetches and stores the record's media, then either hands it on
     /// (enriched) or schedules its next attempt.
     async fn process(&self, pending: Pending) -> Result<(), JournalError> {
         let seq = pending.seq;
-        let record: Value = match serde_json::from_slice(&pending.bytes) {
-            Ok(record) => record,
+        let (id, event_ts) = match serde_json::from_slice::<RecordHeader>(&pending.bytes) {
+            Ok(header) => (header.id.into_owned(), header.event_ts),
             Err(e) => {
                 tracing::error!(seq, error = %e, "stored record is unreadable; forwarding it without media");
                 return self.journal.enriched(seq, pending.bytes.to_vec()).await;
             }
         };
-        let id = record["id"].as_str().unwrap_or_default().to_owned();
         let mut media: Vec<Stored> = Vec::new();
         let mut errors: Vec<Value> = Vec::new();
         let mut retry: Option<(Kind, String)> = None;
-        for wanted in plan::plan(&record) {
+        for wanted in plan::plan(&pending.view, event_ts) {
             match wanted {
                 Err(unusable) => {
                     errors.push(json!({"kind": unusable.kind.as_str(), "error": unusable.error}))
                 }
                 Ok(wanted) => match self.fetch(&wanted).await {
                     Ok(stored) => media.push(stored),
-                    Err(Failure::Permanent(reason)) => {
+                    Err(Failure {
+                        class: Class::Permanent,
+                        reason,
+                        ..
+                    }) => {
                         tracing::warn!(record_id = %id, kind = wanted.kind.as_str(), error = %reason, "media cannot be fetched; forwarding the record with media_errors");
                         errors.push(json!({"kind": wanted.kind.as_str(), "error": reason}));
                     }
-                    Err(Failure::Retryable(reason)) => retry = Some((wanted.kind, reason)),
+                    // Temporary, or a set-up problem (credentials, store
+                    // permissions): tried again later.
+                    Err(failure) => retry = Some((wanted.kind, failure.reason)),
                 },
             }
         }
@@ -238,9 +151,13 @@ impl MediaStage {
     /// retryable failure, then forwarded with `media_errors`, so a bug never
     /// holds the event back for good (nor until the next start).
     async fn failed_task(&self, pending: Pending) -> Result<(), JournalError> {
-        let record: Value = serde_json::from_slice(&pending.bytes).unwrap_or(Value::Null);
-        let id = record["id"].as_str().unwrap_or_default().to_owned();
-        let kinds: Vec<&'static str> = plan::plan(&record)
+        let header = serde_json::from_slice::<RecordHeader>(&pending.bytes).ok();
+        let id = header
+            .as_ref()
+            .map(|h| h.id.to_string())
+            .unwrap_or_default();
+        let event_ts = header.map_or(0, |h| h.event_ts);
+        let kinds: Vec<&'static str> = plan::plan(&pending.view, event_ts)
             .iter()
             .map(|wanted| match wanted {
                 Ok(wanted) => wanted.kind.as_str(),
@@ -285,57 +202,91 @@ impl MediaStage {
             .await
     }
 
-    /// `recording_completed` carries no URL: the engagement's recordings list it.
+    /// `recording_completed` carries no URL: Zoom's listing names it.
     async fn find_recording(&self, wanted: &Wanted, recording_id: &str) -> Result<String, Failure> {
-        let path = format!(
-            "/contact_center/engagements/{}/recordings",
-            wanted.engagement_id
-        );
-        let mut pages = self.api.pages(&path, &[], "recordings");
-        while let Some(items) = pages.next().await.map_err(api_failure)? {
-            if let Some(url) = items
-                .iter()
-                .find(|item| item["recording_id"].as_str() == Some(recording_id))
-                .and_then(|item| item["download_url"].as_str())
-                .filter(|url| !url.is_empty())
-            {
-                return Ok(url.to_owned());
-            }
-        }
-        Err(Failure::Retryable(format!(
-            "recording {recording_id} is not listed for engagement {} yet",
-            wanted.engagement_id
-        )))
+        lookup::recording_url(&self.api, &wanted.engagement_id, recording_id)
+            .await
+            .map_err(api_failure)?
+            .ok_or_else(|| {
+                Failure::retry(format!(
+                    "recording {recording_id} is not listed for engagement {} yet",
+                    wanted.engagement_id
+                ))
+            })
     }
 
-    /// `inbox_message_received` carries no URL: the inbox messages list it.
+    /// `inbox_message_received` carries no URL: Zoom's listing names it.
     async fn find_voicemail(&self, wanted: &Wanted, message_id: &str) -> Result<String, Failure> {
-        // The listing filters on `created_at` within at most a month.
-        let day = 86_400_000u64;
-        let from = wanted.event_ts_ms.saturating_sub(day);
-        let to = (from + 29 * day).min(clock::now_ms() + day);
-        let query = [
-            ("engagement_id", wanted.engagement_id.clone()),
-            ("from", crate::zoom::api::zoom_time(from)),
-            ("to", crate::zoom::api::zoom_time(to)),
-        ];
-        let mut pages = self
-            .api
-            .pages("/contact_center/inboxes/messages", &query, "messages");
-        while let Some(items) = pages.next().await.map_err(api_failure)? {
-            if let Some(url) = items
-                .iter()
-                .find(|item| item["message_id"].as_str() == Some(message_id))
-                .and_then(|item| item["download_url"].as_str())
-                .filter(|url| !url.is_empty())
-            {
-                return Ok(url.to_owned());
-            }
+        lookup::voicemail_url(
+            &self.api,
+            &wanted.engagement_id,
+            message_id,
+            wanted.event_ts_ms,
+            clock::now_ms(),
+        )
+        .await
+        .map_err(api_failure)?
+        .ok_or_else(|| {
+            Failure::retry(format!(
+                "voicemail {message_id} is not listed for engagement {} yet",
+                wanted.engagement_id
+            ))
+        })
+    }
+}
+
+impl Handler for MediaStage {
+    fn outbox(&self) -> &str {
+        MEDIA
+    }
+
+    fn describe(&self) -> String {
+        "media stage".into()
+    }
+
+    fn max_in_flight(&self) -> usize {
+        MAX_IN_FLIGHT
+    }
+
+    fn read_batch(&self) -> usize {
+        BATCH
+    }
+
+    /// Files of one engagement are fetched independently.
+    fn ordered(&self) -> bool {
+        false
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        records: Vec<Pending>,
+        _slot: Slot,
+        _stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Result<Vec<(u64, Settled)>, JournalError> {
+        let mut settled = Vec::with_capacity(records.len());
+        for pending in records {
+            let seq = pending.seq;
+            let how = tokio::select! {
+                _ = abort.cancelled() => Settled::Aborted,
+                result = self.process(pending) => { result?; Settled::Done }
+            };
+            settled.push((seq, how));
         }
-        Err(Failure::Retryable(format!(
-            "voicemail {message_id} is not listed for engagement {} yet",
-            wanted.engagement_id
-        )))
+        Ok(settled)
+    }
+
+    async fn panicked(
+        self: Arc<Self>,
+        records: Vec<Pending>,
+    ) -> Result<Vec<(u64, Settled)>, JournalError> {
+        let mut settled = Vec::with_capacity(records.len());
+        for pending in records {
+            let seq = pending.seq;
+            self.failed_task(pending).await?;
+            settled.push((seq, Settled::Done));
+        }
+        Ok(settled)
     }
 }
 
@@ -343,14 +294,15 @@ fn api_failure(error: ApiError) -> Failure {
     match error {
         ApiError::Status {
             status: 404 | 410, ..
-        } => Failure::Permanent(format!("Zoom API: {error}")),
-        other => Failure::Retryable(format!("Zoom API: {other}")),
+        } => Failure::permanent(format!("Zoom API: {error}")),
+        other => Failure::retry(format!("Zoom API: {other}")),
     }
 }
 
+/// The delay before durable step `step` (±20 %), or `None` when the schedule
+/// is used up: the sinks' durable schedule, never repeating.
 fn jittered(schedule: &[Duration], step: u32) -> Option<Duration> {
-    let base = schedule.get(step as usize)?;
-    Some(base.mul_f64(rand::rng().random_range(0.8..=1.2)))
+    crate::deliver::schedule::durable_delay(schedule, step, false, &mut rand::rng())
 }
 
 /// The record with `media` (and `media_errors` when any) added as its last
@@ -410,7 +362,7 @@ mod tests {
             dir,
             vec![crate::journal::SinkRoute {
                 name: "a".into(),
-                filter: crate::sink::route::EventFilter::new(Vec::new()),
+                filter: crate::route::EventFilter::new(Vec::new()),
             }],
             Some(crate::media::media_events()),
         )

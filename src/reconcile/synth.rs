@@ -233,6 +233,7 @@ fn record(
         payload: RawValue::from_string(text)
             .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default()),
         version: editable.then(|| note_version(object)),
+        view: crate::zoom::view::of(event, Some(object)),
     }
 }
 
@@ -310,6 +311,17 @@ mod tests {
         );
         assert_eq!(object["download_url"], "https://api.zoom.us/v2/x");
         assert!(object.get("direction").is_none() && object.get("display_name").is_none());
+        // Its view, as the socket's event would have it.
+        let view = &record.view;
+        assert_eq!(view.kind, "recording_completed");
+        assert_eq!(view.engagement_id.as_deref(), Some("E1"));
+        assert_eq!(view.direction.as_deref(), Some("inbound"));
+        assert_eq!(view.agents[0].name.as_deref(), Some("Ada"));
+        assert_eq!(view.start_time.as_deref(), Some("2026-11-26T09:00:00.000Z"));
+        assert_eq!(
+            view.media[0].url.as_deref(),
+            Some("https://api.zoom.us/v2/x")
+        );
 
         let with_transcript = json!({"recording_id": "R1", "recording_end_time": "2026-11-26T09:05:00Z", "transcript_url": "https://t"});
         let ids: Vec<String> = from_recording(&with_transcript, &ORIGIN)
@@ -348,6 +360,17 @@ mod tests {
             "note": "called back", "last_modified_time": "2026-11-26T09:09:00.000Z"}}}),
         );
         assert_eq!((records[0].id.clone(), records[0].version), socket);
+        assert_eq!(records[0].view.note_id.as_deref(), Some("N1"));
+        assert_eq!(records[0].view.engagement_id.as_deref(), Some("E1"));
+        assert_eq!(
+            records[1]
+                .view
+                .disposition
+                .as_ref()
+                .and_then(|d| d.name.as_deref()),
+            Some("Resolved")
+        );
+        assert_eq!(records[2].view.media.len(), 1);
         assert_eq!(records[0].event_ts, 1_795_684_140_000);
         assert_eq!(records[1].event_ts, 1_795_684_200_000);
         // Not ended yet: nothing, a later pass will see it.

@@ -113,7 +113,7 @@ mod tests {
     #[tokio::test]
     async fn pending_counts_the_media_stage_and_the_sinks() {
         use crate::journal::SinkRoute;
-        use crate::sink::route::EventFilter;
+        use crate::route::EventFilter;
         let dir = tempfile::tempdir().unwrap();
         let routes = ["a", "b"]
             .map(|name| SinkRoute {

@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::config::SinkCheck;
+use crate::deliver::Envelope;
 use crate::failure::Failure;
-use crate::record::RecordHeader;
 use crate::service::Health;
 
 /// One sink kind, implemented by its runtime type (`HttpSink`).
@@ -67,12 +67,32 @@ pub trait Kind: Sized + Send + Sync + 'static {
     /// in use.
     fn apply(&self, settings: &Self::Settings) -> anyhow::Result<()>;
 
-    /// Delivers one record: `bytes` is the forwarded record of docs/contract.md §3.3.
-    fn deliver(
+    /// Delivers one record: `envelope.bytes` is the forwarded record of
+    /// docs/contract.md §3.3.
+    fn deliver(&self, envelope: &Envelope) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// Delivers several records (of one engagement, in journal order, when
+    /// [`Kind::coalesce`] is above 1) and says how each one went, in the same
+    /// order. By default one after another; a kind that can write them in one
+    /// request (a CRM upsert) overrides it.
+    fn deliver_batch(
         &self,
-        header: &RecordHeader<'_>,
-        bytes: &[u8],
-    ) -> impl Future<Output = Result<(), Failure>> + Send;
+        envelopes: &[Envelope],
+    ) -> impl Future<Output = Vec<Result<(), Failure>>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes {
+                outcomes.push(self.deliver(envelope).await);
+            }
+            outcomes
+        }
+    }
+
+    /// At most this many due records of one engagement per
+    /// [`Kind::deliver_batch`] call; 1: no coalescing.
+    fn coalesce(&self) -> usize {
+        1
+    }
 }
 
 /// What a kind's `build` may use besides its own settings.
@@ -177,11 +197,24 @@ pub trait Running<R>: Send + Sync + 'static {
     /// [`Kind::apply`]; an error when `settings` are of another kind.
     fn apply(&self, settings: &R) -> anyhow::Result<()>;
     /// [`Kind::deliver`].
-    fn deliver(
+    fn deliver(&self, envelope: &Envelope) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// [`Kind::deliver_batch`]; by default one after another.
+    fn deliver_batch(
         &self,
-        header: &RecordHeader<'_>,
-        bytes: &[u8],
-    ) -> impl Future<Output = Result<(), Failure>> + Send;
+        envelopes: &[Envelope],
+    ) -> impl Future<Output = Vec<Result<(), Failure>>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes {
+                outcomes.push(self.deliver(envelope).await);
+            }
+            outcomes
+        }
+    }
+    /// [`Kind::coalesce`]; by default 1 (no coalescing).
+    fn coalesce(&self) -> usize {
+        1
+    }
 }
 
 /// The one list of sink kinds: generates the settings enum (one variant per
@@ -322,15 +355,33 @@ macro_rules! sink_kinds {
 
             async fn deliver(
                 &self,
-                header: &$crate::record::RecordHeader<'_>,
-                bytes: &[u8],
+                envelope: &$crate::deliver::Envelope,
             ) -> ::std::result::Result<(), $crate::failure::Failure> {
                 match self {
                     $(
                         $sink::$variant(sink) => {
-                            <$runtime as $crate::sink::Kind>::deliver(sink, header, bytes).await
+                            <$runtime as $crate::sink::Kind>::deliver(sink, envelope).await
                         }
                     )+
+                }
+            }
+
+            async fn deliver_batch(
+                &self,
+                envelopes: &[$crate::deliver::Envelope],
+            ) -> ::std::vec::Vec<::std::result::Result<(), $crate::failure::Failure>> {
+                match self {
+                    $(
+                        $sink::$variant(sink) => {
+                            <$runtime as $crate::sink::Kind>::deliver_batch(sink, envelopes).await
+                        }
+                    )+
+                }
+            }
+
+            fn coalesce(&self) -> usize {
+                match self {
+                    $($sink::$variant(sink) => <$runtime as $crate::sink::Kind>::coalesce(sink),)+
                 }
             }
         }

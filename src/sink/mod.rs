@@ -13,7 +13,6 @@
 pub mod file;
 pub mod http;
 pub mod kind;
-pub mod route;
 
 pub use kind::{BuildContext, Kind, Registry, Reload, Running};
 

@@ -652,7 +652,7 @@ mod tests {
     fn route(name: &str) -> crate::journal::SinkRoute {
         crate::journal::SinkRoute {
             name: name.to_string(),
-            filter: crate::sink::route::EventFilter::new(Vec::new()),
+            filter: crate::route::EventFilter::new(Vec::new()),
         }
     }
 
@@ -665,6 +665,7 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z".into(),
             payload: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
             version: None,
+            view: Default::default(),
         }
     }
 

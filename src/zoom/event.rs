@@ -77,12 +77,11 @@ pub fn parse_body(
         None => RawValue::from_string("null".into())
             .map_err(|e| EventError::NotObject(e.to_string()))?,
     };
-    // Only the payload is parsed a second time, and only for keyed types.
-    let object: Option<Value> = rule_for(&event).and_then(|_| {
-        serde_json::from_str::<Value>(payload.get())
-            .ok()
-            .and_then(|mut p| p.get_mut("object").map(Value::take))
-    });
+    // The payload is parsed a second time, for its key and its view.
+    let object: Option<Value> = serde_json::from_str::<Value>(payload.get())
+        .ok()
+        .and_then(|mut p| p.get_mut("object").map(Value::take));
+    let view = super::view::of(&event, object.as_ref());
     let id = natural_key(&event, object.as_ref(), body);
     let version = (short_name(&event) == "engagement_note_added")
         .then(|| object.as_ref().map(note_version))
@@ -95,6 +94,7 @@ pub fn parse_body(
         received_at,
         payload,
         version,
+        view,
     })
 }
 

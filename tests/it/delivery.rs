@@ -7,13 +7,14 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zcc_relay::config::{SinkKind, SinkSettings};
-use zcc_relay::deliver::SinkWorker;
+use zcc_relay::deliver::{Envelope, SinkWorker};
+use zcc_relay::failure::Failure;
 use zcc_relay::journal::{Journal, JournalError, SinkRoute};
 use zcc_relay::record::Source;
+use zcc_relay::route::EventFilter;
 use zcc_relay::service::Health;
 use zcc_relay::sink::http::HttpSinkSettings;
-use zcc_relay::sink::route::EventFilter;
-use zcc_relay::sink::{BuildContext, Registry};
+use zcc_relay::sink::{BuildContext, Registry, Running, Sink};
 use zcc_relay::telemetry::stats::Stats;
 use zcc_relay::zoom::event::parse_body;
 
@@ -552,5 +553,283 @@ async fn shutdown_does_not_wait_for_a_record_between_retries() {
     // Nothing more is sent after the stop.
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(crm.requests().len(), requests);
+    journal.close().await;
+}
+
+/// The HTTP sink, except that its first attempt at record `panics_on`
+/// panics (a bug in a sink).
+struct PanicsOnce {
+    inner: Sink,
+    panics_on: String,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+/// A test's own running sink: nothing to prove at start, nothing to reload.
+macro_rules! no_setup {
+    () => {
+        async fn ready(&self) -> Result<(), Failure> {
+            Ok(())
+        }
+
+        fn apply(&self, _: &SinkKind) -> anyhow::Result<()> {
+            Ok(())
+        }
+    };
+}
+
+impl Running<SinkKind> for PanicsOnce {
+    no_setup!();
+
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), zcc_relay::failure::Failure> {
+        if envelope.webhook_id == self.panics_on
+            && !self
+                .panicked
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("a bug in the sink");
+        }
+        self.inner.deliver(envelope).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_that_panics_is_retried_and_does_not_stall_its_engagement() {
+    let dir = temp_dir();
+    let crm = FakeSink::ok().await;
+    let settings = sink("crm", &crm.url());
+    let journal = open(dir.path(), &[&settings]);
+    let first = append(&journal, &note("E1", 1)).await;
+    let second = append(&journal, &note("E1", 2)).await;
+    let other = append(&journal, &note("E2", 3)).await;
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let sink = PanicsOnce {
+        inner: settings
+            .kind
+            .build(&BuildContext {
+                name: &settings.name,
+                timeout: settings.timeout,
+                tls: &tls,
+                health: &Health::default(),
+            })
+            .await
+            .unwrap(),
+        panics_on: first.clone(),
+        panicked: Default::default(),
+    };
+    let worker = SinkWorker {
+        settings: settings.clone(),
+        sink: Arc::new(sink),
+        journal: journal.clone(),
+        stats: Stats::default(),
+        health: Health::default(),
+    };
+    let stats = worker.stats.clone();
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let task = tokio::spawn(worker.run(stop.clone(), abort.clone()));
+    let waited =
+        tokio::time::timeout(HOURS, stats.wait_until(|s| s.delivered_to("crm") >= 3)).await;
+    assert!(waited.is_ok(), "every record delivered after the panic");
+    stop.cancel();
+    abort.cancel();
+    task.await.unwrap().unwrap();
+    let requests = crm.requests();
+    let ids: Vec<String> = requests.iter().map(id_of).collect();
+    // The panicked record was retried on the durable schedule (its first
+    // step, 5 s ± 20 % by default), and its engagement's next record waited
+    // for it; the other engagement did not.
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let at = |id: &str| ids.iter().position(|x| x == id).unwrap();
+    assert!(at(&first) < at(&second), "{ids:?}");
+    assert_eq!(at(&other), 0, "{ids:?}");
+    let retried = requests[at(&first)].at - requests[at(&other)].at;
+    assert!(retried >= Duration::from_secs(4), "{retried:?}");
+    assert_eq!(journal.stats().await.unwrap()[0].pending, 0);
+    journal.close().await;
+}
+
+type Script = dyn Fn(&Envelope, usize) -> Result<(), Failure> + Send + Sync;
+
+/// A sink answered by a script (the envelope and how many calls came
+/// before), recording every call's webhook ids.
+struct Scripted {
+    coalesce: usize,
+    script: Box<Script>,
+    calls: std::sync::Mutex<Vec<Vec<String>>>,
+}
+
+impl Scripted {
+    fn new(
+        coalesce: usize,
+        script: impl Fn(&Envelope, usize) -> Result<(), Failure> + Send + Sync + 'static,
+    ) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            coalesce,
+            script: Box::new(script),
+            calls: Default::default(),
+        })
+    }
+
+    fn calls(&self) -> Vec<Vec<String>> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Running<SinkKind> for Scripted {
+    no_setup!();
+
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
+        self.deliver_batch(std::slice::from_ref(envelope))
+            .await
+            .remove(0)
+    }
+
+    async fn deliver_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), Failure>> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(envelopes.iter().map(|e| e.webhook_id.clone()).collect());
+            calls.len() - 1
+        };
+        envelopes.iter().map(|e| (self.script)(e, call)).collect()
+    }
+
+    fn coalesce(&self) -> usize {
+        self.coalesce
+    }
+}
+
+fn start_scripted(journal: &Journal, settings: &SinkSettings, sink: Arc<Scripted>) -> Worker {
+    let worker = SinkWorker {
+        settings: settings.clone(),
+        sink,
+        journal: journal.clone(),
+        stats: Stats::default(),
+        health: Health::default(),
+    };
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let stats = worker.stats.clone();
+    let task = tokio::spawn(worker.run(stop.clone(), abort.clone()));
+    Worker {
+        stop,
+        abort,
+        task,
+        stats,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_coalescing_sink_gets_an_engagements_pending_records_together_and_settles_each() {
+    let dir = temp_dir();
+    let settings = sink("crm", "http://127.0.0.1:9/unused");
+    let journal = open(dir.path(), &[&settings]);
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        ids.push(append(&journal, &note("E1", n)).await);
+    }
+    let other = append(&journal, &note("E2", 4)).await;
+    // The record of E1 in the middle is refused with a vendor code; the rest
+    // go through.
+    let refused = ids[1].clone();
+    let sink = Scripted::new(10, move |envelope, _| {
+        if envelope.webhook_id == refused {
+            Err(Failure::permanent("FIELD_CUSTOM_VALIDATION_EXCEPTION: no")
+                .with_status(400)
+                .with_code("FIELD_CUSTOM_VALIDATION_EXCEPTION"))
+        } else {
+            Ok(())
+        }
+    });
+    let worker = start_scripted(&journal, &settings, sink.clone());
+    worker.wait_delivered("crm", 3).await;
+    worker.wait_dead("crm", 1).await;
+    worker.shutdown().await;
+    let calls = sink.calls();
+    assert!(
+        calls.contains(&ids),
+        "E1's records in one call, in order: {calls:?}"
+    );
+    assert!(calls.contains(&vec![other]), "{calls:?}");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let dead = journal.dead_letters("crm", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].letter.code.as_deref(),
+        Some("FIELD_CUSTOM_VALIDATION_EXCEPTION")
+    );
+    assert_eq!(dead[0].letter.status, Some(400));
+    assert_eq!(journal.stats().await.unwrap()[0].pending, 0);
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_set_up_problem_keeps_records_pending_without_using_up_attempts() {
+    let dir = temp_dir();
+    let mut settings = sink("crm", "http://127.0.0.1:9/unused");
+    settings.retry_schedule = vec![Duration::from_secs(60), Duration::from_secs(120)];
+    settings.retry_forever = false;
+    let journal = open(dir.path(), &[&settings]);
+    let id = append(&journal, &note("E1", 1)).await;
+    let sink = Scripted::new(1, |_, _| {
+        Err(Failure::setup(
+            "the field Zoom_Engagement_Id__c does not exist on Task",
+        ))
+    });
+    let worker = start_scripted(&journal, &settings, sink.clone());
+    // Hours later: still pending, never dead-lettered, tried on the last
+    // delay of the schedule, attempts not used up.
+    tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+    let stats = &journal.stats().await.unwrap()[0];
+    assert_eq!((stats.pending, stats.dead), (1, 0));
+    let tries = sink.calls().len();
+    // 3 h at 2 min (±20 %) after the first minute: about 90.
+    assert!((60..=120).contains(&tries), "{tries}");
+    let due = journal.read_due("crm", u64::MAX, 10).await.unwrap();
+    assert_eq!((due[0].attempts, due[0].step), (0, 1));
+    assert!(worker.stats.failing_sinks().borrow().contains("crm"));
+    worker.shutdown().await;
+    assert!(sink.calls().iter().all(|c| c == &vec![id.clone()]));
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reauthentication_is_tried_once_at_once_then_is_a_set_up_problem() {
+    let dir = temp_dir();
+    let settings = sink("crm", "http://127.0.0.1:9/unused");
+    let journal = open(dir.path(), &[&settings]);
+    append(&journal, &note("E1", 1)).await;
+    append(&journal, &note("E2", 2)).await;
+    let sink = Scripted::new(1, |envelope, _| {
+        if envelope.webhook_id.contains("E1") {
+            // Refused once, then fine with the new token.
+            static ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(Failure::reauthenticate("HTTP 401").with_status(401));
+            }
+            Ok(())
+        } else {
+            Err(Failure::reauthenticate("HTTP 401").with_status(401))
+        }
+    });
+    let worker = start_scripted(&journal, &settings, sink.clone());
+    worker.wait_delivered("crm", 1).await;
+    // E2: two refusals in a row → a set-up problem: durable, not dead.
+    let waited = tokio::time::timeout(HOURS, async {
+        while journal
+            .read_due("crm", u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok());
+    let calls = sink.calls();
+    let e1 = calls.iter().filter(|c| c[0].contains("E1")).count();
+    assert_eq!(e1, 2, "retried at once: {calls:?}");
+    let e2 = calls.iter().filter(|c| c[0].contains("E2")).count();
+    assert_eq!(e2, 2, "once more, then on the durable schedule: {calls:?}");
+    assert_eq!(journal.stats().await.unwrap()[0].dead, 0);
+    worker.shutdown().await;
     journal.close().await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use zcc_relay::journal::{Journal, SinkRoute};
 use zcc_relay::record::Source;
-use zcc_relay::sink::route::EventFilter;
+use zcc_relay::route::EventFilter;
 use zcc_relay::zoom::event::parse_body;
 use zcc_sim::{SimConfig, Simulator};
 

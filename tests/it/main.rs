@@ -19,3 +19,4 @@ mod source;
 mod space;
 mod status;
 mod support;
+mod upgrade;

@@ -577,7 +577,8 @@ async fn start_picky_host(unauthorized: u64) -> (url::Url, Arc<std::sync::atomic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_refreshes_the_token_once() {
     use std::sync::atomic::Ordering;
-    use zcc_relay::media::{Downloader, Failure, ZoomHosts};
+    use zcc_relay::failure::{Class, Failure};
+    use zcc_relay::media::{Downloader, ZoomHosts};
     let sim = live_sim().await;
     let dir = support::temp_dir();
     let text = config(&sim, &dir.path().join("j"), &dir.path().join("a"), None);
@@ -600,7 +601,11 @@ async fn a_401_refreshes_the_token_once() {
                 assert!(ok);
                 assert_eq!(response.text().await.unwrap(), "the file");
             }
-            Err(Failure::Retryable(reason)) => {
+            Err(Failure {
+                class: Class::Retry { .. },
+                reason,
+                ..
+            }) => {
                 assert!(!ok);
                 assert!(reason.contains("HTTP 401"), "{reason}");
             }

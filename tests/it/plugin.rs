@@ -12,13 +12,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use zcc_relay::config::{FakeEnvironment, Secret, Secrets, SinkCheck, SinkSettings, parse_sink};
-use zcc_relay::deliver::SinkWorker;
+use zcc_relay::deliver::{Envelope, SinkWorker};
 use zcc_relay::failure::Failure;
 use zcc_relay::journal::{Journal, SinkRoute};
 use zcc_relay::record::{RecordHeader, Source};
+use zcc_relay::route::EventFilter;
 use zcc_relay::service::Health;
 use zcc_relay::sink::file::FileSink;
-use zcc_relay::sink::route::EventFilter;
 use zcc_relay::sink::{BuildContext, Kind, Registry, Reload, Running};
 use zcc_relay::telemetry::stats::Stats;
 use zcc_relay::zoom::event::parse_body;
@@ -120,11 +120,14 @@ impl Kind for CountingSink {
         Ok(())
     }
 
-    async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
-        let record: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| Failure::permanent(e.to_string()))?;
-        if record["id"].as_str() != Some(&*header.id) {
-            return Err(Failure::permanent("the header is not this record's"));
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
+        let record: serde_json::Value = serde_json::from_slice(&envelope.bytes)
+            .map_err(|e| Failure::permanent(e.to_string()))?;
+        let header: RecordHeader = serde_json::from_slice(&envelope.bytes)
+            .map_err(|e| Failure::permanent(e.to_string()))?;
+        if record["id"].as_str() != Some(&*header.id) || header.webhook_id() != envelope.webhook_id
+        {
+            return Err(Failure::permanent("the envelope is not this record's"));
         }
         let token = self
             .token

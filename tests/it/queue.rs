@@ -115,6 +115,10 @@ async fn queue_round_trip_dead_redrive_delivered() {
     for record in crm["records"].as_array().unwrap() {
         assert_eq!(record["reason"], "HTTP 400", "{record}");
         assert_eq!(record["status"], 400, "{record}");
+        assert!(
+            record["code"].is_null(),
+            "no vendor code from HTTP: {record}"
+        );
         assert_eq!(record["attempts"], 1, "{record}");
         assert_eq!(record["event"], "contact_center.recording_completed");
     }
@@ -132,6 +136,7 @@ async fn queue_round_trip_dead_redrive_delivered() {
         "columns are aligned to the widest id:\n{text}"
     );
     assert!(text.contains("HTTP 400"), "{text}");
+    assert!(text.contains("  STATUS  CODE  WHEN"), "{text}");
 
     let redrive = queue(&config, &["redrive", "--sink", "crm", "--all"]).await;
     assert_eq!(redrive.code, Some(0), "{}", stderr(&redrive));

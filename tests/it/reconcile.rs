@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use zcc_relay::clock;
 use zcc_relay::journal::{self, Gap, GapState, Journal, SinkRoute};
-use zcc_relay::sink::route::EventFilter;
+use zcc_relay::route::EventFilter;
 use zcc_sim::{HandshakeMode, RetryAfter, Simulator};
 
 use crate::support::*;

@@ -5,7 +5,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zcc_relay::journal::{GapState, Journal, SinkRoute};
-use zcc_relay::sink::route::EventFilter;
+use zcc_relay::route::EventFilter;
 use zcc_sim::{SimConfig, Simulator};
 
 use crate::support::*;

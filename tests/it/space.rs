@@ -16,7 +16,7 @@ use redb::{ReadableTableMetadata, TableDefinition};
 use serde_json::value::RawValue;
 use zcc_relay::journal::{self, Journal, SinkRoute};
 use zcc_relay::record::{NewRecord, Source};
-use zcc_relay::sink::route::EventFilter;
+use zcc_relay::route::EventFilter;
 
 const SINK: &str = "crm";
 /// Appends per round; each round then acks as many of the oldest.
@@ -67,6 +67,7 @@ fn record(i: u64) -> NewRecord {
         received_at: "2026-11-26T10:00:00.000Z".into(),
         payload: RawValue::from_string(payload).unwrap(),
         version: None,
+        view: Default::default(),
     }
 }
 

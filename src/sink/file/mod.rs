@@ -19,8 +19,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::SinkCheck;
+use crate::deliver::Envelope;
 use crate::failure::Failure;
-use crate::record::RecordHeader;
 use crate::service::Heartbeat;
 use crate::sink::{BuildContext, Kind, Reload};
 
@@ -57,11 +57,11 @@ impl FileSink {
         Ok(FileSink { lines })
     }
 
-    pub async fn deliver(&self, bytes: &[u8]) -> Result<(), Failure> {
+    pub async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
         let (reply, rx) = oneshot::channel();
         let closed = || Failure::retry("file sink stopped");
         self.lines
-            .send((Arc::from(bytes), reply))
+            .send((envelope.bytes.clone(), reply))
             .await
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
@@ -103,8 +103,8 @@ impl Kind for FileSink {
         Ok(())
     }
 
-    async fn deliver(&self, _: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
-        FileSink::deliver(self, bytes).await
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
+        FileSink::deliver(self, envelope).await
     }
 }
 
@@ -225,7 +225,14 @@ mod tests {
         tokio::time::sleep(2 * limit).await;
         assert!(health.stalled(limit).is_empty(), "an idle writer beats");
 
-        let delivering = tokio::spawn(async move { sink.deliver(&vec![b'x'; 1 << 20]).await });
+        let envelope = Envelope {
+            seq: 1,
+            bytes: Arc::from(vec![b'x'; 1 << 20]),
+            webhook_id: "x".into(),
+            lane: None,
+            view: Default::default(),
+        };
+        let delivering = tokio::spawn(async move { sink.deliver(&envelope).await });
         let deadline = Instant::now() + Duration::from_secs(30);
         while health.stalled(limit).is_empty() {
             assert!(Instant::now() < deadline, "the wedged writer still beats");

@@ -17,8 +17,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::{Secret, SinkCheck};
+use crate::deliver::Envelope;
 use crate::failure::{Failure, classify_status, parse_retry_after};
-use crate::record::RecordHeader;
 use crate::sink::{BuildContext, Kind, Reload};
 
 pub struct HttpSink {
@@ -51,8 +51,8 @@ impl HttpSink {
         Ok(())
     }
 
-    pub async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
-        let id = header.webhook_id();
+    pub async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
+        let (id, bytes) = (&envelope.webhook_id, &envelope.bytes[..]);
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -61,13 +61,15 @@ impl HttpSink {
             .client
             .post(self.url.clone())
             .header("content-type", "application/json")
-            .header("webhook-id", &id)
+            .header("webhook-id", id.as_str())
             .header("webhook-timestamp", timestamp.to_string());
         let key = self.key.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(key) = key {
-            request = request.header("webhook-signature", sign(&key, &id, timestamp, bytes));
+            request = request.header("webhook-signature", sign(&key, id, timestamp, bytes));
         }
-        let response = match request.body(bytes.to_vec()).send().await {
+        // The body shares the stored bytes: no copy per attempt.
+        let body = bytes::Bytes::from_owner(envelope.bytes.clone());
+        let response = match request.body(body).send().await {
             Ok(response) => response,
             Err(error) => {
                 return Err(Failure::retry(describe(&error)));
@@ -122,8 +124,8 @@ impl Kind for HttpSink {
         self.set_secret(settings.secret.as_ref())
     }
 
-    async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), Failure> {
-        HttpSink::deliver(self, header, bytes).await
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
+        HttpSink::deliver(self, envelope).await
     }
 }
 

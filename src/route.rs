@@ -1,4 +1,4 @@
-//! Which events a sink wants: the `events` globs of docs/contract.md §3.2.
+//! Which events a sink (or the media stage) wants: the `events` globs of docs/contract.md §3.2.
 //!
 //! Pure. `*` matches any run of characters (dots included), `?` exactly one;
 //! everything else matches itself. No patterns means every event.
