@@ -576,3 +576,39 @@ async fn every_request_of_a_failed_batch_gets_the_commit_error() {
     );
     journal.close().await;
 }
+
+/// A record's view is stored with it, read back with it, and kept when the
+/// media stage replaces the record's bytes.
+#[tokio::test]
+async fn the_view_travels_with_the_record_through_the_media_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_with_media(
+        dir.path(),
+        routes(&[("a", &[])]),
+        Some(EventFilter::new(vec!["media".into()])),
+    )
+    .unwrap();
+    let view = crate::record::View {
+        kind: "media".into(),
+        engagement_id: Some("E1".into()),
+        ..Default::default()
+    };
+    let mut new = record("k1", "media", None);
+    new.view = view.clone();
+    let rec = seq(journal.append(new).await.unwrap());
+    let waiting = journal.read_outbox(MEDIA, 0, 10).await.unwrap().0;
+    assert_eq!(*waiting[0].view, view);
+    assert!(waiting[0].bytes.starts_with(b"{\"id\":\"k1\""));
+    journal
+        .enriched(rec, br#"{"id":"k1","event":"media","media":[]}"#.to_vec())
+        .await
+        .unwrap();
+    let delivered = outbox(&journal, "a", 0, 10).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(*delivered[0].view, view);
+    assert_eq!(
+        &delivered[0].bytes[..],
+        br#"{"id":"k1","event":"media","media":[]}"#
+    );
+    journal.close().await;
+}
