@@ -560,6 +560,17 @@ impl Journal {
         self.read(move |txn| read::is_new(txn, &id, version)).await
     }
 
+    /// The engagement's interaction aggregate as of the last commit (see
+    /// [`read::interaction`]): what a CRM sink renders at delivery time.
+    pub async fn interaction(
+        &self,
+        engagement_id: &str,
+    ) -> Result<Option<crate::interaction::Interaction>, JournalError> {
+        let engagement_id = engagement_id.to_string();
+        self.read(move |txn| read::interaction(txn, &engagement_id))
+            .await
+    }
+
     /// See [`read::gaps`].
     pub async fn gaps(&self) -> Result<Vec<Gap>, JournalError> {
         self.read(read::gaps).await

@@ -65,6 +65,13 @@ pub fn of(event: &str, object: Option<&Value>) -> View {
                 })
             }),
     };
+    // The lifecycle events carry the engagement's start and end as their
+    // own time.
+    let lifecycle = |named: &str| {
+        (kind == named)
+            .then(|| time_ms(object.get("date_time_ms")))
+            .flatten()
+    };
     let party = |id: Option<String>, name: Option<String>| {
         (id.is_some() || name.is_some()).then_some(Party { id, name })
     };
@@ -88,9 +95,18 @@ pub fn of(event: &str, object: Option<&Value>) -> View {
             field("flow_id").or_else(|| flow_item.and_then(|f| text(f.get("flow_id")))),
             field("flow_name").or_else(|| flow_item.and_then(|f| text(f.get("flow_name")))),
         ),
-        start_time: field("start_time").or_else(|| time_ms(object.get("recording_start_time_ms"))),
-        end_time: field("end_time").or_else(|| time_ms(object.get("recording_end_time_ms"))),
+        start_time: field("start_time")
+            .or_else(|| time_ms(object.get("recording_start_time_ms")))
+            .or_else(|| lifecycle("engagement_started")),
+        end_time: field("end_time")
+            .or_else(|| time_ms(object.get("recording_end_time_ms")))
+            .or_else(|| lifecycle("engagement_ended")),
         note_id: field("note_id"),
+        note: object
+            .get("note")
+            .and_then(Value::as_str)
+            .filter(|note| !note.is_empty())
+            .map(str::to_owned),
         disposition: party(field("disposition_id"), field("disposition_name")),
         last_modified: field("last_modified_time"),
         media: media(&kind, object),
@@ -133,7 +149,12 @@ fn text(value: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A `*_time_ms` field: Zoom writes ISO-8601 text with milliseconds (kept as
+/// written); a number is read as milliseconds since the epoch.
 fn time_ms(value: Option<&Value>) -> Option<String> {
+    if let Some(written) = text(value).filter(|_| value.is_some_and(Value::is_string)) {
+        return Some(written);
+    }
     let ms = value?.as_i64()?;
     let at = jiff::Timestamp::from_millisecond(ms).ok()?;
     Some(at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
