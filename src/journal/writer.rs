@@ -658,7 +658,7 @@ impl Writer {
         now_ms: u64,
     ) -> Result<(), JournalError> {
         let first_seen = |value: &[u8]| KeyEntry::decode(value).map(|entry| entry.first_seen_ms);
-        sweep_step(
+        Self::sweep_step(
             txn,
             tables::KEYS,
             &mut self.sweep,
@@ -679,7 +679,7 @@ impl Writer {
         now_ms: u64,
     ) -> Result<(), JournalError> {
         let updated = |value: &[u8]| tables::split_interaction(value).map(|(at, _)| at);
-        sweep_step(
+        Self::sweep_step(
             txn,
             tables::INTERACTIONS,
             &mut self.sweep_interactions,
@@ -689,22 +689,20 @@ impl Writer {
             "interaction aggregates",
         )
     }
-}
 
-/// One step of a retention sweep over a table keyed by text: looks at up to
-/// `budget` rows after the sweep's cursor and removes those whose time
-/// (`time_of` the value; unreadable: kept) is more than [`KEY_RETENTION_MS`]
-/// before `now_ms`.
-fn sweep_step(
-    txn: &WriteTransaction,
-    table: redb::TableDefinition<&str, &[u8]>,
-    sweep: &mut Sweep,
-    budget: usize,
-    now_ms: u64,
-    time_of: impl Fn(&[u8]) -> Option<u64>,
-    what: &str,
-) -> Result<(), JournalError> {
-    {
+    /// One step of a retention sweep over a table keyed by text: looks at up
+    /// to `budget` rows after the sweep's cursor and removes those whose time
+    /// (`time_of` the value; unreadable: kept) is more than
+    /// [`KEY_RETENTION_MS`] before `now_ms`.
+    fn sweep_step(
+        txn: &WriteTransaction,
+        table: redb::TableDefinition<&str, &[u8]>,
+        sweep: &mut Sweep,
+        budget: usize,
+        now_ms: u64,
+        time_of: impl Fn(&[u8]) -> Option<u64>,
+        what: &str,
+    ) -> Result<(), JournalError> {
         if now_ms < sweep.rest_until_ms {
             return Ok(());
         }
