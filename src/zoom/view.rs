@@ -279,6 +279,48 @@ mod tests {
     }
 
     #[test]
+    fn reads_note_text_verbatim_and_the_engagements_times() {
+        let note = of(
+            "contact_center.engagement_note_added",
+            Some(&json!({"engagement_id": "e", "note_id": "n", "note": " spaced  text "})),
+        );
+        assert_eq!(note.note.as_deref(), Some(" spaced  text "));
+        let started = of(
+            "contact_center.engagement_started",
+            Some(&json!({"engagement_id": "e", "date_time_ms": "2026-11-26T10:00:00.250Z"})),
+        );
+        assert_eq!(
+            (started.start_time.as_deref(), started.end_time.as_deref()),
+            (Some("2026-11-26T10:00:00.250Z"), None)
+        );
+        let ended = of(
+            "contact_center.engagement_ended",
+            Some(&json!({"engagement_id": "e", "date_time_ms": "2026-11-26T10:05:00.000Z"})),
+        );
+        assert_eq!(
+            (ended.start_time.as_deref(), ended.end_time.as_deref()),
+            (None, Some("2026-11-26T10:05:00.000Z"))
+        );
+        // Another event's own time is not the engagement's.
+        let answered = of(
+            "contact_center.engagement_user_answered",
+            Some(&json!({"engagement_id": "e", "date_time_ms": "2026-11-26T10:01:00.000Z"})),
+        );
+        assert_eq!((answered.start_time, answered.end_time), (None, None));
+        // Zoom writes `*_time_ms` as text.
+        let recording = of(
+            "contact_center.recording_completed",
+            Some(&json!({"engagement_id": "e", "recording_id": "r",
+                "recording_start_time_ms": "2026-11-26T10:00:01.000Z",
+                "recording_end_time_ms": "2026-11-26T10:04:00.000Z"})),
+        );
+        assert_eq!(
+            recording.end_time.as_deref(),
+            Some("2026-11-26T10:04:00.000Z")
+        );
+    }
+
+    #[test]
     fn a_view_round_trips_through_json() {
         let view = of(
             "contact_center.recording_transcript_completed",
