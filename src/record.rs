@@ -69,8 +69,9 @@ pub struct View {
     pub queue: Option<Party>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<Party>,
-    /// Start and end of the engagement (or of the item, e.g. a recording), as
-    /// Zoom wrote them (RFC 3339) or milliseconds rendered as RFC 3339.
+    /// Start and end of the engagement (or of the item, e.g. a recording; the
+    /// lifecycle events `engagement_started` / `_ended` give their own time),
+    /// as Zoom wrote them (RFC 3339) or milliseconds rendered as RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

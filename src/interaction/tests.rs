@@ -46,8 +46,11 @@ fn file(location: &str) -> MediaEntry {
     }
 }
 
-/// The aggregate of (view, event_ts, revision) records of engagement `E`.
-fn check(records: &[(View, i64, u32)]) -> Interaction {
+/// A record as the table tests give it: view, event_ts, revision.
+type Record = (View, i64, u32);
+
+/// The aggregate of records of engagement `E`.
+fn check(records: &[Record]) -> Interaction {
     let facts = records.iter().map(|(view, event_ts, revision)| Fact {
         view,
         event_ts: *event_ts,
@@ -121,7 +124,7 @@ fn notes_are_listed_by_their_first_versions_time_then_id() {
 
 #[test]
 fn the_current_disposition_is_the_latest_modified_then_event_ts_then_id() {
-    let cases: &[(&[(View, i64, u32)], &str)] = &[
+    let cases: &[(&[Record], &str)] = &[
         (
             &[
                 (

@@ -10,6 +10,10 @@
 //! and other processes (the `queue` commands) may open it read-only with
 //! [`open_read_only`] and follow its commits while it runs.
 //!
+//! Each record with an `engagement_id` also joins its engagement's
+//! interaction aggregate (`crate::interaction`, table `interactions`) in the
+//! commit that stores it; [`Journal::interaction`] reads it.
+//!
 //! This module decides nothing about delivery policy (that is `deliver/`) and
 //! knows nothing of Zoom beyond the natural key and the view it is given (the
 //! upgrade of a format-0 file borrows `zoom::view` to view old records; see

@@ -460,7 +460,7 @@ fn record_view(append: &Append, stamp: u64) -> crate::record::View {
         engagement_id: (append.event != Event::Task)
             .then(|| ENGAGEMENTS[append.key as usize % 2].to_owned()),
         direction: Some(
-            if stamp % 2 == 0 {
+            if stamp.is_multiple_of(2) {
                 "inbound"
             } else {
                 "outbound"
