@@ -69,14 +69,18 @@ pub struct View {
     pub queue: Option<Party>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<Party>,
-    /// Start and end of the engagement (or of the item, e.g. a recording), as
-    /// Zoom wrote them (RFC 3339) or milliseconds rendered as RFC 3339.
+    /// Start and end of the engagement (or of the item, e.g. a recording; the
+    /// lifecycle events `engagement_started` / `_ended` give their own time),
+    /// as Zoom wrote them (RFC 3339) or milliseconds rendered as RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note_id: Option<String>,
+    /// The note's text, verbatim (not trimmed: an edit is compared exactly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disposition: Option<Party>,
     /// The note's or disposition's `last_modified_time`.
@@ -89,7 +93,7 @@ pub struct View {
 
 /// Someone or something with an id and a display name (agent, queue, flow,
 /// disposition).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Party {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -144,6 +148,52 @@ pub struct MediaRef {
     /// `media_errors` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unusable: Option<String>,
+}
+
+/// One entry of a forwarded record's `media` (DESIGN.md §3.3): a file the
+/// media stage stored. The media stage writes these (`media::store::Stored`);
+/// this is how the rest of the daemon reads them back.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MediaEntry {
+    /// `recording`, `recording_transcript`, … ([`MediaKind::as_str`]).
+    pub kind: String,
+    /// The object's absolute URL in the store.
+    pub location: String,
+    /// A signed link, where the store can sign; a credential while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for MediaEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaEntry")
+            .field("kind", &self.kind)
+            .field("location", &self.location)
+            .field("url", &self.url.as_ref().map(|_| "[signed link redacted]"))
+            .field("content_type", &self.content_type)
+            .field("size", &self.size)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+/// The `media` entries of a forwarded record's JSON (none when it has no
+/// `media` key or the bytes are not a record).
+pub fn media_entries(record: &[u8]) -> Vec<MediaEntry> {
+    #[derive(Deserialize)]
+    struct WithMedia {
+        #[serde(default)]
+        media: Vec<MediaEntry>,
+    }
+    serde_json::from_slice::<WithMedia>(record)
+        .map(|r| r.media)
+        .unwrap_or_default()
 }
 
 /// The forwarded record as serialized to sinks.

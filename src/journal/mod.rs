@@ -10,6 +10,10 @@
 //! and other processes (the `queue` commands) may open it read-only with
 //! [`open_read_only`] and follow its commits while it runs.
 //!
+//! Each record with an `engagement_id` also joins its engagement's
+//! interaction aggregate (`crate::interaction`, table `interactions`) in the
+//! commit that stores it; [`Journal::interaction`] reads it.
+//!
 //! This module decides nothing about delivery policy (that is `deliver/`) and
 //! knows nothing of Zoom beyond the natural key and the view it is given (the
 //! upgrade of a format-0 file borrows `zoom::view` to view old records; see
@@ -558,6 +562,17 @@ impl Journal {
     pub async fn is_new(&self, id: &str, version: Option<[u8; 32]>) -> Result<bool, JournalError> {
         let id = id.to_string();
         self.read(move |txn| read::is_new(txn, &id, version)).await
+    }
+
+    /// The engagement's interaction aggregate as of the last commit (see
+    /// [`read::interaction`]): what a CRM sink renders at delivery time.
+    pub async fn interaction(
+        &self,
+        engagement_id: &str,
+    ) -> Result<Option<crate::interaction::Interaction>, JournalError> {
+        let engagement_id = engagement_id.to_string();
+        self.read(move |txn| read::interaction(txn, &engagement_id))
+            .await
     }
 
     /// See [`read::gaps`].

@@ -7,7 +7,7 @@
 //! kill -9s (some with sinks removed or added back) run against a real
 //! [`Journal`] in a fresh directory. After every step, everything the public
 //! API shows (outboxes, durable tier, dead-letters, stats, known sinks, stored
-//! records, the committed seq) is compared with an in-memory model made of
+//! records, the committed seq, the interaction aggregates) is compared with an in-memory model made of
 //! `BTreeMap`s. On a failure proptest shrinks the case, prints the shortest op
 //! sequence that still fails and keeps its seed in `proptest-regressions/`.
 //! `ZCC_PROPTEST_CASES=5000 cargo test --lib journal::model` looks harder.
@@ -28,6 +28,7 @@ use tokio::runtime::Runtime;
 
 use super::read::{self, SinkStats};
 use super::{AppendOutcome, DB_FILE, DeadLetter, Journal, JournalError, MEDIA, Pending, SinkRoute};
+use crate::interaction::Interaction;
 use crate::record::{NewRecord, Source};
 use crate::route::EventFilter;
 
@@ -444,8 +445,41 @@ fn new_record(append: &Append, stamp: u64) -> NewRecord {
         ),
         payload: RawValue::from_string(format!(r#"{{"stamp":{stamp}}}"#)).expect("a JSON object"),
         version: append.version.map(|v| [v; 32]),
-        view: Default::default(),
+        view: record_view(append, stamp),
     }
+}
+
+/// Engagements the records of a case belong to (tasks have none).
+const ENGAGEMENTS: [&str; 2] = ["E0", "E1"];
+
+/// A record's view: enough for every part of the interaction aggregate to
+/// change with the order of appends (latest direction, note texts, times).
+fn record_view(append: &Append, stamp: u64) -> crate::record::View {
+    let mut view = crate::record::View {
+        kind: append.event.name().to_owned(),
+        engagement_id: (append.event != Event::Task)
+            .then(|| ENGAGEMENTS[append.key as usize % 2].to_owned()),
+        direction: Some(
+            if stamp.is_multiple_of(2) {
+                "inbound"
+            } else {
+                "outbound"
+            }
+            .to_owned(),
+        ),
+        ..Default::default()
+    };
+    match append.event {
+        Event::Note => {
+            view.note_id = Some(format!("N{}", append.key));
+            view.note = Some(format!("text {:?}", append.version));
+        }
+        Event::Recording => {
+            view.start_time = Some(format!("2026-01-01T00:00:{:02}Z", stamp % 60));
+        }
+        _ => {}
+    }
+    view
 }
 
 fn letter(stamp: u64) -> DeadLetter {
@@ -497,6 +531,12 @@ struct Model {
     media_outbox: SinkModel,
     /// Sinks the journal lists as having (had) an outbox here.
     known: BTreeSet<usize>,
+    /// The interaction aggregates: every stored record's part, and the files
+    /// of every enriched one.
+    interactions: BTreeMap<String, Interaction>,
+    /// What the media stage's records were appended with (view, event_ts,
+    /// revision), for the files they join the aggregate with.
+    media_facts: BTreeMap<u64, (crate::record::View, i64, u32)>,
 }
 
 impl Model {
@@ -522,6 +562,17 @@ impl Model {
                 })
                 .collect(),
             known: BTreeSet::new(),
+            interactions: BTreeMap::new(),
+            media_facts: BTreeMap::new(),
+        }
+    }
+
+    fn fold(&mut self, one: Option<Interaction>) {
+        if let Some(one) = one {
+            self.interactions
+                .entry(one.engagement_id().to_owned())
+                .or_insert_with(|| one.clone())
+                .merge(&one);
         }
     }
 
@@ -567,6 +618,12 @@ impl Model {
         let versions = self.keys.entry(append.key).or_default();
         versions.0 = revision;
         versions.1.extend(append.version);
+        self.fold(Interaction::of(
+            &record.view,
+            record.event_ts,
+            revision,
+            &[],
+        ));
         let seq = self.next_seq;
         self.next_seq += 1;
         let to_media = self.media && append.event == Event::Recording;
@@ -581,6 +638,8 @@ impl Model {
         }
         if n_sinks > 0 && to_media {
             self.media_outbox.pending.insert(seq, Entry::default());
+            self.media_facts
+                .insert(seq, (record.view.clone(), record.event_ts, revision));
         }
         if n_sinks > 0 {
             let bytes = record.to_json(revision);
@@ -604,6 +663,12 @@ impl Model {
     fn enrich(&mut self, seq: u64, body: &str) {
         if self.media_outbox.pending.remove(&seq).is_none() {
             return;
+        }
+        let files = crate::record::media_entries(body.as_bytes());
+        if let Some((view, event_ts, revision)) = self.media_facts.remove(&seq)
+            && !files.is_empty()
+        {
+            self.fold(Interaction::of(&view, event_ts, revision, &files));
         }
         let received_at = self
             .held
@@ -775,6 +840,10 @@ impl Model {
                 .map(|(view, _)| view.stats.clone())
                 .collect(),
             sinks,
+            interactions: ENGAGEMENTS
+                .iter()
+                .map(|id| self.interactions.get(*id).cloned())
+                .collect(),
         }
     }
 }
@@ -844,6 +913,8 @@ struct View {
     /// `Journal::stats`: the configured sinks only.
     configured_stats: Vec<SinkStats>,
     sinks: Vec<SinkView>,
+    /// `Journal::interaction` of each of [`ENGAGEMENTS`].
+    interactions: Vec<Option<Interaction>>,
 }
 
 async fn observe(journal: &Journal, n_sinks: usize) -> Result<View, JournalError> {
@@ -905,6 +976,13 @@ async fn observe(journal: &Journal, n_sinks: usize) -> Result<View, JournalError
         known: read::known_sinks(&snapshot)?,
         configured_stats: journal.stats().await?,
         sinks,
+        interactions: {
+            let mut interactions = Vec::new();
+            for id in ENGAGEMENTS {
+                interactions.push(journal.interaction(id).await?);
+            }
+            interactions
+        },
     })
 }
 
@@ -937,6 +1015,13 @@ fn difference(journal: &View, model: &View) -> String {
             out,
             "stats of the configured sinks:\n  journal {:?}\n  model   {:?}",
             journal.configured_stats, model.configured_stats
+        );
+    }
+    if journal.interactions != model.interactions {
+        let _ = writeln!(
+            out,
+            "interactions:\n  journal {:?}\n  model   {:?}",
+            journal.interactions, model.interactions
         );
     }
     if journal.sinks.len() != model.sinks.len() {
@@ -1163,7 +1248,7 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
                 let seq = resolve(model.media_outbox.pending.keys(), *pick);
                 let body = match model.held.get(&seq) {
                     Some(held) => format!(
-                        "{},\"media\":[{{\"stamp\":{stamp}}}]}}",
+                        "{},\"media\":[{{\"kind\":\"recording\",\"location\":\"file:///m/{stamp}\",\"content_type\":\"audio/mpeg\",\"size\":{stamp},\"sha256\":\"00\"}}]}}",
                         held.record.strip_suffix('}').unwrap_or(&held.record)
                     ),
                     None => format!("{{\"event\":\"{}\"}}", Event::Recording.name()),

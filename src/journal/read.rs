@@ -299,6 +299,30 @@ pub fn meta(txn: &ReadTransaction, key: &str) -> Result<Option<Vec<u8>>, Journal
     Ok(table.get(key)?.map(|v| v.value().to_vec()))
 }
 
+/// The engagement's interaction aggregate as of this snapshot (`None`: no
+/// record of it was stored in the last 30 days, or the journal predates the
+/// table).
+pub fn interaction(
+    txn: &ReadTransaction,
+    engagement_id: &str,
+) -> Result<Option<crate::interaction::Interaction>, JournalError> {
+    let Some(table) = open(txn, tables::INTERACTIONS)? else {
+        return Ok(None);
+    };
+    Ok(table.get(engagement_id)?.and_then(|v| {
+        tables::split_interaction(v.value())
+            .and_then(|(_, aggregate)| crate::interaction::Interaction::decode(aggregate))
+    }))
+}
+
+/// Interaction aggregates held.
+pub fn interactions_held(txn: &ReadTransaction) -> Result<u64, JournalError> {
+    Ok(open(txn, tables::INTERACTIONS)?
+        .map(|t| t.len())
+        .transpose()?
+        .unwrap_or(0))
+}
+
 pub fn stored_records(txn: &ReadTransaction) -> Result<u64, JournalError> {
     Ok(open(txn, tables::RECORDS)?
         .map(|t| t.len())

@@ -152,6 +152,7 @@ fn copy_all(source: &Database, fresh: &Database) -> Result<Salvage, String> {
     copy_rows(&read, &txn, tables::META);
     copy_rows(&read, &txn, tables::SINKS);
     copy_rows(&read, &txn, tables::GAPS);
+    copy_rows(&read, &txn, tables::INTERACTIONS);
     for name in &names {
         if name.starts_with("outbox/") {
             report.outbox_rows += copy_rows(&read, &txn, tables::outbox(name));
@@ -415,6 +416,43 @@ mod tests {
         assert_eq!(
             reopen_and_check(dir.path(), &BTreeMap::new(), &garbage).await,
             0
+        );
+    }
+
+    #[tokio::test]
+    async fn salvage_keeps_the_interaction_aggregates() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), routes()).unwrap();
+        journal
+            .append(NewRecord {
+                id: "engagement_started:x".into(),
+                event: "contact_center.engagement_started".into(),
+                event_ts: 1,
+                source: Source::Websocket,
+                received_at: "2026-11-26T10:00:00.000Z".into(),
+                payload: RawValue::from_string("{}".into()).unwrap(),
+                version: None,
+                view: crate::record::View {
+                    engagement_id: Some("E".into()),
+                    channel: Some("voice".into()),
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap();
+        let expected = journal.interaction("E").await.unwrap();
+        assert!(expected.is_some());
+        journal.close().await;
+        drop(journal);
+
+        let source = Database::open(dir.path().join(crate::journal::DB_FILE)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let fresh = Database::create(other.path().join(crate::journal::DB_FILE)).unwrap();
+        copy_all(&source, &fresh).unwrap();
+        let read = redb::ReadableDatabase::begin_read(&fresh).unwrap();
+        assert_eq!(
+            crate::journal::read::interaction(&read, "E").unwrap(),
+            expected
         );
     }
 }

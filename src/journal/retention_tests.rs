@@ -1,4 +1,5 @@
-//! The dedup index's retention: keys go after [`KEY_RETENTION_MS`], not before,
+//! The dedup index's and the interaction aggregates' retention: keys go after
+//! [`KEY_RETENTION_MS`], not before,
 //! and a commit prunes no more than its sweep budget. Time is tokio's paused
 //! clock, which the writer reads through `crate::clock`.
 
@@ -121,5 +122,74 @@ async fn a_restart_resumes_pruning_keys_from_before_it() {
     journal.set_meta("tick", vec![]).await.unwrap();
     assert_eq!(keys_held(&journal), 0);
     assert!(stored(&journal, "before").await);
+    journal.close().await;
+}
+
+fn of_engagement(id: &str, engagement: &str) -> NewRecord {
+    NewRecord {
+        view: crate::record::View {
+            engagement_id: Some(engagement.into()),
+            ..Default::default()
+        },
+        ..record(id)
+    }
+}
+
+fn interactions_held(journal: &Journal) -> u64 {
+    read::interactions_held(&journal.begin_read().unwrap()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn forgets_an_interaction_only_after_the_retention_since_its_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    journal.append(of_engagement("a", "E")).await.unwrap();
+    journal.append(of_engagement("b", "F")).await.unwrap();
+    assert_eq!(interactions_held(&journal), 2);
+
+    tokio::time::advance(29 * DAY).await;
+    // A later record of E: E's aggregate is as young as it.
+    journal.append(of_engagement("c", "E")).await.unwrap();
+    tokio::time::advance(2 * DAY).await;
+    journal.set_meta("tick", vec![]).await.unwrap();
+    assert_eq!(interactions_held(&journal), 1);
+    assert!(journal.interaction("E").await.unwrap().is_some());
+    assert_eq!(journal.interaction("F").await.unwrap(), None);
+
+    // The sweep rests an hour after a full pass.
+    tokio::time::advance(29 * DAY).await;
+    journal.set_meta("tick", vec![]).await.unwrap();
+    assert_eq!(interactions_held(&journal), 0);
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_prunes_at_most_its_sweep_budget_of_interactions() {
+    const ENGAGEMENTS: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let mut receivers = Vec::new();
+    for i in 0..ENGAGEMENTS {
+        let record = of_engagement(&format!("k{i:05}"), &format!("E{i:05}"));
+        receivers.push(journal.submit(record).await.unwrap());
+    }
+    for rx in receivers {
+        rx.await.unwrap().unwrap();
+    }
+    assert_eq!(interactions_held(&journal), ENGAGEMENTS);
+
+    tokio::time::advance(31 * DAY).await;
+    let budget = (SWEEP_KEYS_PER_COMMIT + SWEEP_KEYS_PER_OP) as u64;
+    let mut held = vec![interactions_held(&journal)];
+    while held.last() != Some(&0) && held.len() <= 10 {
+        journal.set_meta("tick", vec![]).await.unwrap();
+        held.push(interactions_held(&journal));
+    }
+    let expected: Vec<u64> = (0..)
+        .map(|step| ENGAGEMENTS.saturating_sub(step * budget))
+        .take_while(|&n| n > 0)
+        .chain([0])
+        .collect();
+    assert_eq!(held, expected);
     journal.close().await;
 }

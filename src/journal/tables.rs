@@ -20,6 +20,13 @@
 //!   `@` cannot start a sink name, so it never collides with one.
 //! - `gaps`: (start ms, end ms) → [`GapState`] as u8: the windows in which the
 //!   WebSocket was not live, for reconciliation.
+//! - `interactions`: engagement id → [`encode_interaction`]: the wall-clock
+//!   ms of its last update (u64, little-endian), then the engagement's
+//!   [`Interaction`](crate::interaction::Interaction) as JSON. Updated in the
+//!   commit that stores a record of the engagement (or hands it on enriched),
+//!   for every record with an `engagement_id`, whichever sinks want it. Pruned
+//!   like the dedup index: [`KEY_RETENTION_MS`](super::writer::KEY_RETENTION_MS)
+//!   after its last update, a bounded run per commit.
 //! - `meta`: small named values ([`NEXT_SEQ`], [`LIVE_UNTIL`],
 //!   [`FORMAT`]).
 //! - `sinks`: every sink name that ever had an outbox here.
@@ -32,6 +39,7 @@ pub const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const SINKS: TableDefinition<&str, ()> = TableDefinition::new("sinks");
 pub const GAPS: TableDefinition<(u64, u64), u8> = TableDefinition::new("gaps");
+pub const INTERACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("interactions");
 
 /// The media stage's pseudo-sink name: its outbox and due tables are
 /// `outbox/@media` and `due/@media`. It is never listed in `sinks`.
@@ -45,8 +53,8 @@ pub const NEXT_SEQ: &str = "next_seq";
 /// a journal written before it existed: format 0.
 pub const FORMAT: &str = "format_version";
 /// The layout this build writes. 1: records carry their view; dead letters
-/// carry a vendor code and `at_ms`.
-pub const FORMAT_VERSION: u32 = 1;
+/// carry a vendor code and `at_ms`. 2: the `interactions` table.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// First byte of a format-1 record value. A format-0 value is the record's
 /// JSON, which starts with `{`, so the two never mix up.
@@ -77,6 +85,20 @@ pub fn split_record(value: &[u8]) -> (Option<&[u8]>, &[u8]) {
         (Some(view), Some(record)) => (Some(view), record),
         _ => (None, &[]),
     }
+}
+
+/// An `interactions` value: when it was last updated (ms) and the aggregate.
+pub fn encode_interaction(updated_ms: u64, aggregate: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + aggregate.len());
+    value.extend_from_slice(&updated_ms.to_le_bytes());
+    value.extend_from_slice(aggregate);
+    value
+}
+
+/// An `interactions` value's update time and aggregate bytes.
+pub fn split_interaction(value: &[u8]) -> Option<(u64, &[u8])> {
+    let updated_ms = u64::from_le_bytes(value.get(0..8)?.try_into().ok()?);
+    Some((updated_ms, value.get(8..)?))
 }
 
 pub fn outbox_name(sink: &str) -> String {
@@ -196,6 +218,13 @@ mod tests {
         }
         assert_eq!(KeyEntry::decode(&[1, 2]), None);
         assert_eq!(KeyEntry::decode(&[0; 13]), None);
+    }
+
+    #[test]
+    fn interaction_values_split() {
+        let value = encode_interaction(7, b"{}");
+        assert_eq!(split_interaction(&value), Some((7, &b"{}"[..])));
+        assert_eq!(split_interaction(&[1, 2, 3]), None);
     }
 
     #[test]

@@ -612,3 +612,158 @@ async fn the_view_travels_with_the_record_through_the_media_outbox() {
     );
     journal.close().await;
 }
+
+/// A record of engagement `E` with this view and time.
+fn of_engagement(id: &str, event: &str, view: crate::record::View, event_ts: i64) -> NewRecord {
+    NewRecord {
+        event_ts,
+        view: crate::record::View {
+            engagement_id: Some("E".into()),
+            kind: event.trim_start_matches("contact_center.").into(),
+            ..view
+        },
+        ..record(id, event, None)
+    }
+}
+
+#[tokio::test]
+async fn the_interaction_folds_every_record_of_the_engagement_and_its_stored_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // The only sink wants recordings; the aggregate still sees everything.
+    let journal = Journal::open_with_media(
+        dir.path(),
+        routes(&[("crm", &["contact_center.recording_completed"])]),
+        Some(EventFilter::new(vec![
+            "contact_center.recording_completed".into(),
+        ])),
+    )
+    .unwrap();
+    let started = crate::record::View {
+        direction: Some("inbound".into()),
+        channel: Some("voice".into()),
+        start_time: Some("2026-11-26T10:00:00Z".into()),
+        ..Default::default()
+    };
+    let outcome = journal
+        .append(of_engagement(
+            "s",
+            "contact_center.engagement_started",
+            started,
+            1,
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, AppendOutcome::Stored { sinks: 0, .. }));
+    let note = |text: &str| crate::record::View {
+        note_id: Some("N".into()),
+        note: Some(text.into()),
+        last_modified: Some(format!("2026-11-26T10:0{}:00Z", text.len())),
+        ..Default::default()
+    };
+    for text in ["first", "edited!"] {
+        let mut record = of_engagement("n", "contact_center.engagement_note_added", note(text), 2);
+        record.version = Some([text.len() as u8; 32]);
+        journal.append(record).await.unwrap();
+    }
+    let recording = seq(journal
+        .append(of_engagement(
+            "r",
+            "contact_center.recording_completed",
+            Default::default(),
+            3,
+        ))
+        .await
+        .unwrap());
+    // Not a duplicate's doing: the same key again changes nothing.
+    journal
+        .append(of_engagement(
+            "s",
+            "contact_center.engagement_started",
+            Default::default(),
+            9,
+        ))
+        .await
+        .unwrap();
+
+    let before = journal.interaction("E").await.unwrap().expect("E");
+    assert_eq!(before.direction(), Some("inbound"));
+    assert_eq!(before.channel(), Some("voice"));
+    assert_eq!(
+        before.start_ms(),
+        crate::interaction::instant_ms("2026-11-26T10:00:00Z")
+    );
+    assert_eq!(
+        before
+            .notes()
+            .iter()
+            .map(|n| (n.text, n.revision))
+            .collect::<Vec<_>>(),
+        [("edited!", 2)]
+    );
+    assert_eq!(before.files().count(), 0);
+
+    let pending = journal.read_outbox(MEDIA, 0, 10).await.unwrap().0;
+    let body = String::from_utf8(pending[0].bytes.to_vec()).unwrap();
+    let body = format!(
+        r#"{},"media":[{{"kind":"recording","location":"file:///m/r.mp3","url":"https://signed","content_type":"audio/mpeg","size":3,"sha256":"ab"}}]}}"#,
+        body.strip_suffix('}').unwrap()
+    );
+    journal
+        .enriched(recording, body.into_bytes())
+        .await
+        .unwrap();
+    let after = journal.interaction("E").await.unwrap().expect("E");
+    let files: Vec<_> = after
+        .files()
+        .map(|f| (f.location.as_str(), f.size))
+        .collect();
+    assert_eq!(files, [("file:///m/r.mp3", 3)]);
+    assert_eq!(after.notes(), before.notes());
+    assert_eq!(journal.interaction("other").await.unwrap(), None);
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn a_format_1_journal_gets_its_interactions_built_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    let view = crate::record::View {
+        channel: Some("messaging".into()),
+        ..Default::default()
+    };
+    journal
+        .append(of_engagement(
+            "m",
+            "contact_center.engagement_started",
+            view,
+            1,
+        ))
+        .await
+        .unwrap();
+    let expected = journal.interaction("E").await.unwrap().expect("E");
+    journal.close().await;
+    drop(journal);
+
+    // Make it a file of the previous format: no table, version 1.
+    {
+        let db = redb::Database::builder()
+            .set_concurrency_mode(CONCURRENCY)
+            .create(dir.path().join(DB_FILE))
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(tables::INTERACTIONS).unwrap();
+        txn.open_table(tables::META)
+            .unwrap()
+            .insert(tables::FORMAT, 1u32.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    assert_eq!(
+        journal.meta(tables::FORMAT).await.unwrap(),
+        Some(tables::FORMAT_VERSION.to_le_bytes().to_vec())
+    );
+    assert_eq!(journal.interaction("E").await.unwrap(), Some(expected));
+    journal.close().await;
+}

@@ -10,8 +10,10 @@
 //! Each commit also carries one bounded step of the dedup index's retention
 //! sweep ([`KEY_RETENTION_MS`]), so the index holds about a month of keys
 //! instead of every key ever seen, and no commit does unbounded work for it.
+//! The interaction aggregates (`tables::INTERACTIONS`) are folded in the
+//! commit that stores their records and swept the same way.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -21,7 +23,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::tables::{self, KeyEntry, OutboxEntry};
 use super::{AppendOutcome, DeadLetter, GapState, JournalError, SinkRoute};
 use crate::clock;
-use crate::record::NewRecord;
+use crate::interaction::Interaction;
+use crate::record::{NewRecord, RecordHeader, View};
 use crate::route::EventFilter;
 use crate::service::Heartbeat;
 
@@ -155,6 +158,7 @@ pub(super) fn prepare(
         txn.open_table(tables::REFS)?;
         txn.open_table(tables::KEYS)?;
         txn.open_table(tables::GAPS)?;
+        txn.open_table(tables::INTERACTIONS)?;
         let meta = txn.open_table(tables::META)?;
         let mut known = txn.open_table(tables::SINKS)?;
         let configured: BTreeSet<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
@@ -211,6 +215,11 @@ pub(super) struct Writer {
     /// Successful commits so far (each one sync), for reports and benchmarks.
     commits: Arc<std::sync::atomic::AtomicU64>,
     sweep: Sweep,
+    /// The interaction aggregates' retention sweep.
+    sweep_interactions: Sweep,
+    /// The aggregates the current commit changed, written once at its end
+    /// (several records of one engagement in a batch cost one write).
+    folds: BTreeMap<String, Interaction>,
 }
 
 /// Where the dedup index's retention sweep stands. Kept in memory only: after
@@ -286,6 +295,8 @@ impl Writer {
             committed,
             commits,
             sweep: Sweep::default(),
+            sweep_interactions: Sweep::default(),
+            folds: BTreeMap::new(),
         }
     }
 
@@ -353,7 +364,8 @@ impl Writer {
 
     fn commit(&mut self, ops: Vec<Op>) {
         let seq_before = self.next_seq;
-        let sweep_before = self.sweep.clone();
+        let sweep_before = (self.sweep.clone(), self.sweep_interactions.clone());
+        self.folds.clear();
         let sweep_budget = SWEEP_KEYS_PER_COMMIT + SWEEP_KEYS_PER_OP * ops.len();
         // Each request with what it did; answered once the commit's fate is
         // known. A request that fails, and every one after it, stays in
@@ -371,7 +383,10 @@ impl Writer {
                     }
                 }
             }
-            self.sweep_keys(&txn, sweep_budget, clock::now_ms())?;
+            let now_ms = clock::now_ms();
+            self.write_folds(&txn, now_ms)?;
+            self.sweep_keys(&txn, sweep_budget, now_ms)?;
+            self.sweep_interactions(&txn, sweep_budget, now_ms)?;
             if self.next_seq != seq_before {
                 txn.open_table(tables::META)?
                     .insert(tables::NEXT_SEQ, self.next_seq.to_le_bytes().as_slice())?;
@@ -395,7 +410,8 @@ impl Writer {
                 // were never written, so they can be handed out again, and
                 // the keys it pruned are still there.
                 self.next_seq = seq_before;
-                self.sweep = sweep_before;
+                (self.sweep, self.sweep_interactions) = sweep_before;
+                self.folds.clear();
                 tracing::error!(error = %error, "journal commit failed");
                 let message = error.to_string();
                 for op in done.into_iter().map(|(op, _)| op).chain(ops) {
@@ -464,6 +480,20 @@ impl Writer {
             Op::Enriched { seq, body, .. } => {
                 if take_outbox(txn, tables::MEDIA, *seq)?.is_some() {
                     let view = stored_view(txn, *seq)?;
+                    // The files the media stage stored join the engagement's
+                    // aggregate (the rest of the record joined it on append).
+                    let files = crate::record::media_entries(body);
+                    if !files.is_empty()
+                        && let Some(view) = view
+                            .as_deref()
+                            .and_then(|v| serde_json::from_slice::<View>(v).ok())
+                        && let Ok(header) = serde_json::from_slice::<RecordHeader>(body)
+                    {
+                        self.fold(
+                            txn,
+                            Interaction::of(&view, header.event_ts, header.revision, &files),
+                        )?;
+                    }
                     // A new seq: to the sink workers (whose cursors only
                     // move forward) it is a record that just arrived.
                     txn.open_table(tables::RECORDS)?.remove(*seq)?;
@@ -514,6 +544,12 @@ impl Writer {
         };
         keys.insert(record.id.as_str(), entry.encode().as_slice())?;
         drop(keys);
+        // Every new record (or revision) of an engagement joins its
+        // aggregate, whether or not a sink wants the record itself.
+        self.fold(
+            txn,
+            Interaction::of(&record.view, record.event_ts, revision, &[]),
+        )?;
 
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -564,6 +600,52 @@ impl Writer {
         })
     }
 
+    /// Joins `one` (a record's part) into its engagement's aggregate, read
+    /// from the table on the commit's first touch. Written by
+    /// [`write_folds`](Writer::write_folds).
+    fn fold(
+        &mut self,
+        txn: &WriteTransaction,
+        one: Option<Interaction>,
+    ) -> Result<(), JournalError> {
+        let Some(one) = one else {
+            return Ok(());
+        };
+        if let Some(known) = self.folds.get_mut(one.engagement_id()) {
+            known.merge(&one);
+            return Ok(());
+        }
+        let stored = txn
+            .open_table(tables::INTERACTIONS)?
+            .get(one.engagement_id())?
+            .and_then(|v| {
+                tables::split_interaction(v.value()).and_then(|(_, a)| Interaction::decode(a))
+            });
+        let aggregate = match stored {
+            Some(mut stored) => {
+                stored.merge(&one);
+                stored
+            }
+            None => one,
+        };
+        self.folds
+            .insert(aggregate.engagement_id().to_owned(), aggregate);
+        Ok(())
+    }
+
+    /// Stores the aggregates this commit changed, stamped `now_ms`.
+    fn write_folds(&mut self, txn: &WriteTransaction, now_ms: u64) -> Result<(), JournalError> {
+        if self.folds.is_empty() {
+            return Ok(());
+        }
+        let mut table = txn.open_table(tables::INTERACTIONS)?;
+        for (engagement_id, aggregate) in std::mem::take(&mut self.folds) {
+            let value = tables::encode_interaction(now_ms, &aggregate.encode());
+            table.insert(engagement_id.as_str(), value.as_slice())?;
+        }
+        Ok(())
+    }
+
     /// One step of the retention sweep: looks at up to `budget` keys after the
     /// cursor, in key order, and removes those first seen more than
     /// [`KEY_RETENTION_MS`] before `now_ms`. Reading a run of neighbouring keys
@@ -575,23 +657,68 @@ impl Writer {
         budget: usize,
         now_ms: u64,
     ) -> Result<(), JournalError> {
-        if now_ms < self.sweep.rest_until_ms {
+        let first_seen = |value: &[u8]| KeyEntry::decode(value).map(|entry| entry.first_seen_ms);
+        Self::sweep_step(
+            txn,
+            tables::KEYS,
+            &mut self.sweep,
+            budget,
+            now_ms,
+            first_seen,
+            "dedup index",
+        )
+    }
+
+    /// The same for the interaction aggregates: one goes
+    /// [`KEY_RETENTION_MS`] after its last update, when the keys of its
+    /// records go too.
+    fn sweep_interactions(
+        &mut self,
+        txn: &WriteTransaction,
+        budget: usize,
+        now_ms: u64,
+    ) -> Result<(), JournalError> {
+        let updated = |value: &[u8]| tables::split_interaction(value).map(|(at, _)| at);
+        Self::sweep_step(
+            txn,
+            tables::INTERACTIONS,
+            &mut self.sweep_interactions,
+            budget,
+            now_ms,
+            updated,
+            "interaction aggregates",
+        )
+    }
+
+    /// One step of a retention sweep over a table keyed by text: looks at up
+    /// to `budget` rows after the sweep's cursor and removes those whose time
+    /// (`time_of` the value; unreadable: kept) is more than
+    /// [`KEY_RETENTION_MS`] before `now_ms`.
+    fn sweep_step(
+        txn: &WriteTransaction,
+        table: redb::TableDefinition<&str, &[u8]>,
+        sweep: &mut Sweep,
+        budget: usize,
+        now_ms: u64,
+        time_of: impl Fn(&[u8]) -> Option<u64>,
+        what: &str,
+    ) -> Result<(), JournalError> {
+        if now_ms < sweep.rest_until_ms {
             return Ok(());
         }
-        let mut keys = txn.open_table(tables::KEYS)?;
+        let mut keys = txn.open_table(table)?;
         let mut expired = Vec::new();
         let mut looked_at = 0;
         let mut last = None;
         {
-            let after = match &self.sweep.after {
+            let after = match &sweep.after {
                 Some(key) => Bound::Excluded(key.as_str()),
                 None => Bound::Unbounded,
             };
             for row in keys.range::<&str>((after, Bound::Unbounded))?.take(budget) {
                 let (key, value) = row?;
                 looked_at += 1;
-                let age_ms = KeyEntry::decode(value.value())
-                    .map_or(0, |entry| now_ms.saturating_sub(entry.first_seen_ms));
+                let age_ms = time_of(value.value()).map_or(0, |at| now_ms.saturating_sub(at));
                 if age_ms > KEY_RETENTION_MS {
                     expired.push(key.value().to_string());
                 }
@@ -603,17 +730,17 @@ impl Writer {
         for key in &expired {
             keys.remove(key.as_str())?;
         }
-        self.sweep.looked_at += looked_at as u64;
-        self.sweep.pruned += expired.len() as u64;
+        sweep.looked_at += looked_at as u64;
+        sweep.pruned += expired.len() as u64;
         if last.is_some() {
-            self.sweep.after = last;
+            sweep.after = last;
         } else {
             tracing::debug!(
-                looked_at = self.sweep.looked_at,
-                pruned = self.sweep.pruned,
-                "dedup index retention pass done"
+                looked_at = sweep.looked_at,
+                pruned = sweep.pruned,
+                "{what} retention pass done"
             );
-            self.sweep = Sweep {
+            *sweep = Sweep {
                 rest_until_ms: now_ms.saturating_add(SWEEP_REST_MS),
                 ..Sweep::default()
             };

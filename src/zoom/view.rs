@@ -65,6 +65,13 @@ pub fn of(event: &str, object: Option<&Value>) -> View {
                 })
             }),
     };
+    // The lifecycle events carry the engagement's start and end as their
+    // own time.
+    let lifecycle = |named: &str| {
+        (kind == named)
+            .then(|| time_ms(object.get("date_time_ms")))
+            .flatten()
+    };
     let party = |id: Option<String>, name: Option<String>| {
         (id.is_some() || name.is_some()).then_some(Party { id, name })
     };
@@ -88,9 +95,18 @@ pub fn of(event: &str, object: Option<&Value>) -> View {
             field("flow_id").or_else(|| flow_item.and_then(|f| text(f.get("flow_id")))),
             field("flow_name").or_else(|| flow_item.and_then(|f| text(f.get("flow_name")))),
         ),
-        start_time: field("start_time").or_else(|| time_ms(object.get("recording_start_time_ms"))),
-        end_time: field("end_time").or_else(|| time_ms(object.get("recording_end_time_ms"))),
+        start_time: field("start_time")
+            .or_else(|| time_ms(object.get("recording_start_time_ms")))
+            .or_else(|| lifecycle("engagement_started")),
+        end_time: field("end_time")
+            .or_else(|| time_ms(object.get("recording_end_time_ms")))
+            .or_else(|| lifecycle("engagement_ended")),
         note_id: field("note_id"),
+        note: object
+            .get("note")
+            .and_then(Value::as_str)
+            .filter(|note| !note.is_empty())
+            .map(str::to_owned),
         disposition: party(field("disposition_id"), field("disposition_name")),
         last_modified: field("last_modified_time"),
         media: media(&kind, object),
@@ -133,11 +149,11 @@ fn text(value: Option<&Value>) -> Option<String> {
     }
 }
 
-/// A time given in milliseconds (the socket) or already as text (what
-/// `reconcile::synth` writes into the same field).
+/// A `*_time_ms` field: Zoom writes ISO-8601 text with milliseconds (kept as
+/// written); a number is read as milliseconds since the epoch.
 fn time_ms(value: Option<&Value>) -> Option<String> {
-    if let Some(Value::String(_)) = value {
-        return text(value);
+    if let Some(written) = text(value).filter(|_| value.is_some_and(Value::is_string)) {
+        return Some(written);
     }
     let ms = value?.as_i64()?;
     let at = jiff::Timestamp::from_millisecond(ms).ok()?;
@@ -260,6 +276,48 @@ mod tests {
         let view = of_record(stored);
         assert_eq!(view.start_time.as_deref(), Some("1970-01-01T00:00:00.000Z"));
         assert_eq!(view.media.len(), 1);
+    }
+
+    #[test]
+    fn reads_note_text_verbatim_and_the_engagements_times() {
+        let note = of(
+            "contact_center.engagement_note_added",
+            Some(&json!({"engagement_id": "e", "note_id": "n", "note": " spaced  text "})),
+        );
+        assert_eq!(note.note.as_deref(), Some(" spaced  text "));
+        let started = of(
+            "contact_center.engagement_started",
+            Some(&json!({"engagement_id": "e", "date_time_ms": "2026-11-26T10:00:00.250Z"})),
+        );
+        assert_eq!(
+            (started.start_time.as_deref(), started.end_time.as_deref()),
+            (Some("2026-11-26T10:00:00.250Z"), None)
+        );
+        let ended = of(
+            "contact_center.engagement_ended",
+            Some(&json!({"engagement_id": "e", "date_time_ms": "2026-11-26T10:05:00.000Z"})),
+        );
+        assert_eq!(
+            (ended.start_time.as_deref(), ended.end_time.as_deref()),
+            (None, Some("2026-11-26T10:05:00.000Z"))
+        );
+        // Another event's own time is not the engagement's.
+        let answered = of(
+            "contact_center.engagement_user_answered",
+            Some(&json!({"engagement_id": "e", "date_time_ms": "2026-11-26T10:01:00.000Z"})),
+        );
+        assert_eq!((answered.start_time, answered.end_time), (None, None));
+        // Zoom writes `*_time_ms` as text.
+        let recording = of(
+            "contact_center.recording_completed",
+            Some(&json!({"engagement_id": "e", "recording_id": "r",
+                "recording_start_time_ms": "2026-11-26T10:00:01.000Z",
+                "recording_end_time_ms": "2026-11-26T10:04:00.000Z"})),
+        );
+        assert_eq!(
+            recording.end_time.as_deref(),
+            Some("2026-11-26T10:04:00.000Z")
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! go through append → read_outbox → ack for one sink with a steady backlog of
 //! ~1,000, while the paused clock moves on so that the dedup index's 30-day
 //! retention comes into play. Freed record pages are reused by redb; the
-//! index is what would grow without the retention sweep.
+//! index and the interaction aggregates (one per engagement, eight records
+//! each) are what would grow without the retention sweep.
 //!
 //! `ZCC_SPACE_RECORDS` sets how many records go through (default 200,000, a
 //! few times the retained index, so the plateau shows; 1,000,000 under
@@ -15,7 +16,7 @@ use futures_util::future::join_all;
 use redb::{ReadableTableMetadata, TableDefinition};
 use serde_json::value::RawValue;
 use zcc_relay::journal::{self, Journal, SinkRoute};
-use zcc_relay::record::{NewRecord, Source};
+use zcc_relay::record::{NewRecord, Party, Source, View};
 use zcc_relay::route::EventFilter;
 
 const SINK: &str = "crm";
@@ -28,7 +29,8 @@ const RETAINED_KEYS: u64 = 20_000;
 const RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// The stated bound. Measured plateau: 6.4 MiB from 40k records on, the same
 /// at 200k and at 1M records (~21k keys, 1 MiB of record pages reused over
-/// and over). Keeping every record would take N × 704 bytes of data alone
+/// and over); with the interaction aggregates (~2.6k held) 12.8 MiB from 40k
+/// records on, flat to 200k (redb grew the file one step). Keeping every record would take N × 704 bytes of data alone
 /// (134 MiB for 200k, 671 MiB for 1M); keeping every key (no retention) grew
 /// the file to 25.5 MiB at 200k and 153 MiB at 1M.
 const FILE_BOUND: u64 = 16 * 1024 * 1024;
@@ -67,7 +69,20 @@ fn record(i: u64) -> NewRecord {
         received_at: "2026-11-26T10:00:00.000Z".into(),
         payload: RawValue::from_string(payload).unwrap(),
         version: None,
-        view: Default::default(),
+        view: View {
+            kind: "engagement_disposition_added".into(),
+            engagement_id: Some(engagement),
+            channel: Some("voice".into()),
+            agents: vec![Party {
+                id: Some("agent-17".into()),
+                name: None,
+            }],
+            disposition: Some(Party {
+                id: Some(disposition),
+                name: Some("Resolved".into()),
+            }),
+            ..View::default()
+        },
     }
 }
 
@@ -76,6 +91,11 @@ fn keys_held(journal: &Journal) -> u64 {
     let keys: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
     let txn = journal.begin_read().unwrap();
     txn.open_table(keys).unwrap().len().unwrap()
+}
+
+/// Interaction aggregates held.
+fn interactions_held(journal: &Journal) -> u64 {
+    journal::read::interactions_held(&journal.begin_read().unwrap()).unwrap()
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -130,8 +150,9 @@ async fn journal_space_stays_bounded() {
         tokio::time::advance(per_round).await;
         if appended.is_multiple_of(records / 10) {
             let (file, keys) = (size(&dir), keys_held(&journal));
+            let interactions = interactions_held(&journal);
             eprintln!(
-                "{appended:>9} records: file {:6.1} MiB, {keys:>6} keys, {:>4} pending, {:.1?}",
+                "{appended:>9} records: file {:6.1} MiB, {keys:>6} keys, {interactions:>5} interactions, {:>4} pending, {:.1?}",
                 mib(file),
                 appended - acked,
                 started.elapsed()
@@ -140,6 +161,7 @@ async fn journal_space_stays_bounded() {
         }
     }
     let keys = keys_held(&journal);
+    let interactions = interactions_held(&journal);
     journal.close().await;
 
     let average = record_bytes / records;
@@ -170,5 +192,11 @@ async fn journal_space_stays_bounded() {
     assert!(
         (RETAINED_KEYS..=RETAINED_KEYS * 5 / 4).contains(&keys),
         "{keys} keys held, {RETAINED_KEYS} within the retention"
+    );
+    // The same for the aggregates: one per engagement of the last 30 days.
+    let retained_engagements = RETAINED_KEYS / 8;
+    assert!(
+        (retained_engagements..=retained_engagements * 5 / 4 + 1).contains(&interactions),
+        "{interactions} interactions held, {retained_engagements} engagements within the retention"
     );
 }

@@ -1,6 +1,7 @@
 //! A journal written by the released version (format 0, the fixture in
 //! `tests/fixtures/journal-v0/`) opens with today's code, keeps every record,
-//! outbox row, dead letter, durable retry, gap and revision, and delivers.
+//! outbox row, dead letter, durable retry, gap and revision, builds the
+//! interaction aggregates of the records it holds, and delivers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +71,7 @@ async fn a_journal_of_the_released_format_opens_with_everything_in_it() {
             .unwrap();
     assert_eq!(
         journal.meta("format_version").await.unwrap(),
-        Some(1u32.to_le_bytes().to_vec())
+        Some(2u32.to_le_bytes().to_vec())
     );
     let txn = journal.begin_read().unwrap();
 
@@ -172,6 +173,18 @@ async fn a_journal_of_the_released_format_opens_with_everything_in_it() {
     assert_eq!(read::live_until(&txn).unwrap(), Some(1_795_000_100_000));
     drop(txn);
 
+    // The interaction aggregate, built from the records the file holds: the
+    // note's latest text only.
+    let eng1 = journal.interaction("eng-1").await.unwrap().expect("eng-1");
+    assert_eq!(eng1.direction(), Some("inbound"));
+    assert_eq!(eng1.channel(), Some("voice"));
+    assert_eq!(eng1.consumer().number.as_deref(), Some("+155501001"));
+    assert_eq!(eng1.agents()[0].id.as_deref(), Some("agent-1"));
+    let notes = eng1.notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!((notes[0].note_id, notes[0].text), ("note-1", "edited text"));
+    assert_eq!(notes[0].revision, 2);
+
     // New records continue after the old seqs.
     let record = zcc_relay::zoom::event::parse_body(
         r#"{"event":"contact_center.engagement_ended","event_ts":1,"payload":{"object":{"engagement_id":"eng-9"}}}"#,
@@ -184,6 +197,7 @@ async fn a_journal_of_the_released_format_opens_with_everything_in_it() {
         journal::AppendOutcome::Stored { seq, .. } => assert_eq!(seq, 8),
         other => panic!("{other:?}"),
     }
+    assert!(journal.interaction("eng-9").await.unwrap().is_some());
     journal.close().await;
     drop(journal);
 
