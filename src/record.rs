@@ -151,8 +151,8 @@ pub struct MediaRef {
 }
 
 /// One entry of a forwarded record's `media` (DESIGN.md §3.3): a file the
-/// media stage stored. The media stage writes these (`media::store::Stored`);
-/// this is how the rest of the daemon reads them back.
+/// media stage stored (`media::store` makes them, the media stage appends them
+/// to the record, and the rest of the daemon reads them back).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MediaEntry {
     /// `recording`, `recording_transcript`, … ([`MediaKind::as_str`]).

@@ -91,12 +91,13 @@ pub trait Handler: Send + Sync + 'static {
         stop: CancellationToken,
         abort: CancellationToken,
     ) -> impl Future<Output = Result<Vec<(u64, Settled)>, JournalError>> + Send + 'static;
-    /// The task handling `records` panicked (a bug): settle them as a failed
-    /// attempt, so neither they nor their engagement wait for a restart.
+    /// The task handling a record panicked (a bug): settle it as a failed
+    /// attempt, so neither it nor its engagement waits for a restart. Called
+    /// once for each record the task held.
     fn panicked(
         self: Arc<Self>,
-        records: Vec<Pending>,
-    ) -> impl Future<Output = Result<Vec<(u64, Settled)>, JournalError>> + Send + 'static;
+        pending: Pending,
+    ) -> impl Future<Output = Result<Settled, JournalError>> + Send + 'static;
     /// Called every [`check_every`](Handler::check_every) (a sink's backlog
     /// warning).
     fn check(self: Arc<Self>) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
@@ -255,10 +256,15 @@ pub async fn run<H: Handler>(
                         };
                         let seqs: Vec<u64> = records.iter().map(|p| p.seq).collect();
                         tracing::error!(consumer = %name, ?seqs, error = %e, "task failed (a bug); its records are retried later");
-                        match handler.clone().panicked(records).await {
-                            Ok(settled) => settled,
-                            Err(e) => break 'work Err(e),
+                        let mut settled = Vec::with_capacity(records.len());
+                        for pending in records {
+                            let seq = pending.seq;
+                            match handler.clone().panicked(pending).await {
+                                Ok(how) => settled.push((seq, how)),
+                                Err(e) => break 'work Err(e),
+                            }
                         }
+                        settled
                     }
                 };
                 for (seq, settled) in settled {

@@ -167,22 +167,11 @@ impl<R: Registry, S: Running<R>> Handler for Context<R, S> {
         deliver(&self, records, slot, &stop, &abort).await
     }
 
-    async fn panicked(
-        self: Arc<Self>,
-        records: Vec<Pending>,
-    ) -> Result<Vec<(u64, Settled)>, JournalError> {
-        let mut settled = Vec::with_capacity(records.len());
-        for pending in records {
-            let failure =
-                Failure::retry("the delivery task failed on this record (internal error)");
-            let attempts = pending.attempts + 1;
-            let id = header_id(&pending);
-            settled.push((
-                pending.seq,
-                self.durable(&pending, &id, attempts, &failure).await?,
-            ));
-        }
-        Ok(settled)
+    async fn panicked(self: Arc<Self>, pending: Pending) -> Result<Settled, JournalError> {
+        let failure = Failure::retry("the delivery task failed on this record (internal error)");
+        let attempts = pending.attempts + 1;
+        let id = header_id(&pending);
+        self.durable(&pending, &id, attempts, &failure).await
     }
 
     async fn check(self: Arc<Self>) -> Result<(), JournalError> {

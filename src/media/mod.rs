@@ -15,7 +15,7 @@ pub mod store;
 pub mod worker;
 
 pub use download::{Downloader, ZoomHosts};
-pub use store::{MediaStore, Stored};
+pub use store::MediaStore;
 pub use worker::MediaStage;
 
 use crate::route::EventFilter;

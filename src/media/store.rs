@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::MediaSettings;
 use crate::failure::Failure;
+use crate::record::MediaEntry;
 
 /// Bytes per uploaded part (S3's minimum is 5 MiB, except the last part).
 pub const PART: usize = 8 * 1024 * 1024;
@@ -36,32 +37,6 @@ pub const PART: usize = 8 * 1024 * 1024;
 pub const PARTS_IN_FLIGHT: usize = 2;
 /// Per request to the store (one part at most).
 const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// One stored file, as the forwarded record's `media` entry names it. Its
-/// Debug output leaves the signed link out (the link is a credential).
-#[derive(Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Stored {
-    pub kind: &'static str,
-    pub location: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    pub content_type: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
-impl std::fmt::Debug for Stored {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stored")
-            .field("kind", &self.kind)
-            .field("location", &self.location)
-            .field("url", &self.url.as_ref().map(|_| "[signed link redacted]"))
-            .field("content_type", &self.content_type)
-            .field("size", &self.size)
-            .field("sha256", &self.sha256)
-            .finish()
-    }
-}
 
 pub struct MediaStore {
     store: Arc<dyn ObjectStore>,
@@ -217,7 +192,7 @@ impl MediaStore {
         content_type: &str,
         expected: Option<u64>,
         body: S,
-    ) -> Result<Stored, Failure>
+    ) -> Result<MediaEntry, Failure>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -285,8 +260,8 @@ impl MediaStore {
             },
             None => None,
         };
-        Ok(Stored {
-            kind,
+        Ok(MediaEntry {
+            kind: kind.to_owned(),
             location: self.location(key),
             url,
             content_type: content_type.to_owned(),
@@ -348,8 +323,8 @@ mod tests {
 
     #[test]
     fn debug_output_leaves_the_signed_link_out() {
-        let stored = Stored {
-            kind: "recording",
+        let stored = MediaEntry {
+            kind: "recording".into(),
             location: "s3://bucket/2026/k.mp3".into(),
             url: Some("https://bucket.s3.amazonaws.com/k.mp3?X-Amz-Signature=abc123".into()),
             content_type: "audio/mpeg".into(),

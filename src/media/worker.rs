@@ -23,11 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::download::Downloader;
 use super::plan::{self, Kind, Locate, Wanted};
-use super::store::{MediaStore, Stored};
+use super::store::MediaStore;
 use crate::clock;
 use crate::deliver::consumer::{self, Handler, Settled, Slot};
 use crate::failure::{Class, Failure};
 use crate::journal::{Journal, JournalError, MEDIA, Pending};
+use crate::record::MediaEntry;
 use crate::record::RecordHeader;
 use crate::service::Heartbeat;
 use crate::zoom::api::{ApiError, ZoomApi};
@@ -83,7 +84,7 @@ impl MediaStage {
                 return self.journal.enriched(seq, pending.bytes.to_vec()).await;
             }
         };
-        let mut media: Vec<Stored> = Vec::new();
+        let mut media: Vec<MediaEntry> = Vec::new();
         let mut errors: Vec<Value> = Vec::new();
         let mut retry: Option<(Kind, String)> = None;
         for wanted in plan::plan(&pending.view, event_ts) {
@@ -120,7 +121,7 @@ impl MediaStage {
             errors.push(json!({"kind": kind.as_str(), "error": reason}));
         }
         for stored in &media {
-            tracing::debug!(record_id = %id, kind = stored.kind, location = %stored.location, size = stored.size, "media stored");
+            tracing::debug!(record_id = %id, kind = %stored.kind, location = %stored.location, size = stored.size, "media stored");
         }
         let body = with_media(&pending.bytes, &media, &errors);
         self.journal.enriched(seq, body).await
@@ -179,7 +180,7 @@ impl MediaStage {
         self.journal.enriched(pending.seq, body).await
     }
 
-    async fn fetch(&self, wanted: &Wanted) -> Result<Stored, Failure> {
+    async fn fetch(&self, wanted: &Wanted) -> Result<MediaEntry, Failure> {
         let url = match &wanted.locate {
             Locate::Url(url) => url.clone(),
             Locate::Recording { recording_id } => self.find_recording(wanted, recording_id).await?,
@@ -276,17 +277,11 @@ impl Handler for MediaStage {
         Ok(settled)
     }
 
-    async fn panicked(
-        self: Arc<Self>,
-        records: Vec<Pending>,
-    ) -> Result<Vec<(u64, Settled)>, JournalError> {
-        let mut settled = Vec::with_capacity(records.len());
-        for pending in records {
-            let seq = pending.seq;
-            self.failed_task(pending).await?;
-            settled.push((seq, Settled::Done));
-        }
-        Ok(settled)
+    async fn panicked(self: Arc<Self>, pending: Pending) -> Result<Settled, JournalError> {
+        // Retried later or handed on with `media_errors`: either way out of
+        // the way (the media stage has no lanes).
+        self.failed_task(pending).await?;
+        Ok(Settled::Done)
     }
 }
 
@@ -307,7 +302,7 @@ fn jittered(schedule: &[Duration], step: u32) -> Option<Duration> {
 
 /// The record with `media` (and `media_errors` when any) added as its last
 /// keys; every other byte of it stays as stored (the payload stays verbatim).
-pub fn with_media(record: &[u8], media: &[Stored], errors: &[Value]) -> Vec<u8> {
+pub fn with_media(record: &[u8], media: &[MediaEntry], errors: &[Value]) -> Vec<u8> {
     let text = String::from_utf8_lossy(record);
     let trimmed = text.trim_end();
     let Some(open) = trimmed.strip_suffix('}') else {
@@ -335,8 +330,8 @@ mod tests {
     #[test]
     fn media_keys_are_appended_and_the_rest_is_kept_byte_for_byte() {
         let record = br#"{"id":"a","payload":{"z":1,"a":[2]}}"#;
-        let stored = Stored {
-            kind: "recording",
+        let stored = MediaEntry {
+            kind: "recording".into(),
             location: "file:///m/k.mp3".into(),
             url: None,
             content_type: "audio/mpeg".into(),

@@ -79,13 +79,7 @@ pub trait Kind: Sized + Send + Sync + 'static {
         &self,
         envelopes: &[Envelope],
     ) -> impl Future<Output = Vec<Result<(), Failure>>> + Send {
-        async move {
-            let mut outcomes = Vec::with_capacity(envelopes.len());
-            for envelope in envelopes {
-                outcomes.push(self.deliver(envelope).await);
-            }
-            outcomes
-        }
+        one_at_a_time(envelopes, |envelope| self.deliver(envelope))
     }
 
     /// At most this many due records of one engagement per
@@ -93,6 +87,22 @@ pub trait Kind: Sized + Send + Sync + 'static {
     fn coalesce(&self) -> usize {
         1
     }
+}
+
+/// The default batch delivery: each record on its own, in order.
+async fn one_at_a_time<'a, F, Fut>(
+    envelopes: &'a [Envelope],
+    mut deliver: F,
+) -> Vec<Result<(), Failure>>
+where
+    F: FnMut(&'a Envelope) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let mut outcomes = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        outcomes.push(deliver(envelope).await);
+    }
+    outcomes
 }
 
 /// What a kind's `build` may use besides its own settings.
@@ -203,13 +213,7 @@ pub trait Running<R>: Send + Sync + 'static {
         &self,
         envelopes: &[Envelope],
     ) -> impl Future<Output = Vec<Result<(), Failure>>> + Send {
-        async move {
-            let mut outcomes = Vec::with_capacity(envelopes.len());
-            for envelope in envelopes {
-                outcomes.push(self.deliver(envelope).await);
-            }
-            outcomes
-        }
+        one_at_a_time(envelopes, |envelope| self.deliver(envelope))
     }
     /// [`Kind::coalesce`]; by default 1 (no coalescing).
     fn coalesce(&self) -> usize {
