@@ -18,7 +18,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use env::{Environment, FakeEnvironment, SystemEnvironment};
+pub use env::{
+    CONFIG_FILE_LIMIT, Environment, FakeEnvironment, SECRET_FILE_LIMIT, SystemEnvironment,
+    read_bounded,
+};
 pub use raw::{
     DaemonConfig, JournalConfig, MediaConfig, MetricsConfig, RawConfig, ReconcileConfig,
     SinkConfig, WebsocketConfig, ZoomConfig,
@@ -50,13 +53,63 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// [`load`], reading the secrets or not (see [`Secrets`]).
 pub fn load_with(path: &Path, secrets: Secrets) -> Result<Loaded, ConfigError> {
     let env = SystemEnvironment;
-    let text = env.read_file(path).map_err(|error| {
+    let text = read_bounded(path, CONFIG_FILE_LIMIT).map_err(|error| {
         ConfigError::from(FileError::Unreadable {
             path: path.to_owned(),
             error,
         })
     })?;
-    parse_with(&text, &env, secrets)
+    let raw: RawConfig =
+        toml::from_str(&text).map_err(|error| ConfigError::from(FileError::toml(&text, &error)))?;
+    let exposed = match env::shared_read_bits(path) {
+        Some(mode) => inline_secret_keys(&raw)
+            .into_iter()
+            .map(|key| {
+                Problem::new(
+                    key,
+                    format!(
+                        "an inline secret in {} (mode {mode:04o}), which its group or others \
+                         can read; move it to a *_file or a systemd credential",
+                        path.display()
+                    ),
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    match validate_with(raw, &env, secrets) {
+        Ok(mut loaded) => {
+            loaded.warnings.extend(exposed);
+            Ok(loaded)
+        }
+        Err(mut error) => {
+            error.warnings.extend(exposed);
+            Err(error)
+        }
+    }
+}
+
+/// The keys that hold a secret inline in the file: the Zoom client secret, a
+/// sink's signing secret, and the `[media.options]` that name a credential.
+fn inline_secret_keys(raw: &RawConfig) -> Vec<String> {
+    let mut keys = Vec::new();
+    if raw.zoom.client_secret.is_some() {
+        keys.push("zoom.client_secret".to_owned());
+    }
+    for (index, sink) in raw.sinks.iter().enumerate() {
+        if sink.secret.is_some() {
+            keys.push(format!("sinks[{index}].secret"));
+        }
+    }
+    for key in raw.media.options.keys() {
+        let credential = ["secret", "key", "token", "password", "sas"]
+            .iter()
+            .any(|word| key.contains(word));
+        if credential && !key.ends_with("_file") && !key.ends_with("_id") {
+            keys.push(format!("media.options.{key}"));
+        }
+    }
+    keys
 }
 
 /// Parses TOML text and validates it; `env` supplies variables, secret files and the

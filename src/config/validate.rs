@@ -400,6 +400,16 @@ impl Checker<'_> {
                     self.error(key, format!("{} is empty", quoted_path(path)));
                     return SecretLookup::Failed;
                 }
+                if let Some(mode) = self.env.shared_mode(path) {
+                    self.warn(
+                        key,
+                        format!(
+                            "{} (mode {mode:04o}) can be read by its group or others; \
+                             make it 0600 or 0400",
+                            quoted_path(path)
+                        ),
+                    );
+                }
                 SecretLookup::Found(Secret::new(trimmed.to_owned()))
             }
             Err(error) if optional && error.kind() == std::io::ErrorKind::NotFound => {

@@ -7,6 +7,7 @@ mod delivery;
 mod disk_full;
 mod durability;
 mod footprint;
+mod hostile;
 mod media;
 mod metrics;
 mod pipeline;

@@ -1,0 +1,343 @@
+//! Hostile input and local attackers (issue 15): special files, symlinks and
+//! hard links where the configuration or the journal expects regular files, a
+//! careless umask, a flood of metrics connections, hostile REST answers and
+//! frames. Each test holds one hole shut, with the real binary or real sockets
+//! on 127.0.0.1.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zcc_relay::sim::{SimConfig, Simulator};
+
+use crate::support::*;
+
+/// A minimal configuration with the Zoom secret in `secret_file`.
+fn config_with_secret_file(dir: &Path, secret_file: &Path) -> String {
+    format!(
+        "[zoom]\naccount_id = \"a\"\nclient_id = \"c\"\nsubscription_id = \"s\"\n\
+         client_secret_file = \"{}\"\n[journal]\ndir = \"{}\"\n\
+         [[sinks]]\nname = \"archive\"\ntype = \"file\"\npath = \"{}\"\n",
+        secret_file.display(),
+        dir.join("journal").display(),
+        dir.join("events.jsonl").display(),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// Runs `zcc-relay <args>` and gives it `limit` to finish (it is killed after).
+fn run_within(args: &[&str], limit: Duration) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "zcc-relay {args:?} did not finish within {limit:?}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn secret_and_config_files_must_be_small_regular_files() {
+    let dir = temp_dir();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let big = dir.path().join("big-secret");
+    std::fs::write(&big, vec![b'x'; 65 * 1024]).unwrap();
+    let config = dir.path().join("config.toml");
+    for (secret, expected) in [
+        (fifo.as_path(), "a FIFO, not a regular file"),
+        (big.as_path(), "larger than 64 KiB"),
+        (Path::new("/dev/zero"), "a device, not a regular file"),
+    ] {
+        std::fs::write(&config, config_with_secret_file(dir.path(), secret)).unwrap();
+        let output = run_within(
+            &["validate", "--config", config.to_str().unwrap()],
+            Duration::from_secs(20),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{stderr}");
+        assert!(
+            stderr.contains(&format!("zoom.client_secret_file: cannot read")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+
+    // `media.options` `_file` keys go through the same reader.
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "{}[media]\nstore = \"s3://bucket\"\n[media.options]\naws_secret_access_key_file = \"{}\"\n",
+        config_with_secret_file(dir.path(), &secret),
+        fifo.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = run_within(
+        &["validate", "--config", config.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("media.options.aws_secret_access_key_file: cannot read")
+            && stderr.contains("a FIFO, not a regular file"),
+        "{stderr}"
+    );
+
+    // And `--config` itself: no hang on a FIFO, at most 1 MiB.
+    let big_config = dir.path().join("big.toml");
+    std::fs::write(&big_config, vec![b'#'; 1024 * 1024 + 1]).unwrap();
+    for (path, expected) in [
+        (fifo.as_path(), "a FIFO, not a regular file"),
+        (big_config.as_path(), "larger than 1024 KiB"),
+        (Path::new("/dev/urandom"), "a device, not a regular file"),
+    ] {
+        let output = run_within(
+            &["validate", "--config", path.to_str().unwrap()],
+            Duration::from_secs(20),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+}
+
+#[test]
+fn warns_about_secrets_others_can_read() {
+    let dir = temp_dir();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cr3t\n").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_with_secret_file(dir.path(), &secret)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let validate = || {
+        let output = run_within(
+            &["validate", "--config", config.to_str().unwrap()],
+            Duration::from_secs(20),
+        );
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = validate();
+    assert!(
+        out.contains(&format!(
+            "warning: zoom.client_secret_file: \"{}\" (mode 0644) can be read by its group or others",
+            secret.display()
+        )),
+        "{out}"
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = validate();
+    assert!(!out.contains("warning"), "{out}");
+
+    // An inline secret in a config file others can read.
+    let inline = config_with_secret_file(dir.path(), &secret).replace(
+        &format!("client_secret_file = \"{}\"", secret.display()),
+        "client_secret = \"inline-s3cr3t\"",
+    );
+    std::fs::write(&config, inline).unwrap();
+    let out = validate();
+    assert!(
+        out.contains("warning: zoom.client_secret: an inline secret in")
+            && out.contains("(mode 0644), which its group or others can read"),
+        "{out}"
+    );
+    assert!(!out.contains("inline-s3cr3t"), "{out}");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!validate().contains("warning"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_onto_a_fifo_secret_neither_hangs_nor_blocks_the_stop() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let secret = dir.path().join("zoom-secret");
+    std::fs::write(&secret, &sim.config().client_secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = config_text(
+        &sim,
+        &dir.path().join("journal"),
+        &file_sink("archive", &dir.path().join("events.jsonl")),
+    )
+    .replace(
+        &format!("client_secret = \"{}\"", sim.config().client_secret),
+        &format!("client_secret_file = \"{}\"", secret.display()),
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let child = spawn_run(&config, "info", &log_path);
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("the daemon connects");
+
+    // The secret becomes a FIFO nobody writes to; a reload must not wait for it.
+    std::fs::remove_file(&secret).unwrap();
+    mkfifo(&secret);
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for_log(&log_path, "configuration not reloaded").await;
+
+    sigterm(&child);
+    let output = tokio::time::timeout(Duration::from_secs(20), wait_output(child))
+        .await
+        .expect("the daemon exits after SIGTERM");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("a FIFO, not a regular file"), "{log}");
+    sim.shutdown().await;
+}
+
+/// Polls a log file another process writes until it contains `needle`.
+async fn wait_for_log(path: &Path, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{needle:?} not logged within 30 s:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_never_writes_through_a_symlink() {
+    let dir = temp_dir();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_with_secret_file(dir.path(), &secret)).unwrap();
+    let journal = dir.path().join("journal");
+    // A journal that exists (`status` and `queue` never create one).
+    let opened = zcc_relay::journal::Journal::open(&journal, Vec::new()).unwrap();
+    opened.close().await;
+    drop(opened);
+    std::fs::remove_file(journal.join(zcc_relay::journal::LOCK_FILE)).unwrap();
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n";
+    let victim = dir.path().join("passwd-copy");
+    std::fs::write(&victim, PASSWD).unwrap();
+    std::os::unix::fs::symlink(&victim, journal.join(zcc_relay::journal::LOCK_FILE)).unwrap();
+
+    // The commands operators run as root, and the daemon itself.
+    for args in [
+        vec!["status", "--config"],
+        vec!["queue", "stats", "--config"],
+        vec!["run", "--config"],
+    ] {
+        let mut args = args.clone();
+        args.push(config.to_str().unwrap());
+        let output = run_within(&args, Duration::from_secs(20));
+        assert_ne!(output.status.code(), Some(0), "{args:?}: {output:?}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), PASSWD, "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("symbolic link"), "{args:?}: {stderr}");
+    }
+
+    // A dangling journal.redb symlink: no database is created at its target.
+    std::fs::remove_file(journal.join(zcc_relay::journal::LOCK_FILE)).unwrap();
+    std::fs::remove_file(journal.join("journal.redb")).unwrap();
+    let target = dir.path().join("elsewhere.redb");
+    std::os::unix::fs::symlink(&target, journal.join("journal.redb")).unwrap();
+    let output = run_within(
+        &["run", "--config", config.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(!target.exists(), "redb created a file through the symlink");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private_whatever_the_umask() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let journal = dir.path().join("state").join("journal");
+    let events = dir.path().join("events.jsonl");
+    let text = config_text(&sim, &journal, &file_sink("archive", &events))
+        .replace("[media]\nenabled = false", "[media]\nenabled = true");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // A careless shell: umask 022.
+    let child = Command::new("sh")
+        .args(["-c", "umask 022; exec \"$0\" run --config \"$1\""])
+        .arg(BIN)
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("the daemon connects");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    sim.emit(recording_event("R-umask", now));
+    let start = Instant::now();
+    while read_lines(&events).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing delivered:\n{}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&child);
+    let output = wait_output(child).await;
+    assert_eq!(output.status.code(), Some(0));
+
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&events), 0o600, "events.jsonl");
+    assert_eq!(mode(&journal), 0o700, "the journal directory");
+    assert_eq!(mode(&dir.path().join("state")), 0o700, "a directory it created");
+    let mut media_files = 0;
+    let mut pending = vec![journal.clone()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                pending.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                media_files += usize::from(path.extension().is_some_and(|e| e != "redb" && e != "lock"));
+            }
+        }
+    }
+    assert!(media_files >= 1, "the recording was stored under the journal");
+    sim.shutdown().await;
+}
