@@ -341,3 +341,107 @@ async fn files_are_private_whatever_the_umask() {
     assert!(media_files >= 1, "the recording was stored under the journal");
     sim.shutdown().await;
 }
+
+/// The metrics endpoint alone, on a loopback port, over a fresh journal.
+async fn metrics_endpoint(
+    dir: &Path,
+) -> (
+    std::net::SocketAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    use zcc_relay::telemetry::metrics;
+    let journal = zcc_relay::journal::Journal::open(dir, Vec::new()).unwrap();
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let http = zcc_relay::tls::http_client(&tls, Duration::from_secs(5)).unwrap();
+    let tokens = zcc_relay::zoom::auth::TokenCache::new(
+        http,
+        zcc_relay::zoom::auth::Credentials {
+            oauth_url: "http://127.0.0.1:9/oauth/token".parse().unwrap(),
+            account_id: "a".into(),
+            client_id: "c".into(),
+            client_secret: zcc_relay::config::Secret::new("s".into()),
+        },
+    );
+    let (_state_tx, state) =
+        tokio::sync::watch::channel(zcc_relay::source::ConnectionState::Connecting);
+    let listener = metrics::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sources = metrics::Sources {
+        stats: zcc_relay::telemetry::stats::Stats::default(),
+        state,
+        tokens,
+        journal,
+        journal_dir: dir.to_path_buf(),
+    };
+    let task = tokio::spawn(metrics::serve(listener, sources, cancel.clone()));
+    (address, cancel, task)
+}
+
+/// Reads until the server closes the connection; `false` if it never does
+/// within `limit` (tokio time).
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 64 * 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Slowloris and idle keep-alive connections are cut; past the cap, a new
+/// client waits for a slot instead of costing the daemon a file descriptor.
+#[tokio::test(start_paused = true)]
+async fn the_metrics_endpoint_bounds_its_connections() {
+    use tokio::io::AsyncWriteExt;
+    use zcc_relay::telemetry::metrics::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
+    let dir = temp_dir();
+    let (address, cancel, task) = metrics_endpoint(dir.path()).await;
+
+    // Headers that never end.
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let start = tokio::time::Instant::now();
+    assert!(closed_within(&mut slow, Duration::from_secs(300)).await, "slowloris held");
+    assert!(start.elapsed() >= HEADER_READ_TIMEOUT);
+
+    // A whole request, then silence on the kept-alive connection.
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    idle.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(300)).await, "idle connection held");
+
+    // The cap: every slot taken by a silent client, one more real scrape waits
+    // until the header timeout frees them.
+    let mut silent = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        silent.push(tokio::net::TcpStream::connect(address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let start = tokio::time::Instant::now();
+    let mut scrape = tokio::net::TcpStream::connect(address).await.unwrap();
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(300), scrape.read_to_end(&mut answer))
+        .await
+        .expect("the scrape is answered once a slot frees")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(
+        start.elapsed() >= HEADER_READ_TIMEOUT / 2,
+        "answered after {:?}: more than {MAX_CONNECTIONS} connections were served at once",
+        start.elapsed()
+    );
+    cancel.cancel();
+    task.await.unwrap();
+}
