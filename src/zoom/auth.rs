@@ -207,8 +207,12 @@ impl TokenCache {
             .map_err(|e| AuthError::Unavailable(without_url(e)))?;
         let status = response.status();
         if status.is_success() {
-            let body: TokenResponse = response.json().await.map_err(|e| {
-                AuthError::Unavailable(format!("bad token response: {}", without_url(e)))
+            let bytes = super::api::read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
+                .await
+                .map_err(|e| AuthError::Unavailable(format!("bad token response: {}", without_url(e))))?
+                .ok_or_else(|| AuthError::Unavailable("token response too large".into()))?;
+            let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
+                AuthError::Unavailable(format!("bad token response: {e}"))
             })?;
             if body.access_token.is_empty() {
                 return Err(AuthError::Unavailable(
@@ -220,7 +224,7 @@ impl TokenCache {
                 Duration::from_secs(body.expires_in.max(1)),
             ));
         }
-        let text = response.text().await.unwrap_or_default();
+        let text = super::api::error_text(response).await;
         let reason: String = text.chars().take(200).collect();
         if status.as_u16() == 429 || status.is_server_error() {
             Err(AuthError::Unavailable(format!("HTTP {status}: {reason}")))
@@ -232,6 +236,9 @@ impl TokenCache {
         }
     }
 }
+
+/// A token answer is a few hundred bytes.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// reqwest errors print their URL; ours carry no secrets, but strip it anyway so
 /// a future query-string credential can never leak through an error message.

@@ -445,3 +445,101 @@ async fn the_metrics_endpoint_bounds_its_connections() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// A Zoom stand-in whose recordings listing misbehaves: `huge` answers a
+/// 20 MiB page, otherwise every page hands back the same `next_page_token`.
+/// The other listings answer one empty page. Returns the paths requested.
+async fn hostile_rest(huge: bool) -> (url::Url, url::Url, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::{get, post};
+    let requested = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = requested.clone();
+    let app = axum::Router::new()
+        .route(
+            "/oauth/token",
+            post(|| async { axum::Json(serde_json::json!({"access_token": "t", "expires_in": 3600})) }),
+        )
+        .fallback(get(move |uri: axum::http::Uri| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(uri.path().to_string());
+                if !uri.path().ends_with("/recordings") {
+                    return axum::Json(serde_json::json!({"next_page_token": ""})).into_response();
+                }
+                if huge {
+                    let filler = "x".repeat(20 * 1024 * 1024);
+                    return axum::Json(serde_json::json!({"recordings": [], "filler": filler}))
+                        .into_response();
+                }
+                axum::Json(serde_json::json!({"recordings": [], "next_page_token": "again"}))
+                    .into_response()
+            }
+        }));
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (
+        format!("http://{address}/oauth/token").parse().unwrap(),
+        format!("http://{address}/v2").parse().unwrap(),
+        requested,
+    )
+}
+
+fn zoom_api(oauth: url::Url, base: url::Url) -> zcc_relay::zoom::api::ZoomApi {
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let http = zcc_relay::tls::http_client(&tls, Duration::from_secs(10)).unwrap();
+    let tokens = zcc_relay::zoom::auth::TokenCache::new(
+        http.clone(),
+        zcc_relay::zoom::auth::Credentials {
+            oauth_url: oauth,
+            account_id: "a".into(),
+            client_id: "c".into(),
+            client_secret: zcc_relay::config::Secret::new("s".into()),
+        },
+    );
+    zcc_relay::zoom::api::ZoomApi::new(http, base, tokens, 50)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_listing_page_is_a_failed_request() {
+    let (oauth, base, _) = hostile_rest(true).await;
+    let api = zoom_api(oauth, base);
+    let result = api.get("contact_center/recordings", &[]).await;
+    match result {
+        Err(zcc_relay::zoom::api::ApiError::TooLarge { limit, .. }) => {
+            assert_eq!(limit, zcc_relay::zoom::api::MAX_BODY_BYTES)
+        }
+        other => panic!("a 20 MiB page was accepted: {:?}", other.map(|_| "a JSON value")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_pagination_stops_and_the_other_listings_go_on() {
+    let (oauth, base, requested) = hostile_rest(false).await;
+    let api = std::sync::Arc::new(zoom_api(oauth, base));
+    let reconciler = zcc_relay::reconcile::Reconciler {
+        api: api.clone(),
+        settings: zcc_relay::config::ReconcileSettings::default(),
+        account_id: "a".into(),
+        stats: zcc_relay::telemetry::stats::Stats::default(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let window = zcc_relay::zoom::api::Window {
+        from_ms: now - 3_600_000,
+        to_ms: now,
+    };
+    let target = zcc_relay::reconcile::Target::DryRun(Box::new(|_, _| Ok(true)));
+    let report = tokio::time::timeout(Duration::from_secs(60), reconciler.reconcile(window, &target))
+        .await
+        .expect("the run ends")
+        .expect("the run goes on past the endless listing");
+    let requested = requested.lock().unwrap().clone();
+    let recordings = requested.iter().filter(|p| p.ends_with("/recordings")).count();
+    assert_eq!(recordings, 2, "stopped at the first repeated token: {requested:?}");
+    assert!(requested.iter().any(|p| p.ends_with("/engagements")), "{requested:?}");
+    assert!(requested.iter().any(|p| p.ends_with("/inboxes/messages")), "{requested:?}");
+    assert_eq!(report.requests as usize, requested.len());
+}
