@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod deliver;
 pub mod demo;
+pub mod escape;
 pub mod journal;
 pub mod media;
 pub mod queue;

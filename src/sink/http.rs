@@ -51,7 +51,9 @@ impl HttpSink {
     }
 
     pub async fn deliver(&self, header: &RecordHeader<'_>, bytes: &[u8]) -> Result<(), SinkError> {
-        let id = header.webhook_id();
+        // Percent-encoded where the id cannot be a header as it is (a control
+        // character from Zoom would fail every attempt); signed as sent.
+        let id = crate::escape::header_value(&header.webhook_id()).into_owned();
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -543,3 +543,96 @@ async fn endless_pagination_stops_and_the_other_listings_go_on() {
     assert!(requested.iter().any(|p| p.ends_with("/inboxes/messages")), "{requested:?}");
     assert_eq!(report.requests as usize, requested.len());
 }
+
+/// Ids and event names with newlines, escape sequences and 50 KB of text:
+/// delivered (the `webhook-id` percent-encoded and signed as sent), never a
+/// forged or raw log line, never a raw escape in `queue dead`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_are_delivered_and_never_reach_a_log_or_table_raw() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let crm = FakeSink::ok().await;
+    let refuses = FakeSink::always(400).await;
+    let dir = temp_dir();
+    let sinks = format!(
+        "{}\n{}",
+        http_sink("crm", &crm.url()),
+        http_sink("refuses", &refuses.url())
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_text(&sim, &dir.path().join("journal"), &sinks)).unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let child = spawn_run(&config, "debug", &log_path);
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("the daemon connects");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let forged = "\n2026-01-01T00:00:00.000000Z  INFO zcc_relay: forged line";
+    let mut newline = recording_event("r1", now);
+    newline["payload"]["object"]["recording_id"] = format!("r{forged}\u{1b}[2J").into();
+    let mut huge = recording_event("r2", now);
+    huge["payload"]["object"]["recording_id"] = "i".repeat(50_000).into();
+    let odd_event = serde_json::json!({
+        "event": format!("contact_center.odd{forged}\u{1b}]0;title\u{7}"),
+        "event_ts": now,
+        "payload": {"account_id": "sim-account", "object": {}}
+    });
+    for event in [newline, huge, odd_event] {
+        assert!(sim.emit(event));
+    }
+    crm.wait_accepted(3).await;
+    let accepted = crm.accepted();
+    let expected_id = format!(
+        "recording_completed:r%0A2026-01-01T00:00:00.000000Z%20%20INFO%20zcc_relay:%20forged%20line%1B[2J"
+    );
+    let first = accepted
+        .iter()
+        .find(|r| r.webhook_id.starts_with("recording_completed:r%0A"))
+        .expect("the id with a newline was delivered");
+    assert_eq!(first.webhook_id, expected_id);
+    let key = zcc_relay::sink::http::signing_key(SINK_SECRET).unwrap();
+    let timestamp: u64 = first.timestamp.parse().unwrap();
+    assert_eq!(
+        first.signature,
+        zcc_relay::sink::http::sign(&key, &first.webhook_id, timestamp, &first.body),
+        "signed with the webhook-id as sent"
+    );
+    // The body is untouched: the raw id is in it.
+    assert_eq!(
+        first.record()["id"],
+        format!("recording_completed:r{forged}\u{1b}[2J")
+    );
+
+    // The refusing sink dead-letters all three.
+    let start = Instant::now();
+    while refuses.requests().len() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sigterm(&child);
+    let output = wait_output(child).await;
+    assert_eq!(output.status.code(), Some(0));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains(" persisted "), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with("2026-01-01T00:00:00"), "forged line: {line}");
+        assert!(!line.contains('\u{1b}'), "raw ESC in the log: {line:?}");
+        assert!(line.len() < 8 * 1024, "a {} byte log line", line.len());
+    }
+
+    let output = run_within(
+        &["queue", "dead", "--sink", "refuses", "--config", config.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{table}");
+    assert!(table.contains("recording_completed:r\\n2026-01-01"), "{table}");
+    assert!(!table.contains('\u{1b}'), "raw ESC in the table");
+    assert!(table.lines().all(|line| line.len() < 4 * 1024), "a cell was not cut");
+    assert!(table.lines().all(|line| !line.starts_with("2026-01-01T00:00:00")), "{table}");
+    sim.shutdown().await;
+}
