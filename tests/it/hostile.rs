@@ -636,3 +636,91 @@ async fn hostile_ids_are_delivered_and_never_reach_a_log_or_table_raw() {
     assert!(table.lines().all(|line| !line.starts_with("2026-01-01T00:00:00")), "{table}");
     sim.shutdown().await;
 }
+
+/// A message between `max_frame_bytes` and tungstenite's limit is refused with
+/// the socket kept; past the limit (`max_frame_bytes` + 1 MiB, not 64 MiB) it is
+/// refused before being buffered, counted, and costs the connection, which
+/// comes back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tungstenite_refuses_a_message_past_max_frame_bytes_plus_headroom() {
+    use zcc_relay::source::MESSAGE_HEADROOM;
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let text = config_text(
+        &sim,
+        &dir.path().join("journal"),
+        &file_sink("archive", &dir.path().join("events.jsonl")),
+    )
+    .replace("[websocket]\n", "[websocket]\nmax_frame_bytes = 1024\n");
+    let daemon = Daemon::start(settings(&text));
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("the daemon connects");
+    let wait_refused = |n: u64| {
+        let stats = daemon.stats.clone();
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                stats.wait_until(move |s| s.bad_frames >= n),
+            )
+            .await
+            .expect("the frame is refused and counted");
+        }
+    };
+    assert!(sim.send_raw_text("x".repeat(4096)));
+    wait_refused(1).await;
+    assert_eq!(sim.handshakes_completed(), 1, "a frame under the headroom keeps the socket");
+
+    assert!(sim.send_raw_text("x".repeat(1024 + MESSAGE_HEADROOM + 1)));
+    wait_refused(2).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while sim.handshakes_completed() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the daemon reconnects after a message past tungstenite's limit");
+    daemon.stop().await.unwrap();
+    sim.shutdown().await;
+}
+
+/// 3,000 bad frames in a burst: every one counted, a handful of log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_frames_is_logged_at_a_bounded_rate() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let text = config_text(
+        &sim,
+        &dir.path().join("journal"),
+        &file_sink("archive", &dir.path().join("events.jsonl")),
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let log_path = dir.path().join("daemon.log");
+    let child = spawn_run(&config, "info", &log_path);
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("the daemon connects");
+    for n in 0..3000 {
+        assert!(sim.send_raw_text(format!("not json {n}")));
+    }
+    // A good event after the flood: it was read, so the flood was too.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(sim.emit(recording_event("after-flood", now)));
+    let events = dir.path().join("events.jsonl");
+    let start = Instant::now();
+    while read_lines(&events).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the event after the flood");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&child);
+    wait_output(child).await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines = log.matches("refused a WebSocket frame").count();
+    assert!((1..=3).contains(&lines), "{lines} refusal lines");
+    assert_eq!(sim.handshakes_completed(), 1, "bad frames never cost the connection");
+    sim.shutdown().await;
+}
