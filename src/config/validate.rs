@@ -230,8 +230,14 @@ impl Checker<'_> {
     ) -> Option<Url> {
         let text = text.unwrap_or_else(|| default.to_owned());
         let url = self.url(key, &text, schemes)?;
+        self.warn_if_plaintext(key, &url);
+        Some(url)
+    }
+
+    /// `http://` or `ws://` to anything but loopback: it works, unencrypted.
+    fn warn_if_plaintext(&mut self, key: &str, url: &Url) {
         let plaintext = matches!(url.scheme(), "http" | "ws");
-        if plaintext && !is_loopback_host(&url) {
+        if plaintext && !is_loopback_host(url) {
             self.warn(
                 key,
                 format!(
@@ -240,7 +246,6 @@ impl Checker<'_> {
                 ),
             );
         }
-        Some(url)
     }
 
     fn url(&mut self, key: &str, text: &str, schemes: &[&str]) -> Option<Url> {
@@ -818,7 +823,10 @@ impl Checker<'_> {
             Some("http") => {
                 self.not_for_type(&at("path"), raw.path.is_some(), "http");
                 let url = match raw.url {
-                    Some(text) => self.url(&at("url"), &text, HTTP_SCHEMES),
+                    Some(text) => {
+                        let url = self.url(&at("url"), &text, HTTP_SCHEMES);
+                        url.inspect(|url| self.warn_if_plaintext(&at("url"), url))
+                    }
                     None => {
                         self.error(at("url"), "missing; required for type \"http\"");
                         None
@@ -1106,6 +1114,21 @@ url = "https://crm.example.com/zoom"
             Ok(loaded) => loaded.settings,
             Err(error) => panic!("config:\n{text}\nproblems:\n{error}"),
         }
+    }
+
+    #[test]
+    fn warns_about_a_plaintext_sink_url_off_loopback() {
+        let sinks = |url: &str| {
+            format!("{ZOOM}\n[[sinks]]\nname = \"crm\"\ntype = \"http\"\nurl = \"{url}\"\n")
+        };
+        check(
+            &sinks("http://crm.example.com/zoom"),
+            &["warning: sinks[0].url: plain http:// is not encrypted; only for tests and local \
+               simulators"],
+        );
+        check(&sinks("http://127.0.0.1:8080/zoom"), &[]);
+        check(&sinks("http://[::1]:8080/zoom"), &[]);
+        check(&sinks("https://crm.example.com/zoom"), &[]);
     }
 
     #[test]
