@@ -433,7 +433,9 @@ pub fn media_stage(
         .with_context(|| format!("media store {}", settings.media.store))?;
     let zoom = ZoomHosts::new(&settings.zoom.api_base_url, &settings.zoom.oauth_url);
     let downloader =
-        Downloader::new(tls, tokens.clone(), zoom).context("cannot build media HTTP client")?;
+        Downloader::new(tls, tokens.clone(), zoom)
+            .context("cannot build media HTTP client")?
+            .allow_http(settings.media.allow_http);
     Ok(MediaStage {
         journal: journal.clone(),
         api: api.clone(),

@@ -349,6 +349,8 @@ pub struct MediaSettings {
     pub enabled: bool,
     pub store: url::Url,
     pub link_ttl: Duration,
+    /// Fetch media from plain `http://` URLs beyond loopback (default: refused).
+    pub allow_http: bool,
     /// object_store options, `*_file` keys already read and renamed. All are `Secret`
     /// because some are (access keys) and the store needs only strings.
     pub options: BTreeMap<String, Secret>,
@@ -367,6 +369,7 @@ impl MediaSettings {
                 enabled: true,
                 store,
                 link_ttl: DEFAULT_LINK_TTL,
+                allow_http: false,
                 options: BTreeMap::new(),
             }),
             None => Err(ConfigError {

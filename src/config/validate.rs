@@ -662,6 +662,7 @@ impl Checker<'_> {
             enabled: raw.enabled.unwrap_or(true),
             store: store?,
             link_ttl: link_ttl?,
+            allow_http: raw.allow_http.unwrap_or(false),
             options: options?,
         })
     }

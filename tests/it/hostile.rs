@@ -724,3 +724,39 @@ async fn a_flood_of_bad_frames_is_logged_at_a_bounded_rate() {
     assert_eq!(sim.handshakes_completed(), 1, "bad frames never cost the connection");
     sim.shutdown().await;
 }
+
+/// A media URL Zoom (or whoever wrote the event) points at a cloud metadata
+/// address, or at plain http beyond loopback, is refused for good before any
+/// connection: no retries for a day, no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_downloads_refuse_metadata_addresses_and_plain_http() {
+    use zcc_relay::media::download::{Downloader, Failure, ZoomHosts};
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let http = zcc_relay::tls::http_client(&tls, Duration::from_secs(5)).unwrap();
+    let base: url::Url = "https://api.zoom.us/v2".parse().unwrap();
+    let tokens = zcc_relay::zoom::auth::TokenCache::new(
+        http,
+        zcc_relay::zoom::auth::Credentials {
+            oauth_url: "https://zoom.us/oauth/token".parse().unwrap(),
+            account_id: "a".into(),
+            client_id: "c".into(),
+            client_secret: zcc_relay::config::Secret::new("s".into()),
+        },
+    );
+    let downloader = Downloader::new(&tls, tokens, ZoomHosts::new(&base, &base)).unwrap();
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "https://169.254.169.254/x",
+        "http://192.0.2.1/transcript.vtt",
+    ] {
+        let started = Instant::now();
+        match downloader.open(url).await {
+            Err(Failure::Permanent(reason)) => {
+                assert!(reason.contains("refused"), "{url}: {reason}")
+            }
+            Err(other) => panic!("{url}: {other:?}"),
+            Ok(_) => panic!("{url}: fetched"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "{url}: a connection was tried");
+    }
+}
