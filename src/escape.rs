@@ -25,8 +25,7 @@ pub fn for_display(text: &str, max_chars: usize) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len().min(max_chars * 2) + 24);
-    let mut shown = 0;
-    for (index, c) in text.char_indices() {
+    for (shown, (index, c)) in text.char_indices().enumerate() {
         if shown == max_chars {
             let _ = write!(out, "…[+{} bytes]", text.len() - index);
             break;
@@ -40,7 +39,6 @@ pub fn for_display(text: &str, max_chars: usize) -> Cow<'_, str> {
             }
             c => out.push(c),
         }
-        shown += 1;
     }
     Cow::Owned(out)
 }

@@ -1124,8 +1124,10 @@ url = "https://crm.example.com/zoom"
         };
         check(
             &sinks("http://crm.example.com/zoom"),
-            &["warning: sinks[0].url: plain http:// is not encrypted; only for tests and local \
-               simulators"],
+            &[
+                "warning: sinks[0].url: plain http:// is not encrypted; only for tests and local \
+               simulators",
+            ],
         );
         check(&sinks("http://127.0.0.1:8080/zoom"), &[]);
         check(&sinks("http://[::1]:8080/zoom"), &[]);

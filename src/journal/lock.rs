@@ -38,7 +38,9 @@ impl DirLock {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
-                let _ = Read::by_ref(&mut file).take(MAX_PID_TEXT).read_to_string(&mut holder);
+                let _ = Read::by_ref(&mut file)
+                    .take(MAX_PID_TEXT)
+                    .read_to_string(&mut holder);
                 let holder = holder.trim();
                 return Err(JournalError::Locked {
                     dir: dir.to_path_buf(),

@@ -326,8 +326,16 @@ mod tests {
             ("http://0.0.0.0/x", false, false),
         ] {
             let url = Url::parse(url).unwrap();
-            assert_eq!(strict.check_destination(&url).is_ok(), allowed_strict, "{url}");
-            assert_eq!(relaxed.check_destination(&url).is_ok(), allowed_relaxed, "{url}");
+            assert_eq!(
+                strict.check_destination(&url).is_ok(),
+                allowed_strict,
+                "{url}"
+            );
+            assert_eq!(
+                relaxed.check_destination(&url).is_ok(),
+                allowed_relaxed,
+                "{url}"
+            );
         }
         assert!(is_forbidden("169.254.0.1".parse().unwrap()));
         assert!(!is_forbidden("10.0.0.1".parse().unwrap()));

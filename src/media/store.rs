@@ -374,7 +374,13 @@ mod tests {
         };
         // Announced too large: refused before a byte is read.
         let announced = store
-            .put("recording_transcript", "a.vtt", "text/vtt", Some(cap + 1), body(0))
+            .put(
+                "recording_transcript",
+                "a.vtt",
+                "text/vtt",
+                Some(cap + 1),
+                body(0),
+            )
             .await;
         assert!(
             matches!(&announced, Err(Failure::Permanent(reason)) if reason.contains("larger than 64 MiB")),
@@ -384,7 +390,10 @@ mod tests {
         let streamed = store
             .put("recording_transcript", "b.vtt", "text/vtt", None, body(65))
             .await;
-        assert!(matches!(streamed, Err(Failure::Permanent(_))), "{streamed:?}");
+        assert!(
+            matches!(streamed, Err(Failure::Permanent(_))),
+            "{streamed:?}"
+        );
         use object_store::ObjectStoreExt as _;
         assert!(store.store.head(&store.path("b.vtt")).await.is_err());
         // Within the cap: stored.

@@ -5,6 +5,9 @@
 //! Owns the two system calls and nothing else; `main` calls [`apply`] before any
 //! file or socket is opened.
 
+// `rlim_t` is `u64` on 64-bit Linux and narrower elsewhere: the casts are kept.
+#![allow(clippy::unnecessary_cast)]
+
 /// What [`apply`] did, for one log line once logging is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {

@@ -230,7 +230,10 @@ impl Source {
             "wss" => Connector::Rustls(self.tls.clone()),
             _ => Connector::Plain,
         };
-        let cap = self.settings.max_frame_bytes.saturating_add(MESSAGE_HEADROOM);
+        let cap = self
+            .settings
+            .max_frame_bytes
+            .saturating_add(MESSAGE_HEADROOM);
         let config = WebSocketConfig::default()
             .max_message_size(Some(cap))
             .max_frame_size(Some(cap));
@@ -607,10 +610,18 @@ mod tests {
             assert_eq!(log.note(at(1)), None);
         }
         assert_eq!(log.flush(at(9)), None, "the interval is not over");
-        assert_eq!(log.note(at(10)), Some(949), "the next line carries the count");
+        assert_eq!(
+            log.note(at(10)),
+            Some(949),
+            "the next line carries the count"
+        );
         assert_eq!(log.note(at(11)), None);
         assert_eq!(log.flush(at(19)), None);
-        assert_eq!(log.flush(at(20)), Some(1), "the tail of a burst is reported");
+        assert_eq!(
+            log.flush(at(20)),
+            Some(1),
+            "the tail of a burst is reported"
+        );
         assert_eq!(log.flush(at(40)), None, "nothing left to report");
         assert_eq!(log.note(at(40)), Some(0));
     }

@@ -144,7 +144,12 @@ pub async fn serve(listener: TcpListener, sources: Sources, cancel: Cancellation
                 }
             },
         };
-        connections.spawn(serve_connection(stream, router.clone(), permit, cancel.clone()));
+        connections.spawn(serve_connection(
+            stream,
+            router.clone(),
+            permit,
+            cancel.clone(),
+        ));
     }
     connections.close();
     // Scrapes in progress get a moment to finish; none holds up the stop.

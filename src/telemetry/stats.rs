@@ -207,7 +207,10 @@ impl Stats {
     pub fn received(&self, event: &str) {
         let now = crate::clock::now_ms();
         self.update(|s| {
-            s.by_event.entry(event_label(event).to_string()).or_default().received += 1;
+            s.by_event
+                .entry(event_label(event).to_string())
+                .or_default()
+                .received += 1;
             s.last_event_ms = Some(now);
         });
     }
@@ -290,7 +293,11 @@ impl Stats {
     }
 
     pub fn reconciled(&self, event: &str) {
-        self.update(|s| *s.reconciled.entry(event_label(event).to_string()).or_default() += 1);
+        self.update(|s| {
+            *s.reconciled
+                .entry(event_label(event).to_string())
+                .or_default() += 1
+        });
     }
 
     pub fn bad_frame(&self) {

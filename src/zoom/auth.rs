@@ -209,11 +209,12 @@ impl TokenCache {
         if status.is_success() {
             let bytes = super::api::read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
                 .await
-                .map_err(|e| AuthError::Unavailable(format!("bad token response: {}", without_url(e))))?
+                .map_err(|e| {
+                    AuthError::Unavailable(format!("bad token response: {}", without_url(e)))
+                })?
                 .ok_or_else(|| AuthError::Unavailable("token response too large".into()))?;
-            let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
-                AuthError::Unavailable(format!("bad token response: {e}"))
-            })?;
+            let body: TokenResponse = serde_json::from_slice(&bytes)
+                .map_err(|e| AuthError::Unavailable(format!("bad token response: {e}")))?;
             if body.access_token.is_empty() {
                 return Err(AuthError::Unavailable(
                     "token response had an empty access_token".into(),

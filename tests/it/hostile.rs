@@ -74,7 +74,7 @@ fn secret_and_config_files_must_be_small_regular_files() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(78), "{stderr}");
         assert!(
-            stderr.contains(&format!("zoom.client_secret_file: cannot read")),
+            stderr.contains("zoom.client_secret_file: cannot read"),
             "{stderr}"
         );
         assert!(stderr.contains(expected), "{expected}: {stderr}");
@@ -256,7 +256,11 @@ async fn the_journal_never_writes_through_a_symlink() {
         args.push(config.to_str().unwrap());
         let output = run_within(&args, Duration::from_secs(20));
         assert_ne!(output.status.code(), Some(0), "{args:?}: {output:?}");
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), PASSWD, "{args:?}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            PASSWD,
+            "{args:?}"
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("symbolic link"), "{args:?}: {stderr}");
     }
@@ -323,7 +327,11 @@ async fn files_are_private_whatever_the_umask() {
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&events), 0o600, "events.jsonl");
     assert_eq!(mode(&journal), 0o700, "the journal directory");
-    assert_eq!(mode(&dir.path().join("state")), 0o700, "a directory it created");
+    assert_eq!(
+        mode(&dir.path().join("state")),
+        0o700,
+        "a directory it created"
+    );
     let mut media_files = 0;
     let mut pending = vec![journal.clone()];
     while let Some(next) = pending.pop() {
@@ -334,11 +342,15 @@ async fn files_are_private_whatever_the_umask() {
                 pending.push(path);
             } else {
                 assert_eq!(mode(&path), 0o600, "{}", path.display());
-                media_files += usize::from(path.extension().is_some_and(|e| e != "redb" && e != "lock"));
+                media_files +=
+                    usize::from(path.extension().is_some_and(|e| e != "redb" && e != "lock"));
             }
         }
     }
-    assert!(media_files >= 1, "the recording was stored under the journal");
+    assert!(
+        media_files >= 1,
+        "the recording was stored under the journal"
+    );
     sim.shutdown().await;
 }
 
@@ -407,15 +419,25 @@ async fn the_metrics_endpoint_bounds_its_connections() {
 
     // Headers that never end.
     let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let start = tokio::time::Instant::now();
-    assert!(closed_within(&mut slow, Duration::from_secs(300)).await, "slowloris held");
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(300)).await,
+        "slowloris held"
+    );
     assert!(start.elapsed() >= HEADER_READ_TIMEOUT);
 
     // A whole request, then silence on the kept-alive connection.
     let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
-    idle.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    assert!(closed_within(&mut idle, Duration::from_secs(300)).await, "idle connection held");
+    idle.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(300)).await,
+        "idle connection held"
+    );
 
     // The cap: every slot taken by a silent client, one more real scrape waits
     // until the header timeout frees them.
@@ -449,14 +471,22 @@ async fn the_metrics_endpoint_bounds_its_connections() {
 /// A Zoom stand-in whose recordings listing misbehaves: `huge` answers a
 /// 20 MiB page, otherwise every page hands back the same `next_page_token`.
 /// The other listings answer one empty page. Returns the paths requested.
-async fn hostile_rest(huge: bool) -> (url::Url, url::Url, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+async fn hostile_rest(
+    huge: bool,
+) -> (
+    url::Url,
+    url::Url,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     use axum::routing::{get, post};
     let requested = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = requested.clone();
     let app = axum::Router::new()
         .route(
             "/oauth/token",
-            post(|| async { axum::Json(serde_json::json!({"access_token": "t", "expires_in": 3600})) }),
+            post(|| async {
+                axum::Json(serde_json::json!({"access_token": "t", "expires_in": 3600}))
+            }),
         )
         .fallback(get(move |uri: axum::http::Uri| {
             let log = log.clone();
@@ -509,7 +539,10 @@ async fn an_oversized_listing_page_is_a_failed_request() {
         Err(zcc_relay::zoom::api::ApiError::TooLarge { limit, .. }) => {
             assert_eq!(limit, zcc_relay::zoom::api::MAX_BODY_BYTES)
         }
-        other => panic!("a 20 MiB page was accepted: {:?}", other.map(|_| "a JSON value")),
+        other => panic!(
+            "a 20 MiB page was accepted: {:?}",
+            other.map(|_| "a JSON value")
+        ),
     }
 }
 
@@ -532,15 +565,30 @@ async fn endless_pagination_stops_and_the_other_listings_go_on() {
         to_ms: now,
     };
     let target = zcc_relay::reconcile::Target::DryRun(Box::new(|_, _| Ok(true)));
-    let report = tokio::time::timeout(Duration::from_secs(60), reconciler.reconcile(window, &target))
-        .await
-        .expect("the run ends")
-        .expect("the run goes on past the endless listing");
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        reconciler.reconcile(window, &target),
+    )
+    .await
+    .expect("the run ends")
+    .expect("the run goes on past the endless listing");
     let requested = requested.lock().unwrap().clone();
-    let recordings = requested.iter().filter(|p| p.ends_with("/recordings")).count();
-    assert_eq!(recordings, 2, "stopped at the first repeated token: {requested:?}");
-    assert!(requested.iter().any(|p| p.ends_with("/engagements")), "{requested:?}");
-    assert!(requested.iter().any(|p| p.ends_with("/inboxes/messages")), "{requested:?}");
+    let recordings = requested
+        .iter()
+        .filter(|p| p.ends_with("/recordings"))
+        .count();
+    assert_eq!(
+        recordings, 2,
+        "stopped at the first repeated token: {requested:?}"
+    );
+    assert!(
+        requested.iter().any(|p| p.ends_with("/engagements")),
+        "{requested:?}"
+    );
+    assert!(
+        requested.iter().any(|p| p.ends_with("/inboxes/messages")),
+        "{requested:?}"
+    );
     assert_eq!(report.requests as usize, requested.len());
 }
 
@@ -559,7 +607,11 @@ async fn hostile_ids_are_delivered_and_never_reach_a_log_or_table_raw() {
         http_sink("refuses", &refuses.url())
     );
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, config_text(&sim, &dir.path().join("journal"), &sinks)).unwrap();
+    std::fs::write(
+        &config,
+        config_text(&sim, &dir.path().join("journal"), &sinks),
+    )
+    .unwrap();
     let log_path = dir.path().join("daemon.log");
     let child = spawn_run(&config, "debug", &log_path);
     tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
@@ -585,9 +637,8 @@ async fn hostile_ids_are_delivered_and_never_reach_a_log_or_table_raw() {
     }
     crm.wait_accepted(3).await;
     let accepted = crm.accepted();
-    let expected_id = format!(
-        "recording_completed:r%0A2026-01-01T00:00:00.000000Z%20%20INFO%20zcc_relay:%20forged%20line%1B[2J"
-    );
+    let expected_id = "recording_completed:r%0A2026-01-01T00:00:00.000000Z%20%20INFO%20zcc_relay:\
+                       %20forged%20line%1B[2J";
     let first = accepted
         .iter()
         .find(|r| r.webhook_id.starts_with("recording_completed:r%0A"))
@@ -619,21 +670,42 @@ async fn hostile_ids_are_delivered_and_never_reach_a_log_or_table_raw() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains(" persisted "), "{log}");
     for line in log.lines() {
-        assert!(!line.starts_with("2026-01-01T00:00:00"), "forged line: {line}");
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00"),
+            "forged line: {line}"
+        );
         assert!(!line.contains('\u{1b}'), "raw ESC in the log: {line:?}");
         assert!(line.len() < 8 * 1024, "a {} byte log line", line.len());
     }
 
     let output = run_within(
-        &["queue", "dead", "--sink", "refuses", "--config", config.to_str().unwrap()],
+        &[
+            "queue",
+            "dead",
+            "--sink",
+            "refuses",
+            "--config",
+            config.to_str().unwrap(),
+        ],
         Duration::from_secs(20),
     );
     let table = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{table}");
-    assert!(table.contains("recording_completed:r\\n2026-01-01"), "{table}");
+    assert!(
+        table.contains("recording_completed:r\\n2026-01-01"),
+        "{table}"
+    );
     assert!(!table.contains('\u{1b}'), "raw ESC in the table");
-    assert!(table.lines().all(|line| line.len() < 4 * 1024), "a cell was not cut");
-    assert!(table.lines().all(|line| !line.starts_with("2026-01-01T00:00:00")), "{table}");
+    assert!(
+        table.lines().all(|line| line.len() < 4 * 1024),
+        "a cell was not cut"
+    );
+    assert!(
+        table
+            .lines()
+            .all(|line| !line.starts_with("2026-01-01T00:00:00")),
+        "{table}"
+    );
     sim.shutdown().await;
 }
 
@@ -669,7 +741,11 @@ async fn tungstenite_refuses_a_message_past_max_frame_bytes_plus_headroom() {
     };
     assert!(sim.send_raw_text("x".repeat(4096)));
     wait_refused(1).await;
-    assert_eq!(sim.handshakes_completed(), 1, "a frame under the headroom keeps the socket");
+    assert_eq!(
+        sim.handshakes_completed(),
+        1,
+        "a frame under the headroom keeps the socket"
+    );
 
     assert!(sim.send_raw_text("x".repeat(1024 + MESSAGE_HEADROOM + 1)));
     wait_refused(2).await;
@@ -713,7 +789,10 @@ async fn a_flood_of_bad_frames_is_logged_at_a_bounded_rate() {
     let events = dir.path().join("events.jsonl");
     let start = Instant::now();
     while read_lines(&events).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the event after the flood");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the event after the flood"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sigterm(&child);
@@ -721,7 +800,11 @@ async fn a_flood_of_bad_frames_is_logged_at_a_bounded_rate() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     let lines = log.matches("refused a WebSocket frame").count();
     assert!((1..=3).contains(&lines), "{lines} refusal lines");
-    assert_eq!(sim.handshakes_completed(), 1, "bad frames never cost the connection");
+    assert_eq!(
+        sim.handshakes_completed(),
+        1,
+        "bad frames never cost the connection"
+    );
     sim.shutdown().await;
 }
 
@@ -757,6 +840,9 @@ async fn media_downloads_refuse_metadata_addresses_and_plain_http() {
             Err(other) => panic!("{url}: {other:?}"),
             Ok(_) => panic!("{url}: fetched"),
         }
-        assert!(started.elapsed() < Duration::from_secs(2), "{url}: a connection was tried");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{url}: a connection was tried"
+        );
     }
 }
