@@ -846,3 +846,46 @@ async fn media_downloads_refuse_metadata_addresses_and_plain_http() {
         );
     }
 }
+
+/// Started from a shell with a low soft limit, the daemon raises its open-file
+/// limit to the hard one (the unit sets `LimitNOFILE=` too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_raises_its_open_file_limit() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let text = config_text(
+        &sim,
+        &dir.path().join("journal"),
+        &file_sink("archive", &dir.path().join("events.jsonl")),
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 256; exec \"$0\" run --config \"$1\""])
+        .arg(BIN)
+        .arg(&config)
+        .env_remove("JOURNAL_STREAM")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), sim.wait_live())
+        .await
+        .expect("the daemon connects");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    sigterm(&child);
+    wait_output(child).await;
+    assert_eq!(open_files.len(), 2, "{limits}");
+    assert_eq!(open_files[0], open_files[1], "soft = hard: {limits}");
+    assert_ne!(open_files[0], "256", "{limits}");
+    sim.shutdown().await;
+}
