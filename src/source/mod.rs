@@ -32,11 +32,17 @@ use crate::zoom::auth::{Token, TokenCache};
 use crate::zoom::event;
 use crate::zoom::frame::{self, Frame};
 
-/// tungstenite's own limit is `max_frame_bytes` plus this: a message up to it
-/// is read whole, refused and counted by us while the socket stays up; a larger
-/// one is refused by tungstenite before it is buffered (counted, and it costs
-/// the connection: tungstenite cannot skip the rest of a message).
-pub const MESSAGE_HEADROOM: usize = 1024 * 1024;
+/// The least headroom above `max_frame_bytes` (see [`message_cap`]).
+pub const MIN_MESSAGE_HEADROOM: usize = 1024 * 1024;
+
+/// tungstenite's own limit: `max_frame_bytes` plus as much again (at least
+/// [`MIN_MESSAGE_HEADROOM`]; 8 MiB by default). A message up to it is read
+/// whole, refused and counted by us while the socket stays up; a larger one is
+/// refused by tungstenite before it is buffered (counted too, and it costs the
+/// connection: tungstenite cannot skip the rest of a message).
+pub fn message_cap(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_add(max_frame_bytes.max(MIN_MESSAGE_HEADROOM))
+}
 
 /// At most one "refused a WebSocket frame" line per this interval; the lines
 /// not written are counted in the next one.
@@ -230,10 +236,7 @@ impl Source {
             "wss" => Connector::Rustls(self.tls.clone()),
             _ => Connector::Plain,
         };
-        let cap = self
-            .settings
-            .max_frame_bytes
-            .saturating_add(MESSAGE_HEADROOM);
+        let cap = message_cap(self.settings.max_frame_bytes);
         let config = WebSocketConfig::default()
             .max_message_size(Some(cap))
             .max_frame_size(Some(cap));
@@ -388,9 +391,9 @@ impl Source {
                         Some(Ok(Message::Close(frame))) => return Ok(closed(frame.as_ref())),
                         Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
                         Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
-                            let limit = settings.max_frame_bytes.saturating_add(MESSAGE_HEADROOM);
+                            let limit = message_cap(settings.max_frame_bytes);
                             self.refuse(&mut refusals, "message over the limit", &format!(
-                                "{e} (websocket.max_frame_bytes plus {MESSAGE_HEADROOM} bytes = {limit}); reconnecting"
+                                "{e} (twice websocket.max_frame_bytes, at least 1 MiB more: {limit} bytes); reconnecting"
                             ));
                             return Ok(End::Dropped(format!(
                                 "a message above {limit} bytes (websocket.max_frame_bytes plus headroom) cannot be skipped"

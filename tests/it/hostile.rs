@@ -715,7 +715,7 @@ async fn hostile_ids_are_delivered_and_never_reach_a_log_or_table_raw() {
 /// comes back at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tungstenite_refuses_a_message_past_max_frame_bytes_plus_headroom() {
-    use zcc_relay::source::MESSAGE_HEADROOM;
+    use zcc_relay::source::message_cap;
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let dir = temp_dir();
     let text = config_text(
@@ -747,7 +747,7 @@ async fn tungstenite_refuses_a_message_past_max_frame_bytes_plus_headroom() {
         "a frame under the headroom keeps the socket"
     );
 
-    assert!(sim.send_raw_text("x".repeat(1024 + MESSAGE_HEADROOM + 1)));
+    assert!(sim.send_raw_text("x".repeat(message_cap(1024) + 1)));
     wait_refused(2).await;
     tokio::time::timeout(Duration::from_secs(30), async {
         while sim.handshakes_completed() < 2 {

@@ -634,7 +634,8 @@ async fn start_stalling_host() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>
                 (
                     [
                         (axum::http::header::CONTENT_TYPE, "text/plain"),
-                        (axum::http::header::CONTENT_LENGTH, "1073741824"),
+                        // Under the transcript size cap (64 MiB), or the cap ends it.
+                        (axum::http::header::CONTENT_LENGTH, "33554432"),
                     ],
                     axum::body::Body::from_stream(body),
                 )
@@ -678,7 +679,7 @@ async fn a_stop_during_a_long_download_ends_by_the_drain_deadline_and_the_record
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(seen.load(Ordering::SeqCst), 1, "the download started");
-    // The download now hangs with ~1 GiB to go: stopping gives it the drain
+    // The download now hangs with ~32 MiB to go: stopping gives it the drain
     // deadline, then gives it up.
     let started = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(2 + 5), daemon.stop())
