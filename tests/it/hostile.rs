@@ -469,7 +469,7 @@ async fn the_metrics_endpoint_bounds_its_connections() {
 }
 
 /// A Zoom stand-in whose recordings listing misbehaves: `huge` answers a
-/// 20 MiB page, otherwise every page hands back the same `next_page_token`.
+/// 9 MiB page (the cap is 8 MiB), otherwise every page hands back the same `next_page_token`.
 /// The other listings answer one empty page. Returns the paths requested.
 async fn hostile_rest(
     huge: bool,
@@ -496,7 +496,7 @@ async fn hostile_rest(
                     return axum::Json(serde_json::json!({"next_page_token": ""})).into_response();
                 }
                 if huge {
-                    let filler = "x".repeat(20 * 1024 * 1024);
+                    let filler = "x".repeat(9 * 1024 * 1024);
                     return axum::Json(serde_json::json!({"recordings": [], "filler": filler}))
                         .into_response();
                 }
@@ -540,7 +540,7 @@ async fn an_oversized_listing_page_is_a_failed_request() {
             assert_eq!(limit, zcc_relay::zoom::api::MAX_BODY_BYTES)
         }
         other => panic!(
-            "a 20 MiB page was accepted: {:?}",
+            "a 9 MiB page was accepted: {:?}",
             other.map(|_| "a JSON value")
         ),
     }
