@@ -438,8 +438,9 @@ pub fn media_stage(
     let store = MediaStore::build(&settings.media, tls)
         .with_context(|| format!("media store {}", settings.media.store))?;
     let zoom = ZoomHosts::new(&settings.zoom.api_base_url, &settings.zoom.oauth_url);
-    let downloader =
-        Downloader::new(tls, tokens.clone(), zoom).context("cannot build media HTTP client")?;
+    let downloader = Downloader::new(tls, tokens.clone(), zoom)
+        .context("cannot build media HTTP client")?
+        .allow_http(settings.media.allow_http);
     Ok(MediaStage {
         journal: journal.clone(),
         api: api.clone(),

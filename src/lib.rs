@@ -5,11 +5,13 @@
 
 pub mod app;
 pub mod backoff;
+pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crm;
 pub mod deliver;
+pub mod escape;
 pub mod failure;
 pub mod interaction;
 pub mod journal;

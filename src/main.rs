@@ -47,10 +47,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything opens a file or a socket (see `service::limits`).
+    let limits = zcc_relay::service::limits::apply();
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { config } => validate(&config),
-        Command::Run { config } => run(&config),
+        Command::Run { config } => run(&config, limits),
         Command::Demo(args) => {
             // The daemon's own state changes, not its dependencies' chatter.
             zcc_relay::telemetry::init("warn,zcc_relay=info");
@@ -138,7 +140,7 @@ fn validate(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, limits: zcc_relay::service::limits::Applied) -> ExitCode {
     let loaded = match zcc_relay::config::load(path) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -150,6 +152,13 @@ fn run(path: &std::path::Path) -> ExitCode {
     let log = zcc_relay::telemetry::init(&loaded.settings.daemon.log_level);
     for warning in &loaded.warnings {
         tracing::warn!(key = %warning.key, "{}", warning.message);
+    }
+    if !limits.raised {
+        tracing::warn!(
+            soft = limits.nofile_soft,
+            hard = limits.nofile_hard,
+            "cannot raise the open-file limit to the hard limit; set LimitNOFILE= in the unit"
+        );
     }
     let settings = loaded.settings;
     let path = path.to_owned();
@@ -219,7 +228,11 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(f()) {
+    let outcome = runtime.block_on(f());
+    // A blocking task that never returns (a read stuck in the kernel) must not
+    // keep a stopped daemon alive: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         // Logging is set up by now (journald or stderr): one line, with the
         // whole chain of causes.

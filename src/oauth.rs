@@ -24,6 +24,8 @@ use crate::failure::Failure;
 /// Never refresh earlier than this before expiry, never later than 5 minutes.
 const MIN_REFRESH_AHEAD: Duration = Duration::from_secs(1);
 const MAX_REFRESH_AHEAD: Duration = Duration::from_secs(300);
+/// A token answer is a few hundred bytes; a larger one is a failed request.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// A bearer token with its expiry. `Debug` never shows the value.
 #[derive(Clone)]
@@ -314,9 +316,14 @@ impl TokenSource for ClientCredentials {
             .map_err(|e| OAuthError::Unavailable(e.without_url().to_string()))?;
         let status = response.status();
         if status.is_success() {
-            let body: TokenResponse = response.json().await.map_err(|e| {
-                OAuthError::Unavailable(format!("bad token response: {}", e.without_url()))
-            })?;
+            let bytes = crate::body::read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
+                .await
+                .map_err(|e| {
+                    OAuthError::Unavailable(format!("bad token response: {}", e.without_url()))
+                })?
+                .ok_or_else(|| OAuthError::Unavailable("token response too large".into()))?;
+            let body: TokenResponse = serde_json::from_slice(&bytes)
+                .map_err(|e| OAuthError::Unavailable(format!("bad token response: {e}")))?;
             if body.access_token.is_empty() {
                 return Err(OAuthError::Unavailable(
                     "token response had an empty access_token".into(),
@@ -330,7 +337,7 @@ impl TokenSource for ClientCredentials {
                 lifetime,
             });
         }
-        let text = response.text().await.unwrap_or_default();
+        let text = crate::body::error_text(response).await;
         let reason: String = text.chars().take(200).collect();
         if status.as_u16() == 429 || status.is_server_error() {
             Err(OAuthError::Unavailable(format!("HTTP {status}: {reason}")))
@@ -372,9 +379,15 @@ impl TokenSource for FileToken {
 
     async fn fetch(&self) -> Result<Fetched, OAuthError> {
         let path = self.path.display();
-        let text = tokio::fs::read_to_string(&self.path)
-            .await
-            .map_err(|e| OAuthError::Unreadable(format!("cannot read {path}: {e}")))?;
+        // A regular file of at most 64 KiB, read without waiting (a FIFO or
+        // a device is refused), like every secret file.
+        let file = self.path.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            crate::config::read_bounded(&file, crate::config::SECRET_FILE_LIMIT)
+        })
+        .await
+        .map_err(|e| OAuthError::Unreadable(format!("cannot read {path}: {e}")))?
+        .map_err(|e| OAuthError::Unreadable(format!("cannot read {path}: {e}")))?;
         let value = text.trim_end();
         if value.is_empty() {
             return Err(OAuthError::Unreadable(format!("{path} is empty")));

@@ -25,8 +25,16 @@ impl Table {
         }
     }
 
+    /// Cells hold Zoom-supplied text (ids, event names, reasons): control
+    /// characters are escaped and very long cells cut (`escape::for_display`).
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        let max = crate::escape::MAX_DISPLAY_CHARS;
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|cell| crate::escape::for_display(&cell, max).into_owned())
+                .collect(),
+        );
     }
 
     /// The header and the rows, each line indented by `indent` spaces, two

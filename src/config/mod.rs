@@ -21,7 +21,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use env::{Environment, FakeEnvironment, SystemEnvironment};
+pub use env::{
+    CONFIG_FILE_LIMIT, Environment, FakeEnvironment, SECRET_FILE_LIMIT, SystemEnvironment,
+    read_bounded,
+};
 pub use raw::{
     DaemonConfig, JournalConfig, MediaConfig, MetricsConfig, RawConfig, ReconcileConfig,
     SinkConfig, WebsocketConfig, ZoomConfig,
@@ -58,13 +61,73 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// [`load`], reading the secrets or not (see [`Secrets`]).
 pub fn load_with(path: &Path, secrets: Secrets) -> Result<Loaded, ConfigError> {
     let env = SystemEnvironment;
-    let text = env.read_file(path).map_err(|error| {
+    let text = read_bounded(path, CONFIG_FILE_LIMIT).map_err(|error| {
         ConfigError::from(FileError::Unreadable {
             path: path.to_owned(),
             error,
         })
     })?;
-    parse_with(&text, &env, secrets)
+    let raw: RawConfig =
+        toml::from_str(&text).map_err(|error| ConfigError::from(FileError::toml(&text, &error)))?;
+    let exposed = match env::shared_read_bits(path) {
+        Some(mode) => inline_secret_keys(&raw)
+            .into_iter()
+            .map(|key| {
+                Problem::new(
+                    key,
+                    format!(
+                        "an inline secret in {} (mode {mode:04o}), which its group or others \
+                         can read; move it to a *_file or a systemd credential",
+                        path.display()
+                    ),
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    match validate_with(raw, &env, secrets) {
+        Ok(mut loaded) => {
+            loaded.warnings.extend(exposed);
+            Ok(loaded)
+        }
+        Err(mut error) => {
+            error.warnings.extend(exposed);
+            Err(error)
+        }
+    }
+}
+
+/// The keys that hold a secret inline in the file: the Zoom client secret, a
+/// sink kind's secrets (`secret`, `client_secret`, `password`, …: any kind key
+/// that names a credential and is not a `_file`), and the `[media.options]`
+/// that name one.
+fn inline_secret_keys(raw: &RawConfig) -> Vec<String> {
+    let mut keys = Vec::new();
+    if raw.zoom.client_secret.is_some() {
+        keys.push("zoom.client_secret".to_owned());
+    }
+    for (index, sink) in raw.sinks.iter().enumerate() {
+        for (key, _) in &sink.kind_keys {
+            if names_a_credential(key) {
+                keys.push(format!("sinks[{index}].{key}"));
+            }
+        }
+    }
+    for key in raw.media.options.keys() {
+        if names_a_credential(key) {
+            keys.push(format!("media.options.{key}"));
+        }
+    }
+    keys
+}
+
+/// A key whose value is a credential written inline (not a `_file` naming
+/// one, not an `_id`).
+fn names_a_credential(key: &str) -> bool {
+    let credential = ["secret", "key", "token", "password", "sas"]
+        .iter()
+        .any(|word| key.contains(word));
+    credential && !key.ends_with("_file") && !key.ends_with("_id")
 }
 
 /// Parses TOML text and validates it; `env` supplies variables, secret files and the
@@ -305,6 +368,8 @@ pub struct MediaSettings {
     pub enabled: bool,
     pub store: url::Url,
     pub link_ttl: Duration,
+    /// Fetch media from plain `http://` URLs beyond loopback (default: refused).
+    pub allow_http: bool,
     /// object_store options, `*_file` keys already read and renamed. All are `Secret`
     /// because some are (access keys) and the store needs only strings.
     pub options: BTreeMap<String, Secret>,
@@ -323,6 +388,7 @@ impl MediaSettings {
                 enabled: true,
                 store,
                 link_ttl: DEFAULT_LINK_TTL,
+                allow_http: false,
                 options: BTreeMap::new(),
             }),
             None => Err(ConfigError {

@@ -87,6 +87,8 @@ pub struct MediaConfig {
     pub enabled: Option<bool>,
     pub store: Option<String>,
     pub link_ttl: Option<String>,
+    /// Lets media be fetched from plain `http://` URLs beyond loopback.
+    pub allow_http: Option<bool>,
     /// Passed through to the object store; values are `toml::Value` so that
     /// `aws_allow_http = true` works and a table or array is reported with its key.
     pub options: BTreeMap<String, toml::Value>,

@@ -246,9 +246,13 @@ impl SinkCheck<'_, '_> {
     }
 
     /// An absolute `https://` or `http://` URL without a password.
+    /// An absolute `http(s)://` URL; plain `http://` to anything but loopback
+    /// is a warning (it works, unencrypted).
     pub fn http_url(&mut self, key: &str, text: &str) -> Option<url::Url> {
         let key = self.key(key);
-        self.checker.url(&key, text, HTTP_SCHEMES)
+        let url = self.checker.url(&key, text, HTTP_SCHEMES)?;
+        self.checker.warn_if_plaintext(&key, &url);
+        Some(url)
     }
 
     /// A duration with units ("10s"), above zero; `default` when absent.

@@ -229,8 +229,14 @@ impl Checker<'_> {
     ) -> Option<Url> {
         let text = text.unwrap_or_else(|| default.to_owned());
         let url = self.url(key, &text, schemes)?;
+        self.warn_if_plaintext(key, &url);
+        Some(url)
+    }
+
+    /// `http://` or `ws://` to anything but loopback: it works, unencrypted.
+    pub(super) fn warn_if_plaintext(&mut self, key: &str, url: &Url) {
         let plaintext = matches!(url.scheme(), "http" | "ws");
-        if plaintext && !is_loopback_host(&url) {
+        if plaintext && !is_loopback_host(url) {
             self.warn(
                 key,
                 format!(
@@ -239,7 +245,6 @@ impl Checker<'_> {
                 ),
             );
         }
-        Some(url)
     }
 
     pub(super) fn url(&mut self, key: &str, text: &str, schemes: &[&str]) -> Option<Url> {
@@ -403,6 +408,16 @@ impl Checker<'_> {
                 if trimmed.is_empty() {
                     self.error(key, format!("{} is empty", quoted_path(path)));
                     return SecretLookup::Failed;
+                }
+                if let Some(mode) = self.env.shared_mode(path) {
+                    self.warn(
+                        key,
+                        format!(
+                            "{} (mode {mode:04o}) can be read by its group or others; \
+                             make it 0600 or 0400",
+                            quoted_path(path)
+                        ),
+                    );
                 }
                 SecretLookup::Found(Secret::new(trimmed.to_owned()))
             }
@@ -651,6 +666,7 @@ impl Checker<'_> {
             enabled: raw.enabled.unwrap_or(true),
             store: store?,
             link_ttl: link_ttl?,
+            allow_http: raw.allow_http.unwrap_or(false),
             options: options?,
         })
     }
@@ -908,6 +924,23 @@ url = "https://crm.example.com/zoom"
             Ok(loaded) => loaded.settings,
             Err(error) => panic!("config:\n{text}\nproblems:\n{error}"),
         }
+    }
+
+    #[test]
+    fn warns_about_a_plaintext_sink_url_off_loopback() {
+        let sinks = |url: &str| {
+            format!("{ZOOM}\n[[sinks]]\nname = \"crm\"\ntype = \"http\"\nurl = \"{url}\"\n")
+        };
+        check(
+            &sinks("http://crm.example.com/zoom"),
+            &[
+                "warning: sinks[0].url: plain http:// is not encrypted; only for tests and local \
+               simulators",
+            ],
+        );
+        check(&sinks("http://127.0.0.1:8080/zoom"), &[]);
+        check(&sinks("http://[::1]:8080/zoom"), &[]);
+        check(&sinks("https://crm.example.com/zoom"), &[]);
     }
 
     #[test]

@@ -267,6 +267,16 @@ pub fn open_read_only(dir: &Path) -> Result<ReadOnlyDatabase, JournalError> {
         .map_err(|e| JournalError::database(&path, e))
 }
 
+/// `create_dir_all`, with the directories it creates private (0700) whatever
+/// the umask: the journal holds customer data.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Size of the journal's database file in `dir`, in bytes.
 pub fn file_size(dir: &Path) -> Result<u64, JournalError> {
     let path = dir.join(DB_FILE);
@@ -320,10 +330,15 @@ impl Journal {
         media: Option<EventFilter>,
         heartbeat: crate::service::Heartbeat,
     ) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
+        create_private_dir(dir).map_err(|e| JournalError::io(dir, e))?;
         let lock = lock::DirLock::acquire(dir)?;
         let path = dir.join(DB_FILE);
+        // redb would follow a symlink (even a dangling one) and create the file
+        // with the umask's mode: the file is created, or checked, here first.
+        lock::open_private(&path, true).map_err(|e| JournalError::io(&path, e))?;
         let db = Arc::new(recover::open_or_recover(&path, |path| {
+            lock::open_private(path, true)
+                .map_err(|e| redb::DatabaseError::Storage(redb::StorageError::Io(e)))?;
             Builder::new()
                 .set_concurrency_mode(CONCURRENCY)
                 .set_cache_size(CACHE_BYTES)

@@ -7,7 +7,13 @@
 //! host with a signed URL) is requested without it, and a redirect from
 //! `https` down to plain `http` is refused. URLs never appear in errors or
 //! logs (signed ones carry credentials); only hosts do.
+//!
+//! Where a media URL may lead at all: never to a link-local address (cloud
+//! metadata services live at 169.254.169.254), whether the URL names the
+//! address or a name resolves to it, and to plain `http` only on loopback or
+//! with `media.allow_http`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,12 +80,55 @@ impl ZoomHosts {
     }
 }
 
+/// Addresses no media URL may reach: link-local (169.254.0.0/16, where cloud
+/// metadata services answer, and fe80::/10), AWS's IPv6 metadata address
+/// `fd00:ec2::254`, and the unspecified address.
+pub fn is_forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.is_unspecified()
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_forbidden(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// The system resolver without the [`is_forbidden`] addresses: a name that
+/// resolves only to those fails to resolve.
+struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|address| !is_forbidden(address.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no address a media download may use (link-local and \
+                     metadata addresses are refused)"
+                )
+                .into());
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// Downloads with the shared token cache.
 #[derive(Clone)]
 pub struct Downloader {
     http: reqwest::Client,
     tokens: TokenCache,
     zoom: ZoomHosts,
+    /// `media.allow_http`: plain `http` beyond loopback.
+    allow_http: bool,
 }
 
 impl Downloader {
@@ -94,8 +143,42 @@ impl Downloader {
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .user_agent(concat!("zcc-relay/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(GuardedResolver)
             .build()?;
-        Ok(Downloader { http, tokens, zoom })
+        Ok(Downloader {
+            http,
+            tokens,
+            zoom,
+            allow_http: false,
+        })
+    }
+
+    /// Lets downloads use plain `http` beyond loopback (`media.allow_http`).
+    pub fn allow_http(mut self, allow: bool) -> Downloader {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Whether `url` may be requested at all (each redirect hop is checked too).
+    fn check_destination(&self, url: &Url) -> Result<(), Failure> {
+        let host = url.host_str().unwrap_or_default();
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        if ip.is_some_and(is_forbidden) {
+            return Err(Failure::permanent(format!(
+                "{host} is a link-local or cloud metadata address; refused"
+            )));
+        }
+        let loopback = ip.is_some_and(|ip| ip.is_loopback()) || host == "localhost";
+        if url.scheme() == "http" && !loopback && !self.allow_http {
+            return Err(Failure::permanent(format!(
+                "plain http from {host} refused (media.allow_http is false)"
+            )));
+        }
+        Ok(())
     }
 
     /// Requests `url` and follows redirects; returns the successful response
@@ -112,6 +195,7 @@ impl Downloader {
                     url.scheme()
                 )));
             }
+            self.check_destination(&url)?;
             let host = url.host_str().unwrap_or_default().to_owned();
             let mut request = self.http.get(url.clone());
             let token = if self.zoom.is_zoom(&url) {
@@ -199,6 +283,52 @@ fn redirect_target(url: &Url, status: StatusCode, location: Option<&str>) -> Res
 mod tests {
     use super::*;
     use crate::failure::Class;
+
+    #[test]
+    fn media_urls_never_reach_metadata_and_http_only_when_allowed() {
+        let tls = crate::tls::client_config().unwrap();
+        let http = crate::tls::http_client(&tls, Duration::from_secs(5)).unwrap();
+        let nowhere = Url::parse("https://api.zoom.us/v2").unwrap();
+        let tokens = TokenCache::new(
+            http,
+            crate::zoom::auth::Credentials {
+                oauth_url: nowhere.clone(),
+                account_id: "a".into(),
+                client_id: "c".into(),
+                client_secret: crate::config::Secret::new("s".into()),
+            },
+        );
+        let strict = Downloader::new(&tls, tokens, ZoomHosts::new(&nowhere, &nowhere)).unwrap();
+        let relaxed = strict.clone().allow_http(true);
+        for (url, allowed_strict, allowed_relaxed) in [
+            ("https://api.zoom.us/v2/x", true, true),
+            ("https://bucket.s3.amazonaws.com/k", true, true),
+            ("http://127.0.0.1:8080/x", true, true),
+            ("http://[::1]:8080/x", true, true),
+            ("http://localhost:8080/x", true, true),
+            ("http://files.example.com/x", false, true),
+            ("http://169.254.169.254/latest/meta-data/", false, false),
+            ("https://169.254.169.254/x", false, false),
+            ("http://[fe80::1]/x", false, false),
+            ("http://[fd00:ec2::254]/x", false, false),
+            ("http://[::ffff:169.254.169.254]/x", false, false),
+            ("http://0.0.0.0/x", false, false),
+        ] {
+            let url = Url::parse(url).unwrap();
+            assert_eq!(
+                strict.check_destination(&url).is_ok(),
+                allowed_strict,
+                "{url}"
+            );
+            assert_eq!(
+                relaxed.check_destination(&url).is_ok(),
+                allowed_relaxed,
+                "{url}"
+            );
+        }
+        assert!(is_forbidden("169.254.0.1".parse().unwrap()));
+        assert!(!is_forbidden("10.0.0.1".parse().unwrap()));
+    }
 
     #[test]
     fn a_redirect_never_leaves_https_and_never_names_the_url_in_its_error() {

@@ -102,8 +102,10 @@ fn day_of(event_ts_ms: i64) -> String {
         .to_string()
 }
 
-/// The object key under the store's prefix. Ids come from Zoom; anything but
-/// `[A-Za-z0-9._=-]` is replaced so a key is always one safe path segment each.
+/// The object key under the store's prefix. Ids come from Zoom; each byte
+/// outside `[A-Za-z0-9_=-]` is escaped as `.XX` (hex), so a key is always one
+/// safe path segment each and two ids never share a key (`x.y` is `x.2Ey`,
+/// `x_y` stays `x_y`).
 pub fn object_key(wanted: &Wanted, content_type: &str) -> String {
     format!(
         "{}/{}/{}-{}.{}",
@@ -116,21 +118,20 @@ pub fn object_key(wanted: &Wanted, content_type: &str) -> String {
 }
 
 fn segment(id: &str) -> String {
-    let cleaned: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if cleaned.is_empty() {
-        "_".to_owned()
-    } else {
-        cleaned
+    use std::fmt::Write as _;
+    if id.is_empty() {
+        // No escape produces a lower-case letter after '.': unique too.
+        return ".empty".to_owned();
     }
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, ".{b:02X}");
+        }
+    }
+    out
 }
 
 /// File extension for a content type (parameters ignored). Unknown types get
@@ -279,8 +280,15 @@ mod tests {
         };
         assert_eq!(
             object_key(&wanted, "audio/mpeg; charset=binary"),
-            "2026/11/24/e_1==/recording-ab____c_d.mp3"
+            "2026/11/24/e.2B1==/recording-ab.2F.2E.2E.2Fc.20d.mp3"
         );
+        // One-to-one: ids that differ never share a key.
+        let ids = ["x.y", "x_y", "x.2Ey", "x/y", "", "_", ".empty", "é"];
+        let segments: std::collections::BTreeSet<String> =
+            ids.iter().map(|id| segment(id)).collect();
+        assert_eq!(segments.len(), ids.len(), "{segments:?}");
+        assert_eq!(segment("x.y"), "x.2Ey");
+        assert_eq!(segment("x_y"), "x_y");
         assert_eq!(extension("video/MP4", Kind::Recording), "mp4");
         assert_eq!(extension("text/vtt", Kind::RecordingTranscript), "vtt");
         assert_eq!(

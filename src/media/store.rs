@@ -184,7 +184,9 @@ impl MediaStore {
     }
 
     /// Streams `body` to `key`, overwriting what is there. `expected` is the
-    /// announced length; a body that ends short or long is not stored.
+    /// announced length; a body that ends short or long is not stored, nor one
+    /// larger than its kind's [`size_cap`] (a permanent failure: the record goes
+    /// on with `media_errors`).
     pub async fn put<S, E>(
         &self,
         kind: &'static str,
@@ -197,6 +199,12 @@ impl MediaStore {
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let cap = size_cap(kind);
+        if let Some(expected) = expected
+            && expected > cap
+        {
+            return Err(too_large(kind, cap));
+        }
         let path = self.path(key);
         let mut attributes = Attributes::new();
         if self.attributes {
@@ -231,6 +239,10 @@ impl MediaStore {
             }
             hasher.update(&bytes);
             size += bytes.len() as u64;
+            if size > cap {
+                let _ = writer.abort().await;
+                return Err(too_large(kind, cap));
+            }
             writer.put(bytes);
         }
         if let Some(expected) = expected
@@ -271,6 +283,24 @@ impl MediaStore {
     }
 }
 
+/// The largest file stored per kind: generous for recordings (a long video
+/// call) and voicemail audio, small for transcripts (text).
+pub fn size_cap(kind: &str) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    match kind {
+        "recording" => 16 * 1024 * MIB,
+        "voicemail" => 1024 * MIB,
+        _ => 64 * MIB,
+    }
+}
+
+fn too_large(kind: &str, cap: u64) -> Failure {
+    Failure::permanent(format!(
+        "the {kind} is larger than {} MiB, the most stored for a {kind}; not stored",
+        cap / (1024 * 1024)
+    ))
+}
+
 /// A failed store request, retried later. The operator's log gets
 /// object_store's whole message (request URI, the store's response body);
 /// the failure's reason, which ends up in the `media_errors` forwarded to the
@@ -296,6 +326,58 @@ fn store_failure(error: &object_store::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_file_over_its_kinds_cap_is_not_stored() {
+        let tls = crate::tls::client_config().unwrap();
+        let settings = crate::config::MediaSettings {
+            enabled: true,
+            store: url::Url::parse("memory:///").unwrap(),
+            link_ttl: std::time::Duration::from_secs(60),
+            allow_http: false,
+            options: Default::default(),
+        };
+        let store = MediaStore::build(&settings, &tls).unwrap();
+        let cap = size_cap("recording_transcript");
+        assert_eq!(cap, 64 * 1024 * 1024);
+        assert!(size_cap("recording") >= 16 * cap);
+        let mib = bytes::Bytes::from(vec![b't'; 1024 * 1024]);
+        let body = |n: usize| {
+            futures_util::stream::iter(
+                std::iter::repeat_n(mib.clone(), n).map(Ok::<_, std::convert::Infallible>),
+            )
+        };
+        // Announced too large: refused before a byte is read.
+        let announced = store
+            .put(
+                "recording_transcript",
+                "a.vtt",
+                "text/vtt",
+                Some(cap + 1),
+                body(0),
+            )
+            .await;
+        assert!(
+            matches!(&announced, Err(f) if f.class == crate::failure::Class::Permanent && f.reason.contains("larger than 64 MiB")),
+            "{announced:?}"
+        );
+        // Not announced: cut off once past the cap, nothing left at the key.
+        let streamed = store
+            .put("recording_transcript", "b.vtt", "text/vtt", None, body(65))
+            .await;
+        assert!(
+            matches!(&streamed, Err(f) if f.class == crate::failure::Class::Permanent),
+            "{streamed:?}"
+        );
+        use object_store::ObjectStoreExt as _;
+        assert!(store.store.head(&store.path("b.vtt")).await.is_err());
+        // Within the cap: stored.
+        let stored = store
+            .put("recording_transcript", "c.vtt", "text/vtt", None, body(2))
+            .await
+            .unwrap();
+        assert_eq!(stored.size, 2 * 1024 * 1024);
+    }
 
     #[test]
     fn store_failures_forward_no_store_response_text() {

@@ -378,6 +378,7 @@ mod tests {
             enabled: true,
             store: url::Url::parse("memory:///").unwrap(),
             link_ttl: Duration::from_secs(60),
+            allow_http: false,
             options: Default::default(),
         };
         MediaStage {

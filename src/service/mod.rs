@@ -1,6 +1,7 @@
 //! Running under systemd: readiness, status and watchdog notifications
 //! (`notify`), the main loops' heartbeats and the watchdog task (`health`),
-//! the `STATUS=` line (`status`) and what SIGHUP may change (`reload`).
+//! the `STATUS=` line (`status`), what SIGHUP may change (`reload`) and the
+//! umask and file-descriptor limit the daemon sets itself at start (`limits`).
 //!
 //! Owns the conversation with the service manager. It decides nothing about
 //! events, the journal or delivery; `app` wires it to the components, which
@@ -8,6 +9,7 @@
 //! `telemetry::stats::Stats`).
 
 pub mod health;
+pub mod limits;
 pub mod notify;
 pub mod reload;
 pub mod status;

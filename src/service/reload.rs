@@ -166,6 +166,7 @@ pub fn plan(running: &Settings, loaded: &Settings) -> Plan {
             enabled,
             store,
             link_ttl,
+            allow_http,
             options,
         }
     );

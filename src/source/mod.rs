@@ -32,10 +32,21 @@ use crate::zoom::auth::{Token, TokenCache};
 use crate::zoom::event;
 use crate::zoom::frame::{self, Frame};
 
-/// tungstenite's own limit: far above `max_frame_bytes` so that an oversized
-/// message is read, refused and counted by us while the socket stays up, yet
-/// bounded so a hostile peer cannot make us buffer without limit.
-const HARD_MESSAGE_CAP: usize = 64 * 1024 * 1024;
+/// The least headroom above `max_frame_bytes` (see [`message_cap`]).
+pub const MIN_MESSAGE_HEADROOM: usize = 1024 * 1024;
+
+/// tungstenite's own limit: `max_frame_bytes` plus as much again (at least
+/// [`MIN_MESSAGE_HEADROOM`]; 8 MiB by default). A message up to it is read
+/// whole, refused and counted by us while the socket stays up; a larger one is
+/// refused by tungstenite before it is buffered (counted too, and it costs the
+/// connection: tungstenite cannot skip the rest of a message).
+pub fn message_cap(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_add(max_frame_bytes.max(MIN_MESSAGE_HEADROOM))
+}
+
+/// At most one "refused a WebSocket frame" line per this interval; the lines
+/// not written are counted in the next one.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How much of a refused frame a log line shows.
 const LOG_EXCERPT: usize = 200;
@@ -239,9 +250,10 @@ impl Source {
             "wss" => Connector::Rustls(self.tls.clone()),
             _ => Connector::Plain,
         };
+        let cap = message_cap(self.settings.max_frame_bytes);
         let config = WebSocketConfig::default()
-            .max_message_size(Some(HARD_MESSAGE_CAP))
-            .max_frame_size(Some(HARD_MESSAGE_CAP));
+            .max_message_size(Some(cap))
+            .max_frame_size(Some(cap));
         let limit = self.settings.connect_timeout;
         let handshake = async {
             let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
@@ -322,6 +334,7 @@ impl Source {
             last_seen_ms,
         } = session;
         let settings = &self.settings;
+        let mut refusals = RefusalLog::default();
         let mut last_recorded = Instant::now();
         let mut heartbeat = tokio::time::interval_at(
             Instant::now() + settings.heartbeat_interval,
@@ -341,7 +354,11 @@ impl Source {
                 Some((ingested, result)) = pending.next(), if !pending.is_empty() => {
                     self.count(&ingested, result)?;
                 }
-                _ = liveness.tick() => {}
+                _ = liveness.tick() => {
+                    if let Some(n_refused) = refusals.flush(Instant::now()) {
+                        tracing::warn!(refused = n_refused, "refused more WebSocket frames (lines not written)");
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if let Err(e) = socket.send(Message::text(frame::HEARTBEAT)).await {
                         return Ok(End::Dropped(redact(format!("heartbeat send failed: {e}"), token)));
@@ -362,16 +379,26 @@ impl Source {
                     let text = match message {
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Binary(bytes))) => {
-                            self.refuse("binary frame", &format!("{} bytes", bytes.len()));
+                            self.refuse(&mut refusals, "binary frame", &format!("{} bytes", bytes.len()));
                             continue;
                         }
                         Some(Ok(Message::Close(frame))) => return Ok(closed(frame.as_ref())),
                         Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+                        Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
+                            let limit = message_cap(settings.max_frame_bytes);
+                            self.refuse(&mut refusals, "message over the limit", &format!(
+                                "{e} (twice websocket.max_frame_bytes, at least 1 MiB more: {limit} bytes); reconnecting"
+                            ));
+                            return Ok(End::Dropped(format!(
+                                "a message above {limit} bytes (websocket.max_frame_bytes plus headroom) cannot be skipped"
+                            )));
+                        }
                         Some(Err(e)) => return Ok(End::Dropped(redact(format!("read failed: {e}"), token))),
                         None => return Ok(End::Dropped("connection closed by peer".into())),
                     };
                     if text.len() > settings.max_frame_bytes {
                         self.refuse(
+                            &mut refusals,
                             "oversized frame",
                             &format!("{} bytes > websocket.max_frame_bytes ({})", text.len(), settings.max_frame_bytes),
                         );
@@ -381,7 +408,7 @@ impl Source {
                         Ok(Frame::Message { body }) => {
                             backoff.reset();
                             self.seen_live(last_seen_ms, &mut last_recorded).await?;
-                            if let Some(append) = self.ingest(&body).await? {
+                            if let Some(append) = self.ingest(&body, &mut refusals).await? {
                                 pending.push(append);
                             }
                         }
@@ -400,8 +427,8 @@ impl Source {
                             }
                             tracing::debug!(?frame, "ignoring control frame");
                         }
-                        Ok(Frame::Unknown { module }) => self.refuse("unknown module", &module),
-                        Err(e) => self.refuse(&e.to_string(), text.as_str()),
+                        Ok(Frame::Unknown { module }) => self.refuse(&mut refusals, "unknown module", &module),
+                        Err(e) => self.refuse(&mut refusals, &e.to_string(), text.as_str()),
                     }
                 }
             }
@@ -425,12 +452,16 @@ impl Source {
 
     /// Parses one event body and queues it for the journal. Returns the commit
     /// to wait for, or `None` if the body was refused.
-    async fn ingest(&self, body: &str) -> Result<Option<PendingAppend>, SourceError> {
+    async fn ingest(
+        &self,
+        body: &str,
+        refusals: &mut RefusalLog,
+    ) -> Result<Option<PendingAppend>, SourceError> {
         let received_ms = jiff::Timestamp::now().as_millisecond();
         let record = match event::parse_body(body, Origin::Websocket, now_rfc3339(), received_ms) {
             Ok(record) => record,
             Err(e) => {
-                self.refuse(&e.to_string(), body);
+                self.refuse(refusals, &e.to_string(), body);
                 return Ok(None);
             }
         };
@@ -462,10 +493,57 @@ impl Source {
         }
     }
 
-    fn refuse(&self, why: &str, excerpt: &str) {
+    /// Counts a refused frame (always) and logs it (at most once per
+    /// [`REFUSAL_LOG_INTERVAL`]: a flood of bad frames must not make journald
+    /// drop the daemon's other lines).
+    fn refuse(&self, refusals: &mut RefusalLog, why: &str, excerpt: &str) {
         self.stats.bad_frame();
+        let Some(not_logged) = refusals.note(Instant::now()) else {
+            return;
+        };
         let excerpt: String = excerpt.chars().take(LOG_EXCERPT).collect();
-        tracing::warn!(error = why, frame = %excerpt, "refused a WebSocket frame");
+        if not_logged == 0 {
+            tracing::warn!(error = why, frame = %excerpt, "refused a WebSocket frame");
+        } else {
+            tracing::warn!(error = why, frame = %excerpt, not_logged, "refused a WebSocket frame (and more since the last line)");
+        }
+    }
+}
+
+/// The rate limit of the refused-frame warning: the first refusal of an
+/// interval is logged, the rest are counted and reported with the next line.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last_line: Option<Instant>,
+    not_logged: u64,
+}
+
+impl RefusalLog {
+    /// A refusal at `now`: `Some(refusals not logged since the last line)` when
+    /// this one is to be logged, `None` when it is only counted.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        match self.last_line {
+            Some(at) if now < at + REFUSAL_LOG_INTERVAL => {
+                self.not_logged += 1;
+                None
+            }
+            _ => {
+                self.last_line = Some(now);
+                Some(std::mem::take(&mut self.not_logged))
+            }
+        }
+    }
+
+    /// The count to report once the interval after the last line is over (so
+    /// the tail of a burst is reported without waiting for another refusal).
+    fn flush(&mut self, now: Instant) -> Option<u64> {
+        match self.last_line {
+            Some(at) if self.not_logged > 0 && now >= at + REFUSAL_LOG_INTERVAL => {
+                self.last_line = Some(now);
+                Some(std::mem::take(&mut self.not_logged))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -513,4 +591,35 @@ fn redact(text: String, token: &Token) -> String {
 
 fn round_ms(delay: Duration) -> Duration {
     Duration::from_millis(delay.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_lines_are_rate_limited_and_the_rest_counted() {
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        let mut log = RefusalLog::default();
+        assert_eq!(log.note(at(0)), Some(0), "the first is logged");
+        for _ in 0..949 {
+            assert_eq!(log.note(at(1)), None);
+        }
+        assert_eq!(log.flush(at(9)), None, "the interval is not over");
+        assert_eq!(
+            log.note(at(10)),
+            Some(949),
+            "the next line carries the count"
+        );
+        assert_eq!(log.note(at(11)), None);
+        assert_eq!(log.flush(at(19)), None);
+        assert_eq!(
+            log.flush(at(20)),
+            Some(1),
+            "the tail of a burst is reported"
+        );
+        assert_eq!(log.flush(at(40)), None, "nothing left to report");
+        assert_eq!(log.note(at(40)), Some(0));
+    }
 }

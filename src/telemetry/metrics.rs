@@ -7,6 +7,13 @@
 //! dead, oldest age, file size) are read at scrape time through one read
 //! transaction, at most once per [`JOURNAL_CACHE`], so a scrape storm cannot
 //! load the journal. Also parses this text back ([`parse`]) for `status`.
+//!
+//! The listener is the daemon's only inbound socket, so it is bounded: at most
+//! [`MAX_CONNECTIONS`] at once (further clients wait in the kernel's accept
+//! queue, holding none of our file descriptors), a request's headers must arrive
+//! within [`HEADER_READ_TIMEOUT`], which is also how long a kept-alive
+//! connection may sit idle, and no connection lives longer than
+//! [`CONNECTION_LIFETIME`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -79,6 +86,15 @@ struct Endpoint {
     token_refreshes: AtomicU64,
 }
 
+/// Scrape connections served at once. Far below the file-descriptor limit, so
+/// inbound connections can never starve the daemon's own (Zoom, sinks, media).
+pub const MAX_CONNECTIONS: usize = 32;
+/// A request's headers must be complete within this; a kept-alive connection
+/// idle for this long is closed too (a Prometheus scrape takes milliseconds).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest any one connection is served.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
 /// How long a scrape waits for the token cache before using the last count.
 const TOKEN_COUNT_WAIT: Duration = Duration::from_millis(50);
 
@@ -110,11 +126,68 @@ pub async fn serve(listener: TcpListener, sources: Sources, cancel: Cancellation
         .route("/metrics", axum::routing::get(scrape))
         .route("/", axum::routing::get(index))
         .with_state(endpoint);
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "metrics endpoint failed; the daemon goes on without it");
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        // A slot first, then the accept: past the cap, clients wait in the
+        // kernel's queue, not in our descriptor table.
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and the like: wait instead of spinning on the error.
+                    tracing::debug!(error = %e, "metrics endpoint cannot accept a connection");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    }
+                }
+            },
+        };
+        connections.spawn(serve_connection(
+            stream,
+            router.clone(),
+            permit,
+            cancel.clone(),
+        ));
+    }
+    connections.close();
+    // Scrapes in progress get a moment to finish; none holds up the stop.
+    let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
+}
+
+/// One connection, under the endpoint's timeouts; `permit` is its slot.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    router: axum::Router,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    cancel: CancellationToken,
+) {
+    let _permit = permit;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connection = builder.serve_connection(
+        hyper_util::rt::TokioIo::new(stream),
+        hyper_util::service::TowerToHyperService::new(router),
+    );
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => {}
+        _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+        _ = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+        }
     }
 }
 

@@ -71,12 +71,35 @@ pub fn init(level: &str) -> LogControl {
     }
     // Colour only for a person at a terminal, never into files or pipes.
     let stderr = tracing_subscriber::fmt::layer()
+        .fmt_fields(escaped_fields())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_filter(never_secrets());
     let installed = registry.with(stderr).try_init().is_ok();
     control(installed)
+}
+
+/// The longest field value a stderr log line shows (the rest is cut with a marker).
+pub const MAX_LOG_VALUE_CHARS: usize = 1024;
+
+/// The stderr format's fields (`message key=value …`, as tracing-subscriber
+/// writes them), each value passed through `escape::for_display`: a value
+/// holding a newline or an escape sequence (an event name, an id, an error
+/// quoting Zoom) cannot forge a line or reach the terminal raw, and a 1 MB id
+/// costs a line of about 1 KB.
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let shown = crate::escape::for_display(&text, MAX_LOG_VALUE_CHARS);
+        if field.name() == "message" {
+            write!(writer, "{shown}")
+        } else {
+            write!(writer, "{}={shown}", field.name())
+        }
+    })
+    .delimited(" ")
 }
 
 /// Every event field becomes a journald field named in upper case (`sink` →

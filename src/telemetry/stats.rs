@@ -4,6 +4,10 @@
 //! currently failing, delivery latency, and where the metrics endpoint
 //! listens. Cheap to update from any task; read as a consistent snapshot (the
 //! demo, the tests, `telemetry::metrics`).
+//!
+//! Event types are Zoom's to name, so they are counted under [`event_label`]:
+//! the known ZCC types by name, anything else as `other`. Memory and the
+//! metrics' label set stay bounded whatever names arrive.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -12,6 +16,93 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::watch;
+
+/// The ZCC event types counted by name (zoom-reference §3): every other name
+/// is counted as [`OTHER_EVENT`].
+pub const KNOWN_EVENTS: &[&str] = &[
+    "contact_center.recording_completed",
+    "contact_center.recording_transcript_completed",
+    "contact_center.engagement_messaging_transcript_completed",
+    "contact_center.engagement_email_transcript_completed",
+    "contact_center.engagement_note_added",
+    "contact_center.engagement_disposition_added",
+    "contact_center.inbox_message_received",
+    "contact_center.inbox_message_assigned",
+    "contact_center.inbox_message_opened",
+    "contact_center.inbox_message_downloaded",
+    "contact_center.inbox_message_deleted",
+    "contact_center.inbox_message_resolved",
+    "contact_center.inbox_message_reopened",
+    "contact_center.voicemail_transcript_completed",
+    "contact_center.engagement_started",
+    "contact_center.engagement_ended",
+    "contact_center.engagement_wrap_up_started",
+    "contact_center.engagement_wrap_up_ended",
+    "contact_center.cx_engagement_end_data_ready",
+    "contact_center.legacy_engagement_end_data_ready",
+    "contact_center.engagement_user_answered",
+    "contact_center.engagement_user_ended",
+    "contact_center.engagement_user_hold",
+    "contact_center.engagement_user_unhold",
+    "contact_center.engagement_user_muted",
+    "contact_center.engagement_user_unmuted",
+    "contact_center.engagement_user_dtmf_sent",
+    "contact_center.engagement_user_sent_message",
+    "contact_center.engagement_user_sent_file",
+    "contact_center.engagement_consumer_notified",
+    "contact_center.engagement_consumer_answered",
+    "contact_center.engagement_consumer_ended",
+    "contact_center.engagement_consumer_sent_message",
+    "contact_center.engagement_consumer_sent_file",
+    "contact_center.engagement_transfer_initiated",
+    "contact_center.engagement_transfer_queued",
+    "contact_center.engagement_transfer_reserved",
+    "contact_center.engagement_transfer_accepted",
+    "contact_center.engagement_transfer_rejected",
+    "contact_center.engagement_transfer_completed",
+    "contact_center.engagement_transfer_canceled",
+    "contact_center.engagement_transfer_timeout",
+    "contact_center.engagement_upgrade_initiated",
+    "contact_center.engagement_upgrade_completed",
+    "contact_center.engagement_upgrade_expired",
+    "contact_center.engagement_monitor_started",
+    "contact_center.engagement_monitor_ended",
+    "contact_center.engagement_takeover_started",
+    "contact_center.engagement_survey_status",
+    "contact_center.task_created",
+    "contact_center.task_updated",
+    "contact_center.task_completed",
+    "contact_center.task_canceled",
+    "contact_center.task_deleted",
+    "contact_center.task_entered_queue",
+    "contact_center.task_exited_queue",
+    "contact_center.user_login",
+    "contact_center.user_logout",
+    "contact_center.user_status_changed",
+    "contact_center.user_opt_in",
+    "contact_center.user_opt_out",
+    "contact_center.user_created",
+    "contact_center.user_updated",
+    "contact_center.user_deleted",
+    "contact_center.sms_status",
+    "contact_center.message_status",
+    "contact_center.outbound_campaign_dialer_status",
+    "contact_center.call_control_make_call_executed",
+    "contact_center.voice_rtms_started",
+    "contact_center.voice_rtms_stopped",
+];
+
+/// The label of every event type not in [`KNOWN_EVENTS`].
+pub const OTHER_EVENT: &str = "other";
+
+/// The name an event type is counted under: itself when known, else `other`.
+pub fn event_label(event: &str) -> &'static str {
+    KNOWN_EVENTS
+        .iter()
+        .find(|known| **known == event)
+        .copied()
+        .unwrap_or(OTHER_EVENT)
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TypeCounts {
@@ -125,7 +216,10 @@ impl Stats {
     pub fn received(&self, event: &str) {
         let now = crate::clock::now_ms();
         self.update(|s| {
-            s.by_event.entry(event.to_string()).or_default().received += 1;
+            s.by_event
+                .entry(event_label(event).to_string())
+                .or_default()
+                .received += 1;
             s.last_event_ms = Some(now);
         });
     }
@@ -137,17 +231,27 @@ impl Stats {
     }
 
     pub fn persisted(&self, event: &str) {
-        self.update(|s| s.by_event.entry(event.to_string()).or_default().persisted += 1);
+        self.update(|s| {
+            s.by_event
+                .entry(event_label(event).to_string())
+                .or_default()
+                .persisted += 1
+        });
     }
 
     pub fn duplicate(&self, event: &str) {
-        self.update(|s| s.by_event.entry(event.to_string()).or_default().duplicates += 1);
+        self.update(|s| {
+            s.by_event
+                .entry(event_label(event).to_string())
+                .or_default()
+                .duplicates += 1
+        });
     }
 
     pub fn delivered(&self, sink: &str, event: &str) {
         self.update(|s| {
             *s.delivered
-                .entry((sink.to_string(), event.to_string()))
+                .entry((sink.to_string(), event_label(event).to_string()))
                 .or_default() += 1
         });
     }
@@ -198,7 +302,11 @@ impl Stats {
     }
 
     pub fn reconciled(&self, event: &str) {
-        self.update(|s| *s.reconciled.entry(event.to_string()).or_default() += 1);
+        self.update(|s| {
+            *s.reconciled
+                .entry(event_label(event).to_string())
+                .or_default() += 1
+        });
     }
 
     pub fn bad_frame(&self) {
@@ -218,6 +326,25 @@ impl Stats {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn event_labels_are_bounded_to_the_known_types_plus_other() {
+        let stats = super::Stats::default();
+        for n in 0..10_000 {
+            let name = format!("contact_center.made_up_{n}");
+            stats.received(&name);
+            stats.persisted(&name);
+            stats.delivered("crm", &name);
+            stats.reconciled(&name);
+        }
+        stats.received("contact_center.recording_completed");
+        let snapshot = stats.snapshot();
+        let labels: Vec<&str> = snapshot.by_event.keys().map(String::as_str).collect();
+        assert_eq!(labels, ["contact_center.recording_completed", "other"]);
+        assert_eq!(snapshot.by_event["other"].received, 10_000);
+        assert_eq!(snapshot.delivered.len(), 1);
+        assert_eq!(snapshot.reconciled.len(), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -28,8 +28,19 @@ const MAX_ATTEMPTS: u32 = 6;
 /// Longest wait we accept from a `Retry-After` before failing the run instead.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
+/// The largest response body read from a listing (or an error answer): Zoom's
+/// pages hold at most 300 items, a few hundred KiB. A larger body is a failed
+/// request, never buffered whole.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The most pages one listing takes for one window (300,000 items): past it, or
+/// on a page token seen before, the listing stops (a server that never ends its
+/// pagination would spend the account's shared rate limit for ever).
+pub const MAX_PAGES: u32 = 1_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error("{path}: response body larger than {limit} bytes; refused")]
+    TooLarge { path: String, limit: usize },
     #[error("Zoom token: {0}")]
     Auth(#[from] AuthError),
     #[error("{path}: HTTP {status}: {message}")]
@@ -149,6 +160,8 @@ impl ZoomApi {
             query,
             key,
             page_token: None,
+            seen_tokens: Default::default(),
+            pages: 0,
         }
     }
 
@@ -203,22 +216,31 @@ impl ZoomApi {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             if (200..300).contains(&status) {
-                let text = response.text().await.map_err(|e| ApiError::Network {
-                    path: path.into(),
-                    message: super::auth::without_url(e),
-                })?;
-                if text.trim().is_empty() {
+                let body = match crate::body::read_capped(response, MAX_BODY_BYTES).await {
+                    Ok(Some(body)) => body,
+                    Ok(None) => {
+                        return Err(ApiError::TooLarge {
+                            path: path.into(),
+                            limit: MAX_BODY_BYTES,
+                        });
+                    }
+                    Err(e) => {
+                        return Err(ApiError::Network {
+                            path: path.into(),
+                            message: super::auth::without_url(e),
+                        });
+                    }
+                };
+                if body.trim_ascii().is_empty() {
                     return Ok(Value::Object(Default::default()));
                 }
-                return serde_json::from_str(&text).map_err(|e| ApiError::Body {
+                return serde_json::from_slice(&body).map_err(|e| ApiError::Body {
                     path: path.into(),
                     message: e.to_string(),
                 });
             }
-            let message: String = response
-                .text()
+            let message: String = crate::body::error_text(response)
                 .await
-                .unwrap_or_default()
                 .chars()
                 .take(300)
                 .collect();
@@ -268,6 +290,9 @@ pub struct Pages<'a> {
     key: &'a str,
     /// `None` before the first page, `Some("")` after the last.
     page_token: Option<String>,
+    /// Every token this listing was handed, and the pages fetched.
+    seen_tokens: std::collections::HashSet<String>,
+    pages: u32,
 }
 
 impl Pages<'_> {
@@ -298,12 +323,34 @@ impl Pages<'_> {
         };
         // Tokens expire after 15 minutes: the caller fetches the next page right
         // after handling this one; a token is never kept across a pause.
-        self.page_token = Some(
-            body.get("next_page_token")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        );
+        let next = body
+            .get("next_page_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.pages += 1;
+        let endless = if next.is_empty() {
+            None
+        } else if self.seen_tokens.contains(&next) {
+            Some("Zoom repeated a next_page_token")
+        } else if self.pages >= MAX_PAGES {
+            Some("the listing passed the page bound (1,000 pages) for one window")
+        } else {
+            None
+        };
+        if let Some(why) = endless {
+            // This listing stops here; the caller's other listings go on.
+            tracing::error!(
+                listing = self.path,
+                pages = self.pages,
+                error = why,
+                "Zoom listing never ends; stopped it (the rest of this window's listing is skipped)"
+            );
+            self.page_token = Some(String::new());
+        } else {
+            self.seen_tokens.insert(next.clone());
+            self.page_token = Some(next);
+        }
         Ok(Some(items))
     }
 }

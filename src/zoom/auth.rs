@@ -93,9 +93,14 @@ impl TokenSource for AccountCredentials {
             .map_err(|e| AuthError::Unavailable(without_url(e)))?;
         let status = response.status();
         if status.is_success() {
-            let body: TokenResponse = response.json().await.map_err(|e| {
-                AuthError::Unavailable(format!("bad token response: {}", without_url(e)))
-            })?;
+            let bytes = crate::body::read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
+                .await
+                .map_err(|e| {
+                    AuthError::Unavailable(format!("bad token response: {}", without_url(e)))
+                })?
+                .ok_or_else(|| AuthError::Unavailable("token response too large".into()))?;
+            let body: TokenResponse = serde_json::from_slice(&bytes)
+                .map_err(|e| AuthError::Unavailable(format!("bad token response: {e}")))?;
             if body.access_token.is_empty() {
                 return Err(AuthError::Unavailable(
                     "token response had an empty access_token".into(),
@@ -106,7 +111,7 @@ impl TokenSource for AccountCredentials {
                 lifetime: Duration::from_secs(body.expires_in.max(1)),
             });
         }
-        let text = response.text().await.unwrap_or_default();
+        let text = crate::body::error_text(response).await;
         let reason: String = text.chars().take(200).collect();
         if status.as_u16() == 429 || status.is_server_error() {
             Err(AuthError::Unavailable(format!("HTTP {status}: {reason}")))
@@ -165,6 +170,9 @@ impl TokenCache {
         self.cache.refreshes().await
     }
 }
+
+/// A token answer is a few hundred bytes.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// reqwest errors print their URL; ours carry no secrets, but strip it anyway so
 /// a future query-string credential can never leak through an error message.

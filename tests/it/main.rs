@@ -8,6 +8,7 @@ mod disk_full;
 mod durability;
 mod footprint;
 mod harness;
+mod hostile;
 mod media;
 mod metrics;
 mod pipeline;

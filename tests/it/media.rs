@@ -137,7 +137,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
         &sim,
         &dir.path().join("journal"),
         &archive,
-        s3_media(s3.addr(), "2s"),
+        s3_media(s3.addr(), "5s"),
     );
     let daemon = Daemon::start(support::settings(&text));
     sim.wait_live().await;
@@ -151,7 +151,7 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
     let media = record["media"].as_array().expect("media array");
     assert_eq!(media.len(), 1, "{record}");
     let item = &media[0];
-    // The signed link lives 2 s from delivery: fetched first, checked below,
+    // The signed link lives 5 s from delivery: fetched first, checked below,
     // so hashing 9 MiB (slow in a debug build on a busy machine) is not
     // counted against its lifetime.
     let url = item["url"].as_str().expect("a signed link");
@@ -173,11 +173,11 @@ async fn s3_store_holds_the_simulators_bytes_and_signed_links_expire() {
 
     // The signed link works with no other credentials...
     assert!(url.starts_with(&format!("{}/", s3.endpoint())), "{url}");
-    assert!(url.contains("X-Amz-Expires=2"), "{url}");
+    assert!(url.contains("X-Amz-Expires=5"), "{url}");
     assert_eq!(fetched.0, 200);
     assert_eq!(sha256_of(&fetched.1), expected.sha256);
     // ... and not after its lifetime (the server checks it by wall clock).
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let expired = plain.get(url).send().await.unwrap();
     assert_eq!(expired.status(), 403, "an expired link must be refused");
     daemon.stop().await.unwrap();
@@ -634,7 +634,8 @@ async fn start_stalling_host() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>
                 (
                     [
                         (axum::http::header::CONTENT_TYPE, "text/plain"),
-                        (axum::http::header::CONTENT_LENGTH, "1073741824"),
+                        // Under the transcript size cap (64 MiB), or the cap ends it.
+                        (axum::http::header::CONTENT_LENGTH, "33554432"),
                     ],
                     axum::body::Body::from_stream(body),
                 )
@@ -678,7 +679,7 @@ async fn a_stop_during_a_long_download_ends_by_the_drain_deadline_and_the_record
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(seen.load(Ordering::SeqCst), 1, "the download started");
-    // The download now hangs with ~1 GiB to go: stopping gives it the drain
+    // The download now hangs with ~32 MiB to go: stopping gives it the drain
     // deadline, then gives it up.
     let started = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(2 + 5), daemon.stop())

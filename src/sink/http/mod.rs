@@ -52,7 +52,10 @@ impl HttpSink {
     }
 
     pub async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
-        let (id, bytes) = (&envelope.webhook_id, &envelope.bytes[..]);
+        // Percent-encoded where the id cannot be a header as it is (a control
+        // character from Zoom would fail every attempt); signed as sent.
+        let id = crate::escape::header_value(&envelope.webhook_id).into_owned();
+        let bytes = &envelope.bytes[..];
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -65,7 +68,7 @@ impl HttpSink {
             .header("webhook-timestamp", timestamp.to_string());
         let key = self.key.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(key) = key {
-            request = request.header("webhook-signature", sign(&key, id, timestamp, bytes));
+            request = request.header("webhook-signature", sign(&key, &id, timestamp, bytes));
         }
         // The body shares the stored bytes: no copy per attempt.
         let body = bytes::Bytes::from_owner(envelope.bytes.clone());

@@ -61,6 +61,8 @@ pub struct WebsocketTable {
     pub reconnect_min: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconnect_max: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_frame_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -222,6 +224,7 @@ impl TestConfig {
                 connect_timeout: some("5s"),
                 reconnect_min: some("50ms"),
                 reconnect_max: some("500ms"),
+                max_frame_bytes: None,
             },
             daemon: DaemonTable {
                 log_level: some("info"),
