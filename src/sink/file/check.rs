@@ -203,10 +203,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let findings = check(&dir.path().join("sub/deeper/events.jsonl"));
         assert_eq!(problems(&findings), Vec::<String>::new(), "{findings:?}");
-        assert!(entries(dir.path()).is_empty(), "check left something behind");
+        assert!(
+            entries(dir.path()).is_empty(),
+            "check left something behind"
+        );
         let findings = check(&dir.path().join("events.jsonl"));
         assert!(problems(&findings).is_empty(), "{findings:?}");
-        assert!(entries(dir.path()).is_empty(), "check left something behind");
+        assert!(
+            entries(dir.path()).is_empty(),
+            "check left something behind"
+        );
     }
 
     #[test]
@@ -218,7 +224,10 @@ mod tests {
         let findings = check(&path);
         assert!(problems(&findings).is_empty(), "{findings:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before
+        );
     }
 
     #[test]
@@ -228,7 +237,10 @@ mod tests {
         std::fs::write(&plain, "").unwrap();
         let under_file = problems(&check(&plain.join("sub/events.jsonl")));
         assert_eq!(under_file.len(), 1, "{under_file:?}");
-        assert!(under_file[0].contains("is not a directory"), "{under_file:?}");
+        assert!(
+            under_file[0].contains("is not a directory"),
+            "{under_file:?}"
+        );
         let directory = problems(&check(dir.path()));
         assert_eq!(directory.len(), 1, "{directory:?}");
         assert!(directory[0].contains("is a directory"), "{directory:?}");

@@ -106,7 +106,10 @@ impl Kind for FileSink {
         match tokio::task::spawn_blocking(move || check::check(&path)).await {
             Ok(findings) => findings,
             Err(error) => vec![Finding::problem(
-                format!("the check of {} did not finish: {error}", settings.path.display()),
+                format!(
+                    "the check of {} did not finish: {error}",
+                    settings.path.display()
+                ),
                 "run the check again; report it if it repeats",
             )],
         }

@@ -58,7 +58,9 @@ pub async fn check(url: &Url, context: &BuildContext<'_>) -> Vec<Finding> {
                 }
                 Err(_) => {
                     findings.push(Finding::problem(
-                        format!("resolving {name} took longer than the sink's timeout ({timeout:?})"),
+                        format!(
+                            "resolving {name} took longer than the sink's timeout ({timeout:?})"
+                        ),
                         "check this machine's DNS servers (resolvectl status)",
                     ));
                     return findings;
