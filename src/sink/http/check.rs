@@ -89,16 +89,24 @@ async fn connect(
     findings: &mut Vec<Finding>,
 ) -> Option<TcpStream> {
     let mut failures = Vec::new();
+    // With one address, the address is what `shown` already says.
+    let named = |address: &SocketAddr, what: String| match addresses.len() {
+        1 => what,
+        _ => format!("{address}: {what}"),
+    };
     for address in addresses {
         match tokio::time::timeout(context.timeout, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => {
                 findings.push(Finding::proved(format!("connected to {shown} ({address})")));
                 return Some(stream);
             }
-            Ok(Err(error)) => failures.push(format!("{address}: {error}")),
-            Err(_) => failures.push(format!(
-                "{address}: no answer within the sink's timeout ({:?})",
-                context.timeout
+            Ok(Err(error)) => failures.push(named(address, error.to_string())),
+            Err(_) => failures.push(named(
+                address,
+                format!(
+                    "no answer within the sink's timeout ({:?})",
+                    context.timeout
+                ),
             )),
         }
     }
