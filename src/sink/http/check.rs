@@ -189,3 +189,34 @@ fn tls_problem(shown: &str, error: &std::io::Error) -> Finding {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: rustls::Error, expected: &str) {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, error);
+        match tls_problem("crm.example.com:443", &io) {
+            Finding::Problem { problem, .. } => {
+                assert!(problem.starts_with(expected), "{problem}")
+            }
+            other => panic!("not a problem: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_told_apart_from_a_failed_handshake() {
+        check(
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            "the certificate of crm.example.com:443 is not trusted",
+        );
+        check(
+            rustls::Error::NoCertificatesPresented,
+            "the certificate of crm.example.com:443 is not trusted",
+        );
+        check(
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+            "TLS handshake with crm.example.com:443 failed",
+        );
+    }
+}
