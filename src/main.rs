@@ -44,6 +44,9 @@ enum Command {
     /// Show the daemon's state: socket, sinks, backlog, gaps (exit 0 healthy, 2 needs
     /// attention, 3 not running).
     Status(zcc_relay::cli::status::StatusArgs),
+    /// Prove each sink's set-up without writing anything, and say what to fix
+    /// (exit 0 all ready, 1 a sink is not ready, 78 bad configuration).
+    Check(zcc_relay::cli::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Queue(args) => queue(&args),
         Command::Reconcile(args) => reconcile(args),
         Command::Status(args) => status(&args),
+        Command::Check(args) => check(args),
     }
 }
 
@@ -89,6 +93,44 @@ fn status(args: &zcc_relay::cli::status::StatusArgs) -> ExitCode {
         Ok(health) => ExitCode::from(health.exit_code()),
         Err(e) => {
             eprintln!("zcc-relay status: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(args: zcc_relay::cli::check::CheckArgs) -> ExitCode {
+    // With secrets: a kind may need its token to prove anything. Never the
+    // journal: it runs beside a running daemon.
+    let settings = match settings(&args.config, Secrets::Read) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    // The report says everything; only errors of the libraries beside it.
+    zcc_relay::telemetry::init("error");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(zcc_relay::cli::check::run(&args, &settings)) {
+        Ok(zcc_relay::cli::check::Verdict::UnknownSink(names)) => {
+            let name = args.sink.as_deref().unwrap_or_default();
+            let names = if names.is_empty() {
+                "none is configured".to_owned()
+            } else {
+                format!("the sinks are: {}", names.join(", "))
+            };
+            eprintln!("{}: no sink named {name:?}; {names}", args.config.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Ok(verdict) => ExitCode::from(verdict.exit_code()),
+        Err(e) => {
+            eprintln!("zcc-relay check: {e:#}");
             ExitCode::FAILURE
         }
     }

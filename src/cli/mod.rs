@@ -1,5 +1,5 @@
 //! The operator's commands beside `run` and `validate`: `queue`, `status`,
-//! `reconcile` and `demo`. Each owns its arguments, what it reads or changes
+//! `reconcile`, `check` and `demo`. Each owns its arguments, what it reads or changes
 //! and how it prints (text, or one JSON document with `--json`).
 //!
 //! Shared by the commands: `view` (how a command opens the journal: as its
@@ -8,6 +8,7 @@
 //! columns, human ages and sizes). The daemon's components live elsewhere:
 //! Zoom through `zoom/`, the reconciler through `reconcile::Reconciler`.
 
+pub mod check;
 pub mod demo;
 pub mod overview;
 pub mod queue;

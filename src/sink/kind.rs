@@ -5,7 +5,8 @@
 //! A kind owns everything about itself: its raw table and the validation of it
 //! (through [`SinkCheck`], which puts key paths on every problem and reads
 //! secrets the way §3.2 says), which of its keys a reload applies live
-//! ([`Reload`]), its set-up (`build`, `ready`) and its delivery. The keys every
+//! ([`Reload`]), its set-up (`build`, `ready`), the proof of that set-up that
+//! `zcc-relay check` prints (`check`, as [`Finding`]s) and its delivery. The keys every
 //! sink has (`name`, `type`, `events`, `timeout`, `max_in_flight`, `retry_*`)
 //! are not a kind's business: `config/` validates them once.
 //!
@@ -59,8 +60,21 @@ pub trait Kind: Sized + Send + Sync + 'static {
 
     /// Proves the set-up without writing anything: a broker connection, an
     /// OAuth pre-flight. Called once as the sink's worker starts (a failure is
-    /// logged, the sink runs and its records wait); meant for `check` too.
+    /// logged, the sink runs and its records wait).
     fn ready(&self) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// What `zcc-relay check` proves about a sink with `settings`, without
+    /// building it and without writing anything anywhere (no file created or
+    /// appended to, no request with an effect): reachability, credentials,
+    /// required fields, permissions. Says what it proved and each problem with
+    /// its fix ([`Finding`]); the sink is ready when there is no
+    /// [`Finding::Problem`]. Runs beside a running daemon, never with the
+    /// journal; `context.health` watches nothing here. No finding may carry a
+    /// secret (nor a URL's password).
+    fn check(
+        settings: &Self::Settings,
+        context: &BuildContext<'_>,
+    ) -> impl Future<Output = Vec<Finding>> + Send;
 
     /// Takes the live keys of `settings` (what [`Kind::reload`] put into
     /// [`Reload::applied`]) from the next delivery on. An error keeps the values
@@ -115,6 +129,34 @@ pub struct BuildContext<'a> {
     pub tls: &'a Arc<rustls::ClientConfig>,
     /// Where a kind's own long-lived task registers its heartbeat.
     pub health: &'a Health,
+}
+
+/// One line of `zcc-relay check`'s report on a sink.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Finding {
+    /// Something proved ("connected to crm.example.com:443").
+    Proved { what: String },
+    /// Something that keeps the sink from delivering, and what the operator
+    /// does about it (a config key to change, a permission to grant).
+    Problem { problem: String, fix: String },
+}
+
+impl Finding {
+    pub fn proved(what: impl Into<String>) -> Finding {
+        Finding::Proved { what: what.into() }
+    }
+
+    pub fn problem(problem: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding::Problem {
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn is_problem(&self) -> bool {
+        matches!(self, Finding::Problem { .. })
+    }
 }
 
 /// A reload's verdict on one sink's kind keys.
@@ -197,6 +239,8 @@ pub trait Registry: Clone + Debug + PartialEq + Eq + Send + Sync + Sized + 'stat
         &self,
         context: &BuildContext<'_>,
     ) -> impl Future<Output = anyhow::Result<Self::Sink>> + Send;
+    /// [`Kind::check`] of this kind.
+    fn check(&self, context: &BuildContext<'_>) -> impl Future<Output = Vec<Finding>> + Send;
 }
 
 /// A running sink of registry `R`, whatever its kind: what `deliver/` and
@@ -331,6 +375,19 @@ macro_rules! sink_kinds {
                         ),
                     )+
                 })
+            }
+
+            async fn check(
+                &self,
+                context: &$crate::sink::BuildContext<'_>,
+            ) -> ::std::vec::Vec<$crate::sink::Finding> {
+                match self {
+                    $(
+                        $kind::$variant(settings) => {
+                            <$runtime as $crate::sink::Kind>::check(settings, context).await
+                        }
+                    )+
+                }
             }
         }
 

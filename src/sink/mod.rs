@@ -1,8 +1,8 @@
 //! Where records go: one folder per sink kind behind a closed registry.
 //!
 //! A kind (`http/`, `file/`) implements [`Kind`]: its raw table and validation,
-//! which of its keys a reload applies live, its secrets, its set-up and its
-//! delivery. The one list below ([`sink_kinds!`](crate::sink_kinds)) turns the
+//! which of its keys a reload applies live, its secrets, its set-up, the
+//! write-free proof of it that `zcc-relay check` prints, and its delivery. The one list below ([`sink_kinds!`](crate::sink_kinds)) turns the
 //! kinds into [`SinkKind`] (a sink's validated kind settings, inside
 //! [`SinkSettings`](crate::config::SinkSettings)) and [`Sink`] (a running
 //! sink), with every dispatch generated. A sink delivers one record and says
@@ -14,7 +14,7 @@ pub mod file;
 pub mod http;
 pub mod kind;
 
-pub use kind::{BuildContext, Kind, Registry, Reload, Running};
+pub use kind::{BuildContext, Finding, Kind, Registry, Reload, Running};
 
 crate::sink_kinds! {
     /// A sink's validated kind settings, one variant per kind.

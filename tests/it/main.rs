@@ -1,6 +1,7 @@
 //! Integration tests: the daemon against the built-in Zoom simulator and fake
 //! sinks, all on 127.0.0.1, in one test binary.
 
+mod check;
 mod cli;
 mod crash;
 mod delivery;

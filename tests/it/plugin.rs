@@ -1,8 +1,8 @@
 //! A sink kind defined only here, `CountingSink`, plugs in through the registry:
 //! its table is validated by the daemon's config rules (common keys, key paths,
-//! secrets, keys of another kind), it is built and proved ready, a real
-//! `SinkWorker` delivers records from a real `Journal` to it, and a reload
-//! sorts its keys into live and restart. What this file needed is what
+//! secrets, keys of another kind), `check` reaches it, it is built and proved
+//! ready, a real `SinkWorker` delivers records from a real `Journal` to it,
+//! and a reload sorts its keys into live and restart. What this file needed is what
 //! ARCHITECTURE.md's "Adding a sink kind" lists.
 
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use zcc_relay::record::{RecordHeader, Source};
 use zcc_relay::route::EventFilter;
 use zcc_relay::service::Health;
 use zcc_relay::sink::file::FileSink;
-use zcc_relay::sink::{BuildContext, Kind, Registry, Reload, Running};
+use zcc_relay::sink::{BuildContext, Finding, Kind, Registry, Reload, Running};
 use zcc_relay::telemetry::stats::Stats;
 use zcc_relay::zoom::event::parse_body;
 
@@ -113,6 +113,20 @@ impl Kind for CountingSink {
             return Err(Failure::setup("the label says so"));
         }
         Ok(())
+    }
+
+    /// Proves the token is set; writes nothing.
+    async fn check(settings: &CountingSinkSettings, _: &BuildContext<'_>) -> Vec<Finding> {
+        match &settings.token {
+            Some(_) => vec![Finding::proved(format!(
+                "label {} has a token",
+                settings.label
+            ))],
+            None => vec![Finding::problem(
+                "no token",
+                "set `token` or ZCC_RELAY_SINK_<NAME>_TOKEN",
+            )],
+        }
     }
 
     fn apply(&self, settings: &CountingSinkSettings) -> anyhow::Result<()> {
@@ -247,6 +261,11 @@ async fn a_test_kind_receives_records_through_the_real_worker() {
         tls: &tls,
         health: &health,
     };
+    assert_eq!(
+        settings.kind.check(&context).await,
+        [Finding::proved("label a has a token")],
+        "check goes through the registry to the kind"
+    );
     let sink = Arc::new(settings.kind.build(&context).await.unwrap());
     sink.ready().await.unwrap();
 

@@ -5,8 +5,9 @@
 //! that queued up while the previous `fdatasync` ran, writes them and syncs
 //! once (on the blocking pool). A failed write truncates the file back to where the batch started, so
 //! a retry never leaves half a line behind. Its keys and their validation are
-//! in `config`.
+//! in `config`; what `zcc-relay check` proves without writing is in `check`.
 
+mod check;
 mod config;
 
 pub use config::{FileSinkConfig, FileSinkSettings};
@@ -22,7 +23,7 @@ use crate::config::SinkCheck;
 use crate::deliver::Envelope;
 use crate::failure::Failure;
 use crate::service::Heartbeat;
-use crate::sink::{BuildContext, Kind, Reload};
+use crate::sink::{BuildContext, Finding, Kind, Reload};
 
 type Line = (Arc<[u8]>, oneshot::Sender<Result<(), Failure>>);
 
@@ -96,6 +97,22 @@ impl Kind for FileSink {
     /// `build` opened the file: nothing left to prove.
     async fn ready(&self) -> Result<(), Failure> {
         Ok(())
+    }
+
+    /// The file opens for appending, or its directory takes new files; nothing
+    /// is created (see `check`).
+    async fn check(settings: &FileSinkSettings, _: &BuildContext<'_>) -> Vec<Finding> {
+        let path = settings.path.clone();
+        match tokio::task::spawn_blocking(move || check::check(&path)).await {
+            Ok(findings) => findings,
+            Err(error) => vec![Finding::problem(
+                format!(
+                    "the check of {} did not finish: {error}",
+                    settings.path.display()
+                ),
+                "run the check again; report it if it repeats",
+            )],
+        }
     }
 
     /// No key of a file sink applies live.

@@ -2,8 +2,10 @@
 //! secret is set, an HMAC-SHA256 signature (docs/contract.md §3.3).
 //!
 //! Owns request building and response classification; retry timing is not its
-//! business. Its keys and their validation are in `config`.
+//! business. Its keys and their validation are in `config`; what
+//! `zcc-relay check` proves (DNS, TCP, TLS, no request) is in `check`.
 
+mod check;
 mod config;
 
 pub use config::{HttpSinkConfig, HttpSinkSettings};
@@ -19,7 +21,7 @@ use sha2::Sha256;
 use crate::config::{Secret, SinkCheck};
 use crate::deliver::Envelope;
 use crate::failure::{Failure, classify_status, parse_retry_after};
-use crate::sink::{BuildContext, Kind, Reload};
+use crate::sink::{BuildContext, Finding, Kind, Reload};
 
 pub struct HttpSink {
     client: reqwest::Client,
@@ -121,6 +123,12 @@ impl Kind for HttpSink {
     /// an ordinary retry.
     async fn ready(&self) -> Result<(), Failure> {
         Ok(())
+    }
+
+    /// The receiver's host resolves, takes a connection and (https) completes a
+    /// verified TLS handshake; no request is sent (see `check`).
+    async fn check(settings: &HttpSinkSettings, context: &BuildContext<'_>) -> Vec<Finding> {
+        check::check(&settings.url, context).await
     }
 
     fn apply(&self, settings: &HttpSinkSettings) -> anyhow::Result<()> {
