@@ -246,6 +246,7 @@ async fn a_test_kind_receives_records_through_the_real_worker() {
         timeout: settings.timeout,
         tls: &tls,
         health: &health,
+        journal: None,
     };
     let sink = Arc::new(settings.kind.build(&context).await.unwrap());
     sink.ready().await.unwrap();
