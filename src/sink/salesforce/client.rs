@@ -223,16 +223,35 @@ impl Client {
                 if failure.status == Some(404)
                     && failure.class == crate::failure::Class::Permanent =>
             {
-                let mut all = fields;
+                let mut all = fields.clone();
                 all.extend(create_only);
-                self.call(
-                    reqwest::Method::PATCH,
-                    &path,
-                    &[],
-                    Body::Json(Value::Object(all)),
-                    "Task",
-                )
-                .await?
+                let created = self
+                    .call(
+                        reqwest::Method::PATCH,
+                        &path,
+                        &[],
+                        Body::Json(Value::Object(all)),
+                        "Task",
+                    )
+                    .await;
+                match created {
+                    // Another writer (a standby, a second process) created it
+                    // in between: an update must not carry the create-only
+                    // fields.
+                    Err(failure)
+                        if failure.code.as_deref() == Some("INVALID_FIELD_FOR_INSERT_UPDATE") =>
+                    {
+                        self.call(
+                            reqwest::Method::PATCH,
+                            &path,
+                            &[("updateOnly", "true")],
+                            Body::Json(Value::Object(fields)),
+                            "Task",
+                        )
+                        .await?
+                    }
+                    other => other?,
+                }
             }
             Err(failure) => return Err(failure),
         };

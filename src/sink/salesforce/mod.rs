@@ -24,7 +24,7 @@ mod task;
 pub use config::{SalesforceSinkConfig, SalesforceSinkSettings};
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::SinkCheck;
 use crate::crm::customer::{Customer, CustomerCache, choose};
@@ -57,11 +57,14 @@ pub struct SalesforceSink {
     journal: Journal,
     settings: Box<std::sync::RwLock<SalesforceSinkSettings>>,
     region: Option<Region>,
-    customers: CustomerCache,
+    customers: Box<CustomerCache>,
     /// Engagements whose Task this process wrote, with its id.
-    tasks: Mutex<HashMap<String, String>>,
+    tasks: Box<Mutex<HashMap<String, String>>>,
     /// (Task id, file name) pairs known to be attached.
-    attached: Mutex<HashSet<(String, String)>>,
+    attached: Box<Mutex<HashSet<(String, String)>>>,
+    /// One write at a time per engagement: a record waiting on the durable
+    /// schedule and a new one of the same engagement may be due together.
+    writing: Box<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl SalesforceSink {
@@ -72,8 +75,29 @@ impl SalesforceSink {
             .clone()
     }
 
-    /// Writes the engagement's Task as the aggregate is now, then its files.
+    /// [`Self::write_now`], one at a time per engagement.
     async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
+        let lock = self
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(engagement_id.to_owned())
+            .or_default()
+            .clone();
+        let outcome = {
+            let _held = lock.lock().await;
+            self.write_now(engagement_id, fallback).await
+        };
+        let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else waits for it.
+        if Arc::strong_count(&lock) == 2 {
+            writing.remove(engagement_id);
+        }
+        outcome
+    }
+
+    /// Writes the engagement's Task as the aggregate is now, then its files.
+    async fn write_now(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
         let settings = self.settings();
         let aggregate = match self.journal.interaction(engagement_id).await {
             Ok(Some(aggregate)) => aggregate,
@@ -227,9 +251,10 @@ impl Kind for SalesforceSink {
             journal,
             settings: Box::new(std::sync::RwLock::new(settings.clone())),
             region: Region::parse(&settings.default_region),
-            customers: CustomerCache::default(),
-            tasks: Mutex::default(),
-            attached: Mutex::default(),
+            customers: Box::default(),
+            tasks: Box::default(),
+            attached: Box::default(),
+            writing: Box::default(),
         })
     }
 
