@@ -282,3 +282,41 @@ async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
     h.shutdown().await;
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_above_the_json_limit_goes_multipart() {
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    let h = harness_with(&fake).await;
+    // Just above the 37.5 MB of base64 JSON.
+    h.sim.set_media_sizes(37_600_000, 1_000);
+    let daemon = h.start_live().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body = serde_json::json!({
+        "event": "contact_center.recording_completed",
+        "event_ts": now,
+        "payload": {"account_id": h.sim.config().account_id, "object": {
+            "recording_id": "rec-big-1", "engagement_id": "eng-big-1", "channel": "voice",
+            "recording_type": "automatic",
+            "users": [{"user_id": "u1", "user_display_name": "Agent One"}],
+        }},
+    });
+    assert!(h.sim.emit(body));
+    daemon.wait_delivered("salesforce", 1).await;
+    daemon.stop().await.unwrap();
+    let task = &fake.tasks_with_external_id("eng-big-1")[0];
+    let versions: Vec<_> = fake
+        .content_versions()
+        .into_iter()
+        .filter(|v| {
+            v.first_publish_location_id.as_ref() == task["Id"].as_str().map(str::to_owned).as_ref()
+        })
+        .collect();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].upload, "multipart");
+    assert_eq!(versions[0].bytes.len(), 37_600_000);
+    h.shutdown().await;
+    fake.stop().await;
+}
