@@ -59,6 +59,34 @@ pub fn plan(aggregate: &Interaction, attach_files: bool) -> Plan {
     plan
 }
 
+/// Transcripts up to this size are also quoted in the Description.
+pub const SHORT_TRANSCRIPT: u64 = 8 * 1024;
+
+/// The text of the engagement's short transcripts kept in a `file://`
+/// store: (file name, text). One that cannot be read now is left out (the
+/// file itself is still attached or linked).
+pub async fn short_transcripts(aggregate: &Interaction) -> Vec<(String, String)> {
+    let mut texts = Vec::new();
+    for entry in aggregate.files() {
+        if !entry.kind.ends_with("transcript") || entry.size > SHORT_TRANSCRIPT {
+            continue;
+        }
+        let Some(path) = url::Url::parse(&entry.location)
+            .ok()
+            .filter(|u| u.scheme() == "file")
+            .and_then(|u| u.to_file_path().ok())
+        else {
+            continue;
+        };
+        if let Ok(bytes) = tokio::fs::read(&path).await
+            && bytes.len() as u64 <= SHORT_TRANSCRIPT
+        {
+            texts.push((name_of(entry), String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    texts
+}
+
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>>;
 
 /// A file's bytes: in memory when small enough for JSON, else a stream.

@@ -111,7 +111,8 @@ impl SalesforceSink {
             None
         };
         let plan = files::plan(&aggregate, settings.attach_files);
-        let fields = task::fields(&aggregate, who.as_ref(), &plan.linked);
+        let transcripts = files::short_transcripts(&aggregate).await;
+        let fields = task::fields(&aggregate, who.as_ref(), &transcripts, &plan.linked);
         let task_id = self
             .client
             .upsert_task(

@@ -51,6 +51,7 @@ fn capitalised(text: &str) -> String {
 pub fn fields(
     aggregate: &Interaction,
     who: Option<&Customer>,
+    transcripts: &[(String, String)],
     linked: &[(String, String)],
 ) -> Map<String, Value> {
     let mut fields = Map::new();
@@ -92,13 +93,20 @@ pub fn fields(
     if let Some(customer) = who {
         fields.insert("WhoId".into(), json!(customer.id()));
     }
-    fields.insert("Description".into(), json!(description(aggregate, linked)));
+    fields.insert(
+        "Description".into(),
+        json!(description(aggregate, transcripts, linked)),
+    );
     fields
 }
 
 /// Header lines, the notes (latest text each, oldest first; the newest kept
-/// when cut) and the links of files not attached.
-pub fn description(aggregate: &Interaction, linked: &[(String, String)]) -> String {
+/// when cut), short transcripts' text and the links of files not attached.
+pub fn description(
+    aggregate: &Interaction,
+    transcripts: &[(String, String)],
+    linked: &[(String, String)],
+) -> String {
     let mut header = vec![format!(
         "Zoom Contact Center engagement {}",
         aggregate.engagement_id()
@@ -149,12 +157,81 @@ pub fn description(aggregate: &Interaction, linked: &[(String, String)]) -> Stri
             format!("\nNote ({when}):\n{}", note.text)
         })
         .collect();
-    let footer: Vec<String> = if linked.is_empty() {
-        Vec::new()
-    } else {
-        std::iter::once("\nFiles:".to_owned())
-            .chain(linked.iter().map(|(name, link)| format!("{name}: {link}")))
-            .collect()
-    };
+    let mut footer: Vec<String> = transcripts
+        .iter()
+        .map(|(name, text)| format!("\nTranscript {name}:\n{}", text.trim_end()))
+        .collect();
+    if !linked.is_empty() {
+        footer.push("\nFiles:".to_owned());
+        footer.extend(linked.iter().map(|(name, link)| format!("{name}: {link}")));
+    }
     fit(&header, &notes, &footer, DESCRIPTION_LIMIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Party, View};
+
+    fn aggregate(channel: &str) -> Interaction {
+        let view = |note: Option<(&str, &str, &str)>, disposition: Option<&str>| View {
+            kind: "engagement_note_added".into(),
+            engagement_id: Some("eng-1".into()),
+            direction: Some("inbound".into()),
+            channel: Some(channel.into()),
+            queue: Some(Party {
+                id: Some("q1".into()),
+                name: Some("Billing".into()),
+            }),
+            start_time: Some("2026-12-01T10:00:00Z".into()),
+            end_time: Some("2026-12-01T10:05:00Z".into()),
+            note_id: note.map(|n| n.0.into()),
+            note: note.map(|n| n.1.into()),
+            last_modified: note.map(|n| n.2.into()),
+            disposition: disposition.map(|d| Party {
+                id: Some(d.into()),
+                name: Some(d.into()),
+            }),
+            ..View::default()
+        };
+        let mut a = Interaction::of(
+            &view(Some(("n1", "first text", "2026-12-01T10:06:00Z")), None),
+            1,
+            1,
+            &[],
+        )
+        .unwrap();
+        for other in [
+            view(Some(("n1", "edited text", "2026-12-01T10:07:00Z")), None),
+            view(None, Some("Resolved")),
+        ] {
+            a.merge(&Interaction::of(&other, 2, 1, &[]).unwrap());
+        }
+        a
+    }
+
+    #[test]
+    fn renders_a_call() {
+        let a = aggregate("voice");
+        let who = Customer::Contact("003000000000001AAA".into());
+        let transcripts = [("t.vtt".to_owned(), "WEBVTT\nhello".to_owned())];
+        let linked = [("big.mp3".to_owned(), "https://store/big.mp3".to_owned())];
+        let fields = fields(&a, Some(&who), &transcripts, &linked);
+        assert_eq!(fields["Subject"], "Zoom inbound voice — Billing");
+        assert_eq!(fields["CallType"], "Inbound");
+        assert_eq!(fields["Status"], "Completed");
+        assert_eq!(fields["CallDisposition"], "Resolved");
+        assert_eq!(fields["CallDurationInSeconds"], 300);
+        assert_eq!(fields["ActivityDate"], "2026-12-01");
+        assert_eq!(fields["CallObject"], "eng-1");
+        assert_eq!(fields["WhoId"], "003000000000001AAA");
+        assert!(!fields.contains_key("TaskSubtype"));
+        let description = fields["Description"].as_str().unwrap();
+        assert!(description.contains("edited text"));
+        assert!(!description.contains("first text"));
+        assert!(description.contains("WEBVTT\nhello"));
+        assert!(description.contains("big.mp3: https://store/big.mp3"));
+        assert_eq!(create_only(&a)["TaskSubtype"], "Call");
+        assert_eq!(create_only(&aggregate("messaging"))["TaskSubtype"], "Task");
+    }
 }
