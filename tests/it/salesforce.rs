@@ -217,8 +217,42 @@ async fn converges_to_one_task_per_engagement_through_faults() {
     fake.stop().await;
 }
 
+/// What the daemon logs at warn and above, for a test to read. The only
+/// global subscriber of this test binary.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> Logs {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("zcc_relay=warn")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("no other test installs a global subscriber");
+        logs
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
+    let logs = Logs::capture();
     let fake = SalesforceFake::start(Org::new().external_id_field(None))
         .await
         .unwrap();
@@ -251,6 +285,16 @@ async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
         0
     );
     assert!(fake.tasks().is_empty());
+    let text = logs.text();
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("salesforce") && l.contains("Zoom_Engagement_Id__c"))
+        .collect();
+    assert!(!named.is_empty(), "the log names the field:\n{text}");
+    assert!(
+        named.iter().any(|l| l.contains("External ID")),
+        "and the fix:\n{text}"
+    );
 
     fake.set_external_id_field(Some(ExternalIdField::proper("Zoom_Engagement_Id__c")));
     tokio::time::timeout(

@@ -58,8 +58,6 @@ pub struct SalesforceSink {
     settings: Box<std::sync::RwLock<SalesforceSinkSettings>>,
     region: Option<Region>,
     customers: Box<CustomerCache>,
-    /// Engagements whose Task this process wrote, with its id.
-    tasks: Box<Mutex<HashMap<String, String>>>,
     /// (Task id, file name) pairs known to be attached.
     attached: Box<Mutex<HashSet<(String, String)>>>,
     /// One write at a time per engagement: a record waiting on the durable
@@ -122,10 +120,6 @@ impl SalesforceSink {
                 task::create_only(&aggregate),
             )
             .await?;
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(engagement_id.to_owned(), task_id.clone());
         for file in &plan.attach {
             let key = (task_id.clone(), file.name.clone());
             if self
@@ -253,7 +247,6 @@ impl Kind for SalesforceSink {
             settings: Box::new(std::sync::RwLock::new(settings.clone())),
             region: Region::parse(&settings.default_region),
             customers: Box::default(),
-            tasks: Box::default(),
             attached: Box::default(),
             writing: Box::default(),
         })
