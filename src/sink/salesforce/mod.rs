@@ -11,10 +11,11 @@
 //! `TaskSubtype` is accepted only at creation, so the write is an
 //! update-only upsert (`?updateOnly=true`) first and, on 404, a creating
 //! upsert that carries it. Records without an `engagement_id` have nothing
-//! to write: they are settled as delivered. Which Tasks exist and which files
-//! are attached is remembered in memory; after a restart a file is looked up
-//! by its name on the Task before it is created, so a crash between the
-//! create and the settle never attaches it twice.
+//! to write: they are settled as delivered. Which files are attached is
+//! remembered in memory; otherwise (after a restart) a file is looked up by
+//! its name on the Task before it is created, so a crash between the create
+//! and the settle never attaches it twice. No CRM id is kept in the journal
+//! yet: the external id finds the Task, the file name finds the file.
 
 mod client;
 mod config;
