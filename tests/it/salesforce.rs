@@ -60,7 +60,7 @@ async fn converges_to_one_task_per_engagement_through_faults() {
     let h = harness_with(&fake).await;
     let options = ScenarioOptions::for_simulator(&h.sim);
     let script =
-        scenario::generate_with(23, 12, SystemTime::now(), Duration::from_secs(1), &options);
+        scenario::generate_with(23, 20, SystemTime::now(), Duration::from_secs(1), &options);
     // A Contact whose phone is one customer's number written another way.
     let us = Region::parse("US");
     let linked_number = script
@@ -126,7 +126,7 @@ async fn converges_to_one_task_per_engagement_through_faults() {
         })
         .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
         .collect();
-    assert!(engagements.len() >= 10, "{} engagements", engagements.len());
+    assert!(engagements.len() >= 15, "{} engagements", engagements.len());
 
     // The latest text of each note, and every text it had.
     let mut notes: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
