@@ -111,6 +111,7 @@ pub async fn run_with(
             timeout: sink_settings.timeout,
             tls: &tls,
             health: &health,
+            journal: Some(&journal),
         };
         let sink = match sink_settings.kind.build(&context).await {
             Ok(sink) => Arc::new(sink),

@@ -94,6 +94,8 @@ pub async fn run(args: &CheckArgs, settings: &Settings) -> anyhow::Result<Verdic
                 timeout: sink.timeout,
                 tls,
                 health,
+                // A check reads nothing from the journal (it may run beside the daemon).
+                journal: None,
             };
             let findings = sink.kind.check(&context).await;
             SinkReport {

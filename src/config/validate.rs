@@ -1222,11 +1222,13 @@ websocket_url = "ws://zoom.test/ws""#,
             ),
             (
                 "[[sinks]]\nname = \"s3\"\ntype = \"s3\"",
-                &["error: sinks[0].type: unknown sink type \"s3\"; allowed: \"http\", \"file\""],
+                &[
+                    "error: sinks[0].type: unknown sink type \"s3\"; allowed: \"http\", \"file\", \"salesforce\"",
+                ],
             ),
             (
                 "[[sinks]]\nname = \"x\"",
-                &["error: sinks[0].type: missing; one of \"http\", \"file\""],
+                &["error: sinks[0].type: missing; one of \"http\", \"file\", \"salesforce\""],
             ),
             (
                 "[[sinks]]\ntype = \"file\"\npath = \"x\"",

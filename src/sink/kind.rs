@@ -129,6 +129,10 @@ pub struct BuildContext<'a> {
     pub tls: &'a Arc<rustls::ClientConfig>,
     /// Where a kind's own long-lived task registers its heartbeat.
     pub health: &'a Health,
+    /// The journal, for kinds that read more than the record (a CRM sink
+    /// renders the engagement's interaction aggregate); `None` where there
+    /// is none (a set-up check).
+    pub journal: Option<&'a crate::journal::Journal>,
 }
 
 /// One line of `zcc-relay check`'s report on a sink.

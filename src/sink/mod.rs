@@ -13,6 +13,7 @@
 pub mod file;
 pub mod http;
 pub mod kind;
+pub mod salesforce;
 
 pub use kind::{BuildContext, Finding, Kind, Registry, Reload, Running};
 
@@ -23,4 +24,5 @@ crate::sink_kinds! {
     pub enum Sink;
     Http => http::HttpSink,
     File => file::FileSink,
+    Salesforce => salesforce::SalesforceSink,
 }

@@ -213,3 +213,59 @@ async fn a_bad_config_exits_78() {
     assert!(ran.stderr.contains("sinks[0].url"), "{ran:?}");
     harness.shutdown().await;
 }
+
+/// `check` against a fake Salesforce org: a proper org is ready (and nothing
+/// is written: the fake counts no upsert, no ContentVersion); each set-up
+/// problem is named with its fix, one by one.
+#[tokio::test]
+async fn a_salesforce_sink_is_checked_against_the_org_without_writing() {
+    use zcc_sim::sink::salesforce::{ExternalIdField, ObjectAccess, Org, SalesforceFake};
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    let sink = SinkTable::salesforce("org", &fake.url(), &fake.client_id(), &fake.client_secret());
+    let harness = Harness::with_sinks([sink]).await;
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert!(
+        ran.stdout.contains("sink org (salesforce): ready"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stdout
+            .contains("Task.Zoom_Engagement_Id__c is External ID and Unique"),
+        "{ran:?}"
+    );
+    assert!(!ran.stdout.contains(&fake.client_secret()), "{ran:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (
+            counts.upsert,
+            counts.update,
+            counts.composite,
+            counts.content_version
+        ),
+        (0, 0, 0, 0),
+        "check wrote to the org: {counts:?}"
+    );
+
+    fake.set_external_id_field(Some(ExternalIdField::not_unique("Zoom_Engagement_Id__c")));
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.stdout
+            .contains("problem  Task.Zoom_Engagement_Id__c is not Unique"),
+        "{ran:?}"
+    );
+
+    fake.set_external_id_field(None);
+    fake.set_task_access(ObjectAccess::READ_ONLY);
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    for expected in [
+        "problem  Task has no field Zoom_Engagement_Id__c",
+        "fix      create a Text field Zoom_Engagement_Id__c on Activity",
+        "problem  the integration user cannot Create and Edit Task",
+    ] {
+        assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
+    }
+    harness.shutdown().await;
+}

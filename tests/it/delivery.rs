@@ -82,6 +82,7 @@ async fn start(journal: &Journal, settings: &SinkSettings) -> Worker {
         timeout: settings.timeout,
         tls: &tls,
         health: &health,
+        journal: None,
     };
     let worker = SinkWorker {
         settings: settings.clone(),
@@ -610,6 +611,7 @@ async fn a_delivery_that_panics_is_retried_and_does_not_stall_its_engagement() {
                 timeout: settings.timeout,
                 tls: &tls,
                 health: &Health::default(),
+                journal: None,
             })
             .await
             .unwrap(),

@@ -16,6 +16,7 @@ mod pipeline;
 mod plugin;
 mod queue;
 mod reconcile;
+mod salesforce;
 mod service;
 mod source;
 mod space;

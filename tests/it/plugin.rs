@@ -260,6 +260,7 @@ async fn a_test_kind_receives_records_through_the_real_worker() {
         timeout: settings.timeout,
         tls: &tls,
         health: &health,
+        journal: None,
     };
     assert_eq!(
         settings.kind.check(&context).await,

@@ -241,6 +241,7 @@ async fn every_record_of_an_old_journal_is_delivered() {
             timeout: settings.timeout,
             tls: &tls,
             health: &health,
+            journal: None,
         };
         let built = settings.kind.build(&context).await.unwrap();
         let worker = SinkWorker {

@@ -162,6 +162,14 @@ pub struct SinkTable {
     pub retry_schedule: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_forever: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
 }
 
 impl SinkTable {
@@ -179,6 +187,10 @@ impl SinkTable {
             retry_fast_window: None,
             retry_schedule: None,
             retry_forever: None,
+            instance_url: None,
+            client_id: None,
+            client_secret: None,
+            requests_per_second: None,
         }
     }
 
@@ -189,6 +201,21 @@ impl SinkTable {
             secret: Some(SINK_SECRET.to_owned()),
             timeout: Some("2s".to_owned()),
             ..SinkTable::of_kind(name, "http")
+        }
+    }
+
+    /// A Salesforce sink on an org at `instance_url` (a `SalesforceFake`),
+    /// 5 s timeout, durable retries every second, 100 requests a second.
+    pub fn salesforce(name: &str, instance_url: &str, client_id: &str, secret: &str) -> SinkTable {
+        SinkTable {
+            instance_url: Some(instance_url.to_owned()),
+            client_id: Some(client_id.to_owned()),
+            client_secret: Some(secret.to_owned()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ..SinkTable::of_kind(name, "salesforce")
         }
     }
 

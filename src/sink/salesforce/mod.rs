@@ -1,0 +1,315 @@
+//! The Salesforce sink (DESIGN.md §3.5): one Task per engagement, upserted by
+//! the External ID field, its fields rendered from the engagement's
+//! interaction aggregate *as it is at delivery time*, the stored files
+//! attached once as ContentVersions, the caller's Contact (else Lead) linked
+//! by phone.
+//!
+//! Owns the Salesforce REST client (token, request budget, error bodies,
+//! `Sforce-Limit-Info`), the Task's field mapping (`task`) and the file
+//! attachment (`files`). Its keys are in `config`.
+//!
+//! `TaskSubtype` is accepted only at creation, so the write is an
+//! update-only upsert (`?updateOnly=true`) first and, on 404, a creating
+//! upsert that carries it. Records without an `engagement_id` have nothing
+//! to write: they are settled as delivered. Which files are attached is
+//! remembered in memory; otherwise (after a restart) a file is looked up by
+//! its name on the Task before it is created, so a crash between the create
+//! and the settle never attaches it twice. No CRM id is kept in the journal
+//! yet: the external id finds the Task, the file name finds the file.
+
+mod check;
+mod client;
+mod config;
+mod files;
+mod task;
+
+pub use config::{SalesforceSinkConfig, SalesforceSinkSettings};
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use crate::config::SinkCheck;
+use crate::crm::customer::{Customer, CustomerCache, choose};
+use crate::crm::phone::{self, Region};
+use crate::deliver::Envelope;
+use crate::failure::Failure;
+use crate::interaction::Interaction;
+use crate::journal::Journal;
+use crate::sink::{BuildContext, Finding, Kind, Reload};
+use client::Client;
+
+/// The seven event types with natural keys (DESIGN.md §3.4): the artefacts
+/// of an engagement.
+pub const KEYED_EVENTS: &[&str] = &[
+    "contact_center.recording_completed",
+    "contact_center.recording_transcript_completed",
+    "contact_center.engagement_messaging_transcript_completed",
+    "contact_center.engagement_note_added",
+    "contact_center.engagement_disposition_added",
+    "contact_center.inbox_message_received",
+    "contact_center.voicemail_transcript_completed",
+];
+
+/// Due records of one engagement written in one upsert.
+const COALESCE: usize = 64;
+
+pub struct SalesforceSink {
+    name: String,
+    client: Box<Client>,
+    journal: Journal,
+    settings: Box<std::sync::RwLock<SalesforceSinkSettings>>,
+    region: Option<Region>,
+    customers: Box<CustomerCache>,
+    /// (Task id, file name) pairs known to be attached.
+    attached: Box<Mutex<HashSet<(String, String)>>>,
+    /// One write at a time per engagement: a record waiting on the durable
+    /// schedule and a new one of the same engagement may be due together.
+    writing: Box<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl SalesforceSink {
+    fn settings(&self) -> SalesforceSinkSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// [`Self::write_now`], one at a time per engagement.
+    async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
+        let lock = self
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(engagement_id.to_owned())
+            .or_default()
+            .clone();
+        let outcome = {
+            let _held = lock.lock().await;
+            self.write_now(engagement_id, fallback).await
+        };
+        let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else waits for it.
+        if Arc::strong_count(&lock) == 2 {
+            writing.remove(engagement_id);
+        }
+        outcome
+    }
+
+    /// Writes the engagement's Task as the aggregate is now, then its files.
+    async fn write_now(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
+        let settings = self.settings();
+        let aggregate = match self.journal.interaction(engagement_id).await {
+            Ok(Some(aggregate)) => aggregate,
+            Ok(None) => fold_views(fallback)
+                .ok_or_else(|| Failure::retry("the engagement's aggregate is not stored yet"))?,
+            Err(error) => return Err(Failure::retry(format!("journal: {error}"))),
+        };
+        let who = if settings.link_customers {
+            self.customer(&aggregate).await?
+        } else {
+            None
+        };
+        let plan = files::plan(&aggregate, settings.attach_files);
+        let transcripts = files::short_transcripts(&aggregate).await;
+        let fields = task::fields(&aggregate, who.as_ref(), &transcripts, &plan.linked);
+        let task_id = self
+            .client
+            .upsert_task(
+                &settings.external_id_field,
+                engagement_id,
+                fields,
+                task::create_only(&aggregate),
+            )
+            .await?;
+        for file in &plan.attach {
+            let key = (task_id.clone(), file.name.clone());
+            if self
+                .attached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key)
+            {
+                continue;
+            }
+            if !self.client.file_on(&task_id, &file.name).await? {
+                let bytes = files::read(&self.client, &file.entry).await?;
+                self.client.attach(&task_id, &file.name, bytes).await?;
+            }
+            self.attached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key);
+        }
+        Ok(())
+    }
+
+    /// The Contact, else the Lead, whose phone is the consumer's number; a
+    /// failed search fails the delivery.
+    async fn customer(&self, aggregate: &Interaction) -> Result<Option<Customer>, Failure> {
+        let Some(number) = aggregate
+            .consumer()
+            .number
+            .as_deref()
+            .and_then(|n| phone::normalise(n, self.region))
+        else {
+            return Ok(None);
+        };
+        if let Some(known) = self.customers.get(&number) {
+            return Ok(known);
+        }
+        let found = self.client.search_phone(&number).await?;
+        let same = |phones: &Vec<String>| {
+            phones
+                .iter()
+                .any(|p| phone::normalise(p, self.region).as_deref() == Some(number.as_str()))
+        };
+        let contacts: Vec<String> = found
+            .contacts
+            .iter()
+            .filter(|(_, p)| same(p))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let leads: Vec<String> = found
+            .leads
+            .iter()
+            .filter(|(_, p)| same(p))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let answer = choose(&contacts, &leads);
+        self.customers.put(
+            &self.name,
+            &number,
+            answer.clone(),
+            contacts.len(),
+            leads.len(),
+        );
+        Ok(answer)
+    }
+}
+
+/// The aggregate of the records at hand, when the journal has none stored
+/// (it always should: it is written in the record's commit).
+fn fold_views(envelopes: &[Envelope]) -> Option<Interaction> {
+    let mut aggregate: Option<Interaction> = None;
+    for envelope in envelopes {
+        if let Some(one) = Interaction::of(&envelope.view, 0, 1, &[]) {
+            match &mut aggregate {
+                Some(a) => a.merge(&one),
+                None => aggregate = Some(one),
+            }
+        }
+    }
+    aggregate
+}
+
+fn engagement_of(envelope: &Envelope) -> Option<String> {
+    envelope
+        .lane
+        .clone()
+        .or_else(|| envelope.view.engagement_id.clone())
+}
+
+impl Kind for SalesforceSink {
+    const TYPE: &'static str = "salesforce";
+    const DEFAULT_EVENTS: &'static [&'static str] = KEYED_EVENTS;
+    type Config = SalesforceSinkConfig;
+    type Settings = SalesforceSinkSettings;
+
+    fn validate(
+        config: SalesforceSinkConfig,
+        check: &mut SinkCheck<'_, '_>,
+    ) -> Option<SalesforceSinkSettings> {
+        config.validate(check)
+    }
+
+    fn reload(
+        running: &SalesforceSinkSettings,
+        loaded: &SalesforceSinkSettings,
+    ) -> Reload<SalesforceSinkSettings> {
+        running.reload(loaded)
+    }
+
+    async fn build(
+        settings: &SalesforceSinkSettings,
+        context: &BuildContext<'_>,
+    ) -> anyhow::Result<SalesforceSink> {
+        let journal = context.journal.cloned().ok_or_else(|| {
+            anyhow::anyhow!("a salesforce sink needs the journal (its interaction aggregates)")
+        })?;
+        Ok(SalesforceSink {
+            name: context.name.to_owned(),
+            client: Box::new(Client::new(
+                context.name,
+                settings,
+                context.timeout,
+                context.tls,
+            )?),
+            journal,
+            settings: Box::new(std::sync::RwLock::new(settings.clone())),
+            region: Region::parse(&settings.default_region),
+            customers: Box::default(),
+            attached: Box::default(),
+            writing: Box::default(),
+        })
+    }
+
+    /// Proves the credentials: one token request.
+    async fn ready(&self) -> Result<(), Failure> {
+        self.client.token_check().await
+    }
+
+    async fn check(settings: &SalesforceSinkSettings, context: &BuildContext<'_>) -> Vec<Finding> {
+        check::check(settings, context).await
+    }
+
+    fn apply(&self, settings: &SalesforceSinkSettings) -> anyhow::Result<()> {
+        self.client
+            .set_client_secret(settings.client_secret.clone());
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings.clone();
+        Ok(())
+    }
+
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
+        match engagement_of(envelope) {
+            Some(engagement_id) => {
+                self.write(&engagement_id, std::slice::from_ref(envelope))
+                    .await
+            }
+            // Nothing in a CRM is about a record without an engagement.
+            None => Ok(()),
+        }
+    }
+
+    /// One write for every record of the engagement that is due now; each
+    /// record is settled with its outcome.
+    async fn deliver_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), Failure>> {
+        let mut outcomes: Vec<Option<Result<(), Failure>>> = vec![None; envelopes.len()];
+        let mut engagements: Vec<String> = Vec::new();
+        for (i, envelope) in envelopes.iter().enumerate() {
+            match engagement_of(envelope) {
+                Some(id) if !engagements.contains(&id) => engagements.push(id),
+                Some(_) => {}
+                None => outcomes[i] = Some(Ok(())),
+            }
+        }
+        for engagement_id in engagements {
+            let theirs: Vec<Envelope> = envelopes
+                .iter()
+                .filter(|e| engagement_of(e).as_deref() == Some(engagement_id.as_str()))
+                .cloned()
+                .collect();
+            let outcome = self.write(&engagement_id, &theirs).await;
+            for (i, envelope) in envelopes.iter().enumerate() {
+                if engagement_of(envelope).as_deref() == Some(engagement_id.as_str()) {
+                    outcomes[i] = Some(outcome.clone());
+                }
+            }
+        }
+        outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+
+    fn coalesce(&self) -> usize {
+        COALESCE
+    }
+}

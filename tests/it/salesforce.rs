@@ -1,0 +1,366 @@
+//! The Salesforce sink end to end (DESIGN.md §3.5): the daemon in this
+//! process, the simulator's Zoom, a `file://` media store, and the fake org
+//! (`zcc_sim::sink::salesforce`) on real loopback sockets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use redb::ReadableDatabase;
+use serde_json::Value;
+use zcc_relay::crm::phone::{Region, normalise};
+use zcc_sim::scenario::{self, ScenarioOptions};
+use zcc_sim::sink::salesforce::{ExternalIdField, Org, Person, SalesforceFake};
+
+use crate::harness::Harness;
+use crate::support::{MediaTable, SinkTable};
+
+const KEYED: &[&str] = &[
+    "recording_completed",
+    "recording_transcript_completed",
+    "engagement_messaging_transcript_completed",
+    "engagement_note_added",
+    "engagement_disposition_added",
+    "inbox_message_received",
+    "voicemail_transcript_completed",
+];
+
+fn object(body: &Value) -> &Value {
+    &body["payload"]["object"]
+}
+
+/// Records of the keyed types the daemon persisted so far.
+fn keyed_persisted(snapshot: &zcc_relay::telemetry::stats::Snapshot) -> u64 {
+    snapshot
+        .by_event
+        .iter()
+        .filter(|(event, _)| {
+            KEYED
+                .iter()
+                .any(|k| event.trim_start_matches("contact_center.") == *k)
+        })
+        .map(|(_, counts)| counts.persisted)
+        .sum()
+}
+
+async fn harness_with(fake: &SalesforceFake) -> Harness {
+    let mut h = Harness::new().await;
+    h.config.media = Some(MediaTable::enabled());
+    h.config.sinks = vec![SinkTable::salesforce(
+        "salesforce",
+        &fake.url(),
+        &fake.client_id(),
+        &fake.client_secret(),
+    )];
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_to_one_task_per_engagement_through_faults() {
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    let h = harness_with(&fake).await;
+    let options = ScenarioOptions::for_simulator(&h.sim);
+    let script =
+        scenario::generate_with(23, 20, SystemTime::now(), Duration::from_secs(1), &options);
+    // A Contact whose phone is one customer's number written another way.
+    let us = Region::parse("US");
+    let linked_number = script
+        .iter()
+        .filter_map(|e| object(&e.body)["consumer_number"].as_str())
+        .filter_map(|n| normalise(n, us))
+        .find(|n| n.starts_with("+1") && n.len() == 12)
+        .expect("a US customer number in the script");
+    let digits = &linked_number[2..];
+    let contact_id = fake.add_contact(Person::new("Ada", "Lovelace").phone(&format!(
+        "({}) {}-{}",
+        &digits[..3],
+        &digits[3..6],
+        &digits[6..]
+    )));
+
+    let daemon = h.start_live().await;
+    let half = script.len() / 2;
+    fake.unavailable_for_next(4);
+    for event in &script[..half] {
+        assert!(h.sim.emit(event.body.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fake.invalidate_sessions();
+    fake.request_limit_exceeded_for(Duration::from_secs(3));
+    for event in &script[half..] {
+        assert!(h.sim.emit(event.body.clone()));
+    }
+    daemon.wait_handled(script.len() as u64).await;
+    let expected = keyed_persisted(&daemon.stats.snapshot());
+    assert!(expected > 0);
+    let waited = tokio::time::timeout(
+        Duration::from_secs(90),
+        daemon
+            .stats
+            .wait_until(|s| s.delivered_to("salesforce") >= expected),
+    )
+    .await;
+    let snapshot = daemon.stats.snapshot();
+    assert!(
+        waited.is_ok(),
+        "delivered {} of {expected}",
+        snapshot.delivered_to("salesforce")
+    );
+    assert_eq!(
+        snapshot
+            .dead_lettered
+            .get("salesforce")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    daemon.stop().await.unwrap();
+
+    // What the journal folded, to compare against.
+    let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
+    let txn = db.begin_read().unwrap();
+    let engagements: BTreeSet<String> = script
+        .iter()
+        .filter(|e| {
+            let event = e.body["event"].as_str().unwrap_or("");
+            KEYED.iter().any(|k| event.ends_with(k))
+        })
+        .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(engagements.len() >= 15, "{} engagements", engagements.len());
+
+    // The latest text of each note, and every text it had.
+    let mut notes: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+    for event in &script {
+        let o = object(&event.body);
+        if let (Some(eng), Some(id), Some(text)) = (
+            o["engagement_id"].as_str(),
+            o["note_id"].as_str(),
+            o["note"].as_str(),
+        ) {
+            notes.entry((eng.into(), id.into())).or_default().push((
+                o["last_modified_time"].as_str().unwrap_or("").to_owned(),
+                text.to_owned(),
+            ));
+        }
+    }
+
+    let mut linked = 0;
+    let mut files = 0;
+    for engagement in &engagements {
+        let tasks = fake.tasks_with_external_id(engagement);
+        assert_eq!(tasks.len(), 1, "engagement {engagement}: {tasks:?}");
+        let task = &Value::Object(tasks[0].clone());
+        let aggregate = zcc_relay::journal::read::interaction(&txn, engagement)
+            .unwrap()
+            .expect("an aggregate");
+        assert_eq!(task["Status"], "Completed");
+        let subtype = match aggregate.channel() {
+            Some("voice" | "video") => "Call",
+            _ => "Task",
+        };
+        assert_eq!(task["TaskSubtype"], subtype, "{engagement}");
+        assert_eq!(
+            task["CallDisposition"].as_str(),
+            aggregate.disposition().and_then(|d| d.name).as_deref(),
+            "{engagement}"
+        );
+        let description = task["Description"].as_str().unwrap_or("");
+        for ((eng, _), versions) in notes.iter().filter(|((e, _), _)| e == engagement) {
+            let latest = &versions.iter().max().unwrap().1;
+            assert!(
+                description.contains(latest.as_str()),
+                "{eng}: {latest:?} missing"
+            );
+            for (_, text) in versions {
+                if text != latest && !latest.contains(text.as_str()) {
+                    assert!(
+                        !description.contains(text.as_str()),
+                        "{eng}: superseded {text:?}"
+                    );
+                }
+            }
+        }
+        let number = aggregate.consumer().number.and_then(|n| normalise(&n, us));
+        if number.as_deref() == Some(linked_number.as_str()) {
+            assert_eq!(task["WhoId"].as_str(), Some(contact_id.as_str()));
+            linked += 1;
+        }
+        let task_id = task["Id"].as_str().unwrap();
+        for entry in aggregate.files() {
+            let name = entry.location.rsplit('/').next().unwrap();
+            let versions: Vec<_> = fake
+                .content_versions()
+                .into_iter()
+                .filter(|v| {
+                    v.first_publish_location_id.as_deref() == Some(task_id)
+                        && v.path_on_client == name
+                })
+                .collect();
+            assert_eq!(versions.len(), 1, "{engagement}: {name}");
+            let path = url::Url::parse(&entry.location)
+                .unwrap()
+                .to_file_path()
+                .unwrap();
+            assert_eq!(&versions[0].bytes[..], &std::fs::read(path).unwrap()[..]);
+            files += 1;
+        }
+    }
+    assert!(linked >= 1, "no Task linked to the Contact");
+    assert!(files >= 1, "no file attached");
+    assert_eq!(
+        fake.tasks().len(),
+        engagements.len(),
+        "no Task beyond one per engagement"
+    );
+    drop(txn);
+    h.shutdown().await;
+    fake.stop().await;
+}
+
+/// What the daemon logs at warn and above, for a test to read. The only
+/// global subscriber of this test binary.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> Logs {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("zcc_relay=warn")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("no other test installs a global subscriber");
+        logs
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
+    let logs = Logs::capture();
+    let fake = SalesforceFake::start(Org::new().external_id_field(None))
+        .await
+        .unwrap();
+    let h = harness_with(&fake).await;
+    let options = ScenarioOptions::for_simulator(&h.sim);
+    let script = scenario::generate_with(5, 3, SystemTime::now(), Duration::from_secs(1), &options);
+    let daemon = h.start_live().await;
+    for event in &script {
+        assert!(h.sim.emit(event.body.clone()));
+    }
+    daemon.wait_handled(script.len() as u64).await;
+    let expected = keyed_persisted(&daemon.stats.snapshot());
+    let mut failing = daemon.stats.failing_sinks();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        failing.wait_for(|set| set.contains("salesforce")),
+    )
+    .await
+    .expect("the sink is marked failing")
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let snapshot = daemon.stats.snapshot();
+    assert_eq!(snapshot.delivered_to("salesforce"), 0);
+    assert_eq!(
+        snapshot
+            .dead_lettered
+            .get("salesforce")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    assert!(fake.tasks().is_empty());
+    let text = logs.text();
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("salesforce") && l.contains("Zoom_Engagement_Id__c"))
+        .collect();
+    assert!(!named.is_empty(), "the log names the field:\n{text}");
+    assert!(
+        named.iter().any(|l| l.contains("External ID")),
+        "and the fix:\n{text}"
+    );
+
+    fake.set_external_id_field(Some(ExternalIdField::proper("Zoom_Engagement_Id__c")));
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        daemon
+            .stats
+            .wait_until(|s| s.delivered_to("salesforce") >= expected),
+    )
+    .await
+    .expect("converges once the field exists");
+    assert_eq!(
+        daemon
+            .stats
+            .snapshot()
+            .dead_lettered
+            .get("salesforce")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    daemon.stop().await.unwrap();
+    let engagements: BTreeSet<&str> = script
+        .iter()
+        .filter_map(|e| object(&e.body)["engagement_id"].as_str())
+        .collect();
+    for engagement in engagements {
+        assert!(fake.tasks_with_external_id(engagement).len() <= 1);
+    }
+    h.shutdown().await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_above_the_json_limit_goes_multipart() {
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    let h = harness_with(&fake).await;
+    // Just above the 37.5 MB of base64 JSON.
+    h.sim.set_media_sizes(37_600_000, 1_000);
+    let daemon = h.start_live().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body = serde_json::json!({
+        "event": "contact_center.recording_completed",
+        "event_ts": now,
+        "payload": {"account_id": h.sim.config().account_id, "object": {
+            "recording_id": "rec-big-1", "engagement_id": "eng-big-1", "channel": "voice",
+            "recording_type": "automatic",
+            "users": [{"user_id": "u1", "user_display_name": "Agent One"}],
+        }},
+    });
+    assert!(h.sim.emit(body));
+    daemon.wait_delivered("salesforce", 1).await;
+    daemon.stop().await.unwrap();
+    let task = &fake.tasks_with_external_id("eng-big-1")[0];
+    let versions: Vec<_> = fake
+        .content_versions()
+        .into_iter()
+        .filter(|v| {
+            v.first_publish_location_id.as_ref() == task["Id"].as_str().map(str::to_owned).as_ref()
+        })
+        .collect();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].upload, "multipart");
+    assert_eq!(versions[0].bytes.len(), 37_600_000);
+    h.shutdown().await;
+    fake.stop().await;
+}
