@@ -127,6 +127,29 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
+/// What went wrong with a request that got no answer (timed out, refused,
+/// DNS…), down to its root cause and without the URL, which may carry a
+/// query-string credential. A reason for a retryable [`Failure`].
+pub fn describe_request(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s.to_string());
+        source = s.source();
+    }
+    match root {
+        Some(root) => format!("{kind}: {root}"),
+        None => kind.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,7 +77,7 @@ impl HttpSink {
         let response = match request.body(body).send().await {
             Ok(response) => response,
             Err(error) => {
-                return Err(Failure::retry(describe(&error)));
+                return Err(Failure::retry(crate::failure::describe_request(&error)));
             }
         };
         let status = response.status().as_u16();
@@ -160,27 +160,6 @@ pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
-}
-
-fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    // Walk to the root cause ("connection refused", "dns error") without the URL.
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
-    let mut root = None;
-    while let Some(s) = source {
-        root = Some(s.to_string());
-        source = s.source();
-    }
-    match root {
-        Some(root) => format!("{kind}: {root}"),
-        None => kind.to_string(),
-    }
 }
 
 #[cfg(test)]

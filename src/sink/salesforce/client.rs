@@ -452,31 +452,9 @@ fn uuid_like() -> String {
     format!("{n:032x}")
 }
 
+/// A transport failure, named as Salesforce's.
 fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("Salesforce {kind}: {}", error.without_url_ref())
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(self);
-        let mut root = None;
-        while let Some(s) = source {
-            root = Some(s.to_string());
-            source = s.source();
-        }
-        root.unwrap_or_default()
-    }
+    format!("Salesforce {}", crate::failure::describe_request(error))
 }
 
 #[cfg(test)]
