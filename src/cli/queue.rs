@@ -437,7 +437,7 @@ fn dead(
                     status: d.letter.status,
                     code: d.letter.code,
                     attempts: d.letter.attempts,
-                    at: d.letter.at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                    at: crate::clock::rfc3339_ms(d.letter.at),
                     received_at: summary.received_at,
                 }
             })

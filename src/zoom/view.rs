@@ -157,7 +157,7 @@ fn time_ms(value: Option<&Value>) -> Option<String> {
     }
     let ms = value?.as_i64()?;
     let at = jiff::Timestamp::from_millisecond(ms).ok()?;
-    Some(at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    Some(crate::clock::rfc3339_ms(at))
 }
 
 /// The file an event of this kind asks for (DESIGN.md §3.3 "Media"): which

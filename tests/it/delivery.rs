@@ -14,7 +14,7 @@ use zcc_relay::record::Source;
 use zcc_relay::route::EventFilter;
 use zcc_relay::service::Health;
 use zcc_relay::sink::http::HttpSinkSettings;
-use zcc_relay::sink::{BuildContext, Registry, Running, Sink};
+use zcc_relay::sink::{Running, Sink};
 use zcc_relay::telemetry::stats::Stats;
 use zcc_relay::zoom::event::parse_body;
 
@@ -24,16 +24,7 @@ use crate::support::*;
 const HOURS: Duration = Duration::from_secs(6 * 3600);
 
 fn sink(name: &str, url: &str) -> SinkSettings {
-    let mut settings = SinkSettings::new(
-        name,
-        SinkKind::Http(HttpSinkSettings {
-            url: url.parse().unwrap(),
-            secret: None,
-        }),
-    );
-    // Long enough never to be the next timer a paused clock jumps to.
-    settings.timeout = Duration::from_secs(24 * 3600);
-    settings
+    paused_http_sink(name, url)
 }
 
 fn open(dir: &std::path::Path, sinks: &[&SinkSettings]) -> Journal {
@@ -75,18 +66,9 @@ struct Worker {
 }
 
 async fn start(journal: &Journal, settings: &SinkSettings) -> Worker {
-    let tls = zcc_relay::tls::client_config().unwrap();
-    let health = Health::default();
-    let context = BuildContext {
-        name: &settings.name,
-        timeout: settings.timeout,
-        tls: &tls,
-        health: &health,
-        journal: None,
-    };
     let worker = SinkWorker {
         settings: settings.clone(),
-        sink: Arc::new(settings.kind.build(&context).await.unwrap()),
+        sink: Arc::new(build_sink(settings).await),
         journal: journal.clone(),
         stats: Stats::default(),
         health: Health::default(),
@@ -602,19 +584,8 @@ async fn a_delivery_that_panics_is_retried_and_does_not_stall_its_engagement() {
     let first = append(&journal, &note("E1", 1)).await;
     let second = append(&journal, &note("E1", 2)).await;
     let other = append(&journal, &note("E2", 3)).await;
-    let tls = zcc_relay::tls::client_config().unwrap();
     let sink = PanicsOnce {
-        inner: settings
-            .kind
-            .build(&BuildContext {
-                name: &settings.name,
-                timeout: settings.timeout,
-                tls: &tls,
-                health: &Health::default(),
-                journal: None,
-            })
-            .await
-            .unwrap(),
+        inner: build_sink(&settings).await,
         panics_on: first.clone(),
         panicked: Default::default(),
     };

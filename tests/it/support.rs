@@ -245,3 +245,36 @@ pub fn recording_event(id: &str, at_ms: u64) -> serde_json::Value {
         }}
     })
 }
+
+/// An HTTP sink to `url`, unsigned, whose request timeout is long enough
+/// never to be the next timer a paused clock jumps to.
+pub fn paused_http_sink(name: &str, url: &str) -> zcc_relay::config::SinkSettings {
+    let mut settings = zcc_relay::config::SinkSettings::new(
+        name,
+        zcc_relay::config::SinkKind::Http(zcc_relay::sink::http::HttpSinkSettings {
+            url: url.parse().unwrap(),
+            secret: None,
+        }),
+    );
+    settings.timeout = Duration::from_secs(24 * 3600);
+    settings
+}
+
+/// The running sink `settings` describe, built outside a daemon (no journal,
+/// a heartbeat nobody watches), through the registry `R`.
+pub async fn build_sink<R: zcc_relay::sink::Registry>(
+    settings: &zcc_relay::config::SinkSettings<R>,
+) -> R::Sink {
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let health = zcc_relay::service::Health::default();
+    let context = zcc_relay::sink::BuildContext {
+        name: &settings.name,
+        timeout: settings.timeout,
+        tls: &tls,
+        health: &health,
+        journal: None,
+    };
+    zcc_relay::sink::Registry::build(&settings.kind, &context)
+        .await
+        .unwrap()
+}

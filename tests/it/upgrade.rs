@@ -7,13 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use zcc_relay::config::{SinkKind, SinkSettings};
 use zcc_relay::deliver::SinkWorker;
 use zcc_relay::journal::{self, GapState, Journal, MEDIA, SinkRoute, read};
 use zcc_relay::route::EventFilter;
 use zcc_relay::service::Health;
-use zcc_relay::sink::http::HttpSinkSettings;
-use zcc_relay::sink::{BuildContext, Registry};
 use zcc_relay::telemetry::stats::Stats;
 
 use crate::support::*;
@@ -209,18 +206,6 @@ async fn a_journal_of_the_released_format_opens_with_everything_in_it() {
     journal.close().await;
 }
 
-fn sink(name: &str, url: &str) -> SinkSettings {
-    let mut settings = SinkSettings::new(
-        name,
-        SinkKind::Http(HttpSinkSettings {
-            url: url.parse().unwrap(),
-            secret: None,
-        }),
-    );
-    settings.timeout = Duration::from_secs(24 * 3600);
-    settings
-}
-
 #[tokio::test(start_paused = true)]
 async fn every_record_of_an_old_journal_is_delivered() {
     let dir = copy();
@@ -232,20 +217,13 @@ async fn every_record_of_an_old_journal_is_delivered() {
     assert_eq!(journal.redrive("crm", Some(2)).await.unwrap(), 1);
     let stats = Stats::default();
     let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
-    let tls = zcc_relay::tls::client_config().unwrap();
     let mut tasks = Vec::new();
-    for settings in [sink("crm", &crm.url()), sink("archive", &archive.url())] {
-        let health = Health::default();
-        let context = BuildContext {
-            name: &settings.name,
-            timeout: settings.timeout,
-            tls: &tls,
-            health: &health,
-            journal: None,
-        };
-        let built = settings.kind.build(&context).await.unwrap();
+    for settings in [
+        paused_http_sink("crm", &crm.url()),
+        paused_http_sink("archive", &archive.url()),
+    ] {
         let worker = SinkWorker {
-            sink: Arc::new(built),
+            sink: Arc::new(build_sink(&settings).await),
             settings,
             journal: journal.clone(),
             stats: stats.clone(),
