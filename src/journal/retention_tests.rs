@@ -8,7 +8,10 @@ use std::time::Duration;
 use redb::ReadableTableMetadata;
 use serde_json::value::RawValue;
 
-use super::writer::{KEY_RETENTION_MS, SWEEP_KEYS_PER_COMMIT, SWEEP_KEYS_PER_OP};
+use super::writer::{
+    KEY_RETENTION_MS, SWEEP_BYTES_PER_COMMIT, SWEEP_BYTES_PER_OP, SWEEP_KEYS_PER_COMMIT,
+    SWEEP_KEYS_PER_OP,
+};
 use super::*;
 use crate::record::Source;
 
@@ -191,5 +194,47 @@ async fn a_commit_prunes_at_most_its_sweep_budget_of_interactions() {
         .chain([0])
         .collect();
     assert_eq!(held, expected);
+    journal.close().await;
+}
+
+/// Large aggregates (an engagement with many long notes) are swept a byte
+/// budget at a time, not a key budget: one step never reads more than about
+/// `SWEEP_BYTES_PER_COMMIT` of them (the memory bound of a daemon over a
+/// journal of large aggregates rests on it).
+#[tokio::test(start_paused = true)]
+async fn a_commit_sweeps_at_most_its_byte_budget_of_large_interactions() {
+    const ENGAGEMENTS: u64 = 40;
+    const NOTE_BYTES: usize = 16 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    for i in 0..ENGAGEMENTS {
+        let mut record = of_engagement(&format!("k{i:05}"), &format!("E{i:05}"));
+        record.view.kind = "engagement_note_added".into();
+        record.view.note_id = Some("N".into());
+        record.view.note = Some("x".repeat(NOTE_BYTES));
+        record.view.last_modified = Some("2026-01-01T00:00:00Z".into());
+        journal.append(record).await.unwrap();
+    }
+    assert_eq!(interactions_held(&journal), ENGAGEMENTS);
+
+    tokio::time::advance(31 * DAY).await;
+    journal.set_meta("tick", vec![]).await.unwrap();
+    let pruned = ENGAGEMENTS - interactions_held(&journal);
+    let budget = SWEEP_BYTES_PER_COMMIT + SWEEP_BYTES_PER_OP;
+    // Each aggregate is a little over NOTE_BYTES; the step stops at the first
+    // row that reaches the budget.
+    let most = (budget / NOTE_BYTES) as u64 + 1;
+    assert!(
+        (1..=most).contains(&pruned),
+        "one step pruned {pruned} aggregates of {NOTE_BYTES} bytes (budget {budget} bytes)"
+    );
+    // Further steps carry on until every one is gone.
+    let mut steps = 1;
+    while interactions_held(&journal) > 0 && steps < 10 {
+        journal.set_meta("tick", vec![]).await.unwrap();
+        steps += 1;
+    }
+    assert_eq!(interactions_held(&journal), 0);
+    assert_eq!(steps, ENGAGEMENTS.div_ceil(pruned));
     journal.close().await;
 }

@@ -47,9 +47,24 @@ pub(super) const KEY_RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 /// saturating load. A commit's extra work stays proportional to its own size.
 pub(super) const SWEEP_KEYS_PER_COMMIT: usize = 1024;
 pub(super) const SWEEP_KEYS_PER_OP: usize = 4;
+/// Bytes of values a sweep step reads at most, beside its key budget (it
+/// always looks at one row). Dedup entries are a few bytes, but an interaction
+/// aggregate grows with its engagement's notes; without this a step over a
+/// journal of large aggregates read tens of MiB inside one write transaction
+/// and the daemon's memory grew with the journal. A step over aggregates of a
+/// few KiB still looks at its whole key budget.
+pub(super) const SWEEP_BYTES_PER_COMMIT: usize = 256 * 1024;
+pub(super) const SWEEP_BYTES_PER_OP: usize = 1024;
 /// After a full pass the sweep rests this long, so a quiet daemon does not
 /// re-read its whole index every few commits.
 pub(super) const SWEEP_REST_MS: u64 = 60 * 60 * 1000;
+
+/// How much one sweep step may look at.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Budget {
+    pub(super) keys: usize,
+    pub(super) bytes: usize,
+}
 
 pub(super) enum Op {
     Append {
@@ -366,7 +381,10 @@ impl Writer {
         let seq_before = self.next_seq;
         let sweep_before = (self.sweep.clone(), self.sweep_interactions.clone());
         self.folds.clear();
-        let sweep_budget = SWEEP_KEYS_PER_COMMIT + SWEEP_KEYS_PER_OP * ops.len();
+        let sweep_budget = Budget {
+            keys: SWEEP_KEYS_PER_COMMIT + SWEEP_KEYS_PER_OP * ops.len(),
+            bytes: SWEEP_BYTES_PER_COMMIT + SWEEP_BYTES_PER_OP * ops.len(),
+        };
         // Each request with what it did; answered once the commit's fate is
         // known. A request that fails, and every one after it, stays in
         // `ops`, so every caller hears the real error (never `Closed`).
@@ -654,7 +672,7 @@ impl Writer {
     fn sweep_keys(
         &mut self,
         txn: &WriteTransaction,
-        budget: usize,
+        budget: Budget,
         now_ms: u64,
     ) -> Result<(), JournalError> {
         let first_seen = |value: &[u8]| KeyEntry::decode(value).map(|entry| entry.first_seen_ms);
@@ -675,7 +693,7 @@ impl Writer {
     fn sweep_interactions(
         &mut self,
         txn: &WriteTransaction,
-        budget: usize,
+        budget: Budget,
         now_ms: u64,
     ) -> Result<(), JournalError> {
         let updated = |value: &[u8]| tables::split_interaction(value).map(|(at, _)| at);
@@ -690,15 +708,16 @@ impl Writer {
         )
     }
 
-    /// One step of a retention sweep over a table keyed by text: looks at up
-    /// to `budget` rows after the sweep's cursor and removes those whose time
+    /// One step of a retention sweep over a table keyed by text: looks at the
+    /// rows after the sweep's cursor, up to `budget` keys or bytes of values
+    /// (whichever comes first, at least one row), and removes those whose time
     /// (`time_of` the value; unreadable: kept) is more than
     /// [`KEY_RETENTION_MS`] before `now_ms`.
     fn sweep_step(
         txn: &WriteTransaction,
         table: redb::TableDefinition<&str, &[u8]>,
         sweep: &mut Sweep,
-        budget: usize,
+        budget: Budget,
         now_ms: u64,
         time_of: impl Fn(&[u8]) -> Option<u64>,
         what: &str,
@@ -709,21 +728,25 @@ impl Writer {
         let mut keys = txn.open_table(table)?;
         let mut expired = Vec::new();
         let mut looked_at = 0;
+        let mut bytes = 0;
         let mut last = None;
         {
             let after = match &sweep.after {
                 Some(key) => Bound::Excluded(key.as_str()),
                 None => Bound::Unbounded,
             };
-            for row in keys.range::<&str>((after, Bound::Unbounded))?.take(budget) {
+            for row in keys.range::<&str>((after, Bound::Unbounded))? {
                 let (key, value) = row?;
+                let value = value.value();
                 looked_at += 1;
-                let age_ms = time_of(value.value()).map_or(0, |at| now_ms.saturating_sub(at));
+                bytes += key.value().len() + value.len();
+                let age_ms = time_of(value).map_or(0, |at| now_ms.saturating_sub(at));
                 if age_ms > KEY_RETENTION_MS {
                     expired.push(key.value().to_string());
                 }
-                if looked_at == budget {
+                if looked_at == budget.keys || bytes >= budget.bytes {
                     last = Some(key.value().to_string());
+                    break;
                 }
             }
         }
