@@ -502,3 +502,62 @@ async fn a_restart_neither_looks_up_recorded_files_nor_recreates_the_task() {
     h.shutdown().await;
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_the_journal_does_not_know_is_updated_without_its_create_only_fields() {
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    // Created before this journal knew it (an earlier journal, or a crash
+    // between the create and its record).
+    let mut fields = serde_json::Map::new();
+    fields.insert("Zoom_Engagement_Id__c".into(), "eng-k1".into());
+    fields.insert("Subject".into(), "Zoom call".into());
+    fields.insert("TaskSubtype".into(), "Call".into());
+    fields.insert("Status".into(), "Completed".into());
+    let task_id = fake.insert_task(fields);
+    let h = harness_with(&fake).await;
+    let daemon = h.start_live().await;
+    let note = serde_json::json!({
+        "note_id": "note-k1", "note": "Asked for a refund.",
+        "last_modified_time": "2026-12-07T10:00:00Z",
+    });
+    assert!(
+        h.sim
+            .emit(event(&h, "engagement_note_added", "eng-k1", note))
+    );
+    daemon.wait_delivered("salesforce", 1).await;
+    // The creating upsert is refused (TaskSubtype is create-only), the
+    // update goes without it.
+    let after_first = fake.request_counts();
+    assert_eq!(after_first.upsert, 2, "{after_first:?}");
+    let tasks = fake.tasks_with_external_id("eng-k1");
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["Id"].as_str(), Some(task_id.as_str()));
+    assert!(
+        tasks[0]["Description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Asked for a refund.")
+    );
+    // Now the journal knows it: the next artefact is one update.
+    let edited = serde_json::json!({
+        "note_id": "note-k1", "note": "Asked for a refund; granted.",
+        "last_modified_time": "2026-12-07T10:05:00Z",
+    });
+    assert!(
+        h.sim
+            .emit(event(&h, "engagement_note_added", "eng-k1", edited))
+    );
+    daemon.wait_delivered("salesforce", 2).await;
+    daemon.stop().await.unwrap();
+    assert_eq!(fake.request_counts().upsert, after_first.upsert + 1);
+    let tasks = fake.tasks_with_external_id("eng-k1");
+    assert_eq!(tasks.len(), 1);
+    assert!(
+        tasks[0]["Description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Asked for a refund; granted.")
+    );
+    h.shutdown().await;
+    fake.stop().await;
+}
