@@ -670,7 +670,7 @@ fn salesforce_report(
         names.len()
     ));
     lines.push(format!(
-        "--  {} Salesforce API calls ({:.1} per engagement): {} Task upserts, {} file uploads, {} file lookups,\n    {} phone searches, {} other; and {} token requests",
+        "--  {} Salesforce API calls ({:.1} per engagement): {} Task upserts, {} file uploads, {} file lookups,\n    {} phone searches, {} other (token requests: {})",
         calls.api_calls(),
         calls.api_calls() as f64 / engagements.len().max(1) as f64,
         calls.upsert + calls.composite + calls.update,

@@ -8,15 +8,17 @@
 //! `Sforce-Limit-Info`), the Task's field mapping (`task`) and the file
 //! attachment (`files`). Its keys are in `config`.
 //!
-//! `TaskSubtype` is accepted only at creation, so the write is an
-//! update-only upsert (`?updateOnly=true`) first and, on 404, a creating
-//! upsert that carries it. Records without an `engagement_id` have nothing
-//! to write: they are settled as delivered. The Task's id and each attached
-//! file's ContentVersion id are kept in the journal (`crm::ids`, scoped by
-//! `instance_url`): a known Task is updated first, an unknown one created
-//! first; a recorded file is skipped without a call, and one not recorded
-//! yet is looked up by its name on the Task before it is created, so a crash
-//! between the create and its record never attaches it twice.
+//! The Task's id and each attached file's ContentVersion id are kept in the
+//! journal (`crm::ids`, scoped by `instance_url`). `TaskSubtype` is accepted
+//! only at creation, so an update never carries it: a Task the journal knows
+//! gets an update-only upsert (`?updateOnly=true`; on 404 a creating one), an
+//! unknown one the creating upsert first (refused with
+//! `INVALID_FIELD_FOR_INSERT_UPDATE` when the Task exists after all, then
+//! updated without it). A recorded file is skipped without a call; one not
+//! recorded yet is looked up by its name on the Task before it is created,
+//! so a crash between the create and its record never attaches it twice.
+//! Records without an `engagement_id` have nothing to write: they are
+//! settled as delivered.
 
 mod check;
 mod client;
