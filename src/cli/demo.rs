@@ -1,11 +1,12 @@
 //! `zcc-relay demo`: the real pipeline against the built-in Zoom simulator, with
-//! a file sink and a stand-in CRM (zcc-sim's fake HTTP sink, checking
-//! signatures), so a new user sees in a minute what the daemon does and where
-//! its output goes.
+//! a file sink, a stand-in CRM (zcc-sim's fake HTTP sink, checking
+//! signatures) and a Salesforce org (zcc-sim's fake org, with a few Contacts
+//! whose phones are some callers' numbers written another way), so a new
+//! user sees in a minute what the daemon does and where its output goes.
 //!
-//! Everything the daemon runs here is the production code path; only Zoom and
-//! the CRM are simulated. The demo owns its directory and starts from a clean
-//! one each time.
+//! Everything the daemon runs here is the production code path; only Zoom,
+//! the CRM and the org are simulated. The demo owns its directory and starts
+//! from a clean one each time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -16,6 +17,7 @@ use anyhow::Context as _;
 use tokio::time::Instant;
 use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::http::{FakeSink, verify_signatures};
+use zcc_sim::sink::salesforce::{Org, Person, SalesforceFake};
 use zcc_sim::{HandshakeMode, SimConfig, Simulator};
 
 use crate::config::{
@@ -25,6 +27,7 @@ use crate::config::{
 use crate::record::Source;
 use crate::sink::file::FileSinkSettings;
 use crate::sink::http::HttpSinkSettings;
+use crate::sink::salesforce::{KEYED_EVENTS, SalesforceSinkSettings};
 use crate::telemetry::stats::Stats;
 
 /// The CRM stand-in's signing secret (Standard Webhooks `whsec_` form).
@@ -73,7 +76,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .map(|e| e.offset)
     .unwrap_or_default();
     let script_start = SystemTime::now() - span - Duration::from_secs(60);
-    let mut settings = demo_settings(&sim, &dir, &archive, &crm_url)?;
+    let script = scenario::generate_with(
+        args.seed,
+        args.engagements,
+        script_start,
+        Duration::from_secs(3),
+        &ScenarioOptions::for_simulator(&sim),
+    );
+    let org = SalesforceFake::start(demo_org(&script))
+        .await
+        .context("cannot start the fake Salesforce org")?;
+    let mut settings = demo_settings(&sim, &dir, &archive, &crm_url, &org)?;
     let media_store = settings.media.store.clone();
     settings.reconcile.gap_margin = span + Duration::from_secs(300);
 
@@ -81,24 +94,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "zcc-relay demo: the whole pipeline against a built-in Zoom simulator (no account needed)\n"
     );
     println!(
-        "  Zoom simulator   {}  (S2S OAuth + WebSocket event subscription)",
+        "  Zoom simulator     {}  (S2S OAuth + WebSocket event subscription)",
         sim.websocket_url()
     );
     println!(
-        "  journal          {}  (redb, fsync'd group commits)",
+        "  journal            {}  (redb, fsync'd group commits)",
         settings.journal.dir.display()
     );
     println!(
-        "  sink \"archive\"   {}  (JSONL, one record per line)",
+        "  sink \"archive\"     {}  (JSONL, one record per line)",
         archive.display()
     );
     println!(
-        "  media            {}  (recordings, transcripts, voicemails)",
+        "  media              {}  (recordings, transcripts, voicemails)",
         media_store
     );
     println!(
-        "  sink \"crm\"       {}  (stand-in CRM that verifies webhook signatures)\n",
+        "  sink \"crm\"         {}  (stand-in CRM that verifies webhook signatures)",
         crm_url
+    );
+    println!(
+        "  sink \"salesforce\"  {}  (a fake Salesforce org: one Task per engagement, files attached)\n",
+        org.url()
     );
 
     let stats = Stats::default();
@@ -110,13 +127,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("the daemon did not connect to the simulator within 15 s")?;
 
-    let script = scenario::generate_with(
-        args.seed,
-        args.engagements,
-        script_start,
-        Duration::from_secs(3),
-        &ScenarioOptions::for_simulator(&sim),
-    );
     let speedup = (span.as_secs_f64() / args.duration.as_secs_f64().max(0.1)).max(1.0);
     println!(
         "Streaming {} engagements: {} events over {} of contact-center time, played {:.0}x faster.",
@@ -166,18 +176,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
         }
     }
-    // Wait until both sinks have every record: the live ones, and what
-    // reconciliation recovers once the socket is back.
+    // Wait until the sinks have every record (Salesforce: every one of the
+    // keyed types): the live ones, and what reconciliation recovers once the
+    // socket is back.
     let expected = Expected::from_history(&sim.history());
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let snapshot = stats.snapshot();
         let records: u64 = snapshot.by_event.values().map(|c| c.persisted).sum::<u64>()
             + snapshot.reconciled.values().sum::<u64>();
+        let keyed: u64 = KEYED_EVENTS
+            .iter()
+            .map(|event| {
+                snapshot.by_event.get(*event).map_or(0, |c| c.persisted)
+                    + snapshot.reconciled.get(*event).copied().unwrap_or(0)
+            })
+            .sum();
         let complete = expected.missing_from(&archive).is_empty()
             && ["archive", "crm"]
                 .iter()
-                .all(|s| snapshot.delivered_to(s) >= records);
+                .all(|s| snapshot.delivered_to(s) >= records)
+            && snapshot.delivered_to("salesforce") >= keyed;
         if complete || Instant::now() > deadline {
             break;
         }
@@ -197,7 +216,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if check.problems.is_empty() {
         let recovered: u64 = snapshot.reconciled.values().sum();
         println!(
-            "OK  every event reached both sinks exactly once per natural key ({} records, {} note revisions, {recovered} recovered by reconciliation)",
+            "OK  every event reached the archive and the CRM exactly once per natural key ({} records, {} note revisions, {recovered} recovered by reconciliation)",
             check.lines, check.revisions
         );
         println!(
@@ -229,6 +248,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         answered(401),
         answered(503),
     );
+    let salesforce = salesforce_report(&org, &sim.history(), &expected, &archive)?;
+    for line in &salesforce.lines {
+        println!("{line}");
+    }
     println!("\nLook at the output:");
     println!(
         "  head -n 2 {} | python3 -m json.tool --json-lines",
@@ -237,10 +260,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  ls {}", dir.display());
     println!("Point it at your Zoom account: README.md, section \"Configuration\".");
     sim.shutdown().await;
-    if check.problems.is_empty() && media.problems.is_empty() && media.stored > 0 {
+    org.stop().await;
+    if check.problems.is_empty()
+        && media.problems.is_empty()
+        && media.stored > 0
+        && salesforce.problems == 0
+    {
         Ok(())
     } else {
-        anyhow::bail!("the demo found undelivered or duplicated records, or missing media")
+        anyhow::bail!(
+            "the demo found undelivered or duplicated records, missing media, or a Salesforce org \
+             that is not one Task per engagement with its files"
+        )
     }
 }
 
@@ -262,11 +293,58 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
+/// The demo's org: a few Contacts whose phone is a caller's number of the
+/// script written the way people type it, and one nobody calls from.
+fn demo_org(script: &[scenario::ScriptedEvent]) -> Org {
+    // Callers of engagements with a keyed record: those get a Task.
+    let mut numbers: Vec<String> = Vec::new();
+    for event in script {
+        if !KEYED_EVENTS.contains(&event.body["event"].as_str().unwrap_or_default()) {
+            continue;
+        }
+        let object = &event.body["payload"]["object"];
+        let number = object["consumer_number"]
+            .as_str()
+            .or_else(|| object["consumers"][0]["consumer_number"].as_str());
+        if let Some(number) = number
+            && let Some(digits) = number.strip_prefix("+1")
+            && digits.len() == 10
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !numbers.iter().any(|n| n == digits)
+        {
+            numbers.push(digits.to_owned());
+        }
+    }
+    // Every fifth caller, so the linked Tasks are spread over the run.
+    let mut callers = numbers.iter().step_by(5);
+    let mut org = Org::new();
+    let people = [
+        ("Ada", "Lovelace", "({}) {}-{}"),
+        ("Grace", "Hopper", "{}.{}.{}"),
+        ("Alan", "Turing", "1 {} {} {}"),
+    ];
+    for (first, last, format) in people {
+        let Some(digits) = callers.next() else { break };
+        let written = format
+            .replacen("{}", &digits[..3], 1)
+            .replacen("{}", &digits[3..6], 1)
+            .replacen("{}", &digits[6..], 1);
+        let person = Person::new(first, last);
+        org = org.contact(if last == "Hopper" {
+            person.mobile(&written)
+        } else {
+            person.phone(&written)
+        });
+    }
+    org.contact(Person::new("Katherine", "Johnson").phone("(212) 555-0100"))
+}
+
 fn demo_settings(
     sim: &Simulator,
     dir: &Path,
     archive: &Path,
     crm_url: &url::Url,
+    org: &SalesforceFake,
 ) -> anyhow::Result<Settings> {
     let config = sim.config();
     let journal_dir = dir.join("journal");
@@ -278,6 +356,16 @@ fn demo_settings(
         }),
     );
     crm.timeout = Duration::from_secs(5);
+    let mut org_settings = SalesforceSinkSettings::with_defaults(
+        org.url().parse()?,
+        &org.client_id(),
+        Secret::new(org.client_secret()),
+    );
+    // The fake org has no daily allocation to protect; at the default 10
+    // requests a second the demo would wait for its budget.
+    org_settings.requests_per_second = 200;
+    let mut salesforce = SinkSettings::new("salesforce", SinkKind::Salesforce(org_settings));
+    salesforce.timeout = Duration::from_secs(5);
     Ok(Settings {
         zoom: ZoomSettings {
             account_id: config.account_id.clone(),
@@ -302,6 +390,7 @@ fn demo_settings(
                 }),
             ),
             crm,
+            salesforce,
         ],
     })
 }
@@ -319,10 +408,11 @@ fn progress(started: Instant, sim: &Simulator, stats: &Stats, total: usize) {
     let persisted: u64 = snapshot.by_event.values().map(|c| c.persisted).sum();
     let duplicates: u64 = snapshot.by_event.values().map(|c| c.duplicates).sum();
     println!(
-        "  [{:>5.1}s]  sent {sent:>4}/{total}   persisted {persisted:>4}   duplicates {duplicates:>3}   delivered: archive {:>4}  crm {:>4}",
+        "  [{:>5.1}s]  sent {sent:>4}/{total}   persisted {persisted:>4}   duplicates {duplicates:>3}   delivered: archive {:>4}  crm {:>4}  salesforce {:>4}",
         started.elapsed().as_secs_f64(),
         snapshot.delivered_to("archive"),
         snapshot.delivered_to("crm"),
+        snapshot.delivered_to("salesforce"),
     );
 }
 
@@ -398,12 +488,21 @@ fn summary(
         "recovered",
         "archive",
         "crm",
+        "salesforce",
     ];
     println!(
-        "\n{:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5}",
-        "event", header[0], header[1], header[2], header[3], header[4], header[5], header[6]
+        "\n{:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5} {:>10}",
+        "event",
+        header[0],
+        header[1],
+        header[2],
+        header[3],
+        header[4],
+        header[5],
+        header[6],
+        header[7]
     );
-    let mut totals = [0u64; 7];
+    let mut totals = [0u64; 8];
     for (event, n_sent) in sent {
         let counts = snapshot.by_event.get(event).cloned().unwrap_or_default();
         let row = [
@@ -414,19 +513,179 @@ fn summary(
             snapshot.reconciled.get(event).copied().unwrap_or(0),
             delivered("archive", event),
             delivered("crm", event),
+            delivered("salesforce", event),
         ];
         for (total, value) in totals.iter_mut().zip(row) {
             *total += value;
         }
         println!(
-            "{event:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5}",
-            row[0], row[1], row[2], row[3], row[4], row[5], row[6]
+            "{event:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5} {:>10}",
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]
         );
     }
     println!(
-        "{:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5}",
-        "total", totals[0], totals[1], totals[2], totals[3], totals[4], totals[5], totals[6]
+        "{:<58} {:>5} {:>5} {:>9} {:>10} {:>9} {:>8} {:>5} {:>10}",
+        "total",
+        totals[0],
+        totals[1],
+        totals[2],
+        totals[3],
+        totals[4],
+        totals[5],
+        totals[6],
+        totals[7]
     );
+}
+
+/// What the org holds after the run, as the summary's lines (`OK`/`!!`).
+struct SalesforceReport {
+    lines: Vec<String>,
+    problems: usize,
+}
+
+/// Reads the fake org back: one Task per engagement that had a keyed record,
+/// each stored file attached once to its engagement's Task, the Tasks
+/// linked to a Contact (`WhoId`), and the API calls it took.
+fn salesforce_report(
+    org: &SalesforceFake,
+    history: &[zcc_sim::EmittedEvent],
+    expected: &Expected,
+    archive: &Path,
+) -> anyhow::Result<SalesforceReport> {
+    let mut engagements = BTreeSet::new();
+    for emitted in history {
+        if let Ok(record) =
+            crate::zoom::event::parse_body(&emitted.content, Source::Websocket, String::new(), 0)
+            && KEYED_EVENTS.contains(&record.event.as_str())
+            && expected.ids.contains(&record.id)
+            && let Some(engagement) = record.view.engagement_id
+        {
+            engagements.insert(engagement);
+        }
+    }
+    let mut problems = Vec::new();
+    let mut task_of = BTreeMap::new();
+    for engagement in &engagements {
+        let tasks = org.tasks_with_external_id(engagement);
+        match tasks.as_slice() {
+            [task] => {
+                let id = task["Id"].as_str().unwrap_or_default().to_owned();
+                task_of.insert(engagement.clone(), id);
+            }
+            _ => problems.push(format!(
+                "engagement {engagement} has {} Tasks, not one",
+                tasks.len()
+            )),
+        }
+    }
+    let tasks = org.tasks();
+    if tasks.len() != engagements.len() {
+        problems.push(format!(
+            "{} Tasks for {} engagements",
+            tasks.len(),
+            engagements.len()
+        ));
+    }
+    // Every stored file, on its engagement's Task, once.
+    let versions = org.content_versions();
+    let mut files = 0;
+    let text = std::fs::read_to_string(archive)
+        .with_context(|| format!("cannot read {}", archive.display()))?;
+    let mut stored = BTreeSet::new();
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line)?;
+        let engagement = record["payload"]["object"]["engagement_id"].as_str();
+        for item in record["media"].as_array().into_iter().flatten() {
+            let location = item["location"].as_str().unwrap_or_default();
+            if let Some(engagement) = engagement {
+                stored.insert((engagement.to_owned(), location.to_owned()));
+            }
+        }
+    }
+    for (engagement, location) in &stored {
+        let name = location.rsplit('/').next().unwrap_or(location);
+        let on_task = versions
+            .iter()
+            .filter(|v| {
+                v.path_on_client == name
+                    && v.first_publish_location_id.as_ref() == task_of.get(engagement)
+            })
+            .count();
+        match on_task {
+            1 => files += 1,
+            n => problems.push(format!(
+                "{name} is attached {n} times to engagement {engagement}'s Task"
+            )),
+        }
+    }
+    if versions.len() != files {
+        problems.push(format!(
+            "{} ContentVersions for {files} stored files",
+            versions.len()
+        ));
+    }
+    // The Contacts the Tasks were linked to.
+    let names: BTreeMap<String, String> = org
+        .contacts()
+        .iter()
+        .filter_map(|c| {
+            let id = c.get("Id")?.as_str()?.to_owned();
+            let first = c.get("FirstName").and_then(|v| v.as_str()).unwrap_or("");
+            let last = c.get("LastName").and_then(|v| v.as_str()).unwrap_or("");
+            Some((id, format!("{first} {last}").trim().to_owned()))
+        })
+        .collect();
+    let mut linked: BTreeMap<&str, u64> = BTreeMap::new();
+    for task in &tasks {
+        if let Some(who) = task.get("WhoId").and_then(|v| v.as_str()) {
+            let name = names.get(who).map_or(who, String::as_str);
+            *linked.entry(name).or_default() += 1;
+        }
+    }
+    let calls = org.request_counts();
+    let mut lines = Vec::new();
+    if problems.is_empty() {
+        lines.push(format!(
+            "OK  Salesforce: one Task per engagement ({} Tasks), {files} recordings, transcripts and voicemails attached to them
+    as ContentVersions, each once",
+            tasks.len()
+        ));
+    }
+    let linked_text = if linked.is_empty() {
+        "no Task".to_owned()
+    } else {
+        linked
+            .iter()
+            .map(|(name, n)| format!("{name} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kind = if linked.len() + 1 == names.len() {
+        "OK "
+    } else {
+        "!! "
+    };
+    lines.push(format!(
+        "{kind} the callers whose number a Contact holds (written another way) are linked (WhoId): {linked_text}; {} Contacts in the org",
+        names.len()
+    ));
+    lines.push(format!(
+        "--  {} Salesforce API calls ({:.1} per engagement): {} Task upserts, {} file uploads, {} file lookups,\n    {} phone searches, {} other (token requests: {})",
+        calls.api_calls(),
+        calls.api_calls() as f64 / engagements.len().max(1) as f64,
+        calls.upsert + calls.composite + calls.update,
+        calls.content_version,
+        calls.query,
+        calls.search,
+        calls.describe + calls.other,
+        calls.token,
+    ));
+    let count = problems.len() + usize::from(kind == "!! ");
+    lines.extend(problems.into_iter().map(|p| format!("!!  {p}")));
+    Ok(SalesforceReport {
+        lines,
+        problems: count,
+    })
 }
 
 struct MediaReport {

@@ -2,7 +2,7 @@
 //! once here and serialized in one shape for both `--json` outputs: how the
 //! journal was opened, its size and records, the last moment the socket was
 //! known live and the open gaps, the last reconciliation sweep, each sink's
-//! backlog and dead-letter, and the media stage's backlog.
+//! backlog, dead-letter and set-up problem, and the media stage's backlog.
 //!
 //! Reads through one read transaction of a [`View`]; knows nothing of the
 //! metrics endpoint or the verdict. Of the printing it owns only the backlog
@@ -75,6 +75,19 @@ pub struct SinkLine {
     pub configured: bool,
     #[serde(flatten)]
     pub backlog: Backlog,
+    /// The sink's set-up problem while it lasts (every record waits until it
+    /// is fixed), as the daemon last stored it: also after it stopped.
+    /// `null` when there is none, and for a sink no longer configured.
+    pub setup_problem: Option<SetupLine>,
+}
+
+/// A set-up problem of a sink: what is wrong and what to fix, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetupLine {
+    pub reason: String,
+    /// RFC 3339.
+    pub since: String,
+    pub since_age_seconds: u64,
 }
 
 /// What waits in one outbox and its dead-letter.
@@ -139,11 +152,22 @@ impl Overview {
         now: jiff::Timestamp,
     ) -> anyhow::Result<Overview> {
         let txn = view.begin_read()?;
+        let now_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
+        let age_seconds = |ms: u64| now_ms.saturating_sub(ms) / 1000;
         let line = |sink: &str, configured: bool| -> anyhow::Result<SinkLine> {
+            let setup_problem = match configured {
+                true => read::setup_problem(&txn, sink)?.map(|problem| SetupLine {
+                    reason: problem.reason,
+                    since: written(problem.since_ms),
+                    since_age_seconds: age_seconds(problem.since_ms),
+                }),
+                false => None,
+            };
             Ok(SinkLine {
                 sink: sink.to_string(),
                 configured,
                 backlog: Backlog::of(read::sink_stats(&txn, sink)?, now),
+                setup_problem,
             })
         };
         let mut sinks = Vec::new();
@@ -161,8 +185,6 @@ impl Overview {
         let media = Backlog::of(read::sink_stats(&txn, journal::MEDIA)?, now);
         let media = (settings.media.enabled || media.pending > 0).then_some(media);
 
-        let now_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
-        let age_seconds = |ms: u64| now_ms.saturating_sub(ms) / 1000;
         let live_until = read::live_until(&txn)?;
         let open_gaps = read::gaps(&txn)?
             .into_iter()

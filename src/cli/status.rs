@@ -2,7 +2,9 @@
 //! daemon runs. From the journal, the [`Overview`] that `queue stats` shows
 //! too (read-only beside a running daemon): each sink's backlog and
 //! dead-letter, the last moment the socket was known live, the open gaps, the
-//! last sweep, the journal's size. From the metrics endpoint, when
+//! last sweep, the journal's size, each sink's set-up problem (stored by the
+//! daemon until the sink next succeeds, so it shows while the daemon is
+//! stopped too). From the metrics endpoint, when
 //! `[metrics] listen` is set and the daemon answers: the socket's state, the
 //! seconds since its last event and heartbeat reply, reconnects, and which
 //! sinks are failing right now.
@@ -265,6 +267,14 @@ fn assess(report: &Report) -> (Health, Vec<String>) {
                 backlog.pending
             ));
         }
+        if let Some(setup) = &sink.setup_problem {
+            problems.push(format!(
+                "sink {name} has a set-up problem (since {}); its records wait until it is \
+                 fixed: {}",
+                setup.since,
+                crate::escape::for_display(&setup.reason, 1000)
+            ));
+        }
         if backlog.retrying > 0 {
             problems.push(format!(
                 "sink {name}: {} records wait in the durable retry tier",
@@ -391,6 +401,7 @@ pub fn render(report: &Report) -> String {
     for sink in &report.overview.sinks {
         let state = match (sink.configured, report.failing(&sink.sink)) {
             (false, _) => "not configured",
+            (true, _) if sink.setup_problem.is_some() => "set-up problem",
             (true, Some(true)) => "failing",
             (true, Some(false)) => "ok",
             (true, None) => "-",
@@ -432,6 +443,7 @@ mod tests {
                 oldest_pending: None,
                 oldest_pending_age_seconds: None,
             },
+            setup_problem: None,
         };
         (line, failing)
     }
@@ -565,6 +577,23 @@ mod tests {
             &[
                 "sink old: 3 dead-lettered records (zcc-relay queue dead --sink old)",
                 "sink old is no longer configured but holds 0 pending and 3 dead-lettered records",
+            ],
+        );
+        // A set-up problem names its fix, running or not.
+        let mut setup = sink("sf", 4, 0, Some(true));
+        setup.0.setup_problem = Some(crate::cli::overview::SetupLine {
+            reason: "create the External ID field Zoom_Engagement_Id__c".into(),
+            since: "2026-12-01T10:00:00.000Z".into(),
+            since_age_seconds: 60,
+        });
+        check(
+            report(false, None, vec![setup]),
+            Health::NotRunning,
+            &[
+                "zcc-relay is not running on this journal",
+                "sink sf has a set-up problem (since 2026-12-01T10:00:00.000Z); its records wait \
+                 until it is fixed: create the External ID field Zoom_Engagement_Id__c",
+                "sink sf: 4 records wait in the durable retry tier",
             ],
         );
         let mut on_time = report(true, Some("live"), vec![]);

@@ -17,7 +17,9 @@
 //! - `Setup`: the record stays pending on the durable schedule, repeating its
 //!   last delay whatever `retry_forever` says; it never uses up attempts and is
 //!   never dead-lettered. The sink is marked failing and the fix is logged
-//!   once per failing period.
+//!   once per failing period, and kept in the journal
+//!   ([`SetupProblem`](crate::journal::SetupProblem)) until the sink's next
+//!   success, for `zcc-relay status`.
 //!
 //! A delivery task that panics has its records retried on the durable
 //! schedule like a `Retry` failure, so neither they nor their engagement wait
@@ -48,7 +50,7 @@ use crate::backoff::Backoff;
 use crate::clock;
 use crate::config::SinkSettings;
 use crate::failure::{Class, Failure};
-use crate::journal::{DeadLetter, Journal, JournalError, Pending};
+use crate::journal::{DeadLetter, Journal, JournalError, Pending, SetupProblem};
 use crate::record::{RecordHeader, View};
 use crate::service::Health;
 use crate::sink::{Registry, Running, SinkKind};
@@ -100,6 +102,10 @@ struct Context<R: Registry, S> {
     journal: Journal,
     stats: Stats,
     health: Mutex<SinkHealth>,
+    /// The set-up problem stored in the journal; held across its write so
+    /// that a success and a set-up failure in flight together store in the
+    /// order they decided.
+    setup_stored: tokio::sync::Mutex<Option<SetupProblem>>,
 }
 
 /// Failing/recovered bookkeeping, so the log says it once per transition.
@@ -121,7 +127,10 @@ impl<R: Registry, S: Running<R>> SinkWorker<R, S> {
         abort: CancellationToken,
     ) -> Result<(), JournalError> {
         let heartbeat = self.health.register(format!("sink {}", self.settings.name));
+        // One stored by an earlier run is cleared by this run's first success.
+        let setup_stored = self.journal.setup_problem(&self.settings.name).await?;
         let context = Arc::new(Context {
+            setup_stored: tokio::sync::Mutex::new(setup_stored),
             settings: self.settings,
             sink: self.sink,
             journal: self.journal.clone(),
@@ -356,10 +365,17 @@ async fn deliver<R: Registry, S: Running<R>>(
         let Some((_, first)) = failed.first() else {
             break;
         };
-        let setup = failed.iter().any(|(_, f)| f.class == Class::Setup);
+        let setup = failed
+            .iter()
+            .find(|(_, f)| f.class == Class::Setup)
+            .map(|(_, f)| f.reason.clone());
         let after = failed.iter().filter_map(|(_, f)| f.retry_after()).max();
         let reason = first.reason.clone();
-        context.failing(&reason, setup);
+        context.failing(&reason, setup.as_deref());
+        if let Some(fix) = &setup {
+            context.store_setup(Some(fix)).await?;
+        }
+        let setup = setup.is_some();
         let delay = after.unwrap_or_else(|| backoff.next(&mut rng));
         let in_fast_window = !setup
             && failed.iter().all(|(a, _)| a.pending.step == 0)
@@ -456,7 +472,8 @@ impl<R: Registry, S: Running<R>> Context<R, S> {
         }
     }
 
-    fn failing(&self, reason: &str, setup: bool) {
+    /// `setup`: the set-up problem among the failures, naming its fix.
+    fn failing(&self, reason: &str, setup: Option<&str>) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.failures += 1;
         if health.failing_since.is_none() {
@@ -464,10 +481,44 @@ impl<R: Registry, S: Running<R>> Context<R, S> {
             self.stats.sink_failing(&self.settings.name, true);
             tracing::warn!(sink = %self.settings.name, error = %reason, "sink failing; records wait in its outbox and are retried");
         }
-        if setup && !health.setup_logged {
+        if let Some(fix) = setup
+            && !health.setup_logged
+        {
             health.setup_logged = true;
-            tracing::error!(sink = %self.settings.name, fix = %reason, "sink set-up problem: every record stays pending until it is fixed");
+            tracing::error!(sink = %self.settings.name, fix = %fix, "sink set-up problem: every record stays pending until it is fixed");
         }
+    }
+
+    /// Keeps the journal's set-up problem of the sink in step: `Some` while
+    /// the sink fails on one (a new reason replaces the stored one, keeping
+    /// its `since`), `None` after a success. A problem seen by an attempt
+    /// that a success overtook is not stored: the sink is no longer failing.
+    async fn store_setup(&self, fix: Option<&str>) -> Result<(), JournalError> {
+        let mut stored = self.setup_stored.lock().await;
+        let problem = match fix {
+            Some(reason) => {
+                let failing = self
+                    .health
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .failing_since
+                    .is_some();
+                if !failing || stored.as_ref().is_some_and(|s| s.reason == reason) {
+                    return Ok(());
+                }
+                Some(SetupProblem {
+                    reason: reason.to_owned(),
+                    since_ms: stored.as_ref().map_or_else(clock::now_ms, |s| s.since_ms),
+                })
+            }
+            None if stored.is_none() => return Ok(()),
+            None => None,
+        };
+        self.journal
+            .set_setup_problem(&self.settings.name, problem.as_ref())
+            .await?;
+        *stored = problem;
+        Ok(())
     }
 
     /// After a success: if the sink was failing, log (once) that it recovered,
@@ -483,6 +534,7 @@ impl<R: Registry, S: Running<R>> Context<R, S> {
             health.setup_logged = false;
             failed
         };
+        self.store_setup(None).await?;
         let Some((since, failures)) = failed else {
             return Ok(());
         };

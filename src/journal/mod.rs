@@ -12,13 +12,18 @@
 //!
 //! Each record with an `engagement_id` also joins its engagement's
 //! interaction aggregate (`crate::interaction`, table `interactions`) in the
-//! commit that stores it; [`Journal::interaction`] reads it.
+//! commit that stores it; [`Journal::interaction`] reads it. Beside them the
+//! journal keeps what the CRM sinks learn ([`CrmIds`]: the ids a sink created
+//! per engagement, through [`Journal::crm_ids`] and
+//! [`Journal::record_crm_ids`]) and each sink's last set-up problem
+//! ([`SetupProblem`]), both as stored values whose use is elsewhere.
 //!
 //! This module decides nothing about delivery policy (that is `deliver/`) and
 //! knows nothing of Zoom beyond the natural key and the view it is given (the
 //! upgrade of a format-0 file borrows `zoom::view` to view old records; see
 //! `upgrade`).
 
+mod crm;
 mod lock;
 pub mod read;
 mod recover;
@@ -38,6 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::record::NewRecord;
 use crate::route::EventFilter;
 
+pub use crm::{CrmIds, SetupProblem, setup_problem_key};
 pub use lock::LOCK_FILE;
 pub use recover::{QUARANTINE_PREFIX, quarantined};
 pub use tables::MEDIA;
@@ -476,7 +482,69 @@ impl Journal {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Meta {
             key: key.to_string(),
-            value,
+            value: Some(value),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Removes a named value (durably, in the next group commit).
+    pub async fn remove_meta(&self, key: &str) -> Result<(), JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Meta {
+            key: key.to_string(),
+            value: None,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Stores the sink's set-up problem (`Some`) or removes it (`None`);
+    /// resolves after the commit.
+    pub async fn set_setup_problem(
+        &self,
+        sink: &str,
+        problem: Option<&SetupProblem>,
+    ) -> Result<(), JournalError> {
+        let key = setup_problem_key(sink);
+        match problem {
+            Some(problem) => self.set_meta(&key, problem.encode()).await,
+            None => self.remove_meta(&key).await,
+        }
+    }
+
+    /// See [`read::setup_problem`].
+    pub async fn setup_problem(&self, sink: &str) -> Result<Option<SetupProblem>, JournalError> {
+        let sink = sink.to_string();
+        self.read(move |txn| read::setup_problem(txn, &sink)).await
+    }
+
+    /// See [`read::crm_ids`].
+    pub async fn crm_ids(
+        &self,
+        sink: &str,
+        engagement_id: &str,
+    ) -> Result<Option<CrmIds>, JournalError> {
+        let (sink, engagement_id) = (sink.to_string(), engagement_id.to_string());
+        self.read(move |txn| read::crm_ids(txn, &sink, &engagement_id))
+            .await
+    }
+
+    /// Merges ids the sink just learned into what is stored for the
+    /// engagement ([`CrmIds::merge`]); resolves after the commit.
+    pub async fn record_crm_ids(
+        &self,
+        sink: &str,
+        engagement_id: &str,
+        ids: CrmIds,
+    ) -> Result<(), JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::CrmIds {
+            sink: sink.to_string(),
+            engagement_id: engagement_id.to_string(),
+            ids: Box::new(ids),
             reply,
         })
         .await?;

@@ -315,6 +315,39 @@ pub fn interaction(
     }))
 }
 
+/// The ids `sink` recorded for the engagement (see [`super::CrmIds`]).
+pub fn crm_ids(
+    txn: &ReadTransaction,
+    sink: &str,
+    engagement_id: &str,
+) -> Result<Option<super::CrmIds>, JournalError> {
+    let Some(table) = open(txn, tables::CRM_IDS)? else {
+        return Ok(None);
+    };
+    let key = super::crm::crm_ids_key(sink, engagement_id);
+    Ok(table.get(key.as_str())?.and_then(|v| {
+        tables::split_crm_ids(v.value()).and_then(|(_, ids)| super::CrmIds::decode(ids))
+    }))
+}
+
+/// Rows of CRM ids held, for every sink.
+pub fn crm_ids_held(txn: &ReadTransaction) -> Result<u64, JournalError> {
+    Ok(open(txn, tables::CRM_IDS)?
+        .map(|t| t.len())
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// The sink's last set-up problem, while it lasts (see
+/// [`super::SetupProblem`]); an unreadable entry reads as none.
+pub fn setup_problem(
+    txn: &ReadTransaction,
+    sink: &str,
+) -> Result<Option<super::SetupProblem>, JournalError> {
+    Ok(meta(txn, &super::setup_problem_key(sink))?
+        .and_then(|bytes| super::SetupProblem::decode(&bytes)))
+}
+
 /// Interaction aggregates held.
 pub fn interactions_held(txn: &ReadTransaction) -> Result<u64, JournalError> {
     Ok(open(txn, tables::INTERACTIONS)?

@@ -238,3 +238,34 @@ async fn a_commit_sweeps_at_most_its_byte_budget_of_large_interactions() {
     assert_eq!(steps, ENGAGEMENTS.div_ceil(pruned));
     journal.close().await;
 }
+
+fn crm_ids_held(journal: &Journal) -> u64 {
+    read::crm_ids_held(&journal.begin_read().unwrap()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn forgets_crm_ids_after_the_retention_since_their_last_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let ids = |activity: &str| CrmIds::on("https://org.example", activity);
+    journal.record_crm_ids("a", "old", ids("T1")).await.unwrap();
+    journal
+        .record_crm_ids("a", "kept", ids("T2"))
+        .await
+        .unwrap();
+
+    tokio::time::advance(29 * DAY).await;
+    // An id learned later renews the row.
+    let mut file = ids("T2");
+    file.files.insert("f".into(), "C1".into());
+    journal.record_crm_ids("a", "kept", file).await.unwrap();
+    assert_eq!(crm_ids_held(&journal), 2);
+
+    tokio::time::advance(2 * DAY).await;
+    journal.set_meta("tick", vec![]).await.unwrap();
+    assert_eq!(crm_ids_held(&journal), 1);
+    assert_eq!(journal.crm_ids("a", "old").await.unwrap(), None);
+    let kept = journal.crm_ids("a", "kept").await.unwrap().unwrap();
+    assert_eq!(kept.file_on("T2", "f"), Some("C1"));
+    journal.close().await;
+}

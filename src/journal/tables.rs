@@ -27,8 +27,16 @@
 //!   for every record with an `engagement_id`, whichever sinks want it. Pruned
 //!   like the dedup index: [`KEY_RETENTION_MS`](super::writer::KEY_RETENTION_MS)
 //!   after its last update, a bounded run per commit.
+//! - `crm_ids`: `{sink}/{engagement id}` → [`encode_crm_ids`]: the wall-clock
+//!   ms of its last update (u64, little-endian), then the CRM ids that sink
+//!   created for the engagement ([`CrmIds`](super::CrmIds) as JSON: activity,
+//!   attachment per file), merged in as a sink learns them. Pruned like the
+//!   aggregates, [`KEY_RETENTION_MS`](super::writer::KEY_RETENTION_MS) after
+//!   its last update; a sink's rows go when the sink leaves the configuration
+//!   holding no records (as its name leaves `sinks`).
 //! - `meta`: small named values ([`NEXT_SEQ`], [`LIVE_UNTIL`],
-//!   [`FORMAT`]).
+//!   [`FORMAT`], a sink's set-up problem under
+//!   `setup_problem/{sink}`, [`SetupProblem`](super::SetupProblem) as JSON).
 //! - `sinks`: every sink name that ever had an outbox here.
 
 use redb::TableDefinition;
@@ -40,6 +48,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const SINKS: TableDefinition<&str, ()> = TableDefinition::new("sinks");
 pub const GAPS: TableDefinition<(u64, u64), u8> = TableDefinition::new("gaps");
 pub const INTERACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("interactions");
+pub const CRM_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("crm_ids");
 
 /// The media stage's pseudo-sink name: its outbox and due tables are
 /// `outbox/@media` and `due/@media`. It is never listed in `sinks`.
@@ -54,6 +63,14 @@ pub const NEXT_SEQ: &str = "next_seq";
 pub const FORMAT: &str = "format_version";
 /// The layout this build writes. 1: records carry their view; dead letters
 /// carry a vendor code and `at_ms`. 2: the `interactions` table.
+///
+/// The version changes when a reader of the previous version would misread
+/// the file, or when opening an older file must rewrite or build something
+/// (the upgrade runs on a version change). A table that needs neither does
+/// not change it: `crm_ids` and the `setup_problem/` meta entries came after
+/// format 2 without a new version, since a format-2 build ignores them and
+/// this build reads their absence as "nothing known yet" (a CRM sink then
+/// looks an id up, as after a crash).
 pub const FORMAT_VERSION: u32 = 2;
 
 /// First byte of a format-1 record value. A format-0 value is the record's
@@ -99,6 +116,17 @@ pub fn encode_interaction(updated_ms: u64, aggregate: &[u8]) -> Vec<u8> {
 pub fn split_interaction(value: &[u8]) -> Option<(u64, &[u8])> {
     let updated_ms = u64::from_le_bytes(value.get(0..8)?.try_into().ok()?);
     Some((updated_ms, value.get(8..)?))
+}
+
+/// A `crm_ids` value: when it was last updated (ms) and the ids (JSON); the
+/// layout of an `interactions` value.
+pub fn encode_crm_ids(updated_ms: u64, ids: &[u8]) -> Vec<u8> {
+    encode_interaction(updated_ms, ids)
+}
+
+/// A `crm_ids` value's update time and ids bytes.
+pub fn split_crm_ids(value: &[u8]) -> Option<(u64, &[u8])> {
+    split_interaction(value)
 }
 
 pub fn outbox_name(sink: &str) -> String {

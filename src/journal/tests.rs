@@ -767,3 +767,94 @@ async fn a_format_1_journal_gets_its_interactions_built_on_open() {
     assert_eq!(journal.interaction("E").await.unwrap(), Some(expected));
     journal.close().await;
 }
+
+#[tokio::test]
+async fn a_sink_leaving_the_configuration_takes_its_crm_ids_and_set_up_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = routes(&[("sf", &[]), ("sf.2", &[]), ("keeps", &[])]);
+    let journal = Journal::open(dir.path(), both).unwrap();
+    let ids = CrmIds::on("https://org.example", "T1");
+    for sink in ["sf", "sf.2", "keeps"] {
+        journal
+            .record_crm_ids(sink, "E", ids.clone())
+            .await
+            .unwrap();
+        let problem = SetupProblem {
+            reason: format!("fix {sink}"),
+            since_ms: 1,
+        };
+        journal
+            .set_setup_problem(sink, Some(&problem))
+            .await
+            .unwrap();
+    }
+    // "keeps" still holds a record when it leaves: it is kept, like its
+    // outbox.
+    journal.append(record("k", "e", None)).await.unwrap();
+    let s = seq(journal.append(record("k2", "e", None)).await.unwrap());
+    for sink in ["sf", "sf.2"] {
+        journal.ack(sink, 1).await.unwrap();
+        journal.ack(sink, s).await.unwrap();
+    }
+    assert_eq!(
+        journal.setup_problem("sf").await.unwrap().unwrap().reason,
+        "fix sf"
+    );
+    journal.set_setup_problem("sf", None).await.unwrap();
+    assert_eq!(journal.setup_problem("sf").await.unwrap(), None);
+    journal
+        .set_setup_problem(
+            "sf",
+            Some(&SetupProblem {
+                reason: "again".into(),
+                since_ms: 2,
+            }),
+        )
+        .await
+        .unwrap();
+    journal.close().await;
+    drop(journal);
+
+    let journal = Journal::open(dir.path(), routes(&[("sf.2", &[])])).unwrap();
+    assert_eq!(journal.crm_ids("sf", "E").await.unwrap(), None);
+    assert_eq!(journal.setup_problem("sf").await.unwrap(), None);
+    assert_eq!(
+        journal.crm_ids("sf.2", "E").await.unwrap(),
+        Some(ids.clone())
+    );
+    assert_eq!(journal.crm_ids("keeps", "E").await.unwrap(), Some(ids));
+    assert!(journal.setup_problem("keeps").await.unwrap().is_some());
+    journal.close().await;
+}
+
+#[tokio::test]
+async fn a_journal_without_the_crm_ids_table_reads_none_and_keeps_its_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    journal.close().await;
+    drop(journal);
+    // As a build before the table wrote it.
+    {
+        let db = redb::Database::builder()
+            .set_concurrency_mode(CONCURRENCY)
+            .create(dir.path().join(DB_FILE))
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(tables::CRM_IDS).unwrap();
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        assert_eq!(read::crm_ids(&read, "a", "E").unwrap(), None);
+    }
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    assert_eq!(journal.crm_ids("a", "E").await.unwrap(), None);
+    assert_eq!(
+        journal.meta(tables::FORMAT).await.unwrap(),
+        Some(2u32.to_le_bytes().to_vec())
+    );
+    journal
+        .record_crm_ids("a", "E", CrmIds::on("s", "T"))
+        .await
+        .unwrap();
+    assert!(journal.crm_ids("a", "E").await.unwrap().is_some());
+    journal.close().await;
+}

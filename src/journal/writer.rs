@@ -11,7 +11,8 @@
 //! sweep ([`KEY_RETENTION_MS`]), so the index holds about a month of keys
 //! instead of every key ever seen, and no commit does unbounded work for it.
 //! The interaction aggregates (`tables::INTERACTIONS`) are folded in the
-//! commit that stores their records and swept the same way.
+//! commit that stores their records and swept the same way, and so are the
+//! CRM ids the sinks recorded (`tables::CRM_IDS`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -21,7 +22,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::tables::{self, KeyEntry, OutboxEntry};
-use super::{AppendOutcome, DeadLetter, GapState, JournalError, SinkRoute};
+use super::{AppendOutcome, CrmIds, DeadLetter, GapState, JournalError, SinkRoute};
 use crate::clock;
 use crate::interaction::Interaction;
 use crate::record::{NewRecord, RecordHeader, View};
@@ -82,9 +83,17 @@ pub(super) enum Op {
         letter: DeadLetter,
         reply: oneshot::Sender<Result<(), JournalError>>,
     },
+    /// Stores a named value; `None` removes it.
     Meta {
         key: String,
-        value: Vec<u8>,
+        value: Option<Vec<u8>>,
+        reply: oneshot::Sender<Result<(), JournalError>>,
+    },
+    /// Merges ids a sink learned into those stored for the engagement.
+    CrmIds {
+        sink: String,
+        engagement_id: String,
+        ids: Box<CrmIds>,
         reply: oneshot::Sender<Result<(), JournalError>>,
     },
     Schedule {
@@ -174,7 +183,8 @@ pub(super) fn prepare(
         txn.open_table(tables::KEYS)?;
         txn.open_table(tables::GAPS)?;
         txn.open_table(tables::INTERACTIONS)?;
-        let meta = txn.open_table(tables::META)?;
+        txn.open_table(tables::CRM_IDS)?;
+        let mut meta = txn.open_table(tables::META)?;
         let mut known = txn.open_table(tables::SINKS)?;
         let configured: BTreeSet<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
         let mut orphans = Vec::new();
@@ -204,6 +214,9 @@ pub(super) fn prepare(
                 );
             } else {
                 known.remove(name.as_str())?;
+                // What it learned of its CRM goes with it (a sink configured
+                // again under this name looks its ids up again).
+                forget_sink(&txn, &mut meta, &name)?;
             }
         }
         for sink in sinks {
@@ -232,6 +245,8 @@ pub(super) struct Writer {
     sweep: Sweep,
     /// The interaction aggregates' retention sweep.
     sweep_interactions: Sweep,
+    /// The CRM ids' retention sweep.
+    sweep_crm_ids: Sweep,
     /// The aggregates the current commit changed, written once at its end
     /// (several records of one engagement in a batch cost one write).
     folds: BTreeMap<String, Interaction>,
@@ -281,6 +296,7 @@ fn answer(op: Op, result: Result<Done, JournalError>) {
         Op::Ack { reply, .. }
         | Op::Dead { reply, .. }
         | Op::Meta { reply, .. }
+        | Op::CrmIds { reply, .. }
         | Op::Schedule { reply, .. }
         | Op::GapDone { reply, .. }
         | Op::Enriched { reply, .. } => send(reply, result.map(|_| ())),
@@ -311,6 +327,7 @@ impl Writer {
             commits,
             sweep: Sweep::default(),
             sweep_interactions: Sweep::default(),
+            sweep_crm_ids: Sweep::default(),
             folds: BTreeMap::new(),
         }
     }
@@ -379,7 +396,11 @@ impl Writer {
 
     fn commit(&mut self, ops: Vec<Op>) {
         let seq_before = self.next_seq;
-        let sweep_before = (self.sweep.clone(), self.sweep_interactions.clone());
+        let sweep_before = (
+            self.sweep.clone(),
+            self.sweep_interactions.clone(),
+            self.sweep_crm_ids.clone(),
+        );
         self.folds.clear();
         let sweep_budget = Budget {
             keys: SWEEP_KEYS_PER_COMMIT + SWEEP_KEYS_PER_OP * ops.len(),
@@ -405,6 +426,7 @@ impl Writer {
             self.write_folds(&txn, now_ms)?;
             self.sweep_keys(&txn, sweep_budget, now_ms)?;
             self.sweep_interactions(&txn, sweep_budget, now_ms)?;
+            self.sweep_crm_ids(&txn, sweep_budget, now_ms)?;
             if self.next_seq != seq_before {
                 txn.open_table(tables::META)?
                     .insert(tables::NEXT_SEQ, self.next_seq.to_le_bytes().as_slice())?;
@@ -428,7 +450,7 @@ impl Writer {
                 // were never written, so they can be handed out again, and
                 // the keys it pruned are still there.
                 self.next_seq = seq_before;
-                (self.sweep, self.sweep_interactions) = sweep_before;
+                (self.sweep, self.sweep_interactions, self.sweep_crm_ids) = sweep_before;
                 self.folds.clear();
                 tracing::error!(error = %error, "journal commit failed");
                 let message = error.to_string();
@@ -454,8 +476,24 @@ impl Writer {
                 Done::Unit
             }
             Op::Meta { key, value, .. } => {
-                txn.open_table(tables::META)?
-                    .insert(key.as_str(), value.as_slice())?;
+                let mut meta = txn.open_table(tables::META)?;
+                match value {
+                    Some(value) => {
+                        meta.insert(key.as_str(), value.as_slice())?;
+                    }
+                    None => {
+                        meta.remove(key.as_str())?;
+                    }
+                }
+                Done::Unit
+            }
+            Op::CrmIds {
+                sink,
+                engagement_id,
+                ids,
+                ..
+            } => {
+                record_crm_ids(txn, sink, engagement_id, ids, clock::now_ms())?;
                 Done::Unit
             }
             Op::Schedule {
@@ -708,6 +746,26 @@ impl Writer {
         )
     }
 
+    /// The same for the CRM ids: a row goes [`KEY_RETENTION_MS`] after the
+    /// sink last recorded an id in it.
+    fn sweep_crm_ids(
+        &mut self,
+        txn: &WriteTransaction,
+        budget: Budget,
+        now_ms: u64,
+    ) -> Result<(), JournalError> {
+        let updated = |value: &[u8]| tables::split_crm_ids(value).map(|(at, _)| at);
+        Self::sweep_step(
+            txn,
+            tables::CRM_IDS,
+            &mut self.sweep_crm_ids,
+            budget,
+            now_ms,
+            updated,
+            "CRM ids",
+        )
+    }
+
     /// One step of a retention sweep over a table keyed by text: looks at the
     /// rows after the sweep's cursor, up to `budget` keys or bytes of values
     /// (whichever comes first, at least one row), and removes those whose time
@@ -770,6 +828,40 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Merges `learned` into the sink's ids for the engagement, stamped `now_ms`.
+fn record_crm_ids(
+    txn: &WriteTransaction,
+    sink: &str,
+    engagement_id: &str,
+    learned: &CrmIds,
+    now_ms: u64,
+) -> Result<(), JournalError> {
+    let key = super::crm::crm_ids_key(sink, engagement_id);
+    let mut table = txn.open_table(tables::CRM_IDS)?;
+    let mut ids = table
+        .get(key.as_str())?
+        .and_then(|v| tables::split_crm_ids(v.value()).and_then(|(_, ids)| CrmIds::decode(ids)))
+        .unwrap_or_default();
+    ids.merge(learned.clone());
+    let value = tables::encode_crm_ids(now_ms, &ids.encode());
+    table.insert(key.as_str(), value.as_slice())?;
+    Ok(())
+}
+
+/// Drops what a sink that left the configuration kept beside its outbox:
+/// its CRM ids and its set-up problem.
+fn forget_sink(
+    txn: &WriteTransaction,
+    meta: &mut redb::Table<&str, &[u8]>,
+    sink: &str,
+) -> Result<(), JournalError> {
+    let (from, to) = super::crm::crm_ids_range(sink);
+    let mut ids = txn.open_table(tables::CRM_IDS)?;
+    ids.retain_in(from.as_str()..to.as_str(), |_, _| false)?;
+    meta.remove(super::setup_problem_key(sink).as_str())?;
+    Ok(())
 }
 
 /// Stores `body` (with the record's `view`) as record `seq` (the media outbox

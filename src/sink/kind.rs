@@ -130,8 +130,9 @@ pub struct BuildContext<'a> {
     /// Where a kind's own long-lived task registers its heartbeat.
     pub health: &'a Health,
     /// The journal, for kinds that read more than the record (a CRM sink
-    /// renders the engagement's interaction aggregate); `None` where there
-    /// is none (a set-up check).
+    /// renders the engagement's interaction aggregate, and keeps the CRM ids
+    /// it created through `crm::ids::CreatedIds`); `None` where there is
+    /// none (a set-up check).
     pub journal: Option<&'a crate::journal::Journal>,
 }
 

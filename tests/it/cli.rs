@@ -1,5 +1,5 @@
-//! The real binary: `validate`, `run` with its single-owner lock, SIGTERM, and
-//! what reaches the logs.
+//! The real binary: `validate`, `run` with its single-owner lock, SIGTERM,
+//! what reaches the logs, and `demo` with its summary.
 
 use std::time::{Duration, SystemTime};
 
@@ -188,4 +188,64 @@ async fn tokens_and_secrets_never_reach_the_logs() {
         "the sink secret reached the log"
     );
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_summarises_every_sink_and_the_salesforce_org() {
+    let dir = temp_dir();
+    let demo = dir.path().join("demo");
+    let ran = zcc_relay(["demo", "--engagements", "12", "--duration", "2s", "--dir"])
+        .args([&demo])
+        .output()
+        .await;
+    let out = &ran.stdout;
+    assert_eq!(ran.code, Some(0), "{out}\n{}", ran.stderr);
+    assert!(!out.lines().any(|l| l.starts_with("!!")), "{out}");
+    // The table has the org's column, and the org got every keyed record.
+    let header = out
+        .lines()
+        .find(|l| l.starts_with("event "))
+        .unwrap_or_else(|| panic!("no summary table:\n{out}"));
+    assert!(header.trim_end().ends_with("salesforce"), "{header}");
+    let total: Vec<u64> = out
+        .lines()
+        .find(|l| l.starts_with("total "))
+        .unwrap_or_else(|| panic!("no total:\n{out}"))
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(total[7] > 0 && total[7] < total[5], "{total:?}");
+    let tasks: u64 = out
+        .split("OK  Salesforce: one Task per engagement (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Task line:\n{out}"));
+    assert!((1..=12).contains(&tasks), "{tasks} Tasks");
+    assert!(
+        out.contains("attached to them\n    as ContentVersions, each once"),
+        "{out}"
+    );
+    let linked = out
+        .lines()
+        .find(|l| l.contains("are linked (WhoId): "))
+        .unwrap_or_else(|| panic!("no linked Contacts:\n{out}"));
+    assert!(
+        linked.starts_with("OK ")
+            && linked.contains("Ada Lovelace (")
+            && !linked.contains("Katherine Johnson"),
+        "{linked}"
+    );
+    let calls = out
+        .lines()
+        .find(|l| l.contains(" Salesforce API calls ("))
+        .unwrap_or_else(|| panic!("no API calls:\n{out}"));
+    let n_calls: u64 = calls
+        .trim_start_matches("--  ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n_calls >= tasks, "{calls}");
 }

@@ -764,6 +764,50 @@ async fn a_set_up_problem_keeps_records_pending_without_using_up_attempts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_set_up_problem_is_kept_in_the_journal_until_the_next_success() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let dir = temp_dir();
+    let mut settings = sink("crm", "http://127.0.0.1:9/unused");
+    settings.retry_schedule = vec![Duration::from_secs(60)];
+    let journal = open(dir.path(), &[&settings]);
+    append(&journal, &note("E1", 1)).await;
+    // 0: the field is missing; 1: a permission is missing; 2: fixed.
+    let state = Arc::new(AtomicU8::new(0));
+    let org = state.clone();
+    let sink = Scripted::new(1, move |_, _| match org.load(Ordering::SeqCst) {
+        0 => Err(Failure::setup("create the field Zoom_Engagement_Id__c")),
+        1 => Err(Failure::setup("give the user edit on Task")),
+        _ => Ok(()),
+    });
+    let worker = start_scripted(&journal, &settings, sink.clone());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let first = journal.setup_problem("crm").await.unwrap().expect("stored");
+    assert_eq!(first.reason, "create the field Zoom_Engagement_Id__c");
+    // Another set-up problem replaces it, keeping when it started.
+    state.store(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let second = journal.setup_problem("crm").await.unwrap().expect("stored");
+    assert_eq!(second.reason, "give the user edit on Task");
+    assert_eq!(second.since_ms, first.since_ms);
+    worker.shutdown().await;
+
+    // Stored across a stop; the next run's first success removes it.
+    assert_eq!(journal.setup_problem("crm").await.unwrap(), Some(second));
+    state.store(2, Ordering::SeqCst);
+    let worker = start_scripted(&journal, &settings, sink.clone());
+    worker.wait_delivered("crm", 1).await;
+    let cleared = tokio::time::timeout(HOURS, async {
+        while journal.setup_problem("crm").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(cleared.is_ok(), "still stored after the success");
+    worker.shutdown().await;
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn reauthentication_is_tried_once_at_once_then_is_a_set_up_problem() {
     let dir = temp_dir();
     let settings = sink("crm", "http://127.0.0.1:9/unused");

@@ -12,7 +12,7 @@ use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::salesforce::{ExternalIdField, Org, Person, SalesforceFake};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable};
+use crate::support::{MediaTable, SinkTable, zcc_relay};
 
 const KEYED: &[&str] = &[
     "recording_completed",
@@ -250,6 +250,47 @@ impl Logs {
     }
 }
 
+/// `zcc-relay status` (text, and the salesforce sink's `setup_problem` of
+/// `--json`) through the real binary, beside the daemon or after it.
+async fn status(h: &Harness) -> (String, Value) {
+    let config = h.write_config();
+    let text = zcc_relay(["status"]).config(&config).output().await;
+    let json = zcc_relay(["status", "--json"])
+        .config(&config)
+        .output()
+        .await;
+    let report: Value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}\n{}", json.stdout, json.stderr));
+    let sink = report["sinks"]
+        .as_array()
+        .and_then(|sinks| sinks.iter().find(|s| s["sink"] == "salesforce"))
+        .unwrap_or_else(|| panic!("no salesforce sink: {report:#}"));
+    (text.stdout, sink["setup_problem"].clone())
+}
+
+/// The status names the missing field and its fix.
+fn names_the_field(text: &str, problem: &Value) {
+    let reason = problem["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("Zoom_Engagement_Id__c") && reason.contains("External ID"),
+        "{problem:#}"
+    );
+    assert!(problem["since"].as_str().is_some(), "{problem:#}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("sink salesforce has a set-up problem"))
+        .unwrap_or_else(|| panic!("no set-up problem in:\n{text}"));
+    assert!(
+        line.contains("Zoom_Engagement_Id__c") && line.contains("External ID"),
+        "{line}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("salesforce") && l.ends_with("set-up problem")),
+        "the sink's state:\n{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
     let logs = Logs::capture();
@@ -295,6 +336,14 @@ async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
         named.iter().any(|l| l.contains("External ID")),
         "and the fix:\n{text}"
     );
+    // `status` names it beside the running daemon, and after it stopped.
+    let (text, problem) = status(&h).await;
+    names_the_field(&text, &problem);
+    daemon.stop().await.unwrap();
+    let (text, problem) = status(&h).await;
+    assert!(text.contains("NOT RUNNING"), "{text}");
+    names_the_field(&text, &problem);
+    let daemon = h.start_live().await;
 
     fake.set_external_id_field(Some(ExternalIdField::proper("Zoom_Engagement_Id__c")));
     tokio::time::timeout(
@@ -305,6 +354,19 @@ async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
     )
     .await
     .expect("converges once the field exists");
+    // The problem goes with the sink's first success.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (text, problem) = status(&h).await;
+        if problem.is_null() && !text.contains("set-up problem") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still shown: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         daemon
             .stats
@@ -316,6 +378,11 @@ async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
         0
     );
     daemon.stop().await.unwrap();
+    let (text, problem) = status(&h).await;
+    assert!(
+        problem.is_null() && !text.contains("set-up problem"),
+        "{text}"
+    );
     let engagements: BTreeSet<&str> = script
         .iter()
         .filter_map(|e| object(&e.body)["engagement_id"].as_str())
@@ -361,6 +428,136 @@ async fn a_recording_above_the_json_limit_goes_multipart() {
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[0].upload, "multipart");
     assert_eq!(versions[0].bytes.len(), 37_600_000);
+    h.shutdown().await;
+    fake.stop().await;
+}
+
+/// A keyed event of engagement `engagement` made by hand.
+fn event(h: &Harness, name: &str, engagement: &str, object: Value) -> Value {
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut object = object;
+    object["engagement_id"] = engagement.into();
+    object["channel"] = "voice".into();
+    object["users"] = serde_json::json!([{"user_id": "u1", "user_display_name": "Agent One"}]);
+    serde_json::json!({
+        "event": format!("contact_center.{name}"),
+        "event_ts": now,
+        "payload": {"account_id": h.sim.config().account_id, "object": object},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_neither_looks_up_recorded_files_nor_recreates_the_task() {
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    let h = harness_with(&fake).await;
+    let daemon = h.start_live().await;
+    let recording = serde_json::json!({"recording_id": "rec-r1", "recording_type": "automatic"});
+    assert!(
+        h.sim
+            .emit(event(&h, "recording_completed", "eng-r1", recording))
+    );
+    daemon.wait_delivered("salesforce", 1).await;
+    daemon.stop().await.unwrap();
+    let first = fake.request_counts();
+    // A new engagement: the create goes first (no refused update before it);
+    // its file is not recorded yet, so it is looked up once before it is
+    // created.
+    assert_eq!(
+        (first.upsert, first.query, first.content_version),
+        (1, 1, 1),
+        "{first:?}"
+    );
+    let task = fake.tasks_with_external_id("eng-r1");
+    assert_eq!(task.len(), 1);
+
+    // After a restart, the engagement's next artefact: the journal knows the
+    // Task and its file.
+    let daemon = h.start_live().await;
+    let note = serde_json::json!({
+        "note_id": "note-r1", "note": "Customer called back.",
+        "last_modified_time": "2026-12-07T10:00:00Z",
+    });
+    assert!(
+        h.sim
+            .emit(event(&h, "engagement_note_added", "eng-r1", note))
+    );
+    daemon.wait_delivered("salesforce", 1).await;
+    daemon.stop().await.unwrap();
+    let second = fake.request_counts();
+    assert_eq!(second.upsert, first.upsert + 1, "one update: {second:?}");
+    assert_eq!(second.query, first.query, "no file looked up: {second:?}");
+    assert_eq!(second.content_version, first.content_version);
+    let task = fake.tasks_with_external_id("eng-r1");
+    assert_eq!(task.len(), 1);
+    assert!(
+        task[0]["Description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Customer called back.")
+    );
+    assert_eq!(fake.content_versions().len(), 1);
+    h.shutdown().await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_the_journal_does_not_know_is_updated_without_its_create_only_fields() {
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    // Created before this journal knew it (an earlier journal, or a crash
+    // between the create and its record).
+    let mut fields = serde_json::Map::new();
+    fields.insert("Zoom_Engagement_Id__c".into(), "eng-k1".into());
+    fields.insert("Subject".into(), "Zoom call".into());
+    fields.insert("TaskSubtype".into(), "Call".into());
+    fields.insert("Status".into(), "Completed".into());
+    let task_id = fake.insert_task(fields);
+    let h = harness_with(&fake).await;
+    let daemon = h.start_live().await;
+    let note = serde_json::json!({
+        "note_id": "note-k1", "note": "Asked for a refund.",
+        "last_modified_time": "2026-12-07T10:00:00Z",
+    });
+    assert!(
+        h.sim
+            .emit(event(&h, "engagement_note_added", "eng-k1", note))
+    );
+    daemon.wait_delivered("salesforce", 1).await;
+    // The creating upsert is refused (TaskSubtype is create-only), the
+    // update goes without it.
+    let after_first = fake.request_counts();
+    assert_eq!(after_first.upsert, 2, "{after_first:?}");
+    let tasks = fake.tasks_with_external_id("eng-k1");
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["Id"].as_str(), Some(task_id.as_str()));
+    assert!(
+        tasks[0]["Description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Asked for a refund.")
+    );
+    // Now the journal knows it: the next artefact is one update.
+    let edited = serde_json::json!({
+        "note_id": "note-k1", "note": "Asked for a refund; granted.",
+        "last_modified_time": "2026-12-07T10:05:00Z",
+    });
+    assert!(
+        h.sim
+            .emit(event(&h, "engagement_note_added", "eng-k1", edited))
+    );
+    daemon.wait_delivered("salesforce", 2).await;
+    daemon.stop().await.unwrap();
+    assert_eq!(fake.request_counts().upsert, after_first.upsert + 1);
+    let tasks = fake.tasks_with_external_id("eng-k1");
+    assert_eq!(tasks.len(), 1);
+    assert!(
+        tasks[0]["Description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Asked for a refund; granted.")
+    );
     h.shutdown().await;
     fake.stop().await;
 }

@@ -199,61 +199,41 @@ impl Client {
     }
 
     /// Updates the engagement's Task, else creates it with the create-only
-    /// fields; the Task's id.
+    /// fields; the Task's id. `exists`: the sink recorded a Task for the
+    /// engagement, so the update goes first; otherwise the create does (one
+    /// call for a new engagement instead of a refused update and a create).
     pub async fn upsert_task(
         &self,
         field: &str,
         engagement_id: &str,
         fields: Map<String, Value>,
         create_only: Map<String, Value>,
+        exists: bool,
     ) -> Result<String, Failure> {
         let path = format!("/sobjects/Task/{field}/{}", urlencoding(engagement_id));
-        let update = self
-            .call(
-                reqwest::Method::PATCH,
-                &path,
-                &[("updateOnly", "true")],
-                Body::Json(Value::Object(fields.clone())),
-                "Task",
-            )
-            .await;
-        let reply = match update {
-            Ok(reply) => reply,
-            Err(failure)
-                if failure.status == Some(404)
-                    && failure.class == crate::failure::Class::Permanent =>
-            {
-                let mut all = fields.clone();
-                all.extend(create_only);
-                let created = self
-                    .call(
-                        reqwest::Method::PATCH,
-                        &path,
-                        &[],
-                        Body::Json(Value::Object(all)),
-                        "Task",
-                    )
-                    .await;
-                match created {
-                    // Another writer (a standby, a second process) created it
-                    // in between: an update must not carry the create-only
-                    // fields.
-                    Err(failure)
-                        if failure.code.as_deref() == Some("INVALID_FIELD_FOR_INSERT_UPDATE") =>
-                    {
-                        self.call(
-                            reqwest::Method::PATCH,
-                            &path,
-                            &[("updateOnly", "true")],
-                            Body::Json(Value::Object(fields)),
-                            "Task",
-                        )
-                        .await?
-                    }
-                    other => other?,
+        let reply = if exists {
+            let update = self
+                .call(
+                    reqwest::Method::PATCH,
+                    &path,
+                    &[("updateOnly", "true")],
+                    Body::Json(Value::Object(fields.clone())),
+                    "Task",
+                )
+                .await;
+            match update {
+                Ok(reply) => reply,
+                // Deleted in the org meanwhile: created again.
+                Err(failure)
+                    if failure.status == Some(404)
+                        && failure.class == crate::failure::Class::Permanent =>
+                {
+                    self.create_task(&path, fields, create_only).await?
                 }
+                Err(failure) => return Err(failure),
             }
-            Err(failure) => return Err(failure),
+        } else {
+            self.create_task(&path, fields, create_only).await?
         };
         match reply.body.get("id").and_then(Value::as_str) {
             Some(id) => Ok(id.to_owned()),
@@ -279,8 +259,44 @@ impl Client {
         }
     }
 
-    /// Whether a file of this name is already attached to the Task.
-    pub async fn file_on(&self, task_id: &str, name: &str) -> Result<bool, Failure> {
+    /// A creating upsert with the create-only fields; when the Task exists
+    /// (created before the sink recorded it, or by another writer such as a
+    /// standby), Salesforce refuses those fields on an update, and the update
+    /// goes without them.
+    async fn create_task(
+        &self,
+        path: &str,
+        fields: Map<String, Value>,
+        create_only: Map<String, Value>,
+    ) -> Result<Reply, Failure> {
+        let mut all = fields.clone();
+        all.extend(create_only);
+        let created = self
+            .call(
+                reqwest::Method::PATCH,
+                path,
+                &[],
+                Body::Json(Value::Object(all)),
+                "Task",
+            )
+            .await;
+        match created {
+            Err(failure) if failure.code.as_deref() == Some("INVALID_FIELD_FOR_INSERT_UPDATE") => {
+                self.call(
+                    reqwest::Method::PATCH,
+                    path,
+                    &[("updateOnly", "true")],
+                    Body::Json(Value::Object(fields)),
+                    "Task",
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// The ContentVersion of this name on the Task, if one is attached.
+    pub async fn file_on(&self, task_id: &str, name: &str) -> Result<Option<String>, Failure> {
         let soql = format!(
             "SELECT Id FROM ContentVersion WHERE FirstPublishLocationId = '{}' AND PathOnClient = '{}'",
             soql_escape(task_id),
@@ -297,20 +313,19 @@ impl Client {
             .await?;
         Ok(reply
             .body
-            .get("totalSize")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            > 0)
+            .pointer("/records/0/Id")
+            .and_then(Value::as_str)
+            .map(str::to_owned))
     }
 
     /// Creates a ContentVersion on the Task: base64 JSON up to
-    /// [`JSON_FILE_LIMIT`], multipart above it.
+    /// [`JSON_FILE_LIMIT`], multipart above it. Its id.
     pub async fn attach(
         &self,
         task_id: &str,
         name: &str,
         file: super::files::Bytes,
-    ) -> Result<(), Failure> {
+    ) -> Result<String, Failure> {
         let entity = json!({
             "PathOnClient": name,
             "Title": name,
@@ -339,15 +354,28 @@ impl Client {
                 }
             }
         };
-        self.call(
-            reqwest::Method::POST,
-            "/sobjects/ContentVersion",
-            &[],
-            body,
-            "ContentVersion",
-        )
-        .await
-        .map(|_| ())
+        let reply = self
+            .call(
+                reqwest::Method::POST,
+                "/sobjects/ContentVersion",
+                &[],
+                body,
+                "ContentVersion",
+            )
+            .await?;
+        // Without its id the file is still there: the next attempt finds it
+        // by name.
+        reply
+            .body
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Failure::retry(format!(
+                    "HTTP {}: no ContentVersion id in the answer",
+                    reply.status
+                ))
+            })
     }
 
     /// Contacts and Leads with a phone field holding the number's last ten

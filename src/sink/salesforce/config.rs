@@ -118,6 +118,28 @@ impl SalesforceSinkConfig {
     }
 }
 
+impl SalesforceSinkSettings {
+    /// A sink's settings with every optional key at its default (the demo's
+    /// org).
+    pub fn with_defaults(
+        instance_url: url::Url,
+        client_id: &str,
+        client_secret: Secret,
+    ) -> SalesforceSinkSettings {
+        SalesforceSinkSettings {
+            instance_url,
+            client_id: client_id.to_owned(),
+            client_secret,
+            api_version: DEFAULT_API_VERSION.to_owned(),
+            external_id_field: DEFAULT_EXTERNAL_ID_FIELD.to_owned(),
+            attach_files: true,
+            link_customers: true,
+            default_region: "US".to_owned(),
+            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
+        }
+    }
+}
+
 fn is_api_version(text: &str) -> bool {
     text.strip_prefix('v')
         .and_then(|rest| rest.split_once('.'))

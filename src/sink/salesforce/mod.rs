@@ -8,14 +8,17 @@
 //! `Sforce-Limit-Info`), the Task's field mapping (`task`) and the file
 //! attachment (`files`). Its keys are in `config`.
 //!
-//! `TaskSubtype` is accepted only at creation, so the write is an
-//! update-only upsert (`?updateOnly=true`) first and, on 404, a creating
-//! upsert that carries it. Records without an `engagement_id` have nothing
-//! to write: they are settled as delivered. Which files are attached is
-//! remembered in memory; otherwise (after a restart) a file is looked up by
-//! its name on the Task before it is created, so a crash between the create
-//! and the settle never attaches it twice. No CRM id is kept in the journal
-//! yet: the external id finds the Task, the file name finds the file.
+//! The Task's id and each attached file's ContentVersion id are kept in the
+//! journal (`crm::ids`, scoped by `instance_url`). `TaskSubtype` is accepted
+//! only at creation, so an update never carries it: a Task the journal knows
+//! gets an update-only upsert (`?updateOnly=true`; on 404 a creating one), an
+//! unknown one the creating upsert first (refused with
+//! `INVALID_FIELD_FOR_INSERT_UPDATE` when the Task exists after all, then
+//! updated without it). A recorded file is skipped without a call; one not
+//! recorded yet is looked up by its name on the Task before it is created,
+//! so a crash between the create and its record never attaches it twice.
+//! Records without an `engagement_id` have nothing to write: they are
+//! settled as delivered.
 
 mod check;
 mod client;
@@ -25,11 +28,12 @@ mod task;
 
 pub use config::{SalesforceSinkConfig, SalesforceSinkSettings};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::config::SinkCheck;
 use crate::crm::customer::{Customer, CustomerCache, choose};
+use crate::crm::ids::{CreatedIds, CrmIds};
 use crate::crm::phone::{self, Region};
 use crate::deliver::Envelope;
 use crate::failure::Failure;
@@ -60,8 +64,8 @@ pub struct SalesforceSink {
     settings: Box<std::sync::RwLock<SalesforceSinkSettings>>,
     region: Option<Region>,
     customers: Box<CustomerCache>,
-    /// (Task id, file name) pairs known to be attached.
-    attached: Box<Mutex<HashSet<(String, String)>>>,
+    /// The Task and ContentVersion ids it created, in the journal.
+    ids: CreatedIds,
     /// One write at a time per engagement: a record waiting on the durable
     /// schedule and a new one of the same engagement may be due together.
     writing: Box<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -113,6 +117,7 @@ impl SalesforceSink {
         let plan = files::plan(&aggregate, settings.attach_files);
         let transcripts = files::short_transcripts(&aggregate).await;
         let fields = task::fields(&aggregate, who.as_ref(), &transcripts, &plan.linked);
+        let known = self.ids.get(engagement_id).await?;
         let task_id = self
             .client
             .upsert_task(
@@ -120,26 +125,42 @@ impl SalesforceSink {
                 engagement_id,
                 fields,
                 task::create_only(&aggregate),
+                known.activity.is_some(),
             )
             .await?;
+        let mut learned = self.ids.on(&task_id);
+        let attached = self.attach(&task_id, &plan, &known, &mut learned).await;
+        // What was learned is kept even when a later file failed: the next
+        // attempt skips it.
+        if known.activity.as_deref() != Some(task_id.as_str()) || !learned.files.is_empty() {
+            self.ids.record(engagement_id, learned).await?;
+        }
+        attached
+    }
+
+    /// Attaches the planned files the journal does not know on the Task,
+    /// adding each one's ContentVersion id to `learned`.
+    async fn attach(
+        &self,
+        task_id: &str,
+        plan: &files::Plan,
+        known: &CrmIds,
+        learned: &mut CrmIds,
+    ) -> Result<(), Failure> {
         for file in &plan.attach {
-            let key = (task_id.clone(), file.name.clone());
-            if self
-                .attached
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key)
-            {
+            let key = &file.entry.location;
+            if known.file_on(task_id, key).is_some() {
                 continue;
             }
-            if !self.client.file_on(&task_id, &file.name).await? {
-                let bytes = files::read(&self.client, &file.entry).await?;
-                self.client.attach(&task_id, &file.name, bytes).await?;
-            }
-            self.attached
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key);
+            // Not recorded: it may have been created just before a crash.
+            let id = match self.client.file_on(task_id, &file.name).await? {
+                Some(id) => id,
+                None => {
+                    let bytes = files::read(&self.client, &file.entry).await?;
+                    self.client.attach(task_id, &file.name, bytes).await?
+                }
+            };
+            learned.files.insert(key.clone(), id);
         }
         Ok(())
     }
@@ -245,11 +266,15 @@ impl Kind for SalesforceSink {
                 context.timeout,
                 context.tls,
             )?),
+            ids: CreatedIds::new(
+                journal.clone(),
+                context.name,
+                settings.instance_url.as_str().trim_end_matches('/'),
+            ),
             journal,
             settings: Box::new(std::sync::RwLock::new(settings.clone())),
             region: Region::parse(&settings.default_region),
             customers: Box::default(),
-            attached: Box::default(),
             writing: Box::default(),
         })
     }
