@@ -131,6 +131,10 @@ pub struct Snapshot {
     /// Sinks whose last attempt failed temporarily and that have not
     /// delivered since (a copy of [`Stats::failing_sinks`] at snapshot time).
     pub failing_sinks: BTreeSet<String>,
+    /// Sinks whose last failure was a set-up problem (credentials, a missing
+    /// field or permission: what `zcc-relay check` proves) and that have not
+    /// delivered since.
+    pub setup_error_sinks: BTreeSet<String>,
     /// Where the metrics endpoint serves, once it does (`listen = "…:0"`
     /// binds any free port).
     pub metrics_listen: Option<SocketAddr>,
@@ -280,6 +284,25 @@ impl Stats {
         if changed {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// Whether a sink's last failure was a set-up problem (`true`), or it
+    /// failed otherwise or delivered since (`false`). Any sink kind: the class
+    /// of its [`Failure`](crate::failure::Failure) decides.
+    pub fn sink_setup_error(&self, sink: &str, setup: bool) {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let unchanged = guard.setup_error_sinks.contains(sink) == setup;
+        drop(guard);
+        if unchanged {
+            return;
+        }
+        self.update(|s| {
+            if setup {
+                s.setup_error_sinks.insert(sink.to_string());
+            } else {
+                s.setup_error_sinks.remove(sink);
+            }
+        });
     }
 
     /// The sinks failing now, and changes to that set.
