@@ -171,7 +171,16 @@ impl Machine {
     /// `args` run inside the machine.
     fn run(&self, args: &[&str]) -> Output {
         Command::new("nsenter")
-            .args(["-t", &self.pid.to_string(), "-m", "-p", "-u", "-i", "-C", "--"])
+            .args([
+                "-t",
+                &self.pid.to_string(),
+                "-m",
+                "-p",
+                "-u",
+                "-i",
+                "-C",
+                "--",
+            ])
             .args(args)
             .output()
             .expect("nsenter (util-linux)")
@@ -209,7 +218,14 @@ impl Machine {
     }
 
     fn journal(&self) -> String {
-        let output = self.run(&["journalctl", "--no-pager", "-u", UNIT, "-o", "short-monotonic"]);
+        let output = self.run(&[
+            "journalctl",
+            "--no-pager",
+            "-u",
+            UNIT,
+            "-o",
+            "short-monotonic",
+        ]);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -383,8 +399,16 @@ async fn the_packaged_unit_runs_under_systemd() {
     let m = &machine;
     let share = m.share();
     std::fs::copy(&deb, share.join("zcc-relay.deb")).unwrap();
-    std::fs::write(share.join("config.toml"), config(&sim, &crm, metrics_port, "info")).unwrap();
-    std::fs::write(share.join("zoom-client-secret"), &sim.config().client_secret).unwrap();
+    std::fs::write(
+        share.join("config.toml"),
+        config(&sim, &crm, metrics_port, "info"),
+    )
+    .unwrap();
+    std::fs::write(
+        share.join("zoom-client-secret"),
+        &sim.config().client_secret,
+    )
+    .unwrap();
     std::fs::write(share.join("crm-secret"), SINK_SECRET).unwrap();
     std::fs::write(
         share.join("crm.conf"),
@@ -396,7 +420,9 @@ async fn the_packaged_unit_runs_under_systemd() {
     m.ok(&["dpkg", "-i", "/mnt/zcc-ci/zcc-relay.deb"]);
     let unit_file = m.ok(&["systemctl", "show", UNIT, "-p", "FragmentPath", "--value"]);
     assert!(
-        unit_file.trim().ends_with("/systemd/system/zcc-relay.service"),
+        unit_file
+            .trim()
+            .ends_with("/systemd/system/zcc-relay.service"),
         "the package's unit: {unit_file}"
     );
     m.sh(
@@ -430,7 +456,11 @@ async fn the_packaged_unit_runs_under_systemd() {
 
     // DynamicUser + StateDirectory.
     let uid: u32 = m
-        .ok(&["sh", "-c", &format!("awk '/^Uid:/ {{print $2}}' /proc/{main_pid}/status")])
+        .ok(&[
+            "sh",
+            "-c",
+            &format!("awk '/^Uid:/ {{print $2}}' /proc/{main_pid}/status"),
+        ])
         .trim()
         .parse()
         .unwrap();
@@ -450,7 +480,8 @@ async fn the_packaged_unit_runs_under_systemd() {
 
     // A demo-like run: a generated mix of engagements, recordings with media.
     let options = ScenarioOptions::for_simulator(&sim);
-    let script = scenario::generate_with(21, 6, SystemTime::now(), Duration::from_secs(1), &options);
+    let script =
+        scenario::generate_with(21, 6, SystemTime::now(), Duration::from_secs(1), &options);
     for event in &script {
         assert!(sim.emit(event.body.clone()));
     }
@@ -487,12 +518,22 @@ async fn the_packaged_unit_runs_under_systemd() {
         "every record reached the sink, signed with the credential's secret"
     );
     assert!(crm.requests().iter().all(|r| r.signed_by(SINK_SECRET)));
-    let archived = m.ok(&["wc", "-l", "/var/lib/private/zcc-relay/archive/events.jsonl"]);
+    let archived = m.ok(&[
+        "wc",
+        "-l",
+        "/var/lib/private/zcc-relay/archive/events.jsonl",
+    ]);
     assert_eq!(
-        archived.split_whitespace().next().unwrap().parse::<f64>().unwrap(),
+        archived
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
         delivered_archive
     );
-    let media_files = m.sh("find /var/lib/private/zcc-relay -type f | grep -vc -e journal -e archive || true");
+    let media_files =
+        m.sh("find /var/lib/private/zcc-relay -type f | grep -vc -e journal -e archive || true");
     eprintln!(
         "demo-like run: {} events, {delivered_crm} records to crm, {delivered_archive} to archive, {} other files under the state directory",
         script.len(),
@@ -507,7 +548,12 @@ async fn the_packaged_unit_runs_under_systemd() {
         m.journal()
     );
     let journal = m.journal();
-    for bad in ["Operation not permitted", "os error 1)", "SIGSYS", "core-dump"] {
+    for bad in [
+        "Operation not permitted",
+        "os error 1)",
+        "SIGSYS",
+        "core-dump",
+    ] {
         assert!(!journal.contains(bad), "{bad:?} in the journal:\n{journal}");
     }
 
@@ -525,7 +571,11 @@ async fn the_packaged_unit_runs_under_systemd() {
     }
 
     // Reload: a changed key applied in the same process.
-    std::fs::write(share.join("config.toml"), config(&sim, &crm, metrics_port, "debug")).unwrap();
+    std::fs::write(
+        share.join("config.toml"),
+        config(&sim, &crm, metrics_port, "debug"),
+    )
+    .unwrap();
     m.sh("install -m 0644 /mnt/zcc-ci/config.toml /etc/zcc-relay/config.toml");
     m.ok(&["systemctl", "reload", UNIT]);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -544,13 +594,24 @@ async fn the_packaged_unit_runs_under_systemd() {
     assert_eq!(props["ActiveState"], "active");
 
     // `status` by hand, beside the running daemon.
-    let status = m.run(&["zcc-relay", "status", "--config", "/etc/zcc-relay/config.toml"]);
+    let status = m.run(&[
+        "zcc-relay",
+        "status",
+        "--config",
+        "/etc/zcc-relay/config.toml",
+    ]);
     let status_text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(status.status.code(), Some(0), "{status_text}");
     assert!(status_text.contains("running (pid"), "{status_text}");
 
     // …and a daemon that stops answering is killed by it and restarted.
-    m.ok(&["systemctl", "kill", "--kill-whom=main", "--signal=SIGSTOP", UNIT]);
+    m.ok(&[
+        "systemctl",
+        "kill",
+        "--kill-whom=main",
+        "--signal=SIGSTOP",
+        UNIT,
+    ]);
     let stopped = Instant::now();
     let deadline = stopped + Duration::from_secs(60);
     loop {
@@ -584,7 +645,10 @@ async fn the_packaged_unit_runs_under_systemd() {
     assert_eq!(props["ActiveState"], "inactive", "{props:?}");
     assert_eq!(props["Result"], "success", "{props:?}\n{}", m.journal());
     assert_eq!(props["ExecMainStatus"], "0", "{props:?}");
-    assert!(stop_took < Duration::from_secs(15), "stop took {stop_took:?}");
+    assert!(
+        stop_took < Duration::from_secs(15),
+        "stop took {stop_took:?}"
+    );
     eprintln!("systemctl stop took {stop_took:?}");
 
     drop(machine);
