@@ -889,9 +889,29 @@ mod tests {
             started_ms: 0,
             token_refreshes: AtomicU64::new(0),
         };
+        endpoint.sources.stats.sink_setup_error("crm", true);
+        let swept_until = crate::clock::now_ms() - 5_000;
+        journal
+            .set_meta(
+                crate::reconcile::SWEPT_UNTIL,
+                swept_until.to_le_bytes().to_vec(),
+            )
+            .await
+            .unwrap();
         let figures = endpoint.journal.figures().await;
         let text = render(&endpoint, &figures, 0).unwrap();
         let samples = parse(&text);
+        let value = |name: &str| {
+            samples
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.value)
+                .unwrap_or_else(|| panic!("{name} is not in a scrape:\n{text}"))
+        };
+        assert_eq!(value("zcc_relay_sink_setup_error"), 1.0);
+        assert_eq!(value("zcc_relay_reconcile_interval_seconds"), 3600.0);
+        let sweep_age = value(&RECONCILE_LAST_SWEEP_AGE.exposed());
+        assert!((5.0..60.0).contains(&sweep_age), "{sweep_age}");
         for series in [
             WEBSOCKET_STATE,
             WEBSOCKET_RECONNECTS,

@@ -391,4 +391,18 @@ mod tests {
         assert!(failing.borrow_and_update().is_empty());
         assert!(stats.snapshot().failing_sinks.is_empty());
     }
+
+    #[test]
+    fn set_up_errors_are_kept_per_sink_until_cleared() {
+        let stats = Stats::default();
+        stats.sink_setup_error("salesforce", true);
+        stats.sink_setup_error("crm", false);
+        assert_eq!(
+            stats.snapshot().setup_error_sinks,
+            BTreeSet::from(["salesforce".to_owned()])
+        );
+        // A temporary failure after the set-up one: the last failure decides.
+        stats.sink_setup_error("salesforce", false);
+        assert!(stats.snapshot().setup_error_sinks.is_empty());
+    }
 }
