@@ -130,6 +130,7 @@ pub async fn run_with(
         sinks.push((sink_settings.name.clone(), worker.sink.clone()));
         let name = sink_settings.name.clone();
         let (stop, abort) = (sinks_stop.clone(), sinks_abort.clone());
+        let stats = stats.clone();
         workers.spawn(async move {
             // Each sink proves its set-up in its own task, so a slow pre-flight
             // delays neither start-up nor the other sinks. One that is not
@@ -137,6 +138,7 @@ pub async fn run_with(
             // until the set-up is fixed.
             tokio::select! {
                 ready = worker.sink.ready() => if let Err(error) = ready {
+                    stats.sink_setup_error(&name, error.class == crate::failure::Class::Setup);
                     tracing::warn!(sink = %name, %error, "sink not ready; its records wait in its outbox");
                 },
                 _ = stop.cancelled() => {}
@@ -194,6 +196,10 @@ pub async fn run_with(
                 tokens: tokens.clone(),
                 journal: journal.clone(),
                 journal_dir: settings.journal.dir.clone(),
+                reconcile_interval: settings
+                    .reconcile
+                    .enabled
+                    .then_some(settings.reconcile.interval),
             };
             Some(tokio::spawn(crate::telemetry::metrics::serve(
                 listener,

@@ -476,6 +476,7 @@ impl<R: Registry, S: Running<R>> Context<R, S> {
     fn failing(&self, reason: &str, setup: Option<&str>) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.failures += 1;
+        self.stats.sink_setup_error(&self.settings.name, setup.is_some());
         if health.failing_since.is_none() {
             health.failing_since = Some(Instant::now());
             self.stats.sink_failing(&self.settings.name, true);
@@ -524,6 +525,8 @@ impl<R: Registry, S: Running<R>> Context<R, S> {
     /// After a success: if the sink was failing, log (once) that it recovered,
     /// for how long it failed and how many records were waiting for it.
     async fn recovered(&self) -> Result<(), JournalError> {
+        // Also clears a set-up error `ready()` reported at start.
+        self.stats.sink_setup_error(&self.settings.name, false);
         let failed = {
             let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
             let failed = health

@@ -55,6 +55,9 @@ pub struct Sources {
     pub tokens: TokenCache,
     pub journal: Journal,
     pub journal_dir: PathBuf,
+    /// `reconcile.interval` when reconciliation is on; `None` leaves the
+    /// sweep series out.
+    pub reconcile_interval: Option<Duration>,
 }
 
 /// The journal's figures as of one read.
@@ -65,6 +68,8 @@ struct JournalFigures {
     media: journal::read::SinkStats,
     records: u64,
     file_bytes: u64,
+    /// Where the last completed reconciliation sweep ended (epoch ms).
+    swept_until_ms: Option<u64>,
 }
 
 /// The journal's figures, read at most once per [`JOURNAL_CACHE`]; concurrent
@@ -263,6 +268,15 @@ impl JournalGauges {
                 0
             }
         };
+        let swept_until_ms = match journal.meta(crate::reconcile::SWEPT_UNTIL).await {
+            Ok(value) => value
+                .and_then(|v| v.try_into().ok())
+                .map(u64::from_le_bytes),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot read when the last sweep ran; counting from the endpoint's start in this scrape");
+                None
+            }
+        };
         let dir = self.dir.clone();
         let file_bytes = tokio::task::spawn_blocking(move || journal::file_size(&dir))
             .await
@@ -274,6 +288,7 @@ impl JournalGauges {
             media,
             records,
             file_bytes,
+            swept_until_ms,
         };
         *cache = Some((Instant::now(), figures.clone()));
         figures
@@ -352,6 +367,8 @@ pub const WEBSOCKET_LAST_HEARTBEAT_REPLY_AGE: Series =
     Series::seconds("websocket_last_heartbeat_reply_age");
 pub const TOKEN_REFRESHES: Series = Series::counter("token_refreshes");
 pub const SINK_FAILING: Series = Series::gauge("sink_failing");
+pub const SINK_SETUP_ERROR: Series = Series::gauge("sink_setup_error");
+pub const RECONCILE_LAST_SWEEP_AGE: Series = Series::seconds("reconcile_last_sweep_age");
 
 /// The `state` label of `zcc_relay_websocket_state`: the source's
 /// [`ConnectionState`] without its data.
@@ -535,6 +552,23 @@ fn render(
         "Records that only reconciliation found (the socket missed them), by event type",
         found_only,
     );
+    if let Some(interval) = endpoint.sources.reconcile_interval {
+        registry.register_with_unit(
+            "reconcile_interval",
+            "reconcile.interval: how often a sweep is due",
+            Unit::Seconds,
+            gauge(interval.as_secs_f64()),
+        );
+        registry.register_with_unit(
+            RECONCILE_LAST_SWEEP_AGE.name,
+            "Seconds since the end of the window the last completed sweep covered (since the endpoint started if none yet)",
+            Unit::Seconds,
+            gauge(seconds_between(
+                figures.swept_until_ms.unwrap_or(endpoint.started_ms),
+                now_ms,
+            )),
+        );
+    }
 
     // Sinks: journal figures (cached), then in-process counts.
     let pending = Family::<Labels, Gauge<f64, AtomicU64>>::default();
@@ -542,6 +576,7 @@ fn render(
     let dead = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     let oldest = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     let failing = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let setup_error = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     let now = jiff::Timestamp::now();
     for sink in &figures.sinks {
         let set = labels(&[("sink", &sink.sink)]);
@@ -555,6 +590,10 @@ fn render(
         failing
             .get_or_create(&set)
             .set(if is_failing { 1.0 } else { 0.0 });
+        let in_setup_error = stats.setup_error_sinks.contains(&sink.sink);
+        setup_error
+            .get_or_create(&set)
+            .set(if in_setup_error { 1.0 } else { 0.0 });
     }
     registry.register(
         "sink_pending_records",
@@ -581,6 +620,11 @@ fn render(
         SINK_FAILING.name,
         "1 while the sink's last attempt failed temporarily and nothing was delivered since",
         failing,
+    );
+    registry.register(
+        SINK_SETUP_ERROR.name,
+        "1 while the sink's last failure was a set-up problem (credentials, a missing field or permission; see zcc-relay check) and nothing was delivered since",
+        setup_error,
     );
     let delivered = Family::<Labels, Counter>::default();
     for ((sink, event), n) in &stats.delivered {
@@ -840,13 +884,34 @@ mod tests {
                 tokens,
                 journal: journal.clone(),
                 journal_dir: dir.path().to_path_buf(),
+                reconcile_interval: Some(Duration::from_secs(3600)),
             },
             started_ms: 0,
             token_refreshes: AtomicU64::new(0),
         };
+        endpoint.sources.stats.sink_setup_error("crm", true);
+        let swept_until = crate::clock::now_ms() - 5_000;
+        journal
+            .set_meta(
+                crate::reconcile::SWEPT_UNTIL,
+                swept_until.to_le_bytes().to_vec(),
+            )
+            .await
+            .unwrap();
         let figures = endpoint.journal.figures().await;
         let text = render(&endpoint, &figures, 0).unwrap();
         let samples = parse(&text);
+        let value = |name: &str| {
+            samples
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.value)
+                .unwrap_or_else(|| panic!("{name} is not in a scrape:\n{text}"))
+        };
+        assert_eq!(value("zcc_relay_sink_setup_error"), 1.0);
+        assert_eq!(value("zcc_relay_reconcile_interval_seconds"), 3600.0);
+        let sweep_age = value(&RECONCILE_LAST_SWEEP_AGE.exposed());
+        assert!((5.0..60.0).contains(&sweep_age), "{sweep_age}");
         for series in [
             WEBSOCKET_STATE,
             WEBSOCKET_RECONNECTS,
@@ -854,6 +919,8 @@ mod tests {
             WEBSOCKET_LAST_HEARTBEAT_REPLY_AGE,
             TOKEN_REFRESHES,
             SINK_FAILING,
+            SINK_SETUP_ERROR,
+            RECONCILE_LAST_SWEEP_AGE,
         ] {
             let name = series.exposed();
             assert!(

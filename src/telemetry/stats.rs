@@ -131,6 +131,10 @@ pub struct Snapshot {
     /// Sinks whose last attempt failed temporarily and that have not
     /// delivered since (a copy of [`Stats::failing_sinks`] at snapshot time).
     pub failing_sinks: BTreeSet<String>,
+    /// Sinks whose last failure was a set-up problem (credentials, a missing
+    /// field or permission: what `zcc-relay check` proves) and that have not
+    /// delivered since.
+    pub setup_error_sinks: BTreeSet<String>,
     /// Where the metrics endpoint serves, once it does (`listen = "…:0"`
     /// binds any free port).
     pub metrics_listen: Option<SocketAddr>,
@@ -282,6 +286,25 @@ impl Stats {
         }
     }
 
+    /// Whether a sink's last failure was a set-up problem (`true`), or it
+    /// failed otherwise or delivered since (`false`). Any sink kind: the class
+    /// of its [`Failure`](crate::failure::Failure) decides.
+    pub fn sink_setup_error(&self, sink: &str, setup: bool) {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let unchanged = guard.setup_error_sinks.contains(sink) == setup;
+        drop(guard);
+        if unchanged {
+            return;
+        }
+        self.update(|s| {
+            if setup {
+                s.setup_error_sinks.insert(sink.to_string());
+            } else {
+                s.setup_error_sinks.remove(sink);
+            }
+        });
+    }
+
     /// The sinks failing now, and changes to that set.
     pub fn failing_sinks(&self) -> watch::Receiver<BTreeSet<String>> {
         self.failing.subscribe()
@@ -367,5 +390,19 @@ mod tests {
         assert!(failing.has_changed().unwrap());
         assert!(failing.borrow_and_update().is_empty());
         assert!(stats.snapshot().failing_sinks.is_empty());
+    }
+
+    #[test]
+    fn set_up_errors_are_kept_per_sink_until_cleared() {
+        let stats = Stats::default();
+        stats.sink_setup_error("salesforce", true);
+        stats.sink_setup_error("crm", false);
+        assert_eq!(
+            stats.snapshot().setup_error_sinks,
+            BTreeSet::from(["salesforce".to_owned()])
+        );
+        // A temporary failure after the set-up one: the last failure decides.
+        stats.sink_setup_error("salesforce", false);
+        assert!(stats.snapshot().setup_error_sinks.is_empty());
     }
 }

@@ -383,6 +383,7 @@ async fn metrics_endpoint(
         tokens,
         journal,
         journal_dir: dir.to_path_buf(),
+        reconcile_interval: None,
     };
     let task = tokio::spawn(metrics::serve(listener, sources, cancel.clone()));
     (address, cancel, task)

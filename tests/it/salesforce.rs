@@ -317,6 +317,13 @@ async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let snapshot = daemon.stats.snapshot();
     assert_eq!(snapshot.delivered_to("salesforce"), 0);
+    // `zcc_relay_sink_setup_error{sink="salesforce"}` is 1 (the alert
+    // ZccRelaySinkSetupError).
+    assert!(
+        snapshot.setup_error_sinks.contains("salesforce"),
+        "a set-up error, not a temporary failure: {:?}",
+        snapshot.setup_error_sinks
+    );
     assert_eq!(
         snapshot
             .dead_lettered
@@ -367,6 +374,10 @@ async fn a_missing_external_id_field_waits_and_converges_once_it_exists() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(
+        daemon.stats.snapshot().setup_error_sinks.is_empty(),
+        "delivering clears the set-up error"
+    );
     assert_eq!(
         daemon
             .stats
