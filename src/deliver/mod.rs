@@ -23,7 +23,9 @@
 //! schedule like a `Retry` failure, so neither they nor their engagement wait
 //! for a restart. Records of one engagement are delivered in journal order;
 //! a sink that coalesces ([`Running::coalesce`](crate::sink::Running::coalesce)) gets those due together in
-//! one call and settles each one.
+//! one call and settles each one, and one that spreads
+//! ([`Running::spread`](crate::sink::Running::spread)) gets several engagements' in one call during a
+//! backlog.
 //!
 //! Sinks are isolated: each worker has its own cursor, lanes, permits and retry
 //! state. Memory is bounded: outbox reads are batched, at most `max_in_flight`
@@ -157,6 +159,10 @@ impl<R: Registry, S: Running<R>> Handler for Context<R, S> {
         self.sink.coalesce()
     }
 
+    fn spread(&self) -> usize {
+        self.sink.spread()
+    }
+
     async fn handle(
         self: Arc<Self>,
         records: Vec<Pending>,
@@ -209,7 +215,7 @@ struct Acked {
     commit: tokio::sync::oneshot::Receiver<Result<(), JournalError>>,
 }
 
-/// Delivers records (one, or several of one engagement): in-memory retries
+/// Delivers records (one, or several of one or more engagements): in-memory retries
 /// within the fast window (a record already in the durable tier gets one
 /// attempt per step), then the durable tier or the dead-letter.
 ///
