@@ -778,7 +778,10 @@ async fn a_spreading_sink_gets_several_engagements_in_one_call_each_in_order() {
         ids[1].clone(),
     ];
     assert_eq!(calls[0], first, "{calls:?}");
-    assert!(calls.contains(&vec![ids[3].clone(), ids[5].clone()]), "{calls:?}");
+    assert!(
+        calls.contains(&vec![ids[3].clone(), ids[5].clone()]),
+        "{calls:?}"
+    );
     assert!(calls.contains(&vec![ids[1].clone()]), "{calls:?}");
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert_eq!(journal.stats().await.unwrap()[0].pending, 0);

@@ -54,6 +54,19 @@ async fn harness_with(fake: &SalesforceFake) -> Harness {
     h
 }
 
+/// The salesforce sink's pending records and dead letters in the journal
+/// (no daemon running).
+fn journal_counts(h: &Harness) -> (u64, u64) {
+    let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
+    let txn = db.begin_read().unwrap();
+    let stats = zcc_relay::journal::read::sink_stats(&txn, "salesforce").unwrap();
+    (stats.pending, stats.dead)
+}
+
+/// Twenty engagements with re-sends and edited notes, through a 503 burst, a
+/// session invalidation and ten seconds of REQUEST_LIMIT_EXCEEDED (the
+/// backlog it leaves drains with sObject Collections), and one kill -9 of the
+/// real binary while it drains: the org ends with the full picture, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_to_one_task_per_engagement_through_faults() {
     let fake = SalesforceFake::start(Org::new()).await.unwrap();
@@ -61,6 +74,13 @@ async fn converges_to_one_task_per_engagement_through_faults() {
     let options = ScenarioOptions::for_simulator(&h.sim);
     let script =
         scenario::generate_with(23, 20, SystemTime::now(), Duration::from_secs(1), &options);
+    let resent = script.len()
+        - script
+            .iter()
+            .map(|e| e.body.to_string())
+            .collect::<BTreeSet<_>>()
+            .len();
+    assert!(resent > 0, "the script re-sends events");
     // A Contact whose phone is one customer's number written another way.
     let us = Region::parse("US");
     let linked_number = script
@@ -77,6 +97,8 @@ async fn converges_to_one_task_per_engagement_through_faults() {
         &digits[6..]
     )));
 
+    // 1. In this process: the events arrive through the faults; the limit
+    // leaves a backlog.
     let daemon = h.start_live().await;
     let half = script.len() / 2;
     fake.unavailable_for_next(4);
@@ -85,24 +107,71 @@ async fn converges_to_one_task_per_engagement_through_faults() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     fake.invalidate_sessions();
-    fake.request_limit_exceeded_for(Duration::from_secs(3));
+    let limit = std::time::Instant::now();
+    fake.request_limit_exceeded_for(Duration::from_secs(10));
     for event in &script[half..] {
         assert!(h.sim.emit(event.body.clone()));
     }
     daemon.wait_handled(script.len() as u64).await;
-    let expected = keyed_persisted(&daemon.stats.snapshot());
-    assert!(expected > 0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    daemon.stop().await.unwrap();
+    let (backlog, dead) = journal_counts(&h);
+    assert_eq!(dead, 0);
+    assert!(backlog > 0, "the limit left a backlog");
+
+    // 2. The real binary drains it once the limit is over, and is killed
+    // with SIGKILL while it writes.
+    let config = h.write_config();
+    let log = h.path("binary.log");
+    let before = fake.request_counts();
+    let mut child = crate::support::spawn_run(&config, "warn", &log);
+    let written =
+        |c: &zcc_sim::sink::salesforce::RequestCounts| c.composite + c.upsert + c.content_version;
+    let writing = tokio::time::timeout(Duration::from_secs(60), async {
+        while written(&fake.request_counts()) < written(&before) + 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        writing.is_ok(),
+        "the binary wrote nothing: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        limit.elapsed() >= Duration::from_secs(10),
+        "the limit lasted ten seconds"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // 3. Restarted over the same journal (which repairs it; read-only it
+    // cannot be opened before), stopped once to count what is left, then
+    // run until that is delivered.
+    let handshakes = h.sim.handshakes_completed();
+    let daemon = h.start();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while h.sim.handshakes_completed() <= handshakes {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the restarted daemon connects");
+    daemon.stop().await.unwrap();
+    let (left, dead) = journal_counts(&h);
+    assert_eq!(dead, 0);
+    let daemon = h.start();
     let waited = tokio::time::timeout(
         Duration::from_secs(90),
         daemon
             .stats
-            .wait_until(|s| s.delivered_to("salesforce") >= expected),
+            .wait_until(|s| s.delivered_to("salesforce") >= left),
     )
     .await;
     let snapshot = daemon.stats.snapshot();
     assert!(
         waited.is_ok(),
-        "delivered {} of {expected}",
+        "delivered {} of {left}",
         snapshot.delivered_to("salesforce")
     );
     assert_eq!(
@@ -114,6 +183,12 @@ async fn converges_to_one_task_per_engagement_through_faults() {
         0
     );
     daemon.stop().await.unwrap();
+    assert_eq!(journal_counts(&h), (0, 0), "nothing pending, nothing dead");
+    let counts = fake.request_counts();
+    assert!(
+        counts.composite > 0,
+        "the backlog used collections: {counts:?}"
+    );
 
     // What the journal folded, to compare against.
     let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
@@ -144,6 +219,12 @@ async fn converges_to_one_task_per_engagement_through_faults() {
         }
     }
 
+    assert!(
+        notes
+            .values()
+            .any(|v| v.iter().map(|(_, t)| t).collect::<BTreeSet<_>>().len() > 1),
+        "the script edits a note"
+    );
     let mut linked = 0;
     let mut files = 0;
     for engagement in &engagements {

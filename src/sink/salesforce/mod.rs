@@ -16,9 +16,14 @@
 //! its name on the Task before it is created, so a crash between the create
 //! and the settle never attaches it twice. No CRM id is kept in the journal
 //! yet: the external id finds the Task, the file name finds the file.
+//!
+//! During a backlog the consumer hands over several engagements at once
+//! ([`Kind::spread`]); their Tasks are then written with sObject Collections
+//! (`collection`), up to 200 a call, with the same create-only rule.
 
 mod check;
 mod client;
+mod collection;
 mod config;
 mod files;
 mod task;
@@ -52,6 +57,17 @@ pub const KEYED_EVENTS: &[&str] = &[
 
 /// Due records of one engagement written in one upsert.
 const COALESCE: usize = 64;
+/// Task ids remembered; past it the memory starts over (a lookup finds them).
+const TASK_IDS: usize = 20_000;
+
+/// An engagement's Task as it is to be written now.
+struct Prepared {
+    engagement_id: String,
+    /// Every field but the create-only ones.
+    fields: serde_json::Map<String, serde_json::Value>,
+    create_only: serde_json::Map<String, serde_json::Value>,
+    plan: files::Plan,
+}
 
 pub struct SalesforceSink {
     name: String,
@@ -62,6 +78,9 @@ pub struct SalesforceSink {
     customers: Box<CustomerCache>,
     /// (Task id, file name) pairs known to be attached.
     attached: Box<Mutex<HashSet<(String, String)>>>,
+    /// Engagement → its Task's id, as written by this process (at most
+    /// [`TASK_IDS`]): a backlog updates these by id without a lookup.
+    tasks: Box<Mutex<HashMap<String, String>>>,
     /// One write at a time per engagement: a record waiting on the durable
     /// schedule and a new one of the same engagement may be due together.
     writing: Box<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -75,30 +94,69 @@ impl SalesforceSink {
             .clone()
     }
 
-    /// [`Self::write_now`], one at a time per engagement.
-    async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
-        let lock = self
-            .writing
+    /// The engagement's write lock (see `writing`); give it back with
+    /// [`Self::release`].
+    fn lock_of(&self, engagement_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.writing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(engagement_id.to_owned())
             .or_default()
-            .clone();
-        let outcome = {
-            let _held = lock.lock().await;
-            self.write_now(engagement_id, fallback).await
-        };
+            .clone()
+    }
+
+    fn release(&self, engagement_id: &str, lock: Arc<tokio::sync::Mutex<()>>) {
         let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         // Ours and the map's: nobody else waits for it.
         if Arc::strong_count(&lock) == 2 {
             writing.remove(engagement_id);
         }
+    }
+
+    /// [`Self::write_now`], one at a time per engagement.
+    async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
+        let lock = self.lock_of(engagement_id);
+        let outcome = {
+            let _held = lock.lock().await;
+            self.write_now(engagement_id, fallback).await
+        };
+        self.release(engagement_id, lock);
         outcome
     }
 
     /// Writes the engagement's Task as the aggregate is now, then its files.
     async fn write_now(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
         let settings = self.settings();
+        let prepared = self.prepare(&settings, engagement_id, fallback).await?;
+        let task_id = self
+            .client
+            .upsert_task(
+                &settings.external_id_field,
+                engagement_id,
+                prepared.fields,
+                prepared.create_only,
+            )
+            .await?;
+        self.remember_task(engagement_id, &task_id);
+        self.attach_files(&task_id, &prepared.plan, None).await
+    }
+
+    fn remember_task(&self, engagement_id: &str, task_id: &str) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if tasks.len() >= TASK_IDS {
+            tasks.clear();
+        }
+        tasks.insert(engagement_id.to_owned(), task_id.to_owned());
+    }
+
+    /// The engagement's aggregate as it is now, its customer and its files,
+    /// rendered into the Task's fields.
+    async fn prepare(
+        &self,
+        settings: &SalesforceSinkSettings,
+        engagement_id: &str,
+        fallback: &[Envelope],
+    ) -> Result<Prepared, Failure> {
         let aggregate = match self.journal.interaction(engagement_id).await {
             Ok(Some(aggregate)) => aggregate,
             Ok(None) => fold_views(fallback)
@@ -113,17 +171,25 @@ impl SalesforceSink {
         let plan = files::plan(&aggregate, settings.attach_files);
         let transcripts = files::short_transcripts(&aggregate).await;
         let fields = task::fields(&aggregate, who.as_ref(), &transcripts, &plan.linked);
-        let task_id = self
-            .client
-            .upsert_task(
-                &settings.external_id_field,
-                engagement_id,
-                fields,
-                task::create_only(&aggregate),
-            )
-            .await?;
+        Ok(Prepared {
+            engagement_id: engagement_id.to_owned(),
+            fields,
+            create_only: task::create_only(&aggregate),
+            plan,
+        })
+    }
+
+    /// Files of the plan not yet on the Task, each created once. `on_tasks`:
+    /// (Task id, file name) pairs a lookup just found, when one was made for
+    /// this Task; otherwise each file is looked up before it is created.
+    async fn attach_files(
+        &self,
+        task_id: &str,
+        plan: &files::Plan,
+        on_tasks: Option<&HashSet<(String, String)>>,
+    ) -> Result<(), Failure> {
         for file in &plan.attach {
-            let key = (task_id.clone(), file.name.clone());
+            let key = (task_id.to_owned(), file.name.clone());
             if self
                 .attached
                 .lock()
@@ -132,9 +198,13 @@ impl SalesforceSink {
             {
                 continue;
             }
-            if !self.client.file_on(&task_id, &file.name).await? {
+            let present = match on_tasks {
+                Some(found) => found.contains(&key),
+                None => self.client.file_on(task_id, &file.name).await?,
+            };
+            if !present {
                 let bytes = files::read(&self.client, &file.entry).await?;
-                self.client.attach(&task_id, &file.name, bytes).await?;
+                self.client.attach(task_id, &file.name, bytes).await?;
             }
             self.attached
                 .lock()
@@ -250,6 +320,7 @@ impl Kind for SalesforceSink {
             region: Region::parse(&settings.default_region),
             customers: Box::default(),
             attached: Box::default(),
+            tasks: Box::default(),
             writing: Box::default(),
         })
     }
@@ -281,8 +352,9 @@ impl Kind for SalesforceSink {
         }
     }
 
-    /// One write for every record of the engagement that is due now; each
-    /// record is settled with its outcome.
+    /// One write for every record of an engagement that is due now — of
+    /// several engagements, one sObject Collections write for their Tasks;
+    /// each record is settled with its engagement's outcome.
     async fn deliver_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), Failure>> {
         let mut outcomes: Vec<Option<Result<(), Failure>>> = vec![None; envelopes.len()];
         let mut engagements: Vec<String> = Vec::new();
@@ -292,6 +364,28 @@ impl Kind for SalesforceSink {
                 Some(_) => {}
                 None => outcomes[i] = Some(Ok(())),
             }
+        }
+        if engagements.len() > 1 {
+            let groups: Vec<(String, Vec<Envelope>)> = engagements
+                .into_iter()
+                .map(|id| {
+                    let theirs = envelopes
+                        .iter()
+                        .filter(|e| engagement_of(e).as_deref() == Some(id.as_str()))
+                        .cloned()
+                        .collect();
+                    (id, theirs)
+                })
+                .collect();
+            let written = self.write_many(groups).await;
+            for (i, envelope) in envelopes.iter().enumerate() {
+                if let Some(id) = engagement_of(envelope) {
+                    outcomes[i] = Some(written.get(&id).cloned().unwrap_or_else(|| {
+                        Err(Failure::retry("the engagement's write gave no outcome"))
+                    }));
+                }
+            }
+            return outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect();
         }
         for engagement_id in engagements {
             let theirs: Vec<Envelope> = envelopes
@@ -311,5 +405,9 @@ impl Kind for SalesforceSink {
 
     fn coalesce(&self) -> usize {
         COALESCE
+    }
+
+    fn spread(&self) -> usize {
+        client::COLLECTION_MAX
     }
 }
