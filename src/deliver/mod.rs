@@ -148,7 +148,13 @@ impl<R: Registry, S: Running<R>> Handler for Context<R, S> {
     }
 
     fn read_batch(&self) -> usize {
-        BATCH
+        // A sink that writes several engagements at once sees more of a
+        // backlog's engagements per read (memory stays within MAX_HELD).
+        if self.sink.spread() > 1 {
+            MAX_HELD
+        } else {
+            BATCH
+        }
     }
 
     fn ordered(&self) -> bool {

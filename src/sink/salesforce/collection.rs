@@ -20,10 +20,15 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures_util::StreamExt;
+
 use super::client::{COLLECTION_MAX, QUERY_CHARS, QUERY_IDS};
 use super::{Prepared, SalesforceSink};
 use crate::deliver::Envelope;
 use crate::failure::{Class, Failure};
+
+/// Engagements prepared, or whose files are attached, at once.
+const AT_ONCE: usize = 8;
 
 /// Record errors after which the single-record path takes the engagement
 /// over: its Task was created (`TaskSubtype` refused on the existing one) or
@@ -93,9 +98,25 @@ impl SalesforceSink {
         let settings = self.settings();
         let field = settings.external_id_field.as_str();
         let mut outcomes: HashMap<String, Result<(), Failure>> = HashMap::new();
-        let mut prepared: Vec<Prepared> = Vec::with_capacity(groups.len());
+        // Aggregates read and customers looked up several at once.
+        type Ready<'a> = std::pin::Pin<
+            Box<dyn Future<Output = (&'a String, Result<Prepared, Failure>)> + Send + 'a>,
+        >;
+        let settings_ref = &settings;
+        let mut jobs: Vec<Ready<'_>> = Vec::with_capacity(groups.len());
         for (engagement_id, envelopes) in groups {
-            match self.prepare(&settings, engagement_id, envelopes).await {
+            jobs.push(Box::pin(async move {
+                let prepared = self.prepare(settings_ref, engagement_id, envelopes).await;
+                (engagement_id, prepared)
+            }));
+        }
+        let ready: Vec<(&String, Result<Prepared, Failure>)> = futures_util::stream::iter(jobs)
+            .buffered(AT_ONCE)
+            .collect()
+            .await;
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(groups.len());
+        for (engagement_id, result) in ready {
+            match result {
                 Ok(p) => prepared.push(p),
                 Err(failure) => {
                     outcomes.insert(engagement_id.clone(), Err(failure));
@@ -226,16 +247,27 @@ impl SalesforceSink {
                 }
             }
         }
+        // Several engagements' files at once (each engagement's in order);
+        // the request budget still spaces the calls.
+        type Job<'a> =
+            std::pin::Pin<Box<dyn Future<Output = (String, Result<(), Failure>)> + Send + 'a>>;
+        let mut jobs: Vec<Job<'_>> = Vec::with_capacity(written.len());
         for (p, task_id) in &written {
-            let outcome = match lookup_failed.get(task_id) {
-                Some(failure) => Err(failure.clone()),
-                None => {
-                    let found = looked_up.contains(task_id).then_some(&on_tasks);
-                    self.attach_files(task_id, &p.plan, found).await
-                }
-            };
-            outcomes.insert(p.engagement_id.clone(), outcome);
+            let failed = lookup_failed.get(task_id).cloned();
+            let found = looked_up.contains(task_id).then_some(&on_tasks);
+            jobs.push(Box::pin(async move {
+                let outcome = match failed {
+                    Some(failure) => Err(failure),
+                    None => self.attach_files(task_id, &p.plan, found).await,
+                };
+                (p.engagement_id.clone(), outcome)
+            }));
         }
+        let attached: Vec<(String, Result<(), Failure>)> = futures_util::stream::iter(jobs)
+            .buffer_unordered(AT_ONCE)
+            .collect()
+            .await;
+        outcomes.extend(attached);
         outcomes
     }
 
