@@ -445,3 +445,118 @@ async fn a_recording_above_the_json_limit_goes_multipart() {
     h.shutdown().await;
     fake.stop().await;
 }
+
+/// One note of `engagement` on `channel`, as the sink gets it.
+fn note_envelope(
+    seq: u64,
+    engagement: &str,
+    channel: &str,
+    text: &str,
+) -> zcc_relay::deliver::Envelope {
+    let view = zcc_relay::record::View {
+        kind: "engagement_note_added".into(),
+        engagement_id: Some(engagement.into()),
+        direction: Some("inbound".into()),
+        channel: Some(channel.into()),
+        note_id: Some(format!("n-{engagement}")),
+        note: Some(text.into()),
+        last_modified: Some("2026-12-01T10:06:00Z".into()),
+        ..zcc_relay::record::View::default()
+    };
+    zcc_relay::deliver::Envelope {
+        seq,
+        bytes: std::sync::Arc::from(&b"{}"[..]),
+        webhook_id: format!("w{seq}"),
+        lane: Some(engagement.into()),
+        view: std::sync::Arc::new(view),
+    }
+}
+
+/// Several engagements in one call: the existing Task is updated by id
+/// without `TaskSubtype`, the new ones are created with it, in two sObject
+/// Collections calls; the next batch updates all of them by id, without a
+/// lookup. A record without an engagement is settled as delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_batch_creates_with_the_subtype_and_updates_without_it() {
+    use zcc_relay::sink::Running;
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    let field = zcc_sim::sink::salesforce::DEFAULT_EXTERNAL_ID_FIELD;
+    let mut existing = serde_json::Map::new();
+    existing.insert(field.into(), "eng-b".into());
+    existing.insert("TaskSubtype".into(), "Task".into());
+    existing.insert("Subject".into(), "made elsewhere".into());
+    let existing_id = fake.insert_task(existing);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = zcc_relay::journal::Journal::open(&dir.path().join("journal"), vec![]).unwrap();
+    let table = SinkTable::salesforce(
+        "salesforce",
+        &fake.url(),
+        &fake.client_id(),
+        &fake.client_secret(),
+    );
+    let mut h = Harness::new().await;
+    h.config.sinks = vec![table];
+    let settings = h.config.settings().sinks.remove(0);
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let health = zcc_relay::service::Health::default();
+    let context = zcc_relay::sink::BuildContext {
+        name: "salesforce",
+        timeout: settings.timeout,
+        tls: &tls,
+        health: &health,
+        journal: Some(&journal),
+    };
+    let sink = zcc_relay::sink::Registry::build(&settings.kind, &context)
+        .await
+        .unwrap();
+    let mut without = note_envelope(4, "eng-x", "voice", "none");
+    std::sync::Arc::make_mut(&mut without.view).engagement_id = None;
+    without.lane = None;
+    let batch = vec![
+        note_envelope(1, "eng-a", "voice", "first a"),
+        note_envelope(2, "eng-b", "voice", "first b"),
+        note_envelope(3, "eng-c", "messaging", "first c"),
+        without,
+    ];
+    let outcomes = sink.deliver_batch(&batch).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (counts.composite, counts.upsert, counts.query),
+        (2, 0, 1),
+        "{counts:?}"
+    );
+    let task = |id: &str| fake.tasks_with_external_id(id)[0].clone();
+    assert_eq!(task("eng-a")["TaskSubtype"], "Call");
+    assert_eq!(task("eng-c")["TaskSubtype"], "Task");
+    let b = task("eng-b");
+    assert_eq!(b["Id"], existing_id.as_str());
+    assert_eq!(b["TaskSubtype"], "Task", "never sent to an existing Task");
+    assert_eq!(b["Subject"], "Zoom inbound voice");
+    assert!(b["Description"].as_str().unwrap().contains("first b"));
+    assert_eq!(fake.tasks().len(), 3);
+
+    let again = vec![
+        note_envelope(5, "eng-a", "voice", "second a"),
+        note_envelope(6, "eng-b", "voice", "second b"),
+        note_envelope(7, "eng-c", "messaging", "second c"),
+    ];
+    let outcomes = sink.deliver_batch(&again).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (counts.composite, counts.upsert, counts.query),
+        (3, 0, 1),
+        "{counts:?}"
+    );
+    assert!(
+        task("eng-c")["Description"]
+            .as_str()
+            .unwrap()
+            .contains("second c")
+    );
+    assert_eq!(fake.tasks().len(), 3);
+    journal.close().await;
+    h.shutdown().await;
+    fake.stop().await;
+}
