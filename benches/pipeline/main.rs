@@ -17,13 +17,16 @@
 //!
 //! Every comparison is made inside this run; repeated figures are medians.
 //! `-- --only ITEM[,ITEM]` runs some of them: disk, ingest, e2e, latency,
-//! idle (idle footprint and reconnect), backlog, recovery. `-- --cold-cache`
+//! idle (idle footprint and reconnect), backlog, recovery, salesforce (a
+//! backlog drained into the fake org, ours beside one upsert per artefact).
+//! `-- --cold-cache`
 //! drops the page cache before the restart of the recovery item (root only).
 
 mod disk;
 mod events;
 mod inproc;
 mod process;
+mod salesforce;
 mod sink;
 
 use std::path::{Path, PathBuf};
@@ -105,6 +108,9 @@ struct Plan {
     backlog: [usize; 3],
     backlog_window: Duration,
     recovery: usize,
+    /// Engagements in the Salesforce backlog; whether ours also drains at
+    /// the default budget for real (minutes).
+    salesforce: (usize, bool),
 }
 
 const FULL: Plan = Plan {
@@ -117,6 +123,7 @@ const FULL: Plan = Plan {
     backlog: [1_000, 10_000, 100_000],
     backlog_window: Duration::from_secs(4),
     recovery: 100_000,
+    salesforce: (1_000, true),
 };
 
 const QUICK: Plan = Plan {
@@ -131,10 +138,18 @@ const QUICK: Plan = Plan {
     backlog: [1_000, 20_000, 40_000],
     backlog_window: Duration::from_secs(1),
     recovery: 5_000,
+    salesforce: (40, false),
 };
 
-const ITEMS: [&str; 7] = [
-    "disk", "ingest", "e2e", "latency", "idle", "backlog", "recovery",
+const ITEMS: [&str; 8] = [
+    "disk",
+    "ingest",
+    "e2e",
+    "latency",
+    "idle",
+    "backlog",
+    "recovery",
+    "salesforce",
 ];
 
 fn ms(d: Duration) -> String {
@@ -186,6 +201,12 @@ struct Figures {
     idle: Option<(process::Idle, process::Reconnect)>,
     backlog: Vec<(usize, u64)>,
     recovery: Option<process::Recovery>,
+    /// (ours, baseline) at the fastest budget; ours at the default budget.
+    salesforce: Option<(
+        salesforce::Drain,
+        salesforce::Drain,
+        Option<salesforce::Drain>,
+    )>,
 }
 
 async fn measure(plan: &Plan, base: &Path, only: &[String], cold: bool) -> Figures {
@@ -237,6 +258,22 @@ async fn measure(plan: &Plan, base: &Path, only: &[String], cold: bool) -> Figur
     if want("recovery") {
         section("recovery after kill -9");
         figures.recovery = Some(process::recovery(base, plan.recovery, cold).await);
+    }
+    if want("salesforce") {
+        let (n, real) = plan.salesforce;
+        section(&format!("salesforce: {n} engagements' backlog, ours"));
+        let ours = salesforce::drain(base, n, salesforce::FASTEST, false).await;
+        section(&format!(
+            "salesforce: {n} engagements' backlog, one upsert per artefact"
+        ));
+        let baseline = salesforce::drain(base, n, salesforce::FASTEST, true).await;
+        let at_default = if real {
+            section("salesforce: ours at the default budget");
+            Some(salesforce::drain(base, n, salesforce::DEFAULT_BUDGET, false).await)
+        } else {
+            None
+        };
+        figures.salesforce = Some((ours, baseline, at_default));
     }
     section("done");
     figures
@@ -373,6 +410,10 @@ fn report(plan: &Plan, f: &Figures) {
         );
     }
 
+    if let Some((ours, baseline, at_default)) = &f.salesforce {
+        salesforce::report(ours, baseline, at_default.as_ref());
+    }
+
     println!();
     println!("{:<48} {:>18} {:>8}", "target", "measured", "");
     let target = |what: &str, figure: String, met: bool| {
@@ -430,6 +471,14 @@ fn report(plan: &Plan, f: &Figures) {
             "backlog RSS independent of size (< +1 MiB)",
             format!("{:+.1} MiB", growth / 1024.0),
             growth < 1024.0,
+        );
+    }
+    if let Some((ours, _, _)) = &f.salesforce {
+        let per = ours.task_writes() as f64 / ours.engagements as f64;
+        target(
+            "Salesforce Task writes <= 1 per 25 engagements",
+            format!("1 per {:.0}", 1.0 / per),
+            per <= 1.0 / 25.0,
         );
     }
     if let Some(r) = &f.recovery {

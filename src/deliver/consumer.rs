@@ -12,7 +12,10 @@
 //! - batching ([`Handler::batch`]): a task may get several records of one
 //!   engagement at once, those held behind its lane (all due now; a record
 //!   waiting for a later durable retry is never pulled forward), and settles
-//!   each one on its own;
+//!   each one on its own; with [`Handler::spread`] above 1 it gets the ready
+//!   records of several engagements at once (a backlog: whatever is ready
+//!   when a slot frees, never waiting for more), each engagement's still in
+//!   journal order;
 //! - a task that panics never stalls its records or their lane: the handler
 //!   settles them ([`Handler::panicked`]) as a failed attempt;
 //! - a task's [`Slot`] can be freed before the task ends (a sink frees it as
@@ -81,8 +84,14 @@ pub trait Handler: Send + Sync + 'static {
     fn batch(&self) -> usize {
         1
     }
-    /// Handles `records` (one, or several of one engagement in journal
-    /// order) and says how each one settled. `stop`: shutdown began (a
+    /// At most this many engagements in one task (1: one engagement per
+    /// task). Only with [`ordered`](Handler::ordered).
+    fn spread(&self) -> usize {
+        1
+    }
+    /// Handles `records` (one, or several: of at most
+    /// [`spread`](Handler::spread) engagements, each one's in journal order)
+    /// and says how each one settled. `stop`: shutdown began (a
     /// task waiting to retry ends); `abort`: the drain deadline passed.
     fn handle(
         self: Arc<Self>,
@@ -127,6 +136,7 @@ pub async fn run<H: Handler>(
     let ordered = handler.ordered();
     let read_batch = handler.read_batch();
     let group = if ordered { handler.batch().max(1) } else { 1 };
+    let spread = if ordered { handler.spread().max(1) } else { 1 };
     let mut lanes: Lanes<Pending> = Lanes::default();
     if ordered {
         // Records waiting in the durable tier from an earlier run still hold
@@ -195,25 +205,33 @@ pub async fn run<H: Handler>(
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 break;
             };
-            let Some(head) = ready.pop_front() else {
-                break;
-            };
-            let key = if ordered {
-                lane(&head).map(str::to_owned)
-            } else {
-                None
-            };
-            let mut records = vec![head];
-            if let Some(key) = &key
-                && group > 1
-            {
-                records.extend(lanes.take_queued(key, group - 1));
-            }
-            for pending in &records {
-                in_flight.insert(pending.seq);
-                if let Some(key) = &key {
-                    lane_of.insert(pending.seq, key.clone());
+            let mut records = Vec::new();
+            // Every ready record heads its own lane (or has none).
+            for _ in 0..spread {
+                let Some(head) = ready.pop_front() else {
+                    break;
+                };
+                let key = if ordered {
+                    lane(&head).map(str::to_owned)
+                } else {
+                    None
+                };
+                let first = records.len();
+                records.push(head);
+                if let Some(key) = &key
+                    && group > 1
+                {
+                    records.extend(lanes.take_queued(key, group - 1));
                 }
+                for pending in &records[first..] {
+                    in_flight.insert(pending.seq);
+                    if let Some(key) = &key {
+                        lane_of.insert(pending.seq, key.clone());
+                    }
+                }
+            }
+            if records.is_empty() {
+                break;
             }
             let slot = Slot {
                 permit: Some(permit),

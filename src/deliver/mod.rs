@@ -25,7 +25,9 @@
 //! schedule like a `Retry` failure, so neither they nor their engagement wait
 //! for a restart. Records of one engagement are delivered in journal order;
 //! a sink that coalesces ([`Running::coalesce`](crate::sink::Running::coalesce)) gets those due together in
-//! one call and settles each one.
+//! one call and settles each one, and one that spreads
+//! ([`Running::spread`](crate::sink::Running::spread)) gets several engagements' in one call during a
+//! backlog.
 //!
 //! Sinks are isolated: each worker has its own cursor, lanes, permits and retry
 //! state. Memory is bounded: outbox reads are batched, at most `max_in_flight`
@@ -155,7 +157,13 @@ impl<R: Registry, S: Running<R>> Handler for Context<R, S> {
     }
 
     fn read_batch(&self) -> usize {
-        BATCH
+        // A sink that writes several engagements at once sees more of a
+        // backlog's engagements per read (memory stays within MAX_HELD).
+        if self.sink.spread() > 1 {
+            MAX_HELD
+        } else {
+            BATCH
+        }
     }
 
     fn ordered(&self) -> bool {
@@ -164,6 +172,10 @@ impl<R: Registry, S: Running<R>> Handler for Context<R, S> {
 
     fn batch(&self) -> usize {
         self.sink.coalesce()
+    }
+
+    fn spread(&self) -> usize {
+        self.sink.spread()
     }
 
     async fn handle(
@@ -218,7 +230,7 @@ struct Acked {
     commit: tokio::sync::oneshot::Receiver<Result<(), JournalError>>,
 }
 
-/// Delivers records (one, or several of one engagement): in-memory retries
+/// Delivers records (one, or several of one or more engagements): in-memory retries
 /// within the fast window (a record already in the durable tier gets one
 /// attempt per step), then the durable tier or the dead-letter.
 ///

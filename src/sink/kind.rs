@@ -86,7 +86,8 @@ pub trait Kind: Sized + Send + Sync + 'static {
     fn deliver(&self, envelope: &Envelope) -> impl Future<Output = Result<(), Failure>> + Send;
 
     /// Delivers several records (of one engagement, in journal order, when
-    /// [`Kind::coalesce`] is above 1) and says how each one went, in the same
+    /// [`Kind::coalesce`] is above 1; of several, each one's in journal
+    /// order, when [`Kind::spread`] is) and says how each one went, in the same
     /// order. By default one after another; a kind that can write them in one
     /// request (a CRM upsert) overrides it.
     fn deliver_batch(
@@ -99,6 +100,12 @@ pub trait Kind: Sized + Send + Sync + 'static {
     /// At most this many due records of one engagement per
     /// [`Kind::deliver_batch`] call; 1: no coalescing.
     fn coalesce(&self) -> usize {
+        1
+    }
+
+    /// At most this many engagements per [`Kind::deliver_batch`] call (a
+    /// backlog written with a CRM's batch API); 1: one engagement per call.
+    fn spread(&self) -> usize {
         1
     }
 }
@@ -266,6 +273,10 @@ pub trait Running<R>: Send + Sync + 'static {
     }
     /// [`Kind::coalesce`]; by default 1 (no coalescing).
     fn coalesce(&self) -> usize {
+        1
+    }
+    /// [`Kind::spread`]; by default 1 (one engagement per call).
+    fn spread(&self) -> usize {
         1
     }
 }
@@ -448,6 +459,12 @@ macro_rules! sink_kinds {
             fn coalesce(&self) -> usize {
                 match self {
                     $($sink::$variant(sink) => <$runtime as $crate::sink::Kind>::coalesce(sink),)+
+                }
+            }
+
+            fn spread(&self) -> usize {
+                match self {
+                    $($sink::$variant(sink) => <$runtime as $crate::sink::Kind>::spread(sink),)+
                 }
             }
         }

@@ -626,6 +626,7 @@ type Script = dyn Fn(&Envelope, usize) -> Result<(), Failure> + Send + Sync;
 /// before), recording every call's webhook ids.
 struct Scripted {
     coalesce: usize,
+    spread: usize,
     script: Box<Script>,
     calls: std::sync::Mutex<Vec<Vec<String>>>,
 }
@@ -635,8 +636,18 @@ impl Scripted {
         coalesce: usize,
         script: impl Fn(&Envelope, usize) -> Result<(), Failure> + Send + Sync + 'static,
     ) -> Arc<Scripted> {
+        Scripted::spreading(coalesce, 1, script)
+    }
+
+    /// Up to `spread` engagements per call.
+    fn spreading(
+        coalesce: usize,
+        spread: usize,
+        script: impl Fn(&Envelope, usize) -> Result<(), Failure> + Send + Sync + 'static,
+    ) -> Arc<Scripted> {
         Arc::new(Scripted {
             coalesce,
+            spread,
             script: Box::new(script),
             calls: Default::default(),
         })
@@ -667,6 +678,10 @@ impl Running<SinkKind> for Scripted {
 
     fn coalesce(&self) -> usize {
         self.coalesce
+    }
+
+    fn spread(&self) -> usize {
+        self.spread
     }
 }
 
@@ -729,6 +744,46 @@ async fn a_coalescing_sink_gets_an_engagements_pending_records_together_and_sett
         Some("FIELD_CUSTOM_VALIDATION_EXCEPTION")
     );
     assert_eq!(dead[0].letter.status, Some(400));
+    assert_eq!(journal.stats().await.unwrap()[0].pending, 0);
+    journal.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spreading_sink_gets_several_engagements_in_one_call_each_in_order() {
+    let dir = temp_dir();
+    let settings = sink("crm", "http://127.0.0.1:9/unused");
+    let journal = open(dir.path(), &[&settings]);
+    let mut ids = Vec::new();
+    for (n, engagement) in ["E1", "E2", "E1", "E3", "E1", "E3"].iter().enumerate() {
+        ids.push(append(&journal, &note(engagement, n + 1)).await);
+    }
+    // E2's record fails once: its retry is a call of its own.
+    let flaky = ids[1].clone();
+    let sink = Scripted::spreading(10, 2, move |envelope, call| {
+        if envelope.webhook_id == flaky && call == 0 {
+            Err(Failure::retry("HTTP 503").with_status(503))
+        } else {
+            Ok(())
+        }
+    });
+    let worker = start_scripted(&journal, &settings, sink.clone());
+    worker.wait_delivered("crm", 6).await;
+    worker.shutdown().await;
+    let calls = sink.calls();
+    // E1 and E2 (two engagements) first, E1's in journal order; then E3's.
+    let first = vec![
+        ids[0].clone(),
+        ids[2].clone(),
+        ids[4].clone(),
+        ids[1].clone(),
+    ];
+    assert_eq!(calls[0], first, "{calls:?}");
+    assert!(
+        calls.contains(&vec![ids[3].clone(), ids[5].clone()]),
+        "{calls:?}"
+    );
+    assert!(calls.contains(&vec![ids[1].clone()]), "{calls:?}");
+    assert_eq!(calls.len(), 3, "{calls:?}");
     assert_eq!(journal.stats().await.unwrap()[0].pending, 0);
     journal.close().await;
 }

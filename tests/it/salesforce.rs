@@ -54,6 +54,19 @@ async fn harness_with(fake: &SalesforceFake) -> Harness {
     h
 }
 
+/// The salesforce sink's pending records and dead letters in the journal
+/// (no daemon running).
+fn journal_counts(h: &Harness) -> (u64, u64) {
+    let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
+    let txn = db.begin_read().unwrap();
+    let stats = zcc_relay::journal::read::sink_stats(&txn, "salesforce").unwrap();
+    (stats.pending, stats.dead)
+}
+
+/// Twenty engagements with re-sends and edited notes, through a 503 burst, a
+/// session invalidation and ten seconds of REQUEST_LIMIT_EXCEEDED (the
+/// backlog it leaves drains with sObject Collections), and one kill -9 of the
+/// real binary while it drains: the org ends with the full picture, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_to_one_task_per_engagement_through_faults() {
     let fake = SalesforceFake::start(Org::new()).await.unwrap();
@@ -61,6 +74,13 @@ async fn converges_to_one_task_per_engagement_through_faults() {
     let options = ScenarioOptions::for_simulator(&h.sim);
     let script =
         scenario::generate_with(23, 20, SystemTime::now(), Duration::from_secs(1), &options);
+    let resent = script.len()
+        - script
+            .iter()
+            .map(|e| e.body.to_string())
+            .collect::<BTreeSet<_>>()
+            .len();
+    assert!(resent > 0, "the script re-sends events");
     // A Contact whose phone is one customer's number written another way.
     let us = Region::parse("US");
     let linked_number = script
@@ -77,6 +97,8 @@ async fn converges_to_one_task_per_engagement_through_faults() {
         &digits[6..]
     )));
 
+    // 1. In this process: the events arrive through the faults; the limit
+    // leaves a backlog.
     let daemon = h.start_live().await;
     let half = script.len() / 2;
     fake.unavailable_for_next(4);
@@ -85,24 +107,71 @@ async fn converges_to_one_task_per_engagement_through_faults() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     fake.invalidate_sessions();
-    fake.request_limit_exceeded_for(Duration::from_secs(3));
+    let limit = std::time::Instant::now();
+    fake.request_limit_exceeded_for(Duration::from_secs(10));
     for event in &script[half..] {
         assert!(h.sim.emit(event.body.clone()));
     }
     daemon.wait_handled(script.len() as u64).await;
-    let expected = keyed_persisted(&daemon.stats.snapshot());
-    assert!(expected > 0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    daemon.stop().await.unwrap();
+    let (backlog, dead) = journal_counts(&h);
+    assert_eq!(dead, 0);
+    assert!(backlog > 0, "the limit left a backlog");
+
+    // 2. The real binary drains it once the limit is over, and is killed
+    // with SIGKILL while it writes.
+    let config = h.write_config();
+    let log = h.path("binary.log");
+    let before = fake.request_counts();
+    let mut child = crate::support::spawn_run(&config, "warn", &log);
+    let written =
+        |c: &zcc_sim::sink::salesforce::RequestCounts| c.composite + c.upsert + c.content_version;
+    let writing = tokio::time::timeout(Duration::from_secs(60), async {
+        while written(&fake.request_counts()) < written(&before) + 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        writing.is_ok(),
+        "the binary wrote nothing: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        limit.elapsed() >= Duration::from_secs(10),
+        "the limit lasted ten seconds"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // 3. Restarted over the same journal (which repairs it; read-only it
+    // cannot be opened before), stopped once to count what is left, then
+    // run until that is delivered.
+    let handshakes = h.sim.handshakes_completed();
+    let daemon = h.start();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while h.sim.handshakes_completed() <= handshakes {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the restarted daemon connects");
+    daemon.stop().await.unwrap();
+    let (left, dead) = journal_counts(&h);
+    assert_eq!(dead, 0);
+    let daemon = h.start();
     let waited = tokio::time::timeout(
         Duration::from_secs(90),
         daemon
             .stats
-            .wait_until(|s| s.delivered_to("salesforce") >= expected),
+            .wait_until(|s| s.delivered_to("salesforce") >= left),
     )
     .await;
     let snapshot = daemon.stats.snapshot();
     assert!(
         waited.is_ok(),
-        "delivered {} of {expected}",
+        "delivered {} of {left}",
         snapshot.delivered_to("salesforce")
     );
     assert_eq!(
@@ -114,6 +183,12 @@ async fn converges_to_one_task_per_engagement_through_faults() {
         0
     );
     daemon.stop().await.unwrap();
+    assert_eq!(journal_counts(&h), (0, 0), "nothing pending, nothing dead");
+    let counts = fake.request_counts();
+    assert!(
+        counts.composite > 0,
+        "the backlog used collections: {counts:?}"
+    );
 
     // What the journal folded, to compare against.
     let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
@@ -144,6 +219,12 @@ async fn converges_to_one_task_per_engagement_through_faults() {
         }
     }
 
+    assert!(
+        notes
+            .values()
+            .any(|v| v.iter().map(|(_, t)| t).collect::<BTreeSet<_>>().len() > 1),
+        "the script edits a note"
+    );
     let mut linked = 0;
     let mut files = 0;
     for engagement in &engagements {
@@ -569,6 +650,121 @@ async fn a_task_the_journal_does_not_know_is_updated_without_its_create_only_fie
             .unwrap_or("")
             .contains("Asked for a refund; granted.")
     );
+    h.shutdown().await;
+    fake.stop().await;
+}
+
+/// One note of `engagement` on `channel`, as the sink gets it.
+fn note_envelope(
+    seq: u64,
+    engagement: &str,
+    channel: &str,
+    text: &str,
+) -> zcc_relay::deliver::Envelope {
+    let view = zcc_relay::record::View {
+        kind: "engagement_note_added".into(),
+        engagement_id: Some(engagement.into()),
+        direction: Some("inbound".into()),
+        channel: Some(channel.into()),
+        note_id: Some(format!("n-{engagement}")),
+        note: Some(text.into()),
+        last_modified: Some("2026-12-01T10:06:00Z".into()),
+        ..zcc_relay::record::View::default()
+    };
+    zcc_relay::deliver::Envelope {
+        seq,
+        bytes: std::sync::Arc::from(&b"{}"[..]),
+        webhook_id: format!("w{seq}"),
+        lane: Some(engagement.into()),
+        view: std::sync::Arc::new(view),
+    }
+}
+
+/// Several engagements in one call: the existing Task is updated by id
+/// without `TaskSubtype`, the new ones are created with it, in two sObject
+/// Collections calls; the next batch updates all of them by id, without a
+/// lookup. A record without an engagement is settled as delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_batch_creates_with_the_subtype_and_updates_without_it() {
+    use zcc_relay::sink::Running;
+    let fake = SalesforceFake::start(Org::new()).await.unwrap();
+    let field = zcc_sim::sink::salesforce::DEFAULT_EXTERNAL_ID_FIELD;
+    let mut existing = serde_json::Map::new();
+    existing.insert(field.into(), "eng-b".into());
+    existing.insert("TaskSubtype".into(), "Task".into());
+    existing.insert("Subject".into(), "made elsewhere".into());
+    let existing_id = fake.insert_task(existing);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = zcc_relay::journal::Journal::open(&dir.path().join("journal"), vec![]).unwrap();
+    let table = SinkTable::salesforce(
+        "salesforce",
+        &fake.url(),
+        &fake.client_id(),
+        &fake.client_secret(),
+    );
+    let mut h = Harness::new().await;
+    h.config.sinks = vec![table];
+    let settings = h.config.settings().sinks.remove(0);
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let health = zcc_relay::service::Health::default();
+    let context = zcc_relay::sink::BuildContext {
+        name: "salesforce",
+        timeout: settings.timeout,
+        tls: &tls,
+        health: &health,
+        journal: Some(&journal),
+    };
+    let sink = zcc_relay::sink::Registry::build(&settings.kind, &context)
+        .await
+        .unwrap();
+    let mut without = note_envelope(4, "eng-x", "voice", "none");
+    std::sync::Arc::make_mut(&mut without.view).engagement_id = None;
+    without.lane = None;
+    let batch = vec![
+        note_envelope(1, "eng-a", "voice", "first a"),
+        note_envelope(2, "eng-b", "voice", "first b"),
+        note_envelope(3, "eng-c", "messaging", "first c"),
+        without,
+    ];
+    let outcomes = sink.deliver_batch(&batch).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (counts.composite, counts.upsert, counts.query),
+        (2, 0, 1),
+        "{counts:?}"
+    );
+    let task = |id: &str| fake.tasks_with_external_id(id)[0].clone();
+    assert_eq!(task("eng-a")["TaskSubtype"], "Call");
+    assert_eq!(task("eng-c")["TaskSubtype"], "Task");
+    let b = task("eng-b");
+    assert_eq!(b["Id"], existing_id.as_str());
+    assert_eq!(b["TaskSubtype"], "Task", "never sent to an existing Task");
+    assert_eq!(b["Subject"], "Zoom inbound voice");
+    assert!(b["Description"].as_str().unwrap().contains("first b"));
+    assert_eq!(fake.tasks().len(), 3);
+
+    let again = vec![
+        note_envelope(5, "eng-a", "voice", "second a"),
+        note_envelope(6, "eng-b", "voice", "second b"),
+        note_envelope(7, "eng-c", "messaging", "second c"),
+    ];
+    let outcomes = sink.deliver_batch(&again).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (counts.composite, counts.upsert, counts.query),
+        (3, 0, 1),
+        "{counts:?}"
+    );
+    assert!(
+        task("eng-c")["Description"]
+            .as_str()
+            .unwrap()
+            .contains("second c")
+    );
+    assert_eq!(fake.tasks().len(), 3);
+    journal.close().await;
     h.shutdown().await;
     fake.stop().await;
 }

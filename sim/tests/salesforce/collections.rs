@@ -221,3 +221,86 @@ async fn collections_need_api_version_46() {
         (StatusCode::NOT_FOUND, "NOT_FOUND".into())
     );
 }
+
+#[tokio::test]
+async fn a_create_only_field_is_refused_per_record_on_an_existing_task() {
+    let s = session(Org::new()).await;
+    assert_eq!(
+        s.upsert("old", json!({"Subject": "old"})).await.status,
+        StatusCode::CREATED
+    );
+    let got = collection(
+        &s,
+        false,
+        vec![
+            task("old", json!({"Subject": "again", "TaskSubtype": "Call"})),
+            task("new", json!({"Subject": "new", "TaskSubtype": "Call"})),
+        ],
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body[0]["success"], false);
+    assert_eq!(
+        got.body[0]["errors"][0]["statusCode"],
+        "INVALID_FIELD_FOR_INSERT_UPDATE"
+    );
+    assert_eq!(got.body[0]["errors"][0]["fields"], json!(["TaskSubtype"]));
+    assert!(got.body[0].get("id").is_none());
+    assert_eq!(
+        (
+            got.body[1]["success"].clone(),
+            got.body[1]["created"].clone()
+        ),
+        (json!(true), json!(true))
+    );
+    // The refused record wrote nothing; the other one carries its subtype.
+    assert_eq!(s.fake.tasks_with_external_id("old")[0]["Subject"], "old");
+    assert_eq!(
+        s.fake.tasks_with_external_id("new")[0]["TaskSubtype"],
+        "Call"
+    );
+}
+
+#[tokio::test]
+async fn updates_by_id_never_create_and_answer_per_record() {
+    let s = session(Org::new()).await;
+    let created = s.upsert("a", json!({"Subject": "a"})).await;
+    let id = created.body["id"].as_str().unwrap_or_default().to_owned();
+    let got = s
+        .patch(
+            "/composite/sobjects",
+            json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Task"}, "id": id, "Subject": "A"},
+                {"attributes": {"type": "Task"}, "id": "00T000000000000AAA", "Subject": "nobody"},
+                {"attributes": {"type": "Task"}, "Subject": "no id"},
+            ]}),
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        (got.body[0]["success"].clone(), got.body[0]["id"].clone()),
+        (json!(true), json!(id))
+    );
+    assert_eq!(
+        got.body[1]["errors"][0]["statusCode"],
+        "INVALID_CROSS_REFERENCE_KEY"
+    );
+    assert_eq!(got.body[2]["errors"][0]["statusCode"], "MISSING_ARGUMENT");
+    assert_eq!(s.fake.tasks().len(), 1);
+    assert_eq!(s.fake.tasks()[0]["Subject"], "A");
+    // More than 200 is refused whole.
+    let records: Vec<Value> = (0..201)
+        .map(|_| json!({"attributes": {"type": "Task"}, "id": id, "Subject": "x"}))
+        .collect();
+    let got = s
+        .patch(
+            "/composite/sobjects",
+            json!({"allOrNone": false, "records": records}),
+        )
+        .await;
+    assert_eq!(
+        (got.status, error(&got).0),
+        (StatusCode::BAD_REQUEST, "EXCEEDED_ID_LIMIT".into())
+    );
+    assert_eq!(s.fake.tasks()[0]["Subject"], "A");
+}

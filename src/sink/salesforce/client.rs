@@ -3,6 +3,7 @@
 //! bodies (`[{"message","errorCode","fields"}]`) classified by the CRM table,
 //! `Sforce-Limit-Info` read on every answer. Never logs a token.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -295,6 +296,135 @@ impl Client {
         }
     }
 
+    /// The Tasks whose external id is one of `values`: value → Task ids
+    /// (one, unless the field is not Unique). One SOQL query; the caller
+    /// keeps the list within [`QUERY_IDS`] and [`QUERY_CHARS`].
+    pub async fn existing_tasks(
+        &self,
+        field: &str,
+        values: &[&str],
+    ) -> Result<HashMap<String, Vec<String>>, Failure> {
+        let soql = format!(
+            "SELECT Id, {field} FROM Task WHERE {field} IN ({})",
+            quoted_list(values)
+        );
+        let records = self.query(&soql, "Task").await?;
+        let mut found: HashMap<String, Vec<String>> = HashMap::new();
+        for record in records {
+            if let (Some(id), Some(value)) = (
+                record.get("Id").and_then(Value::as_str),
+                record.get(field).and_then(Value::as_str),
+            ) {
+                found
+                    .entry(value.to_owned())
+                    .or_default()
+                    .push(id.to_owned());
+            }
+        }
+        Ok(found)
+    }
+
+    /// The ContentVersions published on these Tasks: (Task id, file name) →
+    /// ContentVersion id. One SOQL query.
+    pub async fn files_on_tasks(
+        &self,
+        task_ids: &[&str],
+    ) -> Result<HashMap<(String, String), String>, Failure> {
+        let soql = format!(
+            "SELECT Id, FirstPublishLocationId, PathOnClient FROM ContentVersion WHERE FirstPublishLocationId IN ({})",
+            quoted_list(task_ids)
+        );
+        let records = self.query(&soql, "ContentVersion").await?;
+        Ok(records
+            .iter()
+            .filter_map(|record| {
+                Some((
+                    (
+                        record.get("FirstPublishLocationId")?.as_str()?.to_owned(),
+                        record.get("PathOnClient")?.as_str()?.to_owned(),
+                    ),
+                    record.get("Id")?.as_str()?.to_owned(),
+                ))
+            })
+            .collect())
+    }
+
+    async fn query(&self, soql: &str, object: &str) -> Result<Vec<Value>, Failure> {
+        let reply = self
+            .call(
+                reqwest::Method::GET,
+                "/query",
+                &[("q", soql)],
+                Body::None,
+                object,
+            )
+            .await?;
+        Ok(reply
+            .body
+            .get("records")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Upserts up to [`COLLECTION_MAX`] Tasks by the external-id field in one
+    /// sObject Collections call (`allOrNone: false`): each `(value, fields)`
+    /// gets its own outcome, in order — the Task's id, or the record's error
+    /// classified. A failure of the whole call is the `Err`.
+    pub async fn upsert_tasks(
+        &self,
+        field: &str,
+        records: Vec<(String, Map<String, Value>)>,
+    ) -> Result<Vec<Result<String, Failure>>, Failure> {
+        let n = records.len();
+        let records: Vec<Value> = records
+            .into_iter()
+            .map(|(value, mut fields)| {
+                fields.insert("attributes".into(), json!({"type": "Task"}));
+                fields.insert(field.to_owned(), Value::String(value));
+                Value::Object(fields)
+            })
+            .collect();
+        let reply = self
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/composite/sobjects/Task/{field}"),
+                &[],
+                Body::Json(json!({"allOrNone": false, "records": records})),
+                "Task",
+            )
+            .await?;
+        Ok(record_outcomes(&reply.body, n))
+    }
+
+    /// Updates up to [`COLLECTION_MAX`] Tasks by their ids in one sObject
+    /// Collections call (`allOrNone: false`); outcomes as for
+    /// [`Self::upsert_tasks`]. Never creates a Task.
+    pub async fn update_tasks(
+        &self,
+        records: Vec<(String, Map<String, Value>)>,
+    ) -> Result<Vec<Result<String, Failure>>, Failure> {
+        let n = records.len();
+        let records: Vec<Value> = records
+            .into_iter()
+            .map(|(id, mut fields)| {
+                fields.insert("attributes".into(), json!({"type": "Task"}));
+                fields.insert("id".into(), Value::String(id));
+                Value::Object(fields)
+            })
+            .collect();
+        let reply = self
+            .call(
+                reqwest::Method::PATCH,
+                "/composite/sobjects",
+                &[],
+                Body::Json(json!({"allOrNone": false, "records": records})),
+                "Task",
+            )
+            .await?;
+        Ok(record_outcomes(&reply.body, n))
+    }
+
     /// The ContentVersion of this name on the Task, if one is attached.
     pub async fn file_on(&self, task_id: &str, name: &str) -> Result<Option<String>, Failure> {
         let soql = format!(
@@ -443,6 +573,70 @@ impl Client {
 
 use futures_util::StreamExt;
 
+/// Records in one sObject Collections call (Salesforce's cap).
+pub const COLLECTION_MAX: usize = 200;
+/// Values in one SOQL `IN (…)` list.
+pub const QUERY_IDS: usize = 200;
+/// Characters of the values of one SOQL `IN (…)` list: the query travels in
+/// the URL, which Salesforce caps at 16,384 bytes.
+pub const QUERY_CHARS: usize = 12_000;
+
+/// `'a','b'`, each value escaped.
+fn quoted_list(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| format!("'{}'", soql_escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The per-record results of an sObject Collections call
+/// (`[{id, success, errors: [{statusCode, message, fields}], created}]`), in
+/// request order. A record's error is classified as the same error of a
+/// single-record call (400 and its code) would be.
+fn record_outcomes(body: &Value, n: usize) -> Vec<Result<String, Failure>> {
+    let results = body.as_array().map(Vec::as_slice).unwrap_or(&[]);
+    (0..n)
+        .map(|i| {
+            let Some(result) = results.get(i) else {
+                return Err(Failure::retry(
+                    "Salesforce gave no result for this record in its collection answer",
+                ));
+            };
+            if result.get("success").and_then(Value::as_bool) == Some(true) {
+                return result
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| Failure::retry("no Task id in the collection answer"));
+            }
+            let error = result
+                .get("errors")
+                .and_then(Value::as_array)
+                .and_then(|e| e.first())
+                .unwrap_or(&Value::Null);
+            let code = error.get("statusCode").and_then(Value::as_str);
+            let message: String = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(500)
+                .collect();
+            Err(classify(
+                Answer {
+                    status: 400,
+                    code,
+                    message: &message,
+                    retry_after: None,
+                },
+                "Task",
+            )
+            .unwrap_or_else(|| Failure::retry("a collection record failed")))
+        })
+        .collect()
+}
+
 /// The first error of a Salesforce error body: (errorCode, message).
 fn first_error(body: &Value, status: u16) -> (Option<String>, String) {
     let first = body.as_array().and_then(|a| a.first()).unwrap_or(body);
@@ -502,6 +696,31 @@ mod tests {
         );
         assert_eq!(first_error(&Value::Null, 300).0, None);
         assert_eq!(soql_escape("a'b"), "a\\'b");
+        assert_eq!(quoted_list(&["a", "o'k"]), "'a','o\\'k'");
+    }
+
+    #[test]
+    fn reads_collection_results_per_record() {
+        let body = json!([
+            {"id": "00T1", "success": true, "errors": [], "created": true},
+            {"success": false, "created": false, "errors": [
+                {"statusCode": "STRING_TOO_LONG", "message": "Subject: data value too large", "fields": ["Subject"]}
+            ]},
+            {"success": false, "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW", "message": "busy", "fields": []}]},
+            {"success": false, "errors": [{"statusCode": "REQUEST_LIMIT_EXCEEDED", "message": "limit", "fields": []}]},
+        ]);
+        let outcomes = record_outcomes(&body, 5);
+        assert_eq!(outcomes[0], Ok("00T1".to_owned()));
+        let refused = outcomes[1].clone().unwrap_err();
+        assert_eq!(refused.class, crate::failure::Class::Permanent);
+        assert_eq!(refused.code.as_deref(), Some("STRING_TOO_LONG"));
+        assert!(outcomes[2].clone().unwrap_err().is_retry());
+        assert_eq!(
+            outcomes[3].clone().unwrap_err().class,
+            crate::failure::Class::Setup
+        );
+        // A result missing from the answer is retried, never acked.
+        assert!(outcomes[4].clone().unwrap_err().is_retry());
         assert_eq!(urlencoding("eng 1/x"), "eng%201%2Fx");
     }
 }

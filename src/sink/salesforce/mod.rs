@@ -19,9 +19,14 @@
 //! so a crash between the create and its record never attaches it twice.
 //! Records without an `engagement_id` have nothing to write: they are
 //! settled as delivered.
+//!
+//! During a backlog the consumer hands over several engagements at once
+//! ([`Kind::spread`]); their Tasks are then written with sObject Collections
+//! (`collection`), up to 200 a call, with the same create-only rule.
 
 mod check;
 mod client;
+mod collection;
 mod config;
 mod files;
 mod task;
@@ -32,8 +37,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::config::SinkCheck;
-use crate::crm::customer::{Customer, CustomerCache, choose};
 use crate::crm::ids::{CreatedIds, CrmIds};
+use crate::crm::customer::{Customer, CustomerCache, choose};
 use crate::crm::phone::{self, Region};
 use crate::deliver::Envelope;
 use crate::failure::Failure;
@@ -56,6 +61,16 @@ pub const KEYED_EVENTS: &[&str] = &[
 
 /// Due records of one engagement written in one upsert.
 const COALESCE: usize = 64;
+/// An engagement's Task as it is to be written now.
+struct Prepared {
+    engagement_id: String,
+    /// Every field but the create-only ones.
+    fields: serde_json::Map<String, serde_json::Value>,
+    create_only: serde_json::Map<String, serde_json::Value>,
+    plan: files::Plan,
+    /// The ids the journal holds for the engagement.
+    known: CrmIds,
+}
 
 pub struct SalesforceSink {
     name: String,
@@ -64,7 +79,9 @@ pub struct SalesforceSink {
     settings: Box<std::sync::RwLock<SalesforceSinkSettings>>,
     region: Option<Region>,
     customers: Box<CustomerCache>,
-    /// The Task and ContentVersion ids it created, in the journal.
+    /// The Task and ContentVersion ids it created, in the journal: a Task
+    /// it knows is updated (a backlog's by id, without a lookup), a file it
+    /// knows is not looked up again.
     ids: CreatedIds,
     /// One write at a time per engagement: a record waiting on the durable
     /// schedule and a new one of the same engagement may be due together.
@@ -79,30 +96,81 @@ impl SalesforceSink {
             .clone()
     }
 
-    /// [`Self::write_now`], one at a time per engagement.
-    async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
-        let lock = self
-            .writing
+    /// The engagement's write lock (see `writing`); give it back with
+    /// [`Self::release`].
+    fn lock_of(&self, engagement_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.writing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(engagement_id.to_owned())
             .or_default()
-            .clone();
-        let outcome = {
-            let _held = lock.lock().await;
-            self.write_now(engagement_id, fallback).await
-        };
+            .clone()
+    }
+
+    fn release(&self, engagement_id: &str, lock: Arc<tokio::sync::Mutex<()>>) {
         let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         // Ours and the map's: nobody else waits for it.
         if Arc::strong_count(&lock) == 2 {
             writing.remove(engagement_id);
         }
+    }
+
+    /// [`Self::write_now`], one at a time per engagement.
+    async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
+        let lock = self.lock_of(engagement_id);
+        let outcome = {
+            let _held = lock.lock().await;
+            self.write_now(engagement_id, fallback).await
+        };
+        self.release(engagement_id, lock);
         outcome
     }
 
     /// Writes the engagement's Task as the aggregate is now, then its files.
     async fn write_now(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
         let settings = self.settings();
+        let prepared = self.prepare(&settings, engagement_id, fallback).await?;
+        let task_id = self
+            .client
+            .upsert_task(
+                &settings.external_id_field,
+                engagement_id,
+                prepared.fields.clone(),
+                prepared.create_only.clone(),
+                prepared.known.activity.is_some(),
+            )
+            .await?;
+        self.finish(&task_id, &prepared, None).await
+    }
+
+    /// After the Task is written: attaches the planned files the journal
+    /// does not know on it, then records the Task's id and the files'
+    /// (also when a later file failed: the next attempt skips those).
+    /// `on_tasks`: see [`Self::attach_files`].
+    async fn finish(
+        &self,
+        task_id: &str,
+        prepared: &Prepared,
+        on_tasks: Option<&HashMap<(String, String), String>>,
+    ) -> Result<(), Failure> {
+        let mut learned = self.ids.on(task_id);
+        let attached = self
+            .attach_files(task_id, &prepared.plan, &prepared.known, &mut learned, on_tasks)
+            .await;
+        if prepared.known.activity.as_deref() != Some(task_id) || !learned.files.is_empty() {
+            self.ids.record(&prepared.engagement_id, learned).await?;
+        }
+        attached
+    }
+
+    /// The engagement's aggregate as it is now, its customer and its files,
+    /// rendered into the Task's fields.
+    async fn prepare(
+        &self,
+        settings: &SalesforceSinkSettings,
+        engagement_id: &str,
+        fallback: &[Envelope],
+    ) -> Result<Prepared, Failure> {
         let aggregate = match self.journal.interaction(engagement_id).await {
             Ok(Some(aggregate)) => aggregate,
             Ok(None) => fold_views(fallback)
@@ -118,42 +186,41 @@ impl SalesforceSink {
         let transcripts = files::short_transcripts(&aggregate).await;
         let fields = task::fields(&aggregate, who.as_ref(), &transcripts, &plan.linked);
         let known = self.ids.get(engagement_id).await?;
-        let task_id = self
-            .client
-            .upsert_task(
-                &settings.external_id_field,
-                engagement_id,
-                fields,
-                task::create_only(&aggregate),
-                known.activity.is_some(),
-            )
-            .await?;
-        let mut learned = self.ids.on(&task_id);
-        let attached = self.attach(&task_id, &plan, &known, &mut learned).await;
-        // What was learned is kept even when a later file failed: the next
-        // attempt skips it.
-        if known.activity.as_deref() != Some(task_id.as_str()) || !learned.files.is_empty() {
-            self.ids.record(engagement_id, learned).await?;
-        }
-        attached
+        Ok(Prepared {
+            engagement_id: engagement_id.to_owned(),
+            fields,
+            create_only: task::create_only(&aggregate),
+            plan,
+            known,
+        })
     }
 
-    /// Attaches the planned files the journal does not know on the Task,
-    /// adding each one's ContentVersion id to `learned`.
-    async fn attach(
+    /// Attaches the files of the plan the journal does not know on the Task,
+    /// each once, adding each one's ContentVersion id to `learned`.
+    /// `on_tasks`: (Task id, file name) → ContentVersion id, as a lookup just
+    /// found them, when one was made for this Task; otherwise a file not
+    /// recorded is looked up by its name before it is created (it may have
+    /// been created just before a crash).
+    async fn attach_files(
         &self,
         task_id: &str,
         plan: &files::Plan,
         known: &CrmIds,
         learned: &mut CrmIds,
+        on_tasks: Option<&HashMap<(String, String), String>>,
     ) -> Result<(), Failure> {
         for file in &plan.attach {
             let key = &file.entry.location;
             if known.file_on(task_id, key).is_some() {
                 continue;
             }
-            // Not recorded: it may have been created just before a crash.
-            let id = match self.client.file_on(task_id, &file.name).await? {
+            let present = match on_tasks {
+                Some(found) => found
+                    .get(&(task_id.to_owned(), file.name.clone()))
+                    .cloned(),
+                None => self.client.file_on(task_id, &file.name).await?,
+            };
+            let id = match present {
                 Some(id) => id,
                 None => {
                     let bytes = files::read(&self.client, &file.entry).await?;
@@ -306,8 +373,9 @@ impl Kind for SalesforceSink {
         }
     }
 
-    /// One write for every record of the engagement that is due now; each
-    /// record is settled with its outcome.
+    /// One write for every record of an engagement that is due now — of
+    /// several engagements, one sObject Collections write for their Tasks;
+    /// each record is settled with its engagement's outcome.
     async fn deliver_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), Failure>> {
         let mut outcomes: Vec<Option<Result<(), Failure>>> = vec![None; envelopes.len()];
         let mut engagements: Vec<String> = Vec::new();
@@ -317,6 +385,28 @@ impl Kind for SalesforceSink {
                 Some(_) => {}
                 None => outcomes[i] = Some(Ok(())),
             }
+        }
+        if engagements.len() > 1 {
+            let groups: Vec<(String, Vec<Envelope>)> = engagements
+                .into_iter()
+                .map(|id| {
+                    let theirs = envelopes
+                        .iter()
+                        .filter(|e| engagement_of(e).as_deref() == Some(id.as_str()))
+                        .cloned()
+                        .collect();
+                    (id, theirs)
+                })
+                .collect();
+            let written = self.write_many(groups).await;
+            for (i, envelope) in envelopes.iter().enumerate() {
+                if let Some(id) = engagement_of(envelope) {
+                    outcomes[i] = Some(written.get(&id).cloned().unwrap_or_else(|| {
+                        Err(Failure::retry("the engagement's write gave no outcome"))
+                    }));
+                }
+            }
+            return outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect();
         }
         for engagement_id in engagements {
             let theirs: Vec<Envelope> = envelopes
@@ -336,5 +426,9 @@ impl Kind for SalesforceSink {
 
     fn coalesce(&self) -> usize {
         COALESCE
+    }
+
+    fn spread(&self) -> usize {
+        client::COLLECTION_MAX
     }
 }
