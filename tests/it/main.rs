@@ -12,6 +12,7 @@ mod harness;
 mod hostile;
 mod media;
 mod metrics;
+mod nats;
 mod pipeline;
 mod plugin;
 mod queue;

@@ -193,7 +193,16 @@ fn auth(check: &mut SinkCheck<'_, '_>, config: &NatsSinkConfig) -> Option<NatsAu
         config.password.clone(),
         config.password_file.clone(),
     );
-    let (credentials, token, nkey_seed, password) = (credentials?, token?, nkey_seed?, password?);
+    // Under `Secrets::Skip` (`queue`, `status`) every secret comes back unread
+    // (empty, which a read secret never is): only the keys written in the
+    // file say which way is configured.
+    let written = |secret: Option<Secret>, inline: &Option<String>, file: &Option<PathBuf>| {
+        secret.filter(|s| !s.expose().is_empty() || inline.is_some() || file.is_some())
+    };
+    let credentials = written(credentials?, &config.credentials, &config.credentials_file);
+    let token = written(token?, &config.token, &config.token_file);
+    let nkey_seed = written(nkey_seed?, &config.nkey_seed, &config.nkey_seed_file);
+    let password = written(password?, &config.password, &config.password_file);
     let user = config.user.clone();
     let ways = [
         credentials.is_some(),
