@@ -310,6 +310,10 @@ async fn a_missing_stream_keeps_records_pending_and_names_the_stream() {
     .await
     .expect("the log names the missing stream");
     assert!(!named.contains("dead-letter"), "{named}");
+    assert!(
+        !named.contains("not encrypted"),
+        "loopback is not warned about:\n{named}"
+    );
     let stats = zcc_relay(["queue", "stats", "--json"])
         .config(&config)
         .json()

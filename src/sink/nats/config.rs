@@ -156,12 +156,14 @@ fn server_url(check: &mut SinkCheck<'_, '_>, text: &str) -> Option<url::Url> {
         );
         return None;
     }
-    let loopback = match url.host() {
-        Some(url::Host::Domain(name)) => name == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
+    // nats:// is not a scheme `url` knows, so an address is a plain host string.
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if url.scheme() == "nats" && !loopback {
         check.warn(
             "servers",
@@ -270,7 +272,187 @@ impl NatsSinkSettings {
 
 #[cfg(test)]
 mod tests {
-    use super::is_stream_name;
+    use super::*;
+    use crate::config::{FakeEnvironment, SinkKind, parse};
+
+    const BASE: &str = r#"
+        [zoom]
+        account_id = "a"
+        client_id = "c"
+        client_secret = "s"
+        subscription_id = "sub"
+        [journal]
+        dir = "/data"
+        [[sinks]]
+        name = "bus"
+        type = "nats"
+    "#;
+
+    fn env() -> FakeEnvironment {
+        FakeEnvironment::new()
+            .with_file("/run/nats.creds", "creds text\n")
+            .with_file("/run/token", "tok\n")
+            .with_file("/run/password", "pw\n")
+    }
+
+    /// The sink's keys (after `type`) → its settings, or every problem as
+    /// `key: message`.
+    fn load(keys: &str) -> Result<NatsSinkSettings, Vec<String>> {
+        match parse(&format!("{BASE}{keys}"), &env()) {
+            Ok(loaded) => match &loaded.settings.sinks[0].kind {
+                SinkKind::Nats(settings) => Ok(settings.clone()),
+                other => panic!("{other:?}"),
+            },
+            Err(error) => Err(error
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect()),
+        }
+    }
+
+    fn refused(keys: &str, key: &str, says: &str) {
+        let problems = load(keys).expect_err(keys);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(&format!("sinks[0].{key}: ")) && p.contains(says)),
+            "{keys}: {problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_example_block_loads() {
+        let example = include_str!("../../../config.toml.example");
+        let block: String = example
+            .split("# A NATS JetStream stream")
+            .nth(1)
+            .expect("config.toml.example has a nats block")
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| !line.starts_with("[[sinks]]") && line.contains(" = "))
+            .filter(|line| !line.starts_with("name = ") && !line.starts_with("type = "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let env = env().with_file("/run/credentials/zcc-relay.service/nats.creds", "creds\n");
+        let loaded = parse(&format!("{BASE}{block}"), &env)
+            .unwrap_or_else(|error| panic!("{error}\n{block}"));
+        assert_eq!(loaded.warnings, []);
+        let SinkKind::Nats(settings) = &loaded.settings.sinks[0].kind else {
+            panic!("not a nats sink")
+        };
+        assert_eq!(settings.stream, "ZCC");
+        assert_eq!(settings.subject.as_str(), DEFAULT_SUBJECT);
+        assert_eq!(settings.servers.len(), 2);
+        assert!(!settings.create_stream);
+        assert_eq!(
+            settings.auth,
+            NatsAuth::Credentials(Secret::new("creds".into()))
+        );
+        assert_eq!(loaded.settings.sinks[0].max_in_flight, 64);
+    }
+
+    #[test]
+    fn defaults_and_each_way_to_authenticate() {
+        let minimal = load("servers = [\"nats://127.0.0.1:4222\"]\nstream = \"ZCC\"\n").unwrap();
+        assert_eq!(minimal.subject.as_str(), DEFAULT_SUBJECT);
+        assert_eq!(minimal.auth, NatsAuth::None);
+        assert_eq!(minimal.tls_client, None);
+        let with = |auth: &str| {
+            load(&format!(
+                "servers = [\"nats://localhost:4222\"]\nstream = \"ZCC\"\n{auth}\n"
+            ))
+            .unwrap()
+            .auth
+        };
+        assert_eq!(
+            with("token_file = \"/run/token\""),
+            NatsAuth::Token(Secret::new("tok".into()))
+        );
+        assert_eq!(
+            with("credentials_file = \"/run/nats.creds\""),
+            NatsAuth::Credentials(Secret::new("creds text".into()))
+        );
+        assert_eq!(
+            with("user = \"relay\"\npassword_file = \"/run/password\""),
+            NatsAuth::UserPassword {
+                user: "relay".into(),
+                password: Secret::new("pw".into())
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        let ok = "stream = \"ZCC\"\n";
+        refused(ok, "servers", "missing");
+        refused(&format!("{ok}servers = []"), "servers", "at least one");
+        refused(
+            &format!("{ok}servers = [\"http://x:4222\"]"),
+            "servers",
+            "nats://host:port",
+        );
+        refused(
+            &format!("{ok}servers = [\"nats://u:p@x:4222\"]"),
+            "servers",
+            "must not carry credentials",
+        );
+        let servers = "servers = [\"nats://127.0.0.1:4222\"]\n";
+        refused(servers, "stream", "missing");
+        refused(
+            &format!("{servers}stream = \"a.b\""),
+            "stream",
+            "stream name",
+        );
+        refused(
+            &format!("{servers}{ok}subject = \"zcc.>\""),
+            "subject",
+            "wildcard",
+        );
+        refused(
+            &format!("{servers}{ok}subject = \"zcc.{{id}}\""),
+            "subject",
+            "unknown placeholder",
+        );
+        refused(
+            &format!("{servers}{ok}subject = \"{{account_id}}.x\"\ncreate_stream = true"),
+            "subject",
+            "literal token",
+        );
+        refused(
+            &format!(
+                "{servers}{ok}token_file = \"/run/token\"\ncredentials_file = \"/run/nats.creds\""
+            ),
+            "credentials_file",
+            "at most one",
+        );
+        refused(
+            &format!("{servers}{ok}user = \"relay\""),
+            "password_file",
+            "missing",
+        );
+        refused(
+            &format!("{servers}{ok}password_file = \"/run/password\""),
+            "user",
+            "missing",
+        );
+        refused(
+            &format!("{servers}{ok}tls_cert_file = \"/c.pem\""),
+            "tls_key_file",
+            "missing",
+        );
+    }
+
+    #[test]
+    fn plain_nats_beyond_loopback_is_a_warning() {
+        let text = format!(
+            "{BASE}servers = [\"nats://nats1.internal:4222\", \"nats://[::1]:4222\"]\nstream = \"ZCC\"\n"
+        );
+        let loaded = parse(&text, &env()).unwrap();
+        let warnings: Vec<_> = loaded.warnings.iter().map(|w| w.message.clone()).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("nats1.internal"), "{warnings:?}");
+    }
 
     #[test]
     fn stream_names_follow_jetstream() {

@@ -301,6 +301,8 @@ impl Connection {
                 format!("cannot connect: {}", crate::escape::for_display(text, 200))
             }
             Event::LameDuckMode => "server entering lame duck mode".to_owned(),
+            // Only at shutdown, when the client is dropped.
+            Event::Closed => return,
             other => format!("{other}"),
         };
         let mut last = self.last_logged.lock().unwrap_or_else(|p| p.into_inner());
