@@ -320,6 +320,15 @@ async fn a_missing_stream_keeps_records_pending_and_names_the_stream() {
         .await;
     assert_eq!(stats["sinks"][0]["pending"], 20, "{stats}");
 
+    // `check` says the same, and what fixes it.
+    let checked = zcc_relay(["check"]).config(&config).output().await;
+    assert_ne!(checked.code, Some(0), "{checked:?}");
+    assert!(
+        checked.stdout.contains("stream ZCC does not exist")
+            && checked.stdout.contains("nats stream add ZCC"),
+        "{checked:?}"
+    );
+
     // Created by hand: everything arrives, no restart.
     add_stream(&js, None).await;
     wait_count(&js, 20, Duration::from_secs(30)).await;
@@ -328,6 +337,14 @@ async fn a_missing_stream_keeps_records_pending_and_names_the_stream() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(output.status.success(), "{text}");
     assert_exactly_once_in_order(&read_all(&js).await, 20);
+    let checked = zcc_relay(["check"]).config(&config).output().await;
+    assert_eq!(checked.code, Some(0), "{checked:?}");
+    assert!(
+        checked.stdout.contains(
+            "subjects like zcc.account.eng.engagement.recording_completed land in stream ZCC"
+        ),
+        "{checked:?}"
+    );
     sim.shutdown().await;
 }
 
