@@ -20,13 +20,13 @@ pub enum Target {
     /// The loopback HTTP sink, answering as told.
     Http(Answer),
     /// A nats sink publishing to this JetStream.
-    Nats(Bus),
+    Nats(Box<Bus>),
 }
 
 /// The far end of the pipeline: where records are seen arriving.
 pub enum Receiver {
     Http(Sink),
-    Nats(Bus),
+    Nats(Box<Bus>),
 }
 
 impl Receiver {

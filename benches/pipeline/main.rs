@@ -296,10 +296,11 @@ async fn measure(plan: &Plan, base: &Path, only: &[String], cold: bool) -> Figur
         let nats = match bus::Bus::start(base).await {
             Some(bus) => {
                 let version = zcc_sim::sink::nats::version().unwrap_or_default();
-                let nats_rate = inproc::end_to_end(base, n, inproc::Target::Nats(bus)).await;
+                let nats_rate =
+                    inproc::end_to_end(base, n, inproc::Target::Nats(Box::new(bus))).await;
                 let bus = bus::Bus::start(base).await.expect("nats-server");
                 let nats_latency =
-                    inproc::latency(base, rate, seconds, inproc::Target::Nats(bus)).await;
+                    inproc::latency(base, rate, seconds, inproc::Target::Nats(Box::new(bus))).await;
                 Some((nats_rate, nats_latency, version))
             }
             None => {

@@ -44,8 +44,10 @@ pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
 
 pub struct NatsSink {
     name: String,
-    client: async_nats::Client,
-    jetstream: jetstream::Context,
+    // Boxed: both are large, and the registry's enum of running sinks is as
+    // big as its largest variant.
+    client: Box<async_nats::Client>,
+    jetstream: Box<jetstream::Context>,
     stream: String,
     subject: Template,
     create_stream: bool,
@@ -104,8 +106,8 @@ impl NatsSink {
             .build(client.clone());
         Ok(NatsSink {
             name: context.name.to_owned(),
-            client,
-            jetstream,
+            client: Box::new(client),
+            jetstream: Box::new(jetstream),
             stream: settings.stream.clone(),
             subject: settings.subject.clone(),
             create_stream: settings.create_stream,
@@ -170,9 +172,7 @@ impl NatsSink {
                 );
                 if self.create_stream && error.kind() == PublishErrorKind::StreamNotFound {
                     // Create it now; this record is retried like any other.
-                    if let Err(setup) = self.inspect().await {
-                        return Err(setup);
-                    }
+                    self.inspect().await?;
                 }
                 Err(failure)
             }

@@ -127,7 +127,7 @@ impl Template {
     /// Whether rendering reads `field` (the account id needs the record's
     /// payload parsed).
     pub fn uses(&self, field: Field) -> bool {
-        self.parts.iter().any(|part| *part == Part::Field(field))
+        self.parts.contains(&Part::Field(field))
     }
 
     /// The whole tokens before the first placeholder, with their trailing dot
