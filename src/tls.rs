@@ -77,3 +77,26 @@ pub fn client_config_with(
     };
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::client_config_with;
+
+    #[test]
+    fn unusable_tls_files_are_refused_without_quoting_them() {
+        let error = |ca: Option<&[u8]>, client: Option<(&[u8], &[u8])>| {
+            client_config_with(ca, client)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        assert!(error(Some(b"not pem"), None).contains("holds no certificate"));
+        let key =
+            b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n";
+        let refused = error(None, Some((b"", key)));
+        assert!(refused.contains("holds no certificate"), "{refused}");
+        assert!(!refused.contains("c2VjcmV0"), "{refused}");
+        // The platform roots with no client certificate: the daemon's own set-up.
+        assert!(client_config_with(None, None).is_ok());
+    }
+}
