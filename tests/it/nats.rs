@@ -493,3 +493,51 @@ async fn bad_credentials_are_a_clear_error_and_never_logged() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_authenticates_and_the_sink_creates_its_stream() {
+    const TOKEN: &str = "relay-token-3e8a61";
+    let dir = temp_dir();
+    let server = NatsServer::start_with(
+        &dir.path().join("nats"),
+        NatsOptions {
+            token: Some(TOKEN.to_owned()),
+            ..NatsOptions::default()
+        },
+    )
+    .unwrap();
+    let token = dir.path().join("nats-token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let mut harness = Harness::with_sinks([SinkTable {
+        token_file: Some(token),
+        create_stream: Some(true),
+        ..SinkTable::nats("bus", &server.url(), STREAM)
+    }])
+    .await;
+    harness.config.reconcile_mut().enabled = Some(false);
+    // The token is read from its file, as the daemon does.
+    let settings = zcc_relay::config::parse(
+        &harness.config.to_toml(),
+        &zcc_relay::config::SystemEnvironment,
+    )
+    .unwrap()
+    .settings;
+    let daemon = Daemon::start(settings);
+    harness.sim.wait_live().await;
+    for n in 0..3 {
+        harness.sim.emit(event(n));
+    }
+    daemon.wait_delivered("bus", 3).await;
+    daemon.stop().await.unwrap();
+    let client = async_nats::ConnectOptions::with_token(TOKEN.to_owned())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let info = js.get_stream(STREAM).await.unwrap().cached_info().clone();
+    assert_eq!(info.config.subjects, ["zcc.>"]);
+    assert_eq!(info.config.storage, stream::StorageType::File);
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(7200));
+    assert_exactly_once_in_order(&read_all(&js).await, 3);
+    harness.shutdown().await;
+}
