@@ -541,3 +541,50 @@ async fn a_token_file_authenticates_and_the_sink_creates_its_stream() {
     assert_exactly_once_in_order(&read_all(&js).await, 3);
     harness.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_another_stream_captures_fails_loudly_and_lands_nowhere() {
+    let dir = temp_dir();
+    let server = NatsServer::start(&dir.path().join("nats")).unwrap();
+    let js = connect(&server).await;
+    js.create_stream(stream::Config {
+        name: "OTHER".to_owned(),
+        subjects: vec!["zcc.>".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let config = write_config(
+        &sim,
+        dir.path(),
+        SinkTable::nats("bus", &server.url(), STREAM),
+    );
+    let log = dir.path().join("run.log");
+    let child = spawn_run(&config, "info", &log);
+    wait_for_handshake(&sim, 0).await;
+    sim.emit(event(0));
+    let logged = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("is captured by another stream than ZCC") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    sigterm(&child);
+    let output = wait_output(child).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.is_ok(), "{text}");
+    assert!(output.status.success(), "{text}");
+    let other = js.get_stream("OTHER").await.unwrap();
+    assert_eq!(other.cached_info().state.messages, 0, "it landed in OTHER");
+    let stats = zcc_relay(["queue", "stats", "--json"])
+        .config(&config)
+        .json()
+        .await;
+    assert_eq!(stats["sinks"][0]["pending"], 1, "{stats}");
+    sim.shutdown().await;
+}
