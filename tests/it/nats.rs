@@ -3,7 +3,8 @@
 //! store (`zcc_sim::sink::nats::NatsServer`, killed on drop). Every test reads
 //! the stream back with `async-nats` and counts: a kill -9 of the daemon
 //! mid-delivery, a server restart mid-publish, a stream that does not exist
-//! yet, a record over the stream's `max_msg_size`, bad credentials.
+//! yet, a record over the stream's `max_msg_size`, a subject another stream
+//! captures, a token with a stream the sink creates, bad credentials.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
