@@ -1,7 +1,8 @@
 //! The pipeline in this process, wired by `zcc_relay::app::run` exactly as the
 //! daemon wires it: the simulator's WebSocket → source → journal → sink worker
-//! → HTTP sink on loopback. Used where the benchmark needs the daemon's own
-//! counters (records committed) or one clock for both ends (latency).
+//! → HTTP sink on loopback, or the nats sink → a loopback JetStream
+//! (`bus`). Used where the benchmark needs the daemon's own counters (records
+//! committed) or one clock for both ends (latency).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,12 +11,61 @@ use std::time::{Duration, Instant};
 use zcc_relay::telemetry::stats::Stats;
 use zcc_sim::{SimConfig, Simulator};
 
+use crate::bus::Bus;
 use crate::events;
-use crate::sink::{Answer, Sink};
+use crate::sink::{Answer, Deliveries, Sink};
+
+/// What the daemon under test delivers to.
+pub enum Target {
+    /// The loopback HTTP sink, answering as told.
+    Http(Answer),
+    /// A nats sink publishing to this JetStream.
+    Nats(Box<Bus>),
+}
+
+/// The far end of the pipeline: where records are seen arriving.
+pub enum Receiver {
+    Http(Sink),
+    Nats(Box<Bus>),
+}
+
+impl Receiver {
+    pub fn deliveries(&self) -> Deliveries {
+        match self {
+            Receiver::Http(sink) => sink.deliveries(),
+            Receiver::Nats(bus) => bus.deliveries(),
+        }
+    }
+
+    pub fn accepted_at(&self, n: usize) -> Option<Instant> {
+        match self {
+            Receiver::Http(sink) => sink.accepted_at(n),
+            Receiver::Nats(bus) => bus.accepted_at(n),
+        }
+    }
+
+    /// Waits until `n` distinct records arrived, or nothing new came for
+    /// `quiet`; returns the count reached.
+    pub async fn wait_unique(&self, n: u64, quiet: Duration) -> u64 {
+        let mut last = (0, Instant::now());
+        loop {
+            let got = self.deliveries().unique;
+            if got >= n {
+                return got;
+            }
+            if got != last.0 {
+                last = (got, Instant::now());
+            } else if last.1.elapsed() >= quiet {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
 
 pub struct Pipeline {
     pub sim: Arc<Simulator>,
-    pub sink: Sink,
+    pub sink: Receiver,
     pub stats: Stats,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -24,15 +74,25 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A fresh journal, simulator and sink; returns once the socket is live.
-    pub async fn start(base: &Path, answer: Answer) -> Pipeline {
+    pub async fn start(base: &Path, target: Target) -> Pipeline {
         let sim = Arc::new(
             Simulator::start(SimConfig::default())
                 .await
                 .expect("simulator"),
         );
-        let sink = Sink::start(answer).await;
         let dir = tempfile::tempdir_in(base).expect("temp dir");
-        let text = crate::config_text(&sim, &dir.path().join("journal"), &sink.url, "warn");
+        let journal = dir.path().join("journal");
+        let (sink, text) = match target {
+            Target::Http(answer) => {
+                let sink = Sink::start(answer).await;
+                let text = crate::config_text(&sim, &journal, &sink.url, "warn");
+                (Receiver::Http(sink), text)
+            }
+            Target::Nats(bus) => {
+                let text = crate::nats_config_text(&sim, &journal, &bus.url);
+                (Receiver::Nats(bus), text)
+            }
+        };
         let settings = zcc_relay::config::parse(&text, &zcc_relay::config::FakeEnvironment::new())
             .unwrap_or_else(|e| panic!("benchmark config is invalid:\n{e}"))
             .settings;
@@ -95,7 +155,7 @@ async fn emit_all(sim: &Arc<Simulator>, n: usize) -> Instant {
 
 /// Frames → committed with the sink paused (it never answers): records/s.
 pub async fn ingest(base: &Path, n: usize) -> f64 {
-    let pipeline = Pipeline::start(base, Answer::Stall).await;
+    let pipeline = Pipeline::start(base, Target::Http(Answer::Stall)).await;
     let started = emit_all(&pipeline.sim, n).await;
     while pipeline.committed() < n as u64 {
         assert!(
@@ -110,9 +170,9 @@ pub async fn ingest(base: &Path, n: usize) -> f64 {
     rate
 }
 
-/// Frames → accepted by the HTTP sink: records/s.
-pub async fn end_to_end(base: &Path, n: usize) -> f64 {
-    let pipeline = Pipeline::start(base, Answer::Ok).await;
+/// Frames → accepted by the sink (HTTP 2xx, or reached the JetStream server): records/s.
+pub async fn end_to_end(base: &Path, n: usize, target: Target) -> f64 {
+    let pipeline = Pipeline::start(base, target).await;
     let started = emit_all(&pipeline.sim, n).await;
     let got = pipeline
         .sink
@@ -139,8 +199,8 @@ pub struct Latency {
 /// Offers `rate` events/s for `seconds`, each timestamped as the simulator
 /// sends its frame; latency is until the sink answered 2xx (one clock: both
 /// ends live in this process).
-pub async fn latency(base: &Path, rate: u32, seconds: f64) -> Latency {
-    let pipeline = Pipeline::start(base, Answer::Ok).await;
+pub async fn latency(base: &Path, rate: u32, seconds: f64, target: Target) -> Latency {
+    let pipeline = Pipeline::start(base, target).await;
     let n = (rate as f64 * seconds).round() as usize;
     let frames: Vec<_> = (0..n).map(events::frame).collect();
     let sim = Arc::clone(&pipeline.sim);

@@ -18,10 +18,12 @@
 //! Every comparison is made inside this run; repeated figures are medians.
 //! `-- --only ITEM[,ITEM]` runs some of them: disk, ingest, e2e, latency,
 //! idle (idle footprint and reconnect), backlog, recovery, salesforce (a
-//! backlog drained into the fake org, ours beside one upsert per artefact).
-//! `-- --cold-cache`
+//! backlog drained into the fake org, ours beside one upsert per artefact),
+//! nats (the HTTP sink and the nats sink to a loopback JetStream, back to
+//! back; skipped when `nats-server` is not installed). `-- --cold-cache`
 //! drops the page cache before the restart of the recovery item (root only).
 
+mod bus;
 mod disk;
 mod events;
 mod inproc;
@@ -39,6 +41,36 @@ use zcc_sim::Simulator;
 /// timeout, signed requests), media off (the benchmark's recordings have no
 /// files behind them).
 pub fn config_text(sim: &Simulator, journal: &Path, sink_url: &str, log_level: &str) -> String {
+    let sink = format!(
+        r#"
+[[sinks]]
+name = "crm"
+type = "http"
+url = "{sink_url}"
+secret = "whsec_dGVzdC1zaW5rLXNlY3JldC0xMjM0NTY3ODkw"
+"#
+    );
+    config_with_sink(sim, journal, &sink, log_level)
+}
+
+/// The same with a nats sink publishing to `bus::STREAM` on `server_url`
+/// (shipped defaults otherwise: 8 in flight, 10 s timeout).
+pub fn nats_config_text(sim: &Simulator, journal: &Path, server_url: &str) -> String {
+    let sink = format!(
+        r#"
+[[sinks]]
+name = "bus"
+type = "nats"
+servers = ["{server_url}"]
+stream = "{stream}"
+subject = "zcc.{{account_id}}.{{event}}"
+"#,
+        stream = bus::STREAM
+    );
+    config_with_sink(sim, journal, &sink, "warn")
+}
+
+fn config_with_sink(sim: &Simulator, journal: &Path, sink: &str, log_level: &str) -> String {
     let config = sim.config();
     format!(
         r#"
@@ -59,13 +91,7 @@ dir = "{journal}"
 
 [media]
 enabled = false
-
-[[sinks]]
-name = "crm"
-type = "http"
-url = "{sink_url}"
-secret = "whsec_dGVzdC1zaW5rLXNlY3JldC0xMjM0NTY3ODkw"
-"#,
+{sink}"#,
         account = config.account_id,
         client = config.client_id,
         secret = config.client_secret,
@@ -111,6 +137,9 @@ struct Plan {
     /// Engagements in the Salesforce backlog; whether ours also drains at
     /// the default budget for real (minutes).
     salesforce: (usize, bool),
+    /// The sinks side by side: records for the throughput run, then the
+    /// latency run's rate and seconds.
+    sinks: (usize, u32, f64),
 }
 
 const FULL: Plan = Plan {
@@ -124,6 +153,7 @@ const FULL: Plan = Plan {
     backlog_window: Duration::from_secs(4),
     recovery: 100_000,
     salesforce: (1_000, true),
+    sinks: (30_000, 1_000, 20.0),
 };
 
 const QUICK: Plan = Plan {
@@ -139,9 +169,10 @@ const QUICK: Plan = Plan {
     backlog_window: Duration::from_secs(1),
     recovery: 5_000,
     salesforce: (40, false),
+    sinks: (2_000, 1_000, 1.0),
 };
 
-const ITEMS: [&str; 8] = [
+const ITEMS: [&str; 9] = [
     "disk",
     "ingest",
     "e2e",
@@ -150,6 +181,7 @@ const ITEMS: [&str; 8] = [
     "backlog",
     "recovery",
     "salesforce",
+    "nats",
 ];
 
 fn ms(d: Duration) -> String {
@@ -207,6 +239,15 @@ struct Figures {
         salesforce::Drain,
         Option<salesforce::Drain>,
     )>,
+    sinks: Option<SideBySide>,
+}
+
+/// The HTTP sink and the nats sink measured back to back in one run.
+struct SideBySide {
+    http_rate: f64,
+    http_latency: inproc::Latency,
+    /// `None` when `nats-server` is not installed.
+    nats: Option<(f64, inproc::Latency, String)>,
 }
 
 async fn measure(plan: &Plan, base: &Path, only: &[String], cold: bool) -> Figures {
@@ -231,16 +272,23 @@ async fn measure(plan: &Plan, base: &Path, only: &[String], cold: bool) -> Figur
         section("end to end: frames -> HTTP sink 2xx");
         let mut rates = Vec::new();
         for _ in 0..plan.end_to_end.1 {
-            rates.push(inproc::end_to_end(base, plan.end_to_end.0).await);
+            rates.push(
+                inproc::end_to_end(
+                    base,
+                    plan.end_to_end.0,
+                    inproc::Target::Http(sink::Answer::Ok),
+                )
+                .await,
+            );
         }
         figures.e2e = Some(median(rates));
     }
     if want("latency") {
         for (rate, seconds) in plan.latency {
             section(&format!("latency at {rate} ev/s"));
-            figures
-                .latency
-                .push(inproc::latency(base, rate, seconds).await);
+            figures.latency.push(
+                inproc::latency(base, rate, seconds, inproc::Target::Http(sink::Answer::Ok)).await,
+            );
         }
     }
     if want("idle") {
@@ -274,6 +322,34 @@ async fn measure(plan: &Plan, base: &Path, only: &[String], cold: bool) -> Figur
             None
         };
         figures.salesforce = Some((ours, baseline, at_default));
+    }
+    if want("nats") {
+        let (n, rate, seconds) = plan.sinks;
+        section("sinks side by side: HTTP, then nats (loopback JetStream)");
+        let http = inproc::Target::Http(sink::Answer::Ok);
+        let http_rate = inproc::end_to_end(base, n, http).await;
+        let http = inproc::Target::Http(sink::Answer::Ok);
+        let http_latency = inproc::latency(base, rate, seconds, http).await;
+        let nats = match bus::Bus::start(base).await {
+            Some(bus) => {
+                let version = zcc_sim::sink::nats::version().unwrap_or_default();
+                let nats_rate =
+                    inproc::end_to_end(base, n, inproc::Target::Nats(Box::new(bus))).await;
+                let bus = bus::Bus::start(base).await.expect("nats-server");
+                let nats_latency =
+                    inproc::latency(base, rate, seconds, inproc::Target::Nats(Box::new(bus))).await;
+                Some((nats_rate, nats_latency, version))
+            }
+            None => {
+                eprintln!("nats-server is not installed: the nats rows are skipped");
+                None
+            }
+        };
+        figures.sinks = Some(SideBySide {
+            http_rate,
+            http_latency,
+            nats,
+        });
     }
     section("done");
     figures
@@ -409,6 +485,35 @@ fn report(plan: &Plan, f: &Figures) {
             format!("{:.0} rec/s", r.drain_rate),
         );
     }
+    if let Some(sinks) = &f.sinks {
+        let (n, rate, _) = plan.sinks;
+        row(
+            format!("8. HTTP sink: end to end, frames -> 2xx ({n})"),
+            format!("{:.0} rec/s", sinks.http_rate),
+        );
+        let l = &sinks.http_latency;
+        row(
+            format!("8. HTTP sink: latency at {rate} ev/s: p50 / p99 / max"),
+            format!("{} / {} / {}", ms(l.p50), ms(l.p99), ms(l.max)),
+        );
+        match &sinks.nats {
+            Some((nats_rate, l, version)) => {
+                row(
+                    format!("8. nats sink: end to end, frames -> JetStream ({n})"),
+                    format!("{nats_rate:.0} rec/s"),
+                );
+                row(
+                    format!("8. nats sink: latency at {rate} ev/s: p50 / p99 / max"),
+                    format!("{} / {} / {}", ms(l.p50), ms(l.p99), ms(l.max)),
+                );
+                row(
+                    format!("8. nats sink: lost at {rate} ev/s; server"),
+                    format!("{}; {version}", l.emitted - l.delivered),
+                );
+            }
+            None => row("8. nats sink".into(), "nats-server not installed".into()),
+        }
+    }
 
     if let Some((ours, baseline, at_default)) = &f.salesforce {
         salesforce::report(ours, baseline, at_default.as_ref());
@@ -479,6 +584,17 @@ fn report(plan: &Plan, f: &Figures) {
             "Salesforce Task writes <= 1 per 25 engagements",
             format!("1 per {:.0}", 1.0 / per),
             per <= 1.0 / 25.0,
+        );
+    }
+    if let Some(SideBySide {
+        nats: Some((_, l, _)),
+        ..
+    }) = &f.sinks
+    {
+        target(
+            "nats sink p99 <= 10 ms at 1,000 ev/s",
+            ms(l.p99),
+            l.p99 <= Duration::from_millis(10),
         );
     }
     if let Some(r) = &f.recovery {

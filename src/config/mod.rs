@@ -124,7 +124,7 @@ fn inline_secret_keys(raw: &RawConfig) -> Vec<String> {
 /// A key whose value is a credential written inline (not a `_file` naming
 /// one, not an `_id`).
 fn names_a_credential(key: &str) -> bool {
-    let credential = ["secret", "key", "token", "password", "sas"]
+    let credential = ["secret", "key", "token", "password", "sas", "credentials"]
         .iter()
         .any(|word| key.contains(word));
     credential && !key.ends_with("_file") && !key.ends_with("_id")
@@ -524,6 +524,24 @@ mod tests {
                 path: PathBuf::from("/var/lib/zcc-relay/events.jsonl")
             }))
         );
+    }
+
+    #[test]
+    fn inline_credential_keys_are_recognised() {
+        for (key, inline_credential) in [
+            ("secret", true),
+            ("secret_file", false),
+            ("client_id", false),
+            ("token", true),
+            ("password", true),
+            ("credentials", true),
+            ("credentials_file", false),
+            ("nkey_seed", true),
+            ("user", false),
+            ("stream", false),
+        ] {
+            assert_eq!(names_a_credential(key), inline_credential, "{key}");
+        }
     }
 
     #[test]

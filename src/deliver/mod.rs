@@ -488,7 +488,8 @@ impl<R: Registry, S: Running<R>> Context<R, S> {
     fn failing(&self, reason: &str, setup: Option<&str>) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.failures += 1;
-        self.stats.sink_setup_error(&self.settings.name, setup.is_some());
+        self.stats
+            .sink_setup_error(&self.settings.name, setup.is_some());
         if health.failing_since.is_none() {
             health.failing_since = Some(Instant::now());
             self.stats.sink_failing(&self.settings.name, true);

@@ -1,6 +1,6 @@
 //! Where records go: one folder per sink kind behind a closed registry.
 //!
-//! A kind (`http/`, `file/`) implements [`Kind`]: its raw table and validation,
+//! A kind (`http/`, `file/`, `salesforce/`, `nats/`) implements [`Kind`]: its raw table and validation,
 //! which of its keys a reload applies live, its secrets, its set-up, the
 //! write-free proof of it that `zcc-relay check` prints, and its delivery. The one list below ([`sink_kinds!`](crate::sink_kinds)) turns the
 //! kinds into [`SinkKind`] (a sink's validated kind settings, inside
@@ -13,6 +13,7 @@
 pub mod file;
 pub mod http;
 pub mod kind;
+pub mod nats;
 pub mod salesforce;
 
 pub use kind::{BuildContext, Finding, Kind, Registry, Reload, Running};
@@ -25,4 +26,5 @@ crate::sink_kinds! {
     Http => http::HttpSink,
     File => file::FileSink,
     Salesforce => salesforce::SalesforceSink,
+    Nats => nats::NatsSink,
 }

@@ -12,6 +12,7 @@ mod harness;
 mod hostile;
 mod media;
 mod metrics;
+mod nats;
 mod operator_kit;
 mod pipeline;
 mod plugin;

@@ -4,10 +4,11 @@
 //!
 //! One module per sink kind, named after the daemon's kind: [`http`] (a
 //! Standard Webhooks receiver) and [`salesforce`] (a Salesforce org's REST API). The other CRM fakes (`dynamics`,
-//! `hubspot`, `servicenow`) and the NATS JetStream fake (`nats`) go beside it,
-//! one module (or folder) each. Like the Zoom simulator, nothing here imports
+//! `hubspot`, `servicenow`) go beside it, one module (or folder) each. [`nats`]
+//! is the exception that is not a fake: it runs the real `nats-server`. Like the Zoom simulator, nothing here imports
 //! the daemon: a fake checks what the daemon sends against its own reading of
 //! the vendor's contract.
 
 pub mod http;
+pub mod nats;
 pub mod salesforce;

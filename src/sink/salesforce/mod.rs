@@ -37,8 +37,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::config::SinkCheck;
-use crate::crm::ids::{CreatedIds, CrmIds};
 use crate::crm::customer::{Customer, CustomerCache, choose};
+use crate::crm::ids::{CreatedIds, CrmIds};
 use crate::crm::phone::{self, Region};
 use crate::deliver::Envelope;
 use crate::failure::Failure;
@@ -155,7 +155,13 @@ impl SalesforceSink {
     ) -> Result<(), Failure> {
         let mut learned = self.ids.on(task_id);
         let attached = self
-            .attach_files(task_id, &prepared.plan, &prepared.known, &mut learned, on_tasks)
+            .attach_files(
+                task_id,
+                &prepared.plan,
+                &prepared.known,
+                &mut learned,
+                on_tasks,
+            )
             .await;
         if prepared.known.activity.as_deref() != Some(task_id) || !learned.files.is_empty() {
             self.ids.record(&prepared.engagement_id, learned).await?;
@@ -215,9 +221,7 @@ impl SalesforceSink {
                 continue;
             }
             let present = match on_tasks {
-                Some(found) => found
-                    .get(&(task_id.to_owned(), file.name.clone()))
-                    .cloned(),
+                Some(found) => found.get(&(task_id.to_owned(), file.name.clone())).cloned(),
                 None => self.client.file_on(task_id, &file.name).await?,
             };
             let id = match present {

@@ -170,6 +170,22 @@ pub struct SinkTable {
     pub client_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub servers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
 }
 
 impl SinkTable {
@@ -191,6 +207,14 @@ impl SinkTable {
             client_id: None,
             client_secret: None,
             requests_per_second: None,
+            servers: None,
+            stream: None,
+            subject: None,
+            create_stream: None,
+            credentials_file: None,
+            token_file: None,
+            user: None,
+            password_file: None,
         }
     }
 
@@ -216,6 +240,22 @@ impl SinkTable {
             retry_schedule: Some(vec!["1s".to_owned()]),
             requests_per_second: Some(100),
             ..SinkTable::of_kind(name, "salesforce")
+        }
+    }
+
+    /// A nats sink publishing to `stream` on the server at `url` (a
+    /// `zcc_sim::sink::nats::NatsServer`), subjects
+    /// `zcc.{account_id}.eng.{engagement_id}.{event}`, 2 s timeout, durable
+    /// retries every second.
+    pub fn nats(name: &str, url: &str, stream: &str) -> SinkTable {
+        SinkTable {
+            servers: Some(vec![url.to_owned()]),
+            stream: Some(stream.to_owned()),
+            subject: Some("zcc.{account_id}.eng.{engagement_id}.{event}".to_owned()),
+            timeout: Some("2s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            ..SinkTable::of_kind(name, "nats")
         }
     }
 
