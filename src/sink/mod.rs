@@ -10,6 +10,7 @@
 //! retries, never touches the journal and never decides policy (that is
 //! `deliver/`).
 
+pub mod dynamics;
 pub mod file;
 pub mod http;
 pub mod kind;
@@ -25,4 +26,5 @@ crate::sink_kinds! {
     Http => http::HttpSink,
     File => file::FileSink,
     Salesforce => salesforce::SalesforceSink,
+    Dynamics => dynamics::DynamicsSink,
 }
