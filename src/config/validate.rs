@@ -1228,7 +1228,9 @@ websocket_url = "ws://zoom.test/ws""#,
             ),
             (
                 "[[sinks]]\nname = \"x\"",
-                &["error: sinks[0].type: missing; one of \"http\", \"file\", \"salesforce\", \"dynamics\""],
+                &[
+                    "error: sinks[0].type: missing; one of \"http\", \"file\", \"salesforce\", \"dynamics\"",
+                ],
             ),
             (
                 "[[sinks]]\ntype = \"file\"\npath = \"x\"",

@@ -3,11 +3,13 @@
 //! what it received.
 //!
 //! One module per sink kind, named after the daemon's kind: [`http`] (a
-//! Standard Webhooks receiver) and [`salesforce`] (a Salesforce org's REST API). The other CRM fakes (`dynamics`,
-//! `hubspot`, `servicenow`) and the NATS JetStream fake (`nats`) go beside it,
-//! one module (or folder) each. Like the Zoom simulator, nothing here imports
+//! Standard Webhooks receiver), [`salesforce`] (a Salesforce org's REST API)
+//! and [`dynamics`] (a Dataverse environment's Web API and Entra ID's token
+//! endpoint). The other CRM fakes (`hubspot`, `servicenow`) and the NATS
+//! JetStream fake (`nats`) go beside them, one module (or folder) each. Like the Zoom simulator, nothing here imports
 //! the daemon: a fake checks what the daemon sends against its own reading of
 //! the vendor's contract.
 
+pub mod dynamics;
 pub mod http;
 pub mod salesforce;

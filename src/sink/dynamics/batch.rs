@@ -35,9 +35,8 @@ impl Answer {
 pub fn request(operations: &[Operation], id: &str) -> (String, String) {
     let batch = format!("batch_{id}");
     let changeset = format!("changeset_{id}");
-    let mut body = format!(
-        "--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
-    );
+    let mut body =
+        format!("--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n");
     for (i, operation) in operations.iter().enumerate() {
         body.push_str(&format!(
             "--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n{} {} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{}\r\n",
@@ -172,7 +171,9 @@ mod tests {
         assert!(body.starts_with(
             "--batch_x1\r\nContent-Type: multipart/mixed; boundary=changeset_x1\r\n\r\n--changeset_x1\r\n"
         ));
-        assert!(body.contains("Content-ID: 2\r\n\r\nPOST https://org/api/data/v9.2/annotations HTTP/1.1\r\n"));
+        assert!(body.contains(
+            "Content-ID: 2\r\n\r\nPOST https://org/api/data/v9.2/annotations HTTP/1.1\r\n"
+        ));
         assert!(body.ends_with("--changeset_x1--\r\n--batch_x1--\r\n"));
     }
 

@@ -7,7 +7,6 @@
 
 use reqwest::Method;
 
-
 use super::DynamicsSinkSettings;
 use super::client::{Client, query};
 use super::error::Context;
@@ -73,7 +72,10 @@ pub async fn check(settings: &DynamicsSinkSettings, context: &BuildContext<'_>) 
                  larger ones are linked"
             )),
             Err(failure) => Finding::problem(
-                format!("cannot read the org's maxuploadfilesize: {}", failure.reason),
+                format!(
+                    "cannot read the org's maxuploadfilesize: {}",
+                    failure.reason
+                ),
                 "give the application user's role Read on Organization",
             ),
         });
@@ -139,4 +141,3 @@ fn index_fix(status: &str) -> &'static str {
         _ => "the index is still being built (a system job): wait, then check again",
     }
 }
-

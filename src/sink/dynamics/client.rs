@@ -238,10 +238,7 @@ impl Client {
         let context = Context {
             key_column: Some(column),
         };
-        match self
-            .call(reqwest::Method::GET, &path, None, context)
-            .await
-        {
+        match self.call(reqwest::Method::GET, &path, None, context).await {
             Ok(reply) => Ok(reply.body["activityid"].as_str().map(str::to_owned)),
             Err(failure) if failure.status == Some(404) => Ok(None),
             Err(failure) => Err(failure),
@@ -348,8 +345,18 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     let encode = |text: &str| -> String {
         text.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'$'
-                | b',' | b'\'' | b'(' | b')' => (b as char).to_string(),
+                b'A'..=b'Z'
+                | b'a'..=b'z'
+                | b'0'..=b'9'
+                | b'-'
+                | b'_'
+                | b'.'
+                | b'~'
+                | b'$'
+                | b','
+                | b'\''
+                | b'('
+                | b')' => (b as char).to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect()

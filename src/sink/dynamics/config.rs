@@ -77,18 +77,17 @@ impl DynamicsSinkConfig {
             Some(text) => check.http_url("org_url", &text),
             None => check.missing("org_url"),
         };
-        let text_key = |key: &str, value: Option<String>, check: &mut SinkCheck<'_, '_>| {
-            match value {
-                Some(v) if is_id(v.trim()) => Some(v.trim().to_owned()),
-                Some(_) => {
-                    check.error(
-                        key,
-                        "must be a GUID or a name of letters, digits, '.', '-' and '_'",
-                    );
-                    None
-                }
-                None => check.missing(key),
+        let text_key = |key: &str, value: Option<String>, check: &mut SinkCheck<'_, '_>| match value
+        {
+            Some(v) if is_id(v.trim()) => Some(v.trim().to_owned()),
+            Some(_) => {
+                check.error(
+                    key,
+                    "must be a GUID or a name of letters, digits, '.', '-' and '_'",
+                );
+                None
             }
+            None => check.missing(key),
         };
         let tenant_id = text_key("tenant_id", self.tenant_id, check);
         let client_id = text_key("client_id", self.client_id, check);

@@ -62,11 +62,7 @@ pub fn classify(
     if status == 401 {
         return Some(with(Failure::reauthenticate(said)));
     }
-    if status == 429
-        || status == 408
-        || status >= 500
-        || THROTTLE_CODES.contains(&code_text)
-    {
+    if status == 429 || status == 408 || status >= 500 || THROTTLE_CODES.contains(&code_text) {
         return Some(with(Failure::new(
             Class::Retry {
                 after: retry_after.map(|d| d.min(MAX_RETRY_AFTER)),

@@ -164,11 +164,7 @@ impl DynamicsSink {
         operations.push(Operation {
             method: "PATCH",
             url: target,
-            body: Value::Object(phonecall::fields(
-                &aggregate,
-                contact.as_deref(),
-                &linked,
-            )),
+            body: Value::Object(phonecall::fields(&aggregate, contact.as_deref(), &linked)),
         });
         self.client
             .change_set(

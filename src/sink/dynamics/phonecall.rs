@@ -125,10 +125,7 @@ pub fn fields(
 ) -> Map<String, Value> {
     let mut fields = Map::new();
     fields.insert("subject".into(), json!(subject(aggregate)));
-    fields.insert(
-        "description".into(),
-        json!(description(aggregate, linked)),
-    );
+    fields.insert("description".into(), json!(description(aggregate, linked)));
     if let Some(number) = aggregate.consumer().number {
         fields.insert("phonenumber".into(), json!(short(&number, PHONE_LIMIT)));
     }
@@ -273,7 +270,9 @@ mod tests {
     #[test]
     fn keys_avoid_what_alternate_keys_forbid() {
         assert_eq!(key("eng-1_A.b"), "eng-1_A.b");
-        for bad in ["a:b", "a/b", "a+b", "a%b", "a&b", "a?b", "a\\b", "<a>", "a*", ""] {
+        for bad in [
+            "a:b", "a/b", "a+b", "a%b", "a&b", "a?b", "a\\b", "<a>", "a*", "",
+        ] {
             let k = key(bad);
             assert_eq!(k.len(), 64, "{bad:?}");
             assert!(k.chars().all(|c| c.is_ascii_hexdigit()));
