@@ -7,6 +7,7 @@ mod crash;
 mod delivery;
 mod disk_full;
 mod durability;
+mod dynamics;
 mod footprint;
 mod harness;
 mod hostile;

@@ -170,6 +170,12 @@ pub struct SinkTable {
     pub client_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_url: Option<String>,
 }
 
 impl SinkTable {
@@ -191,6 +197,9 @@ impl SinkTable {
             client_id: None,
             client_secret: None,
             requests_per_second: None,
+            org_url: None,
+            tenant_id: None,
+            authority_url: None,
         }
     }
 
@@ -216,6 +225,24 @@ impl SinkTable {
             retry_schedule: Some(vec!["1s".to_owned()]),
             requests_per_second: Some(100),
             ..SinkTable::of_kind(name, "salesforce")
+        }
+    }
+
+    /// A Dynamics 365 sink on a `DynamicsFake` (its URL is the environment
+    /// and Entra ID's authority), 5 s timeout, durable retries every second,
+    /// 100 requests a second.
+    pub fn dynamics(name: &str, fake: &zcc_sim::sink::dynamics::DynamicsFake) -> SinkTable {
+        SinkTable {
+            org_url: Some(fake.url()),
+            tenant_id: Some(fake.tenant_id()),
+            authority_url: Some(fake.authority_url()),
+            client_id: Some(fake.client_id()),
+            client_secret: Some(fake.client_secret()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ..SinkTable::of_kind(name, "dynamics")
         }
     }
 
