@@ -291,3 +291,82 @@ async fn converges_to_one_phonecall_per_engagement_through_faults_and_kill_9() {
     h.shutdown().await;
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converges_once_made() {
+    let fake = DynamicsFake::start(Environment::new().key(None))
+        .await
+        .unwrap();
+    let h = harness_with(&fake).await;
+    let options = ScenarioOptions::for_simulator(&h.sim);
+    let script = scenario::generate_with(7, 3, SystemTime::now(), Duration::from_secs(1), &options);
+    let config = h.write_config();
+    let log = h.path("run.log");
+    let child = spawn_run(&config, "warn", &log);
+    h.sim.wait_live().await;
+    for event in &script {
+        assert!(h.sim.emit(event.body.clone()));
+    }
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the set-up problem in the log", || {
+        read_log().contains("sink set-up problem")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = read_log();
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("sink set-up problem"))
+        .collect();
+    assert!(
+        named.iter().any(
+            |l| l.contains("no active alternate key on zcc_engagementid")
+                && l.contains("create a Single line of text column zcc_engagementid")
+        ),
+        "the log names the key and the fix:\n{text}"
+    );
+    assert!(
+        !text.contains(&fake.client_secret()),
+        "the secret was logged"
+    );
+    assert!(fake.phonecalls().is_empty());
+    assert_eq!(fake.annotation_count(), 0);
+
+    let engagements: BTreeSet<&str> = script
+        .iter()
+        .filter(|e| {
+            let event = e.body["event"].as_str().unwrap_or("");
+            KEYED.iter().any(|k| event.ends_with(k))
+        })
+        .filter_map(|e| object(&e.body)["engagement_id"].as_str())
+        .collect();
+    assert!(!engagements.is_empty());
+    fake.set_key(Some(zcc_sim::sink::dynamics::AlternateKey::active(
+        "zcc_engagementid",
+    )));
+    // `queue stats` beside the running daemon, until nothing waits.
+    let drained = tokio::time::timeout(Duration::from_secs(60), async {
+        while pending_in(&config).await != (0, 0, 0) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "still pending: {:?}",
+        pending_in(&config).await
+    );
+    crate::support::sigterm(&child);
+    let output = crate::support::wait_output(child).await;
+    assert!(output.status.success(), "{}", read_log());
+    for engagement in &engagements {
+        assert_eq!(
+            fake.phonecalls_with_key(engagement).len(),
+            1,
+            "{engagement}"
+        );
+    }
+    assert_eq!(fake.phonecalls().len(), engagements.len());
+    h.shutdown().await;
+    fake.stop().await;
+}
