@@ -216,3 +216,44 @@ mod tests {
         assert!(!is_column("Zcc_EngagementId") && !is_column("_x") && !is_column("a-b"));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use crate::config::{FakeEnvironment, Secrets, parse_sink};
+    use crate::sink::SinkKind;
+
+    /// The commented `dynamics` block of config.toml.example, uncommented,
+    /// is a valid sink with every documented default.
+    #[test]
+    fn the_example_block_validates() {
+        let example = include_str!("../../../config.toml.example");
+        let start = example
+            .find("# name = \"dynamics\"")
+            .expect("a dynamics block");
+        let block: String = example[start..]
+            .lines()
+            .take_while(|line| line.starts_with("# ") && !line.starts_with("# [[sinks]]"))
+            .map(|line| format!("{}\n", &line[2..]))
+            .collect();
+        let env = FakeEnvironment::new().with_file(
+            "/run/credentials/zcc-relay.service/dynamics-secret",
+            "s3cret\n",
+        );
+        let (settings, warnings) = match parse_sink::<SinkKind>(&block, &env, Secrets::Read) {
+            Ok(parsed) => parsed,
+            Err(error) => panic!("{error}\n{block}"),
+        };
+        assert_eq!(warnings, []);
+        let SinkKind::Dynamics(dynamics) = settings.kind else {
+            panic!("not a dynamics sink: {block}");
+        };
+        assert_eq!(dynamics.scope(), "https://acme.crm.dynamics.com/.default");
+        assert_eq!(
+            dynamics.token_url(),
+            "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/oauth2/v2.0/token"
+        );
+        assert_eq!(dynamics.alternate_key_column, "zcc_engagementid");
+        assert_eq!(dynamics.client_secret.expose(), "s3cret");
+        assert!(dynamics.attach_files && dynamics.link_customers);
+    }
+}
