@@ -105,7 +105,7 @@ fn request(part: &str) -> Result<Request, String> {
     let (line, rest) = rest
         .split_once('\n')
         .ok_or("a part without a request line")?;
-    let mut words = line.trim().split_whitespace();
+    let mut words = line.split_whitespace();
     let (Some(method), Some(url), Some(version)) = (words.next(), words.next(), words.next())
     else {
         return Err(format!("a bad request line {:?}", line.trim()));
