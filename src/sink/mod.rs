@@ -13,6 +13,7 @@
 pub mod dynamics;
 pub mod file;
 pub mod http;
+pub mod hubspot;
 pub mod kind;
 pub mod salesforce;
 
@@ -27,4 +28,5 @@ crate::sink_kinds! {
     File => file::FileSink,
     Salesforce => salesforce::SalesforceSink,
     Dynamics => dynamics::DynamicsSink,
+    HubSpot => hubspot::HubSpotSink,
 }
