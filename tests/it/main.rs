@@ -11,6 +11,7 @@ mod dynamics;
 mod footprint;
 mod harness;
 mod hostile;
+mod hubspot;
 mod media;
 mod metrics;
 mod pipeline;

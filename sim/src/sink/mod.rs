@@ -4,12 +4,14 @@
 //!
 //! One module per sink kind, named after the daemon's kind: [`http`] (a
 //! Standard Webhooks receiver), [`salesforce`] (a Salesforce org's REST API)
-//! and [`dynamics`] (a Dataverse environment's Web API and Entra ID's token
-//! endpoint). The other CRM fakes (`hubspot`, `servicenow`) and the NATS
+//! [`dynamics`] (a Dataverse environment's Web API and Entra ID's token
+//! endpoint) and [`hubspot`] (a portal's CRM, calling and files APIs). The
+//! other CRM fake (`servicenow`) and the NATS
 //! JetStream fake (`nats`) go beside them, one module (or folder) each. Like the Zoom simulator, nothing here imports
 //! the daemon: a fake checks what the daemon sends against its own reading of
 //! the vendor's contract.
 
 pub mod dynamics;
 pub mod http;
+pub mod hubspot;
 pub mod salesforce;

@@ -176,6 +176,12 @@ pub struct SinkTable {
     pub tenant_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authority_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unique_property: Option<String>,
 }
 
 impl SinkTable {
@@ -200,6 +206,9 @@ impl SinkTable {
             org_url: None,
             tenant_id: None,
             authority_url: None,
+            token_file: None,
+            api_base_url: None,
+            unique_property: None,
         }
     }
 
@@ -243,6 +252,26 @@ impl SinkTable {
             retry_schedule: Some(vec!["1s".to_owned()]),
             requests_per_second: Some(100),
             ..SinkTable::of_kind(name, "dynamics")
+        }
+    }
+
+    /// A HubSpot sink on a `HubSpotFake`, its token in `token_file` (read
+    /// again after a 401), 5 s timeout, durable retries every second, 100
+    /// requests a second.
+    pub fn hubspot(
+        name: &str,
+        fake: &zcc_sim::sink::hubspot::HubSpotFake,
+        token_file: &Path,
+    ) -> SinkTable {
+        std::fs::write(token_file, format!("{}\n", fake.token())).expect("the token file");
+        SinkTable {
+            api_base_url: Some(fake.url()),
+            token_file: Some(token_file.to_path_buf()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ..SinkTable::of_kind(name, "hubspot")
         }
     }
 
