@@ -337,3 +337,55 @@ async fn a_dynamics_sink_is_checked_against_the_environment_without_writing() {
     harness.shutdown().await;
     fake.stop().await;
 }
+
+/// `check` against a fake HubSpot portal: a proper one is ready and nothing
+/// is written; a property without unique values and a token without a
+/// scope are each named with their fix.
+#[tokio::test]
+async fn a_hubspot_sink_is_checked_against_the_portal_without_writing() {
+    use zcc_sim::sink::hubspot::{HubSpotFake, Portal};
+    let fake = HubSpotFake::start(Portal::new()).await.unwrap();
+    let mut harness = Harness::new().await;
+    let token_file = harness.path("hubspot-token");
+    harness
+        .config
+        .sinks
+        .push(SinkTable::hubspot("portal", &fake, &token_file));
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    for expected in [
+        "sink portal (hubspot): ready",
+        "the calls property zcc_engagement_id has unique values",
+        "6 call dispositions readable",
+        "a contact search by phone and mobile phone",
+        "the files API is readable",
+    ] {
+        assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
+    }
+    assert!(!ran.stdout.contains(&fake.token()), "{ran:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (counts.upserts, counts.uploads, counts.associations),
+        (0, 0, 0),
+        "check wrote to the portal: {counts:?}"
+    );
+
+    fake.set_property("zcc_engagement_id", false);
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.stdout.contains(
+            "problem  the calls property zcc_engagement_id does not require unique values"
+        ),
+        "{ran:?}"
+    );
+    fake.set_property("zcc_engagement_id", true);
+    fake.set_scopes(&["crm.objects.calls.read", "crm.objects.calls.write", "files"]);
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    for expected in ["MISSING_SCOPES", "crm.schemas.calls.read", "crm.objects.contacts.read"] {
+        assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
+    }
+    harness.shutdown().await;
+    fake.stop().await;
+}

@@ -188,3 +188,41 @@ mod tests {
         assert!(!is_property("Zcc") && !is_property("a-b") && !is_property(""));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use crate::config::{FakeEnvironment, Secrets, parse_sink};
+    use crate::sink::SinkKind;
+
+    /// The commented `hubspot` block of config.toml.example, uncommented, is
+    /// a valid sink.
+    #[test]
+    fn the_example_block_validates() {
+        let example = include_str!("../../../config.toml.example");
+        let start = example.find("# name = \"hubspot\"").expect("a hubspot block");
+        let block: String = example[start..]
+            .lines()
+            .take_while(|line| line.starts_with("# ") && !line.starts_with("# [[sinks]]"))
+            .map(|line| format!("{}\n", &line[2..]))
+            .collect();
+        let env = FakeEnvironment::new().with_file(
+            "/run/credentials/zcc-relay.service/hubspot-token",
+            "pat-na1-token\n",
+        );
+        let (settings, warnings) = match parse_sink::<SinkKind>(&block, &env, Secrets::Read) {
+            Ok(parsed) => parsed,
+            Err(error) => panic!("{error}\n{block}"),
+        };
+        assert_eq!(warnings, []);
+        let SinkKind::HubSpot(hubspot) = settings.kind else {
+            panic!("not a hubspot sink: {block}");
+        };
+        assert_eq!(hubspot.token.expose(), "pat-na1-token");
+        assert_eq!(hubspot.unique_property, "zcc_engagement_id");
+        assert_eq!(
+            hubspot.disposition_map.get("Resolved").map(String::as_str),
+            Some("f240bbac-87c9-4f6e-bf70-924b57d47db7")
+        );
+        assert!(hubspot.token_file.is_some());
+    }
+}
