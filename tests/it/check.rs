@@ -383,7 +383,11 @@ async fn a_hubspot_sink_is_checked_against_the_portal_without_writing() {
     fake.set_scopes(&["crm.objects.calls.read", "crm.objects.calls.write", "files"]);
     let ran = check(&harness, &[]).await;
     assert_eq!(ran.code, Some(1), "{ran:?}");
-    for expected in ["MISSING_SCOPES", "crm.schemas.calls.read", "crm.objects.contacts.read"] {
+    for expected in [
+        "MISSING_SCOPES",
+        "crm.schemas.calls.read",
+        "crm.objects.contacts.read",
+    ] {
         assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
     }
     harness.shutdown().await;

@@ -370,3 +370,45 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
     h.shutdown().await;
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_above_the_orgs_upload_cap_is_linked_not_attached() {
+    // The org allows 4,000 base64 characters; the recording has 40,000 bytes.
+    let fake = DynamicsFake::start(Environment::new().max_upload(4_000))
+        .await
+        .unwrap();
+    let h = harness_with(&fake).await;
+    h.sim.set_media_sizes(40_000, 1_000);
+    let daemon = h.start_live().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body = serde_json::json!({
+        "event": "contact_center.recording_completed",
+        "event_ts": now,
+        "payload": {"account_id": h.sim.config().account_id, "object": {
+            "recording_id": "rec-cap-1", "engagement_id": "eng-cap-1", "channel": "voice",
+            "recording_type": "automatic",
+            "users": [{"user_id": "u1", "user_display_name": "Agent One"}],
+        }},
+    });
+    assert!(h.sim.emit(body));
+    daemon.wait_delivered(SINK, 1).await;
+    daemon.stop().await.unwrap();
+    let call = &fake.phonecalls_with_key("eng-cap-1")[0];
+    let annotations = fake.annotations_on(call["activityid"].as_str().unwrap());
+    assert!(annotations.is_empty(), "{annotations:?}");
+    let description = call["description"].as_str().unwrap();
+    let link = description
+        .lines()
+        .find(|l| l.starts_with("recording-rec-cap-1.mp3: file://"))
+        .unwrap_or_else(|| panic!("the recording's link: {description}"));
+    let path = url::Url::parse(link.split_once(": ").unwrap().1)
+        .unwrap()
+        .to_file_path()
+        .unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().len(), 40_000);
+    h.shutdown().await;
+    fake.stop().await;
+}

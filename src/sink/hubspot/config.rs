@@ -199,7 +199,9 @@ mod example_tests {
     #[test]
     fn the_example_block_validates() {
         let example = include_str!("../../../config.toml.example");
-        let start = example.find("# name = \"hubspot\"").expect("a hubspot block");
+        let start = example
+            .find("# name = \"hubspot\"")
+            .expect("a hubspot block");
         let block: String = example[start..]
             .lines()
             .take_while(|line| line.starts_with("# ") && !line.starts_with("# [[sinks]]"))
