@@ -12,8 +12,8 @@
 //! A completed activity is read-only, so every write is one `$batch` change
 //! set: upsert the phonecall by its key open (creating it when absent), write
 //! the annotations that are missing or changed, and write its columns and
-//! complete it — all applied or none. Before it, the phonecall's annotations
-//! are listed: a note is found again by its natural key in the subject (and
+//! complete it — all applied or none. Before it, when there are notes or
+//! files to write, the phonecall's annotations are listed: a note is found again by its natural key in the subject (and
 //! updated in place when edited), a file by its name, so a crash between the
 //! write and the settle never adds one twice. No CRM id is kept: the key
 //! finds the phonecall, the subject or file name finds an annotation.
@@ -91,14 +91,27 @@ impl DynamicsSink {
         let column = settings.alternate_key_column.as_str();
         let key = phonecall::key(engagement_id);
         let segment = phonecall::segment(column, &key);
-        let existing = match self.client.find_phonecall(column, &key).await? {
-            Some(id) => self.client.annotations_of(&id).await?,
-            None => Vec::new(),
-        };
         let max_upload = if settings.attach_files && aggregate.files().next().is_some() {
             self.client.max_upload().await?
         } else {
             0
+        };
+        let attachable = |entry: &crate::record::MediaEntry| {
+            settings.attach_files
+                && entry.size.div_ceil(3) * 4 <= max_upload
+                && files::readable(entry)
+        };
+        // The annotations already there matter only when there are some to
+        // write; otherwise the change set alone is the whole write.
+        let has_annotations =
+            !aggregate.notes().is_empty() || aggregate.files().any(|e| attachable(e));
+        let existing = if has_annotations {
+            match self.client.find_phonecall(column, &key).await? {
+                Some(id) => self.client.annotations_of(&id).await?,
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
         };
         let target = self.client.url(&segment);
         let bind = format!("/{segment}");
@@ -132,8 +145,7 @@ impl DynamicsSink {
         let mut linked = Vec::new();
         for entry in aggregate.files() {
             let name = files::name_of(entry);
-            let fits = entry.size.div_ceil(3) * 4 <= max_upload;
-            if !(settings.attach_files && fits && files::readable(entry)) {
+            if !attachable(entry) {
                 linked.push((name, files::link_of(entry)));
                 continue;
             }
