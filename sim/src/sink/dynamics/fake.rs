@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -177,8 +176,8 @@ impl DynamicsFake {
     pub fn annotations_on(&self, activity_id: &str) -> Vec<StoredAnnotation> {
         let text =
             |r: &Map<String, Value>, f: &str| r.get(f).and_then(Value::as_str).map(str::to_owned);
-        self.shared
-            .lock()
+        let store = self.shared.lock();
+        store
             .data
             .annotations
             .values()
@@ -189,8 +188,8 @@ impl DynamicsFake {
                 notetext: text(r, "notetext").unwrap_or_default(),
                 filename: text(r, "filename"),
                 mimetype: text(r, "mimetype"),
-                bytes: text(r, "documentbody")
-                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()),
+                bytes: text(r, "annotationid")
+                    .and_then(|id| store.data.bodies.get(&id).map(|b| b.to_vec())),
             })
             .collect()
     }

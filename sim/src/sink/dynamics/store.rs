@@ -7,6 +7,7 @@
 //! `{"error":{"code","message"}}`. No HTTP here: `server` hands requests in.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -93,6 +94,9 @@ pub struct Data {
     pub phonecalls: BTreeMap<String, Map<String, Value>>,
     pub annotations: BTreeMap<String, Map<String, Value>>,
     pub contacts: BTreeMap<String, Map<String, Value>>,
+    /// Annotations' `documentbody`, decoded, by annotation id: kept out of
+    /// the records so a change set's snapshot does not copy every file.
+    pub bodies: BTreeMap<String, Arc<Vec<u8>>>,
 }
 
 pub struct Store {
@@ -456,7 +460,7 @@ impl Store {
                 Err(reply) => reply,
                 Ok(None) => not_found(entity, key),
                 Ok(Some(id)) => {
-                    let record = Value::Object(self.records(set)[&id].clone());
+                    let record = self.with_body(&self.records(set)[&id]);
                     let mut out = select(&record, options.get("$select"));
                     out["@odata.context"] =
                         json!(format!("{}/$metadata#{set}/$entity", self.api_root()));
@@ -507,6 +511,19 @@ impl Store {
         }
     }
 
+    /// A record as the API shows it: an annotation with its `documentbody`.
+    fn with_body(&self, record: &Map<String, Value>) -> Value {
+        let mut record = record.clone();
+        if let Some(body) = record
+            .get("annotationid")
+            .and_then(Value::as_str)
+            .and_then(|id| self.data.bodies.get(id))
+        {
+            record.insert("documentbody".into(), json!(BASE64.encode(body.as_slice())));
+        }
+        Value::Object(record)
+    }
+
     fn records(&self, set: &str) -> &BTreeMap<String, Map<String, Value>> {
         match set {
             "phonecalls" => &self.data.phonecalls,
@@ -552,7 +569,7 @@ impl Store {
             .values()
             .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
             .take(top)
-            .map(|r| select(&Value::Object(r.clone()), options.get("$select")))
+            .map(|r| select(&self.with_body(r), options.get("$select")))
             .collect();
         Reply::json(
             200,
@@ -819,6 +836,7 @@ impl Store {
     fn write_annotation(&mut self, found: Option<String>, body: Map<String, Value>) -> Reply {
         let mut changes = Map::new();
         let mut object: Option<String> = None;
+        let mut document: Option<Vec<u8>> = None;
         for (name, value) in &body {
             let result = match name.as_str() {
                 "subject" => text_field(&mut changes, name, value, 500, "annotation"),
@@ -840,9 +858,9 @@ impl Store {
                     )),
                     Some(text) => match BASE64.decode(text) {
                         Ok(bytes) => {
-                            changes.insert(name.clone(), value.clone());
                             changes.insert("filesize".into(), json!(bytes.len()));
                             changes.insert("isdocument".into(), json!(true));
+                            document = Some(bytes);
                             Ok(())
                         }
                         Err(_) => Err(bad_literal(&json!("<documentbody>"), "Edm.Binary")),
@@ -890,6 +908,9 @@ impl Store {
             record.insert("objecttypecode".into(), json!("phonecall"));
         }
         record.insert("modifiedon".into(), json!(stamp));
+        if let Some(bytes) = document {
+            self.data.bodies.insert(id.clone(), Arc::new(bytes));
+        }
         Reply::no_content(Some(self.entity_url("annotations", &id)))
     }
 
