@@ -103,8 +103,7 @@ impl DynamicsSink {
         };
         // The annotations already there matter only when there are some to
         // write; otherwise the change set alone is the whole write.
-        let has_annotations =
-            !aggregate.notes().is_empty() || aggregate.files().any(|e| attachable(e));
+        let has_annotations = !aggregate.notes().is_empty() || aggregate.files().any(&attachable);
         let existing = if has_annotations {
             match self.client.find_phonecall(column, &key).await? {
                 Some(id) => self.client.annotations_of(&id).await?,

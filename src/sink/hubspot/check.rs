@@ -38,10 +38,8 @@ pub async fn check(settings: &HubSpotSinkSettings, context: &BuildContext<'_>) -
         ),
         Ok(_) => findings.push(Finding::problem(
             format!("the calls property {property} does not require unique values"),
-            format!(
-                "create a calls property with \"Require unique values\" set (HubSpot cannot add \
-                 it to an existing property) and set unique_property to it"
-            ),
+            "create a calls property with \"Require unique values\" set (HubSpot cannot add \
+             it to an existing property) and set unique_property to it",
         )),
         Err(failure) if failure.status == Some(404) => findings.push(Finding::problem(
             format!("the portal has no calls property {property}"),

@@ -510,7 +510,7 @@ impl Store {
             None => error(
                 404,
                 "OBJECT_NOT_FOUND",
-                &format!("Object not found.  objectId are usually numeric."),
+                "Object not found.  objectId are usually numeric.",
             ),
         }
     }
