@@ -412,3 +412,48 @@ async fn a_file_above_the_orgs_upload_cap_is_linked_not_attached() {
     h.shutdown().await;
     fake.stop().await;
 }
+
+/// The sink remembers a phonecall's notes after writing them; a note
+/// deleted in the CRM meanwhile makes the next write read them again and
+/// write it anew, never dead-letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_deleted_in_the_crm_is_written_again_on_its_next_edit() {
+    let fake = DynamicsFake::start(Environment::new()).await.unwrap();
+    let h = harness_with(&fake).await;
+    let daemon = h.start_live().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let note = |text: &str, modified: &str, at: i64| {
+        serde_json::json!({
+            "event": "contact_center.engagement_note_added",
+            "event_ts": at,
+            "payload": {"account_id": h.sim.config().account_id, "object": {
+                "engagement_id": "eng-del-1", "channel": "voice", "note_id": "note-1",
+                "note": text, "last_modified_time": modified,
+            }},
+        })
+    };
+    assert!(h.sim.emit(note("first words", "2026-12-07T10:00:00Z", now)));
+    daemon.wait_delivered(SINK, 1).await;
+    let call = fake.phonecalls_with_key("eng-del-1")[0].clone();
+    let activity = call["activityid"].as_str().unwrap().to_owned();
+    let on = fake.annotations_on(&activity);
+    assert_eq!(on.len(), 1);
+    fake.delete_annotation(&on[0].id);
+    assert!(
+        h.sim
+            .emit(note("second words", "2026-12-07T10:05:00Z", now + 1))
+    );
+    daemon.wait_delivered(SINK, 2).await;
+    let snapshot = daemon.stats.snapshot();
+    assert_eq!(snapshot.dead_lettered.get(SINK).copied().unwrap_or(0), 0);
+    daemon.stop().await.unwrap();
+    let on = fake.annotations_on(&activity);
+    assert_eq!(on.len(), 1, "{on:?}");
+    assert_eq!(on[0].subject, "Zoom note note-1");
+    assert_eq!(on[0].notetext, "second words");
+    h.shutdown().await;
+    fake.stop().await;
+}

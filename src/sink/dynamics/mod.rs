@@ -12,8 +12,10 @@
 //! A completed activity is read-only, so every write is one `$batch` change
 //! set: upsert the phonecall by its key open (creating it when absent), write
 //! the annotations that are missing or changed, and write its columns and
-//! complete it — all applied or none. Before it, when there are notes or
-//! files to write, the phonecall's annotations are listed: a note is found again by its natural key in the subject (and
+//! complete it — all applied or none. Before the first write of an
+//! engagement in this process, when there are notes or files to write, the
+//! phonecall's annotations are listed (later writes use what the last
+//! successful change set left, remembered in memory): a note is found again by its natural key in the subject (and
 //! updated in place when edited), a file by its name, so a crash between the
 //! write and the settle never adds one twice. No CRM id is kept: the key
 //! finds the phonecall, the subject or file name finds an annotation.
@@ -26,6 +28,9 @@ mod error;
 mod phonecall;
 
 pub use config::{DynamicsSinkConfig, DynamicsSinkSettings};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -42,7 +47,7 @@ use crate::interaction::Interaction;
 use crate::journal::Journal;
 use crate::sink::{BuildContext, Finding, Kind, Reload};
 use batch::Operation;
-use client::Client;
+use client::{Annotation, Client};
 use error::Context;
 
 /// Due records of one engagement written in one change set.
@@ -58,7 +63,13 @@ pub struct DynamicsSink {
     region: Option<Region>,
     customers: Box<CustomerCache>,
     serial: Box<Serial>,
+    /// Each engagement's annotations as the last successful change set left
+    /// them (this process is the only writer): a later write needs no read.
+    known: Box<Mutex<HashMap<String, Vec<Annotation>>>>,
 }
+
+/// Engagements whose annotations are remembered before the memory starts over.
+const KNOWN_LIMIT: usize = 10_000;
 
 impl DynamicsSink {
     fn settings(&self) -> DynamicsSinkSettings {
@@ -104,14 +115,24 @@ impl DynamicsSink {
         // The annotations already there matter only when there are some to
         // write; otherwise the change set alone is the whole write.
         let has_annotations = !aggregate.notes().is_empty() || aggregate.files().any(&attachable);
-        let existing = if has_annotations {
-            match self.client.find_phonecall(column, &key).await? {
+        let remembered = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(engagement_id)
+            .cloned();
+        let from_memory = remembered.is_some();
+        let existing = match remembered {
+            Some(known) => known,
+            None if has_annotations => match self.client.find_phonecall(column, &key).await? {
                 Some(id) => self.client.annotations_of(&id).await?,
                 None => Vec::new(),
-            }
-        } else {
-            Vec::new()
+            },
+            None => Vec::new(),
         };
+        // What each annotation operation (after the first) leaves behind;
+        // a created one's id comes from the change set's answer.
+        let mut effects: Vec<Annotation> = Vec::new();
         let target = self.client.url(&segment);
         let bind = format!("/{segment}");
         // Open (or create) first: a completed phonecall is read-only.
@@ -125,20 +146,34 @@ impl DynamicsSink {
             let text = phonecall::note_text(note.text);
             match existing.iter().find(|a| a.subject == subject) {
                 Some(found) if found.notetext == text => {}
-                Some(found) => operations.push(Operation {
-                    method: "PATCH",
-                    url: self.client.url(&format!("annotations({})", found.id)),
-                    body: json!({"notetext": text}),
-                }),
-                None => operations.push(Operation {
-                    method: "POST",
-                    url: self.client.url("annotations"),
-                    body: json!({
-                        "subject": subject,
-                        "notetext": text,
-                        "objectid_phonecall@odata.bind": bind,
-                    }),
-                }),
+                Some(found) => {
+                    operations.push(Operation {
+                        method: "PATCH",
+                        url: self.client.url(&format!("annotations({})", found.id)),
+                        body: json!({"notetext": text}),
+                    });
+                    effects.push(Annotation {
+                        notetext: text,
+                        ..found.clone()
+                    });
+                }
+                None => {
+                    operations.push(Operation {
+                        method: "POST",
+                        url: self.client.url("annotations"),
+                        body: json!({
+                            "subject": subject,
+                            "notetext": text,
+                            "objectid_phonecall@odata.bind": bind,
+                        }),
+                    });
+                    effects.push(Annotation {
+                        id: String::new(),
+                        subject,
+                        notetext: text,
+                        filename: String::new(),
+                    });
+                }
             }
         }
         let mut linked = Vec::new();
@@ -152,6 +187,12 @@ impl DynamicsSink {
                 continue;
             }
             let bytes = files::read_whole(self.client.http(), entry, max_upload).await?;
+            effects.push(Annotation {
+                id: String::new(),
+                subject: phonecall::file_subject(&entry.kind, &name),
+                notetext: String::new(),
+                filename: name.clone(),
+            });
             let mut body = json!({
                 "subject": phonecall::file_subject(&entry.kind, &name),
                 "filename": name,
@@ -177,15 +218,59 @@ impl DynamicsSink {
             url: target,
             body: Value::Object(phonecall::fields(&aggregate, contact.as_deref(), &linked)),
         });
-        self.client
+        let answers = self
+            .client
             .change_set(
                 &operations,
                 Context {
                     key_column: Some(column),
                 },
             )
-            .await
-            .map(|_| ())
+            .await;
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let answers = match answers {
+            Ok(answers) => answers,
+            Err(failure) => {
+                // A write that got no answer may have been applied, and a
+                // remembered annotation may have been deleted in the CRM
+                // (404): read them again on the next try, which comes at
+                // once rather than dead-lettering what memory got wrong.
+                known.remove(engagement_id);
+                if from_memory && failure.status == Some(404) {
+                    return Err(Failure::retry(format!(
+                        "{} (the phonecall's notes changed in the CRM; reading them again)",
+                        failure.reason
+                    )));
+                }
+                return Err(failure);
+            }
+        };
+        let mut after = existing;
+        let mut complete = true;
+        for (mut effect, answer) in effects.into_iter().zip(answers.iter().skip(1)) {
+            match after
+                .iter_mut()
+                .find(|a| !effect.id.is_empty() && a.id == effect.id)
+            {
+                Some(updated) => *updated = effect,
+                None => match answer.header("odata-entityid").and_then(entity_id) {
+                    Some(id) => {
+                        effect.id = id;
+                        after.push(effect);
+                    }
+                    None => complete = false,
+                },
+            }
+        }
+        if complete {
+            if known.len() >= KNOWN_LIMIT {
+                known.clear();
+            }
+            known.insert(engagement_id.to_owned(), after);
+        } else {
+            known.remove(engagement_id);
+        }
+        Ok(())
     }
 
     /// The one contact whose business or mobile phone is the consumer's
@@ -218,6 +303,12 @@ impl DynamicsSink {
             .put(&self.name, &number, answer.clone(), contacts.len(), 0);
         Ok(answer.map(|c| c.id().to_owned()))
     }
+}
+
+/// The id in an `OData-EntityId` (`…/annotations(<guid>)`).
+fn entity_id(url: &str) -> Option<String> {
+    let inside = url.rsplit_once('(')?.1.strip_suffix(')')?;
+    (!inside.is_empty() && !inside.contains('=')).then(|| inside.to_owned())
 }
 
 impl Kind for DynamicsSink {
@@ -260,6 +351,7 @@ impl Kind for DynamicsSink {
             region: Region::parse(&settings.default_region),
             customers: Box::default(),
             serial: Box::default(),
+            known: Box::default(),
         })
     }
 

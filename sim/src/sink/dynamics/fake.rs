@@ -136,6 +136,13 @@ impl DynamicsFake {
         self.shared.lock().env.max_upload = bytes;
     }
 
+    /// Deletes an annotation, as a CRM user may.
+    pub fn delete_annotation(&self, id: &str) {
+        let mut store = self.shared.lock();
+        store.data.annotations.remove(id);
+        store.data.bodies.remove(id);
+    }
+
     pub fn add_contact(&self, contact: Contact) -> String {
         self.shared.lock().add_contact(&contact)
     }
