@@ -409,6 +409,26 @@ impl Interaction {
         self.files.values()
     }
 
+    /// The earliest moment the aggregate knows of the engagement (its start,
+    /// else the first agent, note or disposition; ms since the epoch): a
+    /// time that only moves earlier as records merge, for a CRM field that
+    /// must always be set (HubSpot's `hs_timestamp`).
+    pub fn earliest_ms(&self) -> Option<i64> {
+        let mut earliest_at = None;
+        earliest(&mut earliest_at, self.start_ms);
+        earliest(&mut earliest_at, self.end_ms);
+        for agent in self.agents.values() {
+            earliest(&mut earliest_at, Some(agent.first_at));
+        }
+        for note in self.notes.values() {
+            earliest(&mut earliest_at, Some(note.first_at));
+        }
+        for at in self.disposition_names.values() {
+            earliest(&mut earliest_at, Some(*at));
+        }
+        earliest_at
+    }
+
     /// The stored form (JSON).
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

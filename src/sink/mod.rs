@@ -10,8 +10,10 @@
 //! retries, never touches the journal and never decides policy (that is
 //! `deliver/`).
 
+pub mod dynamics;
 pub mod file;
 pub mod http;
+pub mod hubspot;
 pub mod kind;
 pub mod nats;
 pub mod salesforce;
@@ -26,5 +28,7 @@ crate::sink_kinds! {
     Http => http::HttpSink,
     File => file::FileSink,
     Salesforce => salesforce::SalesforceSink,
+    Dynamics => dynamics::DynamicsSink,
+    HubSpot => hubspot::HubSpotSink,
     Nats => nats::NatsSink,
 }

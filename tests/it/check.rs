@@ -269,3 +269,127 @@ async fn a_salesforce_sink_is_checked_against_the_org_without_writing() {
     }
     harness.shutdown().await;
 }
+
+/// `check` against a fake Dataverse environment: a proper one is ready and
+/// nothing is written; a missing or unfinished alternate key and a wrong
+/// secret are each named with their fix.
+#[tokio::test]
+async fn a_dynamics_sink_is_checked_against_the_environment_without_writing() {
+    use zcc_sim::sink::dynamics::{AlternateKey, DynamicsFake, Environment, KeyStatus};
+    let fake = DynamicsFake::start(Environment::new()).await.unwrap();
+    let harness = Harness::with_sinks([SinkTable::dynamics("crm365", &fake)]).await;
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    for expected in [
+        "sink crm365 (dynamics): ready",
+        "phonecall alternate key zcc_engagementid_key on zcc_engagementid is Active",
+        "the application user",
+        "a contact lookup by telephone1 and mobilephone",
+        "files up to 5242880 bytes",
+    ] {
+        assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
+    }
+    assert!(!ran.stdout.contains(&fake.client_secret()), "{ran:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (
+            counts.phonecall_writes,
+            counts.annotation_creates,
+            counts.batch
+        ),
+        (0, 0, 0),
+        "check wrote to the environment: {counts:?}"
+    );
+
+    fake.set_key(None);
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    for expected in [
+        "problem  the phonecall table has no alternate key on zcc_engagementid alone",
+        "fix      create a Single line of text column zcc_engagementid",
+    ] {
+        assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
+    }
+    fake.set_key(Some(AlternateKey {
+        name: "k".into(),
+        column: "zcc_engagementid".into(),
+        status: KeyStatus::Pending,
+    }));
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.stdout
+            .contains("problem  the alternate key on zcc_engagementid is Pending, not Active"),
+        "{ran:?}"
+    );
+
+    let mut wrong = SinkTable::dynamics("crm365", &fake);
+    wrong.client_secret = Some("not-the-secret".into());
+    let harness = Harness::with_sinks([wrong]).await;
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(ran.stdout.contains("AADSTS7000215"), "{ran:?}");
+    assert!(
+        ran.stdout
+            .contains("fix      check tenant_id, client_id and the client secret"),
+        "{ran:?}"
+    );
+    harness.shutdown().await;
+    fake.stop().await;
+}
+
+/// `check` against a fake HubSpot portal: a proper one is ready and nothing
+/// is written; a property without unique values and a token without a
+/// scope are each named with their fix.
+#[tokio::test]
+async fn a_hubspot_sink_is_checked_against_the_portal_without_writing() {
+    use zcc_sim::sink::hubspot::{HubSpotFake, Portal};
+    let fake = HubSpotFake::start(Portal::new()).await.unwrap();
+    let mut harness = Harness::new().await;
+    let token_file = harness.path("hubspot-token");
+    harness
+        .config
+        .sinks
+        .push(SinkTable::hubspot("portal", &fake, &token_file));
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    for expected in [
+        "sink portal (hubspot): ready",
+        "the calls property zcc_engagement_id has unique values",
+        "6 call dispositions readable",
+        "a contact search by phone and mobile phone",
+        "the files API is readable",
+    ] {
+        assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
+    }
+    assert!(!ran.stdout.contains(&fake.token()), "{ran:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (counts.upserts, counts.uploads, counts.associations),
+        (0, 0, 0),
+        "check wrote to the portal: {counts:?}"
+    );
+
+    fake.set_property("zcc_engagement_id", false);
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.stdout.contains(
+            "problem  the calls property zcc_engagement_id does not require unique values"
+        ),
+        "{ran:?}"
+    );
+    fake.set_property("zcc_engagement_id", true);
+    fake.set_scopes(&["crm.objects.calls.read", "crm.objects.calls.write", "files"]);
+    let ran = check(&harness, &[]).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    for expected in [
+        "MISSING_SCOPES",
+        "crm.schemas.calls.read",
+        "crm.objects.contacts.read",
+    ] {
+        assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
+    }
+    harness.shutdown().await;
+    fake.stop().await;
+}

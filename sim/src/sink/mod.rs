@@ -3,12 +3,17 @@
 //! what it received.
 //!
 //! One module per sink kind, named after the daemon's kind: [`http`] (a
-//! Standard Webhooks receiver) and [`salesforce`] (a Salesforce org's REST API). The other CRM fakes (`dynamics`,
-//! `hubspot`, `servicenow`) go beside it, one module (or folder) each. [`nats`]
-//! is the exception that is not a fake: it runs the real `nats-server`. Like the Zoom simulator, nothing here imports
+//! Standard Webhooks receiver), [`salesforce`] (a Salesforce org's REST API),
+//! [`dynamics`] (a Dataverse environment's Web API and Entra ID's token
+//! endpoint) and [`hubspot`] (a portal's CRM, calling and files APIs). The
+//! other CRM fake (`servicenow`) goes beside them, one module (or folder) each.
+//! [`nats`] is the exception that is not a fake: it runs the real
+//! `nats-server`. Like the Zoom simulator, nothing here imports
 //! the daemon: a fake checks what the daemon sends against its own reading of
 //! the vendor's contract.
 
+pub mod dynamics;
 pub mod http;
+pub mod hubspot;
 pub mod nats;
 pub mod salesforce;

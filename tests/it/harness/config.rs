@@ -186,6 +186,15 @@ pub struct SinkTable {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    pub org_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unique_property: Option<String>,
 }
 
 impl SinkTable {
@@ -215,6 +224,11 @@ impl SinkTable {
             token_file: None,
             user: None,
             password_file: None,
+            org_url: None,
+            tenant_id: None,
+            authority_url: None,
+            api_base_url: None,
+            unique_property: None,
         }
     }
 
@@ -256,6 +270,44 @@ impl SinkTable {
             retry_fast_window: Some("2s".to_owned()),
             retry_schedule: Some(vec!["1s".to_owned()]),
             ..SinkTable::of_kind(name, "nats")
+        }
+    }
+
+    /// A Dynamics 365 sink on a `DynamicsFake` (its URL is the environment
+    /// and Entra ID's authority), 5 s timeout, durable retries every second,
+    /// 100 requests a second.
+    pub fn dynamics(name: &str, fake: &zcc_sim::sink::dynamics::DynamicsFake) -> SinkTable {
+        SinkTable {
+            org_url: Some(fake.url()),
+            tenant_id: Some(fake.tenant_id()),
+            authority_url: Some(fake.authority_url()),
+            client_id: Some(fake.client_id()),
+            client_secret: Some(fake.client_secret()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ..SinkTable::of_kind(name, "dynamics")
+        }
+    }
+
+    /// A HubSpot sink on a `HubSpotFake`, its token in `token_file` (read
+    /// again after a 401), 5 s timeout, durable retries every second, 100
+    /// requests a second.
+    pub fn hubspot(
+        name: &str,
+        fake: &zcc_sim::sink::hubspot::HubSpotFake,
+        token_file: &Path,
+    ) -> SinkTable {
+        std::fs::write(token_file, format!("{}\n", fake.token())).expect("the token file");
+        SinkTable {
+            api_base_url: Some(fake.url()),
+            token_file: Some(token_file.to_path_buf()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ..SinkTable::of_kind(name, "hubspot")
         }
     }
 
