@@ -78,6 +78,74 @@ pub fn date(ms: i64) -> Option<String> {
         .and_then(|t| t.to_string().get(..10).map(str::to_owned))
 }
 
+/// Which of the optional lines an activity's text header carries: a CRM
+/// whose record has its own field for one leaves it out of the text.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderLines {
+    pub direction: bool,
+    /// Start and end.
+    pub times: bool,
+    /// The current disposition's name ("Dispositions given" is always there
+    /// when there were several).
+    pub disposition: bool,
+}
+
+/// The header of an activity's text, every CRM's alike: the engagement, then
+/// one `Label: value` line per fact the aggregate has (channel, direction,
+/// queue, flow, customer, agents, start, end, disposition), empty ones left
+/// out.
+pub fn header(aggregate: &crate::interaction::Interaction, lines: HeaderLines) -> Vec<String> {
+    let mut header = vec![format!(
+        "Zoom Contact Center engagement {}",
+        aggregate.engagement_id()
+    )];
+    let mut line = |label: &str, value: Option<String>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            header.push(format!("{label}: {value}"));
+        }
+    };
+    line(
+        "Channel",
+        aggregate
+            .channel()
+            .map(|c| match aggregate.channel_source() {
+                Some(source) => format!("{c} ({source})"),
+                None => c.to_owned(),
+            }),
+    );
+    if lines.direction {
+        line("Direction", aggregate.direction().map(str::to_owned));
+    }
+    line("Queue", aggregate.queue().and_then(|q| q.name.clone()));
+    line("Flow", aggregate.flow().and_then(|f| f.name.clone()));
+    let consumer = aggregate.consumer();
+    line(
+        "Customer",
+        match (consumer.name, consumer.number) {
+            (Some(name), Some(number)) => Some(format!("{name} ({number})")),
+            (name, number) => name.or(number),
+        },
+    );
+    let agents: Vec<String> = aggregate
+        .agents()
+        .into_iter()
+        .filter_map(|a| a.name.or(a.id))
+        .collect();
+    line("Agents", Some(agents.join(", ")));
+    if lines.times {
+        line("Start", aggregate.start_ms().and_then(rfc3339));
+        line("End", aggregate.end_ms().and_then(rfc3339));
+    }
+    if lines.disposition {
+        line("Disposition", aggregate.disposition().and_then(|d| d.name));
+    }
+    let names = aggregate.disposition_names();
+    if names.len() > 1 {
+        line("Dispositions given", Some(names.join(", ")));
+    }
+    header
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,6 +131,9 @@ impl<R: Registry, S: Running<R>> SinkWorker<R, S> {
         let heartbeat = self.health.register(format!("sink {}", self.settings.name));
         // One stored by an earlier run is cleared by this run's first success.
         let setup_stored = self.journal.setup_problem(&self.settings.name).await?;
+        if setup_stored.is_some() {
+            self.stats.sink_setup_error(&self.settings.name, true);
+        }
         let context = Arc::new(Context {
             setup_stored: tokio::sync::Mutex::new(setup_stored),
             settings: self.settings,
@@ -290,6 +293,10 @@ async fn deliver<R: Registry, S: Running<R>>(
     let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     let mut rng = StdRng::from_os_rng();
     let mut acked: Vec<Acked> = Vec::new();
+    // A set-up failure among this call's records: a success of another
+    // record of the same call (a batch of several engagements) does not
+    // mean the sink recovered.
+    let mut setup_seen = false;
     while !open.is_empty() {
         let envelopes: Vec<Envelope> = open.iter().map(|a| a.envelope.clone()).collect();
         let outcomes = tokio::select! {
@@ -385,6 +392,7 @@ async fn deliver<R: Registry, S: Running<R>>(
         let reason = first.reason.clone();
         context.failing(&reason, setup.as_deref());
         if let Some(fix) = &setup {
+            setup_seen = true;
             context.store_setup(Some(fix)).await?;
         }
         let setup = setup.is_some();
@@ -422,7 +430,9 @@ async fn deliver<R: Registry, S: Running<R>>(
         if let Some(seconds) = ack.age {
             context.stats.delivery_latency(name, seconds);
         }
-        context.recovered().await?;
+        if !setup_seen {
+            context.recovered().await?;
+        }
         settled.push((ack.seq, Settled::Done));
     }
     Ok(settled)
@@ -488,8 +498,11 @@ impl<R: Registry, S: Running<R>> Context<R, S> {
     fn failing(&self, reason: &str, setup: Option<&str>) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         health.failures += 1;
-        self.stats
-            .sink_setup_error(&self.settings.name, setup.is_some());
+        // Set by a set-up failure; cleared only by a success (`recovered`):
+        // a plain retry in between leaves the problem standing.
+        if setup.is_some() {
+            self.stats.sink_setup_error(&self.settings.name, true);
+        }
         if health.failing_since.is_none() {
             health.failing_since = Some(Instant::now());
             self.stats.sink_failing(&self.settings.name, true);

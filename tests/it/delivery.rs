@@ -862,6 +862,41 @@ async fn a_set_up_problem_is_kept_in_the_journal_until_the_next_success() {
     journal.close().await;
 }
 
+/// A call carrying several engagements (a spreading sink) where one fails
+/// with a set-up problem and another succeeds: the success does not clear the
+/// problem (the sink has not recovered), neither in the journal nor in the
+/// set-up gauge.
+#[tokio::test(start_paused = true)]
+async fn a_success_beside_a_set_up_failure_in_one_call_keeps_the_problem() {
+    let dir = temp_dir();
+    let mut settings = sink("crm", "http://127.0.0.1:9/unused");
+    settings.retry_schedule = vec![Duration::from_secs(600)];
+    let journal = open(dir.path(), &[&settings]);
+    let broken = append(&journal, &note("E1", 1)).await;
+    append(&journal, &note("E2", 2)).await;
+    let sink = Scripted::spreading(10, 2, move |envelope, _| {
+        if envelope.webhook_id == broken {
+            Err(Failure::setup("give the user edit on this Task's Contact"))
+        } else {
+            Ok(())
+        }
+    });
+    let worker = start_scripted(&journal, &settings, sink.clone());
+    worker.wait_delivered("crm", 1).await;
+    // Well before E1's next try (600 s): what the one call left.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(sink.calls().len(), 1, "{:?}", sink.calls());
+    let stored = journal.setup_problem("crm").await.unwrap();
+    assert_eq!(
+        stored.map(|p| p.reason).as_deref(),
+        Some("give the user edit on this Task's Contact")
+    );
+    assert!(worker.stats.snapshot().setup_error_sinks.contains("crm"));
+    assert_eq!(journal.stats().await.unwrap()[0].pending, 1);
+    worker.shutdown().await;
+    journal.close().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn reauthentication_is_tried_once_at_once_then_is_a_set_up_problem() {
     let dir = temp_dir();

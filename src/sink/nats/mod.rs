@@ -479,6 +479,10 @@ fn connect_options(
     let mut options = ConnectOptions::new()
         .name(concat!("zcc-relay/", env!("CARGO_PKG_VERSION")))
         .connection_timeout(context.timeout.min(Duration::from_secs(10)))
+        // Only the servers the config names: a peer a server announces (its
+        // INFO `connect_urls`) could otherwise get the credentials over a
+        // scheme the operator never chose.
+        .ignore_discovered_servers()
         .tls_client_config(rustls::ClientConfig::clone(&tls));
     if settings.servers.iter().any(|url| url.scheme() == "tls") {
         options = options.require_tls(true);

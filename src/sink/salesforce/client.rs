@@ -308,7 +308,10 @@ impl Client {
             "SELECT Id, {field} FROM Task WHERE {field} IN ({})",
             quoted_list(values)
         );
-        let records = self.query(&soql, "Task").await?;
+        // A page short of the whole answer is safe here: a Task not found is
+        // upserted with `TaskSubtype`, which Salesforce refuses for one that
+        // exists, and the single-record path takes it over.
+        let (records, _) = self.query(&soql, "Task").await?;
         let mut found: HashMap<String, Vec<String>> = HashMap::new();
         for record in records {
             if let (Some(id), Some(value)) = (
@@ -325,31 +328,40 @@ impl Client {
     }
 
     /// The ContentVersions published on these Tasks: (Task id, file name) →
-    /// ContentVersion id. One SOQL query.
+    /// ContentVersion id. One SOQL query; `None` when the answer did not fit
+    /// one page (`done: false`): then a file missing from it may still be
+    /// there, and the caller looks each file up on its own.
     pub async fn files_on_tasks(
         &self,
         task_ids: &[&str],
-    ) -> Result<HashMap<(String, String), String>, Failure> {
+    ) -> Result<Option<HashMap<(String, String), String>>, Failure> {
         let soql = format!(
             "SELECT Id, FirstPublishLocationId, PathOnClient FROM ContentVersion WHERE FirstPublishLocationId IN ({})",
             quoted_list(task_ids)
         );
-        let records = self.query(&soql, "ContentVersion").await?;
-        Ok(records
-            .iter()
-            .filter_map(|record| {
-                Some((
-                    (
-                        record.get("FirstPublishLocationId")?.as_str()?.to_owned(),
-                        record.get("PathOnClient")?.as_str()?.to_owned(),
-                    ),
-                    record.get("Id")?.as_str()?.to_owned(),
-                ))
-            })
-            .collect())
+        let (records, complete) = self.query(&soql, "ContentVersion").await?;
+        if !complete {
+            return Ok(None);
+        }
+        Ok(Some(
+            records
+                .iter()
+                .filter_map(|record| {
+                    Some((
+                        (
+                            record.get("FirstPublishLocationId")?.as_str()?.to_owned(),
+                            record.get("PathOnClient")?.as_str()?.to_owned(),
+                        ),
+                        record.get("Id")?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect(),
+        ))
     }
 
-    async fn query(&self, soql: &str, object: &str) -> Result<Vec<Value>, Failure> {
+    /// The records of a SOQL query's first page, and whether that is all of
+    /// them (`done`).
+    async fn query(&self, soql: &str, object: &str) -> Result<(Vec<Value>, bool), Failure> {
         let reply = self
             .call(
                 reqwest::Method::GET,
@@ -359,12 +371,18 @@ impl Client {
                 object,
             )
             .await?;
-        Ok(reply
+        let done = reply
+            .body
+            .get("done")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let records = reply
             .body
             .get("records")
             .and_then(Value::as_array)
             .cloned()
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((records, done))
     }
 
     /// Upserts up to [`COLLECTION_MAX`] Tasks by the external-id field in one

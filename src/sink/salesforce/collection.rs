@@ -227,10 +227,12 @@ impl SalesforceSink {
         let mut lookup_failed: HashMap<String, Failure> = HashMap::new();
         for run in runs(unknown_files, QUERY_IDS, QUERY_CHARS, |id| id.len()) {
             match self.client.files_on_tasks(&run).await {
-                Ok(found) => {
+                Ok(Some(found)) => {
                     on_tasks.extend(found);
                     looked_up.extend(run.iter().map(|id| (*id).to_owned()));
                 }
+                // More than one page: each file is looked up on its own.
+                Ok(None) => {}
                 Err(failure) => {
                     for id in run {
                         lookup_failed.insert(id.to_owned(), failure.clone());
@@ -285,6 +287,15 @@ impl SalesforceSink {
                         }
                     }
                 }
+            }
+            // Salesforce refused the whole call (not one record): each
+            // engagement goes through the single-record path, which classifies
+            // its own answer, so one bad call never dead-letters a batch.
+            Err(failure) if failure.class == Class::Permanent => {
+                single.extend(run.into_iter().map(|p| {
+                    let exists = p.known.activity.is_some();
+                    (p, exists)
+                }));
             }
             Err(failure) => {
                 for p in run {

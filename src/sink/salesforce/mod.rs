@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::SinkCheck;
 use crate::crm::customer::{Customer, CustomerCache, choose};
+use crate::crm::engagement::{engagement_of, fold_views};
 use crate::crm::ids::{CreatedIds, CrmIds};
 use crate::crm::phone::{self, Region};
 use crate::deliver::Envelope;
@@ -47,20 +48,11 @@ use crate::journal::Journal;
 use crate::sink::{BuildContext, Finding, Kind, Reload};
 use client::Client;
 
-/// The seven event types with natural keys (DESIGN.md §3.4): the artefacts
-/// of an engagement.
-pub const KEYED_EVENTS: &[&str] = &[
-    "contact_center.recording_completed",
-    "contact_center.recording_transcript_completed",
-    "contact_center.engagement_messaging_transcript_completed",
-    "contact_center.engagement_note_added",
-    "contact_center.engagement_disposition_added",
-    "contact_center.inbox_message_received",
-    "contact_center.voicemail_transcript_completed",
-];
+pub use crate::crm::engagement::KEYED_EVENTS;
 
 /// Due records of one engagement written in one upsert.
 const COALESCE: usize = 64;
+
 /// An engagement's Task as it is to be written now.
 struct Prepared {
     engagement_id: String,
@@ -278,28 +270,6 @@ impl SalesforceSink {
         );
         Ok(answer)
     }
-}
-
-/// The aggregate of the records at hand, when the journal has none stored
-/// (it always should: it is written in the record's commit).
-fn fold_views(envelopes: &[Envelope]) -> Option<Interaction> {
-    let mut aggregate: Option<Interaction> = None;
-    for envelope in envelopes {
-        if let Some(one) = Interaction::of(&envelope.view, 0, 1, &[]) {
-            match &mut aggregate {
-                Some(a) => a.merge(&one),
-                None => aggregate = Some(one),
-            }
-        }
-    }
-    aggregate
-}
-
-fn engagement_of(envelope: &Envelope) -> Option<String> {
-    envelope
-        .lane
-        .clone()
-        .or_else(|| envelope.view.engagement_id.clone())
 }
 
 impl Kind for SalesforceSink {

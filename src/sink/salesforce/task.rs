@@ -107,48 +107,14 @@ pub fn description(
     transcripts: &[(String, String)],
     linked: &[(String, String)],
 ) -> String {
-    let mut header = vec![format!(
-        "Zoom Contact Center engagement {}",
-        aggregate.engagement_id()
-    )];
-    let mut line = |label: &str, value: Option<String>| {
-        if let Some(value) = value.filter(|v| !v.is_empty()) {
-            header.push(format!("{label}: {value}"));
-        }
-    };
-    line(
-        "Channel",
-        aggregate
-            .channel()
-            .map(|c| match aggregate.channel_source() {
-                Some(source) => format!("{c} ({source})"),
-                None => c.to_owned(),
-            }),
-    );
-    line("Direction", aggregate.direction().map(str::to_owned));
-    line("Queue", aggregate.queue().and_then(|q| q.name.clone()));
-    line("Flow", aggregate.flow().and_then(|f| f.name.clone()));
-    let consumer = aggregate.consumer();
-    line(
-        "Customer",
-        match (consumer.name, consumer.number) {
-            (Some(name), Some(number)) => Some(format!("{name} ({number})")),
-            (name, number) => name.or(number),
+    let header = render::header(
+        aggregate,
+        render::HeaderLines {
+            direction: true,
+            times: true,
+            disposition: true,
         },
     );
-    let agents: Vec<String> = aggregate
-        .agents()
-        .into_iter()
-        .filter_map(|a| a.name.or(a.id))
-        .collect();
-    line("Agents", Some(agents.join(", ")));
-    line("Start", aggregate.start_ms().and_then(render::rfc3339));
-    line("End", aggregate.end_ms().and_then(render::rfc3339));
-    line("Disposition", aggregate.disposition().and_then(|d| d.name));
-    let names = aggregate.disposition_names();
-    if names.len() > 1 {
-        line("Dispositions given", Some(names.join(", ")));
-    }
     let notes: Vec<String> = aggregate
         .notes()
         .iter()
