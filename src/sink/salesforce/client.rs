@@ -18,6 +18,9 @@ use crate::crm::classify::{Answer, classify};
 use crate::failure::{Failure, parse_retry_after};
 use crate::oauth::{ClientCredentials, TokenCache};
 
+/// The most of one answer read (a SOQL page of 2,000 rows, a describe of
+/// Task, a collection's 200 results are far less); a larger one is a retry.
+const MAX_ANSWER: usize = 8 * 1024 * 1024;
 /// Warn when less than this share of the 24-hour API allocation is left.
 const LOW_CAPACITY_PERCENT: u64 = 10;
 /// The largest file sent as base64 JSON (Salesforce: 37.5 MB decoded).
@@ -146,10 +149,16 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let text = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::retry(describe(&e)))?;
+        let text = match crate::body::read_capped(response, MAX_ANSWER).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(Failure::retry(format!(
+                    "HTTP {status}: the answer is over {} MiB",
+                    MAX_ANSWER / (1024 * 1024)
+                )));
+            }
+            Err(e) => return Err(Failure::retry(describe(&e))),
+        };
         let body: Value = if text.is_empty() {
             Value::Null
         } else {
