@@ -473,6 +473,22 @@ impl<K: crate::sink::Registry> SinkSettings<K> {
     }
 }
 
+/// The commented `[[sinks]]` block of config.toml.example whose `name` is
+/// `name`, uncommented (for each sink kind's test that its documented block
+/// validates).
+#[cfg(test)]
+pub(crate) fn example_sink_block(name: &str) -> String {
+    let example = include_str!("../../config.toml.example");
+    let start = example
+        .find(&format!("# name = \"{name}\""))
+        .unwrap_or_else(|| panic!("config.toml.example has no {name} block"));
+    example[start..]
+        .lines()
+        .take_while(|line| line.starts_with("# ") && !line.starts_with("# [[sinks]]"))
+        .map(|line| format!("{}\n", &line[2..]))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

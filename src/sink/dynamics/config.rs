@@ -226,15 +226,7 @@ mod example_tests {
     /// is a valid sink with every documented default.
     #[test]
     fn the_example_block_validates() {
-        let example = include_str!("../../../config.toml.example");
-        let start = example
-            .find("# name = \"dynamics\"")
-            .expect("a dynamics block");
-        let block: String = example[start..]
-            .lines()
-            .take_while(|line| line.starts_with("# ") && !line.starts_with("# [[sinks]]"))
-            .map(|line| format!("{}\n", &line[2..]))
-            .collect();
+        let block = crate::config::example_sink_block("dynamics");
         let env = FakeEnvironment::new().with_file(
             "/run/credentials/zcc-relay.service/dynamics-secret",
             "s3cret\n",

@@ -198,15 +198,7 @@ mod example_tests {
     /// a valid sink.
     #[test]
     fn the_example_block_validates() {
-        let example = include_str!("../../../config.toml.example");
-        let start = example
-            .find("# name = \"hubspot\"")
-            .expect("a hubspot block");
-        let block: String = example[start..]
-            .lines()
-            .take_while(|line| line.starts_with("# ") && !line.starts_with("# [[sinks]]"))
-            .map(|line| format!("{}\n", &line[2..]))
-            .collect();
+        let block = crate::config::example_sink_block("hubspot");
         let env = FakeEnvironment::new().with_file(
             "/run/credentials/zcc-relay.service/hubspot-token",
             "pat-na1-token\n",
