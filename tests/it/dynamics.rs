@@ -13,36 +13,9 @@ use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::dynamics::{Contact, DynamicsFake, Environment};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable, spawn_run};
+use crate::support::{MediaTable, SinkTable, keyed_persisted, object, spawn_run};
 
 const SINK: &str = "dynamics";
-const KEYED: &[&str] = &[
-    "recording_completed",
-    "recording_transcript_completed",
-    "engagement_messaging_transcript_completed",
-    "engagement_note_added",
-    "engagement_disposition_added",
-    "inbox_message_received",
-    "voicemail_transcript_completed",
-];
-
-fn object(body: &Value) -> &Value {
-    &body["payload"]["object"]
-}
-
-fn keyed_persisted(snapshot: &zcc_relay::telemetry::stats::Snapshot) -> u64 {
-    snapshot
-        .by_event
-        .iter()
-        .filter(|(event, _)| {
-            KEYED
-                .iter()
-                .any(|k| event.trim_start_matches("contact_center.") == *k)
-        })
-        .map(|(_, counts)| counts.persisted)
-        .sum()
-}
-
 async fn harness_with(fake: &DynamicsFake) -> Harness {
     let mut h = Harness::new().await;
     h.config.media = Some(MediaTable::enabled());
@@ -179,7 +152,7 @@ async fn converges_to_one_phonecall_per_engagement_through_faults_and_kill_9() {
         .iter()
         .filter(|e| {
             let event = e.body["event"].as_str().unwrap_or("");
-            KEYED.iter().any(|k| event.ends_with(k))
+            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
         })
         .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
         .collect();
@@ -336,7 +309,7 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
         .iter()
         .filter(|e| {
             let event = e.body["event"].as_str().unwrap_or("");
-            KEYED.iter().any(|k| event.ends_with(k))
+            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
         })
         .filter_map(|e| object(&e.body)["engagement_id"].as_str())
         .collect();

@@ -13,38 +13,11 @@ use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::hubspot::{Contact, DEFAULT_DISPOSITIONS, HubSpotFake, Portal};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable, spawn_run};
+use crate::support::{MediaTable, SinkTable, keyed_persisted, object, spawn_run};
 
 const SINK: &str = "hubspot";
 const PROPERTY: &str = "zcc_engagement_id";
 const RESOLVED: &str = "5d1f8c2a-0000-4000-8000-00000000a001";
-const KEYED: &[&str] = &[
-    "recording_completed",
-    "recording_transcript_completed",
-    "engagement_messaging_transcript_completed",
-    "engagement_note_added",
-    "engagement_disposition_added",
-    "inbox_message_received",
-    "voicemail_transcript_completed",
-];
-
-fn object(body: &Value) -> &Value {
-    &body["payload"]["object"]
-}
-
-fn keyed_persisted(snapshot: &zcc_relay::telemetry::stats::Snapshot) -> u64 {
-    snapshot
-        .by_event
-        .iter()
-        .filter(|(event, _)| {
-            KEYED
-                .iter()
-                .any(|k| event.trim_start_matches("contact_center.") == *k)
-        })
-        .map(|(_, counts)| counts.persisted)
-        .sum()
-}
-
 async fn harness_with(fake: &HubSpotFake) -> Harness {
     let mut h = Harness::new().await;
     h.config.media = Some(MediaTable::enabled());
@@ -186,7 +159,7 @@ async fn converges_to_one_call_per_engagement_through_faults_and_kill_9() {
         .iter()
         .filter(|e| {
             let event = e.body["event"].as_str().unwrap_or("");
-            KEYED.iter().any(|k| event.ends_with(k))
+            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
         })
         .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
         .collect();
@@ -401,7 +374,7 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
         .iter()
         .filter(|e| {
             let event = e.body["event"].as_str().unwrap_or("");
-            KEYED.iter().any(|k| event.ends_with(k))
+            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
         })
         .filter_map(|e| object(&e.body)["engagement_id"].as_str())
         .collect();

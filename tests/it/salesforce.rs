@@ -12,35 +12,7 @@ use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::salesforce::{ExternalIdField, Org, Person, SalesforceFake};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable, zcc_relay};
-
-const KEYED: &[&str] = &[
-    "recording_completed",
-    "recording_transcript_completed",
-    "engagement_messaging_transcript_completed",
-    "engagement_note_added",
-    "engagement_disposition_added",
-    "inbox_message_received",
-    "voicemail_transcript_completed",
-];
-
-fn object(body: &Value) -> &Value {
-    &body["payload"]["object"]
-}
-
-/// Records of the keyed types the daemon persisted so far.
-fn keyed_persisted(snapshot: &zcc_relay::telemetry::stats::Snapshot) -> u64 {
-    snapshot
-        .by_event
-        .iter()
-        .filter(|(event, _)| {
-            KEYED
-                .iter()
-                .any(|k| event.trim_start_matches("contact_center.") == *k)
-        })
-        .map(|(_, counts)| counts.persisted)
-        .sum()
-}
+use crate::support::{MediaTable, SinkTable, keyed_persisted, object, zcc_relay};
 
 async fn harness_with(fake: &SalesforceFake) -> Harness {
     let mut h = Harness::new().await;
@@ -197,7 +169,7 @@ async fn converges_to_one_task_per_engagement_through_faults() {
         .iter()
         .filter(|e| {
             let event = e.body["event"].as_str().unwrap_or("");
-            KEYED.iter().any(|k| event.ends_with(k))
+            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
         })
         .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
         .collect();

@@ -278,3 +278,24 @@ pub async fn build_sink<R: zcc_relay::sink::Registry>(
         .await
         .unwrap()
 }
+
+/// The Zoom object of an event body (`payload.object`).
+pub fn object(body: &serde_json::Value) -> &serde_json::Value {
+    &body["payload"]["object"]
+}
+
+/// Records of the seven keyed types (a CRM sink's default events) the
+/// daemon persisted so far.
+pub fn keyed_persisted(snapshot: &zcc_relay::telemetry::stats::Snapshot) -> u64 {
+    snapshot
+        .by_event
+        .iter()
+        .filter(|(event, _)| {
+            let event = event.trim_start_matches("contact_center.");
+            zcc_relay::crm::engagement::KEYED_EVENTS
+                .iter()
+                .any(|k| k.trim_start_matches("contact_center.") == event)
+        })
+        .map(|(_, counts)| counts.persisted)
+        .sum()
+}
