@@ -2,7 +2,8 @@
 //! engagement a record belongs to, the aggregate of the records at hand when
 //! the journal has none, one write at a time per engagement ([`Serial`]),
 //! and a coalesced batch split into one write per engagement
-//! ([`per_engagement`]). Independent of any CRM's API.
+//! ([`per_engagement`]) or, during a backlog, handed whole to a sink's
+//! batch write ([`by_engagement`]). Independent of any CRM's API.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -75,6 +76,89 @@ impl Serial {
         }
         outcome
     }
+
+    /// Runs `write` once no other write of any of `engagement_ids` runs.
+    /// The locks are taken in one order, so two such writes never wait on
+    /// each other.
+    pub async fn run_many<T, F: Future<Output = T>>(&self, engagement_ids: &[&str], write: F) -> T {
+        let mut ids: Vec<&str> = engagement_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let locks: Vec<(&str, Arc<tokio::sync::Mutex<()>>)> = {
+            let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .map(|id| (*id, writing.entry((*id).to_owned()).or_default().clone()))
+                .collect()
+        };
+        let mut held = Vec::with_capacity(locks.len());
+        for (_, lock) in &locks {
+            held.push(lock.clone().lock_owned().await);
+        }
+        let outcome = write.await;
+        drop(held);
+        let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, lock) in locks {
+            if Arc::strong_count(&lock) == 2 {
+                writing.remove(id);
+            }
+        }
+        outcome
+    }
+}
+
+/// The records of each engagement among `envelopes` (in the order the
+/// engagements first appear, each one's records in journal order).
+pub fn groups(envelopes: &[Envelope]) -> Vec<(String, Vec<Envelope>)> {
+    let mut groups: Vec<(String, Vec<Envelope>)> = Vec::new();
+    for envelope in envelopes {
+        let Some(id) = engagement_of(envelope) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(known, _)| *known == id) {
+            Some((_, theirs)) => theirs.push(envelope.clone()),
+            None => groups.push((id, vec![envelope.clone()])),
+        }
+    }
+    groups
+}
+
+/// Each record's outcome: its engagement's, from `outcomes`; a record
+/// without an engagement has nothing to write in a CRM and is delivered.
+fn settle(
+    envelopes: &[Envelope],
+    outcomes: &HashMap<String, Result<(), Failure>>,
+) -> Vec<Result<(), Failure>> {
+    envelopes
+        .iter()
+        .map(|envelope| match engagement_of(envelope) {
+            Some(id) => outcomes
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| Err(Failure::retry("the engagement's write gave no outcome"))),
+            None => Ok(()),
+        })
+        .collect()
+}
+
+/// A batch of several engagements' records (a sink's
+/// [`spread`](crate::sink::Kind::spread)) handed whole to `many`, which
+/// answers per engagement; a batch of one engagement goes to `one`.
+pub async fn by_engagement<'a, F, Fut, M, MFut>(
+    envelopes: &'a [Envelope],
+    one: F,
+    many: M,
+) -> Vec<Result<(), Failure>>
+where
+    F: FnMut(String, Vec<Envelope>) -> Fut,
+    Fut: Future<Output = Result<(), Failure>> + 'a,
+    M: FnOnce(Vec<(String, Vec<Envelope>)>) -> MFut,
+    MFut: Future<Output = HashMap<String, Result<(), Failure>>> + 'a,
+{
+    let groups = groups(envelopes);
+    if groups.len() > 1 {
+        return settle(envelopes, &many(groups).await);
+    }
+    per_engagement(envelopes, one).await
 }
 
 /// One `write(engagement_id, its records)` per engagement among
@@ -88,29 +172,12 @@ where
     F: FnMut(String, Vec<Envelope>) -> Fut,
     Fut: Future<Output = Result<(), Failure>> + 'a,
 {
-    let mut outcomes: Vec<Option<Result<(), Failure>>> = vec![None; envelopes.len()];
-    let mut engagements: Vec<String> = Vec::new();
-    for (i, envelope) in envelopes.iter().enumerate() {
-        match engagement_of(envelope) {
-            Some(id) if !engagements.contains(&id) => engagements.push(id),
-            Some(_) => {}
-            None => outcomes[i] = Some(Ok(())),
-        }
-    }
-    for engagement_id in engagements {
-        let theirs: Vec<Envelope> = envelopes
-            .iter()
-            .filter(|e| engagement_of(e).as_deref() == Some(engagement_id.as_str()))
-            .cloned()
-            .collect();
+    let mut outcomes = HashMap::new();
+    for (engagement_id, theirs) in groups(envelopes) {
         let outcome = write(engagement_id.clone(), theirs).await;
-        for (i, envelope) in envelopes.iter().enumerate() {
-            if engagement_of(envelope).as_deref() == Some(engagement_id.as_str()) {
-                outcomes[i] = Some(outcome.clone());
-            }
-        }
+        outcomes.insert(engagement_id, outcome);
     }
-    outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    settle(envelopes, &outcomes)
 }
 
 #[cfg(test)]
@@ -141,6 +208,47 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(serial.writing.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_of_several_engagements_exclude_each_other_without_deadlock() {
+        let serial = Arc::new(Serial::default());
+        let inside = Arc::new(Mutex::new(Vec::<&str>::new()));
+        let overlaps = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        // Opposite orders, and a single write of a shared engagement.
+        for ids in [
+            vec!["a", "b", "c"],
+            vec!["c", "b", "a"],
+            vec!["b"],
+            vec!["d", "a"],
+        ] {
+            let (serial, inside, overlaps) = (serial.clone(), inside.clone(), overlaps.clone());
+            tasks.push(tokio::spawn(async move {
+                let ids2 = ids.clone();
+                serial
+                    .run_many(&ids, async move {
+                        {
+                            let mut now = inside.lock().unwrap();
+                            if ids2.iter().any(|id| now.contains(id)) {
+                                overlaps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            now.extend(ids2.iter().copied());
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        inside.lock().unwrap().retain(|id| !ids2.contains(id));
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("no deadlock")
+                .unwrap();
+        }
+        assert_eq!(overlaps.load(std::sync::atomic::Ordering::SeqCst), 0);
         assert!(serial.writing.lock().unwrap().is_empty());
     }
 }

@@ -23,6 +23,29 @@ pub struct CrmIds {
     /// on `activity`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// Per note (its `note_id`): the CRM object holding it on `activity`
+    /// (a Dynamics annotation), with the digest of the text written to it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<String, NoteIds>,
+    /// The customer record linked to `activity` by a call of its own (a
+    /// HubSpot association); `None` until one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+}
+
+/// A note's CRM object and what it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteIds {
+    pub id: String,
+    /// [`text_digest`] of the text last written to it.
+    pub digest: String,
+}
+
+/// A short digest of a text written to a CRM (hex, 16 bytes of SHA-256):
+/// enough to see that a note was edited since, without keeping its text.
+pub fn text_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
 }
 
 impl CrmIds {
@@ -31,14 +54,15 @@ impl CrmIds {
         CrmIds {
             scope: scope.to_owned(),
             activity: Some(activity.to_owned()),
-            files: BTreeMap::new(),
+            ..CrmIds::default()
         }
     }
 
     /// Joins what a sink just learned into what was stored. Another scope or
-    /// another activity replaces the stored ids (their files were attached
-    /// somewhere else); otherwise the files are added, the learned id
-    /// winning for a file known twice.
+    /// another activity replaces the stored ids (their files and notes were
+    /// written somewhere else); otherwise the files and notes are added, the
+    /// learned id winning for one known twice, and a learned customer
+    /// replaces the stored one.
     pub fn merge(&mut self, learned: CrmIds) {
         let other_activity = learned.activity.is_some() && learned.activity != self.activity;
         if learned.scope != self.scope || other_activity {
@@ -46,6 +70,10 @@ impl CrmIds {
             return;
         }
         self.files.extend(learned.files);
+        self.notes.extend(learned.notes);
+        if learned.customer.is_some() {
+            self.customer = learned.customer;
+        }
     }
 
     /// The attachment id of `file` on `activity`, if recorded.
@@ -56,8 +84,19 @@ impl CrmIds {
         self.files.get(file).map(String::as_str)
     }
 
+    /// The note's ids on `activity`, if recorded.
+    pub fn note_on(&self, activity: &str, note_id: &str) -> Option<&NoteIds> {
+        if self.activity.as_deref() != Some(activity) {
+            return None;
+        }
+        self.notes.get(note_id)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.activity.is_none() && self.files.is_empty()
+        self.activity.is_none()
+            && self.files.is_empty()
+            && self.notes.is_empty()
+            && self.customer.is_none()
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -120,6 +159,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..CrmIds::default()
         }
     }
 
@@ -162,6 +202,39 @@ mod tests {
             ids(a, Some("T1"), &[("f1", "C1")]),
             ids(a, None, &[("f2", "C2")]),
             ids(a, Some("T1"), &[("f1", "C1"), ("f2", "C2")]),
+        );
+    }
+
+    #[test]
+    fn merges_notes_and_the_customer_of_one_activity() {
+        let note = |id: &str, text: &str| NoteIds {
+            id: id.into(),
+            digest: text_digest(text),
+        };
+        let mut stored = ids("s", Some("P1"), &[]);
+        stored.notes.insert("n1".into(), note("A1", "first"));
+        let mut learned = ids("s", None, &[]);
+        learned.notes.insert("n1".into(), note("A1", "edited"));
+        learned.notes.insert("n2".into(), note("A2", "second"));
+        learned.customer = Some("C1".into());
+        stored.merge(learned);
+        assert_eq!(stored.note_on("P1", "n1"), Some(&note("A1", "edited")));
+        assert_eq!(
+            stored.note_on("P1", "n2").map(|n| n.id.as_str()),
+            Some("A2")
+        );
+        assert_eq!(stored.note_on("P2", "n1"), None);
+        assert_eq!(stored.customer.as_deref(), Some("C1"));
+        // A learned activity without a customer keeps the stored one.
+        stored.merge(ids("s", Some("P1"), &[]));
+        assert_eq!(stored.customer.as_deref(), Some("C1"));
+        assert_ne!(text_digest("first"), text_digest("edited"));
+        assert_eq!(text_digest("x").len(), 32);
+        // What an earlier build stored (no notes, no customer) still reads.
+        let old = br#"{"scope":"s","activity":"T1","files":{"f":"C"}}"#;
+        assert_eq!(
+            CrmIds::decode(old),
+            Some(ids("s", Some("T1"), &[("f", "C")]))
         );
     }
 

@@ -75,20 +75,10 @@ impl SalesforceSink {
         &self,
         groups: Vec<(String, Vec<Envelope>)>,
     ) -> HashMap<String, Result<(), Failure>> {
-        // Locks in one order, so two batches never wait on each other.
-        let mut ids: Vec<&str> = groups.iter().map(|(id, _)| id.as_str()).collect();
-        ids.sort_unstable();
-        let locks: Vec<_> = ids.iter().map(|id| (*id, self.lock_of(id))).collect();
-        let mut held = Vec::with_capacity(locks.len());
-        for (_, lock) in &locks {
-            held.push(lock.clone().lock_owned().await);
-        }
-        let outcomes = self.write_many_now(&groups).await;
-        drop(held);
-        for (id, lock) in locks {
-            self.release(id, lock);
-        }
-        outcomes
+        let ids: Vec<&str> = groups.iter().map(|(id, _)| id.as_str()).collect();
+        self.serial
+            .run_many(&ids, self.write_many_now(&groups))
+            .await
     }
 
     async fn write_many_now(

@@ -34,11 +34,10 @@ mod task;
 pub use config::{SalesforceSinkConfig, SalesforceSinkSettings};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use crate::config::SinkCheck;
 use crate::crm::customer::{Customer, CustomerCache, choose};
-use crate::crm::engagement::{engagement_of, fold_views};
+use crate::crm::engagement::{Serial, by_engagement, engagement_of, fold_views};
 use crate::crm::ids::{CreatedIds, CrmIds};
 use crate::crm::phone::{self, Region};
 use crate::deliver::Envelope;
@@ -75,9 +74,7 @@ pub struct SalesforceSink {
     /// it knows is updated (a backlog's by id, without a lookup), a file it
     /// knows is not looked up again.
     ids: CreatedIds,
-    /// One write at a time per engagement: a record waiting on the durable
-    /// schedule and a new one of the same engagement may be due together.
-    writing: Box<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    serial: Box<Serial>,
 }
 
 impl SalesforceSink {
@@ -88,34 +85,11 @@ impl SalesforceSink {
             .clone()
     }
 
-    /// The engagement's write lock (see `writing`); give it back with
-    /// [`Self::release`].
-    fn lock_of(&self, engagement_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.writing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(engagement_id.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    fn release(&self, engagement_id: &str, lock: Arc<tokio::sync::Mutex<()>>) {
-        let mut writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        // Ours and the map's: nobody else waits for it.
-        if Arc::strong_count(&lock) == 2 {
-            writing.remove(engagement_id);
-        }
-    }
-
     /// [`Self::write_now`], one at a time per engagement.
     async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
-        let lock = self.lock_of(engagement_id);
-        let outcome = {
-            let _held = lock.lock().await;
-            self.write_now(engagement_id, fallback).await
-        };
-        self.release(engagement_id, lock);
-        outcome
+        self.serial
+            .run(engagement_id, self.write_now(engagement_id, fallback))
+            .await
     }
 
     /// Writes the engagement's Task as the aggregate is now, then its files.
@@ -316,7 +290,7 @@ impl Kind for SalesforceSink {
             settings: Box::new(std::sync::RwLock::new(settings.clone())),
             region: Region::parse(&settings.default_region),
             customers: Box::default(),
-            writing: Box::default(),
+            serial: Box::default(),
         })
     }
 
@@ -351,51 +325,12 @@ impl Kind for SalesforceSink {
     /// several engagements, one sObject Collections write for their Tasks;
     /// each record is settled with its engagement's outcome.
     async fn deliver_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), Failure>> {
-        let mut outcomes: Vec<Option<Result<(), Failure>>> = vec![None; envelopes.len()];
-        let mut engagements: Vec<String> = Vec::new();
-        for (i, envelope) in envelopes.iter().enumerate() {
-            match engagement_of(envelope) {
-                Some(id) if !engagements.contains(&id) => engagements.push(id),
-                Some(_) => {}
-                None => outcomes[i] = Some(Ok(())),
-            }
-        }
-        if engagements.len() > 1 {
-            let groups: Vec<(String, Vec<Envelope>)> = engagements
-                .into_iter()
-                .map(|id| {
-                    let theirs = envelopes
-                        .iter()
-                        .filter(|e| engagement_of(e).as_deref() == Some(id.as_str()))
-                        .cloned()
-                        .collect();
-                    (id, theirs)
-                })
-                .collect();
-            let written = self.write_many(groups).await;
-            for (i, envelope) in envelopes.iter().enumerate() {
-                if let Some(id) = engagement_of(envelope) {
-                    outcomes[i] = Some(written.get(&id).cloned().unwrap_or_else(|| {
-                        Err(Failure::retry("the engagement's write gave no outcome"))
-                    }));
-                }
-            }
-            return outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect();
-        }
-        for engagement_id in engagements {
-            let theirs: Vec<Envelope> = envelopes
-                .iter()
-                .filter(|e| engagement_of(e).as_deref() == Some(engagement_id.as_str()))
-                .cloned()
-                .collect();
-            let outcome = self.write(&engagement_id, &theirs).await;
-            for (i, envelope) in envelopes.iter().enumerate() {
-                if engagement_of(envelope).as_deref() == Some(engagement_id.as_str()) {
-                    outcomes[i] = Some(outcome.clone());
-                }
-            }
-        }
-        outcomes.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+        by_engagement(
+            envelopes,
+            |engagement_id, theirs| async move { self.write(&engagement_id, &theirs).await },
+            |groups| self.write_many(groups),
+        )
+        .await
     }
 
     fn coalesce(&self) -> usize {
