@@ -74,6 +74,23 @@ impl CreatedIds {
     }
 }
 
+impl CreatedIds {
+    /// Drops what the sink recorded for the engagement (an id it held no
+    /// longer exists in the CRM: a delete there); the next write looks
+    /// everything up again. Returns after the commit.
+    pub async fn forget(&self, engagement_id: &str) -> Result<(), Failure> {
+        // Another scope replaces what was stored, and `get` never uses it.
+        let nothing = CrmIds {
+            scope: String::new(),
+            ..CrmIds::default()
+        };
+        self.journal
+            .record_crm_ids(&self.sink, engagement_id, nothing)
+            .await
+            .map_err(|e| Failure::retry(format!("journal: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +124,11 @@ mod tests {
         let fresh = moved.get("E1").await.unwrap();
         assert!(fresh.is_empty());
         assert_eq!(fresh.scope, "https://b.example");
+        // Forgotten: nothing known, and what is learned next counts.
+        sf.forget("E1").await.unwrap();
+        assert!(sf.get("E1").await.unwrap().is_empty());
+        sf.record("E1", sf.on("T2")).await.unwrap();
+        assert_eq!(sf.get("E1").await.unwrap().activity.as_deref(), Some("T2"));
         journal.close().await;
     }
 }

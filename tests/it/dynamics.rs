@@ -270,9 +270,13 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
     let fake = DynamicsFake::start(Environment::new().key(None))
         .await
         .unwrap();
-    let h = harness_with(&fake).await;
+    let mut h = harness_with(&fake).await;
+    // A slow org: the records that come due while a request waits on the
+    // budget go together in the next.
+    h.config.sinks[0].requests_per_second = Some(2);
     let options = ScenarioOptions::for_simulator(&h.sim);
-    let script = scenario::generate_with(7, 3, SystemTime::now(), Duration::from_secs(1), &options);
+    let script =
+        scenario::generate_with(7, 12, SystemTime::now(), Duration::from_secs(1), &options);
     let config = h.write_config();
     let log = h.path("run.log");
     let child = spawn_run(&config, "warn", &log);
@@ -313,7 +317,8 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
         })
         .filter_map(|e| object(&e.body)["engagement_id"].as_str())
         .collect();
-    assert!(!engagements.is_empty());
+    assert!(engagements.len() >= 10, "{engagements:?}");
+    let before = fake.request_counts();
     fake.set_key(Some(zcc_sim::sink::dynamics::AlternateKey::active(
         "zcc_engagementid",
     )));
@@ -340,6 +345,17 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
         );
     }
     assert_eq!(fake.phonecalls().len(), engagements.len());
+    // The backlog went several engagements per `$batch` (one change set
+    // each), not one request per engagement.
+    let after = fake.request_counts();
+    let (batches, change_sets) = (
+        after.batch - before.batch,
+        after.change_sets - before.change_sets,
+    );
+    assert!(
+        change_sets >= engagements.len() as u64 && batches * 2 <= change_sets,
+        "{batches} batches for {change_sets} change sets"
+    );
     h.shutdown().await;
     fake.stop().await;
 }

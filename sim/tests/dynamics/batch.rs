@@ -91,6 +91,53 @@ async fn a_change_set_reopens_writes_and_completes_in_one_transaction() {
 }
 
 #[tokio::test]
+async fn a_refused_change_set_ends_the_batch_unless_told_to_continue() {
+    let s = session(Environment::new()).await;
+    let write = |key: &str, subject: String| -> Vec<(&'static str, String, serde_json::Value)> {
+        vec![(
+            "PATCH",
+            s.url(&format!("phonecalls(zcc_engagementid='{key}')")),
+            json!({"subject": subject}),
+        )]
+    };
+    let (a, bad, c) = (
+        write("e-a", "a".into()),
+        write("e-b", "x".repeat(201)),
+        write("e-c", "c".into()),
+    );
+    // By default the first failure ends it: the third is not run.
+    let (body, kind) = change_sets("s1", &[&a, &bad, &c]);
+    let answered = s.batch(&kind, body).await;
+    assert_eq!(answered.status, 200, "{}", answered.text);
+    assert_eq!(
+        answered.text.matches("HTTP/1.1 ").count(),
+        2,
+        "{}",
+        answered.text
+    );
+    assert!(answered.text.contains("HTTP/1.1 400 Bad Request"));
+    assert_eq!(s.fake.phonecalls_with_key("e-a").len(), 1);
+    assert!(s.fake.phonecalls_with_key("e-b").is_empty());
+    assert!(s.fake.phonecalls_with_key("e-c").is_empty(), "not run");
+    // With continue-on-error, every change set is run and answered.
+    let (body, kind) = change_sets("s2", &[&bad, &c]);
+    let answered = s
+        .batch_with(&kind, body, &[("Prefer", "odata.continue-on-error")])
+        .await;
+    assert_eq!(
+        answered.text.matches("HTTP/1.1 ").count(),
+        2,
+        "{}",
+        answered.text
+    );
+    assert!(answered.text.contains("HTTP/1.1 400 Bad Request"));
+    assert!(answered.text.contains("HTTP/1.1 204 No Content"));
+    assert!(s.fake.phonecalls_with_key("e-b").is_empty());
+    assert_eq!(s.fake.phonecalls_with_key("e-c").len(), 1);
+    s.fake.stop().await;
+}
+
+#[tokio::test]
 async fn a_malformed_batch_is_refused() {
     let s = session(Environment::new()).await;
     let refused = s.batch("application/json", "{}".into()).await;

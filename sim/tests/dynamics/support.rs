@@ -114,12 +114,24 @@ impl Session {
     }
 
     pub async fn batch(&self, content_type: &str, body: String) -> Answer {
-        let request = self
+        self.batch_with(content_type, body, &[]).await
+    }
+
+    pub async fn batch_with(
+        &self,
+        content_type: &str,
+        body: String,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
             .http
             .post(self.url("$batch"))
             .bearer_auth(&self.token)
             .header("content-type", content_type)
             .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         answer(request).await
     }
 }
@@ -160,14 +172,29 @@ pub fn client() -> reqwest::Client {
 
 /// A `$batch` body with one change set of (method, url, body).
 pub fn change_set(id: &str, operations: &[(&str, String, Value)]) -> (String, String) {
-    let mut body =
-        format!("--batch_{id}\r\nContent-Type: multipart/mixed; boundary=changeset_{id}\r\n\r\n");
-    for (i, (method, url, json)) in operations.iter().enumerate() {
+    change_sets(id, &[operations])
+}
+
+/// A `$batch` body with one change set per entry of (method, url, body).
+pub fn change_sets(id: &str, sets: &[&[(&str, String, Value)]]) -> (String, String) {
+    let mut body = String::new();
+    for (n, operations) in sets.iter().enumerate() {
+        let cs = if n == 0 {
+            format!("changeset_{id}")
+        } else {
+            format!("changeset_{id}_{n}")
+        };
         body.push_str(&format!(
-            "--changeset_{id}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n{method} {url} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{json}\r\n",
-            i + 1
+            "--batch_{id}\r\nContent-Type: multipart/mixed; boundary={cs}\r\n\r\n"
         ));
+        for (i, (method, url, json)) in operations.iter().enumerate() {
+            body.push_str(&format!(
+                "--{cs}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n{method} {url} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{json}\r\n",
+                i + 1
+            ));
+        }
+        body.push_str(&format!("--{cs}--\r\n"));
     }
-    body.push_str(&format!("--changeset_{id}--\r\n--batch_{id}--\r\n"));
+    body.push_str(&format!("--batch_{id}--\r\n"));
     (body, format!("multipart/mixed; boundary=batch_{id}"))
 }

@@ -1,6 +1,7 @@
 //! The Web API's `$batch` body (OData 4.0 multipart/mixed, Microsoft's
-//! "Execute batch operations using the Web API"): one change set of
-//! requests, run in one transaction, and the answers read back. Pure.
+//! "Execute batch operations using the Web API"): change sets of requests,
+//! each run in one transaction, and the answers read back per change set.
+//! Pure.
 
 use serde_json::Value;
 
@@ -32,22 +33,47 @@ impl Answer {
 
 /// The body of a `$batch` request holding `operations` as one change set,
 /// and its content type.
+#[cfg(test)]
 pub fn request(operations: &[Operation], id: &str) -> (String, String) {
+    request_many(&[operations], id)
+}
+
+/// The body of a `$batch` request holding each of `change_sets` as one
+/// change set (its own transaction), and its content type.
+pub fn request_many(change_sets: &[&[Operation]], id: &str) -> (String, String) {
     let batch = format!("batch_{id}");
-    let changeset = format!("changeset_{id}");
-    let mut body =
-        format!("--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n");
-    for (i, operation) in operations.iter().enumerate() {
+    let mut body = String::new();
+    for (n, operations) in change_sets.iter().enumerate() {
+        let changeset = if change_sets.len() == 1 {
+            format!("changeset_{id}")
+        } else {
+            format!("changeset_{id}_{n}")
+        };
         body.push_str(&format!(
-            "--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n{} {} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{}\r\n",
-            i + 1,
-            operation.method,
-            operation.url,
-            operation.body
+            "--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
         ));
+        for (i, operation) in operations.iter().enumerate() {
+            body.push_str(&format!(
+                "--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n{} {} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{}\r\n",
+                i + 1,
+                operation.method,
+                operation.url,
+                operation.body
+            ));
+        }
+        body.push_str(&format!("--{changeset}--\r\n"));
     }
-    body.push_str(&format!("--{changeset}--\r\n--{batch}--\r\n"));
+    body.push_str(&format!("--{batch}--\r\n"));
     (body, format!("multipart/mixed; boundary={batch}"))
+}
+
+/// One top-level part of a `$batch` answer: a change set applied (its
+/// answers), or one answer alone (a change set refused: its failed
+/// request's answer; nothing of it was applied).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Applied(Vec<Answer>),
+    Alone(Answer),
 }
 
 /// The `boundary` parameter of a multipart content type.
@@ -94,7 +120,19 @@ fn parts<'a>(body: &'a str, boundary: &str) -> Vec<&'a str> {
 }
 
 /// Every answer of a `$batch` answer, in order (change sets flattened).
+#[cfg(test)]
 pub fn answers(content_type: &str, body: &str) -> Result<Vec<Answer>, String> {
+    Ok(answer_parts(content_type, body)?
+        .into_iter()
+        .flat_map(|part| match part {
+            Part::Applied(answers) => answers,
+            Part::Alone(answer) => vec![answer],
+        })
+        .collect())
+}
+
+/// The top-level parts of a `$batch` answer, in order.
+pub fn answer_parts(content_type: &str, body: &str) -> Result<Vec<Part>, String> {
     let boundary =
         boundary(content_type).ok_or_else(|| format!("not a multipart answer: {content_type}"))?;
     let mut answers = Vec::new();
@@ -106,9 +144,9 @@ pub fn answers(content_type: &str, body: &str) -> Result<Vec<Answer>, String> {
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
         if kind.to_ascii_lowercase().starts_with("multipart/mixed") {
-            answers.extend(answers_of_changeset(kind, rest)?);
+            answers.push(Part::Applied(answers_of_changeset(kind, rest)?));
         } else {
-            answers.push(http_answer(rest)?);
+            answers.push(Part::Alone(http_answer(rest)?));
         }
     }
     Ok(answers)
@@ -175,6 +213,26 @@ mod tests {
             "Content-ID: 2\r\n\r\nPOST https://org/api/data/v9.2/annotations HTTP/1.1\r\n"
         ));
         assert!(body.ends_with("--changeset_x1--\r\n--batch_x1--\r\n"));
+    }
+
+    #[test]
+    fn writes_several_change_sets_and_reads_each_ones_answer() {
+        let op = |url: &str| Operation {
+            method: "PATCH",
+            url: url.into(),
+            body: json!({}),
+        };
+        let (body, _) = request_many(&[&[op("a1"), op("a2")], &[op("b1")]], "y");
+        assert_eq!(body.matches("boundary=changeset_y_").count(), 2);
+        assert!(body.contains("--changeset_y_0--\r\n--batch_y\r\n"));
+        assert!(body.ends_with("--changeset_y_1--\r\n--batch_y--\r\n"));
+        let answer = "--b\r\nContent-Type: multipart/mixed; boundary=c1\r\n\r\n\
+--c1\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--c1--\r\n\
+--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 404 Not Found\r\n\r\n{\"error\":{\"code\":\"0x80040217\"}}\r\n--b--\r\n";
+        let parts = answer_parts("multipart/mixed; boundary=b", answer).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert!(matches!(&parts[0], Part::Applied(a) if a.len() == 1 && a[0].status == 204));
+        assert!(matches!(&parts[1], Part::Alone(a) if a.status == 404));
     }
 
     #[test]

@@ -103,6 +103,7 @@ impl Client {
         url: &str,
         content_type: Option<String>,
         body: Option<String>,
+        prefer: Option<&str>,
         context: Context<'_>,
     ) -> Result<(u16, String, bytes::Bytes), Failure> {
         self.budget.acquire().await;
@@ -116,6 +117,9 @@ impl Client {
             .header("odata-version", "4.0");
         if let (Some(content_type), Some(body)) = (content_type, body) {
             request = request.header("content-type", content_type).body(body);
+        }
+        if let Some(prefer) = prefer {
+            request = request.header("prefer", prefer);
         }
         let response = request
             .send()
@@ -169,7 +173,7 @@ impl Client {
             None => (None, None),
         };
         let (_, _, text) = self
-            .send(method, &self.url(path), content_type, body, context)
+            .send(method, &self.url(path), content_type, body, None, context)
             .await?;
         let body = if text.is_empty() {
             Value::Null
@@ -186,46 +190,82 @@ impl Client {
         operations: &[Operation],
         context: Context<'_>,
     ) -> Result<Vec<batch::Answer>, Failure> {
+        self.change_sets(&[operations], context)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Failure::retry("$batch answered no change set")))
+    }
+
+    /// Each of `change_sets` as its own change set (all of it applied or
+    /// none), in one `$batch` that goes on past a refused one
+    /// (`Prefer: odata.continue-on-error`). The batch's own failure (a
+    /// throttle, an outage, the token) is every change set's; otherwise
+    /// each one's answers, or the failure of its first refused operation.
+    pub async fn change_sets(
+        &self,
+        change_sets: &[&[Operation]],
+        context: Context<'_>,
+    ) -> Result<Vec<Result<Vec<batch::Answer>, Failure>>, Failure> {
         let id = format!("{:032x}", rand::random::<u128>());
-        let (body, content_type) = batch::request(operations, &id);
+        let (body, content_type) = batch::request_many(change_sets, &id);
+        let prefer = (change_sets.len() > 1).then_some("odata.continue-on-error");
         let (_, answer_type, text) = self
             .send(
                 reqwest::Method::POST,
                 &self.url("$batch"),
                 Some(content_type),
                 Some(body),
+                prefer,
                 context,
             )
             .await?;
         let text = String::from_utf8_lossy(&text);
-        let answers = batch::answers(&answer_type, &text)
+        let parts = batch::answer_parts(&answer_type, &text)
             .map_err(|e| Failure::retry(format!("unreadable $batch answer: {e}")))?;
-        if let Some(refused) = answers.iter().find(|a| !(200..300).contains(&a.status)) {
-            let (code, message) = error_of(&refused.body);
-            let retry_after = refused
-                .header("retry-after")
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            let failure = classify(
-                refused.status,
-                code.as_deref(),
-                &message,
-                retry_after,
-                context,
-            )
-            .unwrap_or_else(|| Failure::retry(format!("HTTP {}", refused.status)));
-            if let Some(after) = failure.retry_after() {
-                self.budget.pause(after);
-            }
-            return Err(failure);
+        let mut parts = parts.into_iter();
+        let mut outcomes = Vec::with_capacity(change_sets.len());
+        for operations in change_sets {
+            let outcome = match parts.next() {
+                Some(batch::Part::Applied(answers)) if answers.len() == operations.len() => {
+                    Ok(answers)
+                }
+                Some(batch::Part::Applied(answers)) => Err(Failure::retry(format!(
+                    "$batch answered {} of {} operations",
+                    answers.len(),
+                    operations.len()
+                ))),
+                Some(batch::Part::Alone(refused)) => Err(self.refused(&refused, context)),
+                None => Err(Failure::retry(
+                    "$batch answered fewer change sets than it was sent",
+                )),
+            };
+            outcomes.push(outcome);
         }
-        if answers.len() != operations.len() {
-            return Err(Failure::retry(format!(
-                "$batch answered {} of {} operations",
-                answers.len(),
-                operations.len()
-            )));
+        Ok(outcomes)
+    }
+
+    /// The failure a refused operation's answer inside a `$batch` means (a
+    /// throttle pauses the sink).
+    fn refused(&self, refused: &batch::Answer, context: Context<'_>) -> Failure {
+        if (200..300).contains(&refused.status) {
+            return Failure::retry("$batch answered a change set with one answer");
         }
-        Ok(answers)
+        let (code, message) = error_of(&refused.body);
+        let retry_after = refused
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let failure = classify(
+            refused.status,
+            code.as_deref(),
+            &message,
+            retry_after,
+            context,
+        )
+        .unwrap_or_else(|| Failure::retry(format!("HTTP {}", refused.status)));
+        if let Some(after) = failure.retry_after() {
+            self.budget.pause(after);
+        }
+        failure
     }
 
     /// The phonecall's `activityid` by its alternate key; `None` when there

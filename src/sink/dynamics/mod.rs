@@ -12,13 +12,15 @@
 //! A completed activity is read-only, so every write is one `$batch` change
 //! set: upsert the phonecall by its key open (creating it when absent), write
 //! the annotations that are missing or changed, and write its columns and
-//! complete it — all applied or none. Before the first write of an
-//! engagement in this process, when there are notes or files to write, the
-//! phonecall's annotations are listed (later writes use what the last
-//! successful change set left, remembered in memory): a note is found again by its natural key in the subject (and
-//! updated in place when edited), a file by its name, so a crash between the
-//! write and the settle never adds one twice. No CRM id is kept: the key
-//! finds the phonecall, the subject or file name finds an annotation.
+//! complete it — all applied or none. The ids it created (the phonecall,
+//! each note's annotation with a digest of its text, each file's) are kept
+//! in the journal (`crm::ids`): a note or file recorded there costs no read.
+//! Before writing one that is not, the phonecall's annotations are listed —
+//! a note is found again by its natural key in the subject (and updated in
+//! place when edited), a file by its name — so a crash between the write
+//! and its record never adds one twice. A backlog of several engagements
+//! goes in one `$batch` of one change set each (`Kind::spread`), which goes
+//! on past a refused one.
 
 mod batch;
 mod check;
@@ -30,16 +32,18 @@ mod phonecall;
 pub use config::{DynamicsSinkConfig, DynamicsSinkSettings};
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::config::SinkCheck;
 use crate::crm::customer::{CustomerCache, choose};
-use crate::crm::engagement::{KEYED_EVENTS, Serial, engagement_of, fold_views, per_engagement};
+use crate::crm::engagement::{KEYED_EVENTS, Serial, by_engagement, engagement_of, fold_views};
 use crate::crm::files;
+use crate::crm::ids::{CreatedIds, CrmIds, NoteIds, text_digest};
 use crate::crm::phone::{self, Region};
 use crate::deliver::Envelope;
 use crate::failure::Failure;
@@ -55,6 +59,15 @@ const COALESCE: usize = 64;
 /// Transcripts up to this size also carry their text in the annotation.
 const SHORT_TRANSCRIPT: u64 = 64 * 1024;
 
+/// Engagements per `$batch` during a backlog (one change set each).
+const SPREAD: usize = 100;
+/// At most this many operations in one `$batch` (the Web API's limit).
+const BATCH_OPERATIONS: usize = 1_000;
+/// A `$batch` body is closed at about this size (files are base64 inside).
+const BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Engagements prepared (aggregate read, lookups) at once in a backlog.
+const AT_ONCE: usize = 8;
+
 pub struct DynamicsSink {
     name: String,
     client: Box<Client>,
@@ -63,13 +76,40 @@ pub struct DynamicsSink {
     region: Option<Region>,
     customers: Box<CustomerCache>,
     serial: Box<Serial>,
-    /// Each engagement's annotations as the last successful change set left
-    /// them (this process is the only writer): a later write needs no read.
-    known: Box<Mutex<HashMap<String, Vec<Annotation>>>>,
+    /// The phonecall and annotation ids it created, in the journal.
+    ids: CreatedIds,
 }
 
-/// Engagements whose annotations are remembered before the memory starts over.
-const KNOWN_LIMIT: usize = 10_000;
+/// One engagement's change set, planned from its aggregate and what is
+/// known of its phonecall.
+struct Planned {
+    engagement_id: String,
+    operations: Vec<Operation>,
+    /// What each annotation operation writes (the operations between the
+    /// opening and the closing one, in order).
+    writes: Vec<Written>,
+    /// The phonecall's id, when the journal or a lookup knows it.
+    activity: Option<String>,
+    /// Ids a lookup found already in the CRM, recorded with the write's.
+    found: CrmIds,
+    /// Whether an operation names an annotation by a recorded id (a 404
+    /// then means it was deleted in the CRM).
+    by_recorded_id: bool,
+}
+
+/// What one annotation operation writes; `id` is the annotation's when it
+/// exists (a PATCH), `None` for a created one (its id is in the answer).
+enum Written {
+    Note {
+        note_id: String,
+        digest: String,
+        id: Option<String>,
+    },
+    File {
+        location: String,
+        id: Option<String>,
+    },
+}
 
 impl DynamicsSink {
     fn settings(&self) -> DynamicsSinkSettings {
@@ -79,15 +119,94 @@ impl DynamicsSink {
             .clone()
     }
 
+    /// Writes the engagement's phonecall and annotations as the aggregate
+    /// is now, one write at a time per engagement.
     async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
         self.serial
-            .run(engagement_id, self.write_now(engagement_id, fallback))
+            .run(engagement_id, async {
+                let settings = self.settings();
+                let planned = self.plan(&settings, engagement_id, fallback).await?;
+                let answers = self
+                    .client
+                    .change_set(&planned.operations, context(&settings))
+                    .await;
+                self.settle(planned, answers).await
+            })
             .await
     }
 
-    /// Writes the engagement's phonecall and annotations as the aggregate is now.
-    async fn write_now(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
+    /// Several engagements' writes in as few `$batch`es as their size
+    /// allows, one change set each; the outcome of each.
+    async fn write_many(
+        &self,
+        groups: Vec<(String, Vec<Envelope>)>,
+    ) -> HashMap<String, Result<(), Failure>> {
+        let ids: Vec<&str> = groups.iter().map(|(id, _)| id.as_str()).collect();
+        self.serial
+            .run_many(&ids, self.write_many_now(&groups))
+            .await
+    }
+
+    async fn write_many_now(
+        &self,
+        groups: &[(String, Vec<Envelope>)],
+    ) -> HashMap<String, Result<(), Failure>> {
         let settings = self.settings();
+        let settings = &settings;
+        let mut outcomes = HashMap::new();
+        type Planning<'a> = std::pin::Pin<
+            Box<dyn Future<Output = (&'a String, Result<Planned, Failure>)> + Send + 'a>,
+        >;
+        let mut jobs: Vec<Planning<'_>> = Vec::with_capacity(groups.len());
+        for (engagement_id, envelopes) in groups {
+            jobs.push(Box::pin(async move {
+                let plan = self.plan(settings, engagement_id, envelopes).await;
+                (engagement_id, plan)
+            }));
+        }
+        let planned: Vec<(&String, Result<Planned, Failure>)> = futures_util::stream::iter(jobs)
+            .buffered(AT_ONCE)
+            .collect()
+            .await;
+        let mut ready = Vec::with_capacity(planned.len());
+        for (engagement_id, plan) in planned {
+            match plan {
+                Ok(plan) => ready.push(plan),
+                Err(failure) => {
+                    outcomes.insert(engagement_id.clone(), Err(failure));
+                }
+            }
+        }
+        for chunk in chunks(ready) {
+            let change_sets: Vec<&[Operation]> =
+                chunk.iter().map(|p| p.operations.as_slice()).collect();
+            let answered = self
+                .client
+                .change_sets(&change_sets, context(settings))
+                .await;
+            let mut answered = match answered {
+                Ok(each) => each.into_iter().map(Some).collect::<Vec<_>>(),
+                Err(failure) => vec![Some(Err(failure)); chunk.len()],
+            };
+            for (plan, answers) in chunk.into_iter().zip(answered.iter_mut()) {
+                let engagement_id = plan.engagement_id.clone();
+                let answers = answers
+                    .take()
+                    .unwrap_or_else(|| Err(Failure::retry("$batch gave no answer")));
+                outcomes.insert(engagement_id, self.settle(plan, answers).await);
+            }
+        }
+        outcomes
+    }
+
+    /// The engagement's change set as the aggregate is now: what the journal
+    /// knows costs nothing, what it does not is looked up first.
+    async fn plan(
+        &self,
+        settings: &DynamicsSinkSettings,
+        engagement_id: &str,
+        fallback: &[Envelope],
+    ) -> Result<Planned, Failure> {
         let aggregate = match self.journal.interaction(engagement_id).await {
             Ok(Some(aggregate)) => aggregate,
             Ok(None) => fold_views(fallback)
@@ -112,27 +231,44 @@ impl DynamicsSink {
                 && entry.size.div_ceil(3) * 4 <= max_upload
                 && files::readable(entry)
         };
-        // The annotations already there matter only when there are some to
-        // write; otherwise the change set alone is the whole write.
-        let has_annotations = !aggregate.notes().is_empty() || aggregate.files().any(&attachable);
-        let remembered = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(engagement_id)
-            .cloned();
-        let from_memory = remembered.is_some();
-        let existing = match remembered {
-            Some(known) => known,
-            None if has_annotations => match self.client.find_phonecall(column, &key).await? {
-                Some(id) => self.client.annotations_of(&id).await?,
-                None => Vec::new(),
-            },
-            None => Vec::new(),
+        let known = self.ids.get(engagement_id).await?;
+        let mut activity = known.activity.clone();
+        let recorded_note = |note_id: &str| {
+            known
+                .activity
+                .as_deref()
+                .and_then(|a| known.note_on(a, note_id))
+                .cloned()
         };
-        // What each annotation operation (after the first) leaves behind;
-        // a created one's id comes from the change set's answer.
-        let mut effects: Vec<Annotation> = Vec::new();
+        let recorded_file = |location: &str| {
+            known
+                .activity
+                .as_deref()
+                .and_then(|a| known.file_on(a, location))
+                .is_some()
+        };
+        // What the CRM holds is read only for what the journal does not know.
+        let unrecorded = aggregate
+            .notes()
+            .iter()
+            .any(|note| recorded_note(note.note_id).is_none())
+            || aggregate
+                .files()
+                .any(|entry| attachable(entry) && !recorded_file(&entry.location));
+        let mut existing: Vec<Annotation> = Vec::new();
+        if unrecorded {
+            let phonecall = match &activity {
+                Some(id) => Some(id.clone()),
+                None => self.client.find_phonecall(column, &key).await?,
+            };
+            if let Some(id) = phonecall {
+                existing = self.client.annotations_of(&id).await?;
+                activity = Some(id);
+            }
+        }
+        let mut found = CrmIds::default();
+        let mut writes = Vec::new();
+        let mut by_recorded_id = false;
         let target = self.client.url(&segment);
         let bind = format!("/{segment}");
         // Open (or create) first: a completed phonecall is read-only.
@@ -144,17 +280,33 @@ impl DynamicsSink {
         for note in aggregate.notes() {
             let subject = phonecall::note_subject(note.note_id);
             let text = phonecall::note_text(note.text);
-            match existing.iter().find(|a| a.subject == subject) {
-                Some(found) if found.notetext == text => {}
-                Some(found) => {
+            let digest = text_digest(&text);
+            let there = match recorded_note(note.note_id) {
+                Some(recorded) => {
+                    by_recorded_id = true;
+                    Some((recorded.id, recorded.digest))
+                }
+                None => existing
+                    .iter()
+                    .find(|a| a.subject == subject)
+                    .map(|a| (a.id.clone(), text_digest(&a.notetext))),
+            };
+            match there {
+                Some((id, written)) if written == digest => {
+                    found
+                        .notes
+                        .insert(note.note_id.to_owned(), NoteIds { id, digest });
+                }
+                Some((id, _)) => {
                     operations.push(Operation {
                         method: "PATCH",
-                        url: self.client.url(&format!("annotations({})", found.id)),
+                        url: self.client.url(&format!("annotations({id})")),
                         body: json!({"notetext": text}),
                     });
-                    effects.push(Annotation {
-                        notetext: text,
-                        ..found.clone()
+                    writes.push(Written::Note {
+                        note_id: note.note_id.to_owned(),
+                        digest,
+                        id: Some(id),
                     });
                 }
                 None => {
@@ -167,11 +319,10 @@ impl DynamicsSink {
                             "objectid_phonecall@odata.bind": bind,
                         }),
                     });
-                    effects.push(Annotation {
-                        id: String::new(),
-                        subject,
-                        notetext: text,
-                        filename: String::new(),
+                    writes.push(Written::Note {
+                        note_id: note.note_id.to_owned(),
+                        digest,
+                        id: None,
                     });
                 }
             }
@@ -183,16 +334,14 @@ impl DynamicsSink {
                 linked.push((name, files::link_of(entry)));
                 continue;
             }
-            if existing.iter().any(|a| a.filename == name) {
+            if recorded_file(&entry.location) {
+                continue;
+            }
+            if let Some(there) = existing.iter().find(|a| a.filename == name) {
+                found.files.insert(entry.location.clone(), there.id.clone());
                 continue;
             }
             let bytes = files::read_whole(self.client.http(), entry, max_upload).await?;
-            effects.push(Annotation {
-                id: String::new(),
-                subject: phonecall::file_subject(&entry.kind, &name),
-                notetext: String::new(),
-                filename: name.clone(),
-            });
             let mut body = json!({
                 "subject": phonecall::file_subject(&entry.kind, &name),
                 "filename": name,
@@ -212,65 +361,77 @@ impl DynamicsSink {
                 url: self.client.url("annotations"),
                 body,
             });
+            writes.push(Written::File {
+                location: entry.location.clone(),
+                id: None,
+            });
         }
         operations.push(Operation {
             method: "PATCH",
             url: target,
             body: Value::Object(phonecall::fields(&aggregate, contact.as_deref(), &linked)),
         });
-        let answers = self
-            .client
-            .change_set(
-                &operations,
-                Context {
-                    key_column: Some(column),
-                },
-            )
-            .await;
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Planned {
+            engagement_id: engagement_id.to_owned(),
+            operations,
+            writes,
+            activity,
+            found,
+            by_recorded_id,
+        })
+    }
+
+    /// Records what an applied change set created, or answers for a refused
+    /// one: an annotation id the journal held that the CRM no longer has
+    /// (404) is forgotten, and the next try, at once, looks them up.
+    async fn settle(
+        &self,
+        planned: Planned,
+        answers: Result<Vec<batch::Answer>, Failure>,
+    ) -> Result<(), Failure> {
         let answers = match answers {
             Ok(answers) => answers,
-            Err(failure) => {
-                // A write that got no answer may have been applied, and a
-                // remembered annotation may have been deleted in the CRM
-                // (404): read them again on the next try, which comes at
-                // once rather than dead-lettering what memory got wrong.
-                known.remove(engagement_id);
-                if from_memory && failure.status == Some(404) {
-                    return Err(Failure::retry(format!(
-                        "{} (the phonecall's notes changed in the CRM; reading them again)",
-                        failure.reason
-                    )));
-                }
-                return Err(failure);
+            Err(failure) if planned.by_recorded_id && failure.status == Some(404) => {
+                self.ids.forget(&planned.engagement_id).await?;
+                return Err(Failure::retry(format!(
+                    "{} (the phonecall's notes changed in the CRM; reading them again)",
+                    failure.reason
+                )));
             }
+            Err(failure) => return Err(failure),
         };
-        let mut after = existing;
-        let mut complete = true;
-        for (mut effect, answer) in effects.into_iter().zip(answers.iter().skip(1)) {
-            match after
-                .iter_mut()
-                .find(|a| !effect.id.is_empty() && a.id == effect.id)
-            {
-                Some(updated) => *updated = effect,
-                None => match answer.header("odata-entityid").and_then(entity_id) {
-                    Some(id) => {
-                        effect.id = id;
-                        after.push(effect);
+        // The phonecall's id: the upsert's answer names it.
+        let Some(activity) = answers
+            .first()
+            .and_then(|a| a.header("odata-entityid"))
+            .and_then(entity_id)
+            .or(planned.activity)
+        else {
+            return Ok(());
+        };
+        let mut learned = self.ids.on(&activity);
+        learned.files = planned.found.files;
+        learned.notes = planned.found.notes;
+        for (written, answer) in planned.writes.into_iter().zip(answers.iter().skip(1)) {
+            let created = || answer.header("odata-entityid").and_then(entity_id);
+            match written {
+                Written::Note {
+                    note_id,
+                    digest,
+                    id,
+                } => {
+                    if let Some(id) = id.or_else(created) {
+                        learned.notes.insert(note_id, NoteIds { id, digest });
                     }
-                    None => complete = false,
-                },
+                }
+                Written::File { location, id } => {
+                    if let Some(id) = id.or_else(created) {
+                        learned.files.insert(location, id);
+                    }
+                }
             }
         }
-        if complete {
-            if known.len() >= KNOWN_LIMIT {
-                known.clear();
-            }
-            known.insert(engagement_id.to_owned(), after);
-        } else {
-            known.remove(engagement_id);
-        }
-        Ok(())
+        self.ids.record(&planned.engagement_id, learned).await
     }
 
     /// The one contact whose business or mobile phone is the consumer's
@@ -303,6 +464,38 @@ impl DynamicsSink {
             .put(&self.name, &number, answer.clone(), contacts.len(), 0);
         Ok(answer.map(|c| c.id().to_owned()))
     }
+}
+
+fn context(settings: &DynamicsSinkSettings) -> Context<'_> {
+    Context {
+        key_column: Some(settings.alternate_key_column.as_str()),
+    }
+}
+
+/// Planned change sets cut into `$batch`es within the Web API's operation
+/// limit and a body size (the engagements' order kept).
+fn chunks(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
+    let mut chunks: Vec<Vec<Planned>> = Vec::new();
+    let (mut operations, mut bytes) = (0, 0);
+    for plan in planned {
+        let size: usize = plan
+            .operations
+            .iter()
+            .map(|o| o.url.len() + o.body.to_string().len() + 200)
+            .sum();
+        let count = plan.operations.len();
+        let fits = operations + count <= BATCH_OPERATIONS && bytes + size <= BATCH_BYTES;
+        match chunks.last_mut() {
+            Some(chunk) if fits => chunk.push(plan),
+            _ => {
+                (operations, bytes) = (0, 0);
+                chunks.push(vec![plan]);
+            }
+        }
+        operations += count;
+        bytes += size;
+    }
+    chunks
 }
 
 /// The id in an `OData-EntityId` (`…/annotations(<guid>)`).
@@ -346,12 +539,12 @@ impl Kind for DynamicsSink {
                 context.timeout,
                 context.tls,
             )?),
-            journal,
             settings: Box::new(std::sync::RwLock::new(settings.clone())),
             region: Region::parse(&settings.default_region),
             customers: Box::default(),
             serial: Box::default(),
-            known: Box::default(),
+            ids: CreatedIds::new(journal.clone(), context.name, settings.org()),
+            journal,
         })
     }
 
@@ -382,15 +575,22 @@ impl Kind for DynamicsSink {
         }
     }
 
-    /// One change set for every record of the engagement that is due now.
+    /// One change set for every record of the engagement that is due now;
+    /// several engagements' in one `$batch`.
     async fn deliver_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), Failure>> {
-        per_engagement(envelopes, |engagement_id, theirs| async move {
-            self.write(&engagement_id, &theirs).await
-        })
+        by_engagement(
+            envelopes,
+            |engagement_id, theirs| async move { self.write(&engagement_id, &theirs).await },
+            |groups| self.write_many(groups),
+        )
         .await
     }
 
     fn coalesce(&self) -> usize {
         COALESCE
+    }
+
+    fn spread(&self) -> usize {
+        SPREAD
     }
 }

@@ -25,11 +25,19 @@ impl Shared {
     }
 }
 
+/// The largest request body taken: an annotation's `documentbody` may be
+/// up to 128 MB of base64 (an org's highest `maxuploadfilesize`), and a
+/// `$batch` carries several requests; axum's default (2 MB) is far below
+/// what Dataverse takes.
+const BODY_LIMIT: usize = 256 * 1024 * 1024;
+
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(move |method, uri, headers, body| {
-        let shared = shared.clone();
-        async move { handle(&shared, method, uri, headers, body) }
-    })
+    Router::new()
+        .fallback(move |method, uri, headers, body| {
+            let shared = shared.clone();
+            async move { handle(&shared, method, uri, headers, body) }
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 fn reply(reply: Reply) -> Response {

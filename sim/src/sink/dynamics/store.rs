@@ -72,6 +72,8 @@ pub struct RequestCounts {
     /// Web API requests over HTTP ($batch counts one).
     pub requests: u64,
     pub batch: u64,
+    /// Change sets inside them (applied or rolled back).
+    pub change_sets: u64,
     /// Phonecall writes (PATCH or POST), inside batches too.
     pub phonecall_writes: u64,
     pub annotation_creates: u64,
@@ -294,7 +296,12 @@ impl Store {
         };
         if path == "$batch" {
             return if method == "POST" {
-                self.batch(content_type, body)
+                let go_on = headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case("prefer")
+                        && v.split(',')
+                            .any(|p| p.trim().eq_ignore_ascii_case("odata.continue-on-error"))
+                });
+                self.batch(content_type, body, go_on)
             } else {
                 Reply::error(
                     405,
@@ -939,8 +946,10 @@ impl Store {
     }
 
     /// A `$batch`: single requests answered one by one; a change set applied
-    /// whole, or rolled back with only its failed request's answer.
-    fn batch(&mut self, content_type: &str, body: &[u8]) -> Reply {
+    /// whole, or rolled back with only its failed request's answer. The
+    /// first failure ends the batch (what follows is not run and gets no
+    /// answer) unless the request said `Prefer: odata.continue-on-error`.
+    fn batch(&mut self, content_type: &str, body: &[u8], go_on: bool) -> Reply {
         self.counts.batch += 1;
         let text = String::from_utf8_lossy(body);
         let parts = match batch::read(content_type, &text) {
@@ -958,9 +967,14 @@ impl Store {
             match part {
                 Part::Single(request) => {
                     let reply = self.inner(&request, &HashMap::new());
+                    let failed = !(200..300).contains(&reply.status);
                     answered.push(Answered::Single(answer(reply, request.content_id)));
+                    if failed && !go_on {
+                        break;
+                    }
                 }
                 Part::ChangeSet(requests) => {
+                    self.counts.change_sets += 1;
                     let saved = self.data.clone();
                     let mut ids: HashMap<String, String> = HashMap::new();
                     let mut answers = Vec::new();
@@ -994,6 +1008,9 @@ impl Store {
                         Some(failure) => {
                             self.data = saved;
                             answered.push(Answered::Single(failure));
+                            if !go_on {
+                                break;
+                            }
                         }
                         None => answered.push(Answered::ChangeSet(answers)),
                     }
