@@ -271,9 +271,10 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
         .await
         .unwrap();
     let mut h = harness_with(&fake).await;
-    // A slow org: the records that come due while a request waits on the
-    // budget go together in the next.
+    // A slow org and one request at a time: the records that come due
+    // while a request waits on the budget go together in the next.
     h.config.sinks[0].requests_per_second = Some(2);
+    h.config.sinks[0].max_in_flight = Some(1);
     let options = ScenarioOptions::for_simulator(&h.sim);
     let script =
         scenario::generate_with(7, 12, SystemTime::now(), Duration::from_secs(1), &options);
@@ -352,6 +353,7 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
         after.batch - before.batch,
         after.change_sets - before.change_sets,
     );
+    eprintln!("the backlog: {batches} $batch requests for {change_sets} change sets");
     assert!(
         change_sets >= engagements.len() as u64 && batches * 2 <= change_sets,
         "{batches} batches for {change_sets} change sets"
