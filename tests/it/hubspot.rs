@@ -297,9 +297,14 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
     let fake = HubSpotFake::start(Portal::new().property(PROPERTY, false))
         .await
         .unwrap();
-    let h = harness_with(&fake).await;
+    let mut h = harness_with(&fake).await;
+    // A slow portal and one request at a time: the records that come due
+    // while a request waits on the budget go together in the next.
+    h.config.sinks[0].requests_per_second = Some(2);
+    h.config.sinks[0].max_in_flight = Some(1);
     let options = ScenarioOptions::for_simulator(&h.sim);
-    let script = scenario::generate_with(9, 3, SystemTime::now(), Duration::from_secs(1), &options);
+    let script =
+        scenario::generate_with(9, 12, SystemTime::now(), Duration::from_secs(1), &options);
     let config = h.write_config();
     let log = h.path("run.log");
     let child = spawn_run(&config, "warn", &log);
@@ -355,6 +360,7 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
     assert!(pending > 0, "records wait");
     assert_eq!(dead, 0, "nothing dead-lettered");
 
+    let before = fake.request_counts();
     fake.set_scopes(zcc_sim::sink::hubspot::ALL_SCOPES);
     let drained = tokio::time::timeout(Duration::from_secs(60), async {
         while pending_in(&config).await != (0, 0, 0) {
@@ -385,6 +391,15 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
             "{engagement}"
         );
     }
+    assert!(engagements.len() >= 10, "{engagements:?}");
+    // The backlog went several calls per `batch/upsert`.
+    let upserts = fake.request_counts().upserts - before.upserts;
+    let pending_engagements = engagements.len() as u64;
+    eprintln!("the backlog: {upserts} batch upserts for {pending_engagements} engagements");
+    assert!(
+        upserts * 2 <= pending_engagements,
+        "{upserts} batch upserts for {pending_engagements} engagements"
+    );
     h.shutdown().await;
     fake.stop().await;
 }

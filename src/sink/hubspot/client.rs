@@ -167,17 +167,22 @@ impl Client {
         }
     }
 
-    /// Creates or updates the engagement's call by the unique property; its id.
-    pub async fn upsert_call(
+    /// Upserts the calls of `inputs` (engagement id → properties) in one
+    /// `batch/upsert` by the unique property (at most 100); each one's call
+    /// id. A refused input refuses the whole batch (HubSpot validates every
+    /// input before writing any).
+    pub async fn upsert_calls(
         &self,
-        key: &str,
-        properties: serde_json::Map<String, Value>,
-    ) -> Result<String, Failure> {
-        let body = json!({"inputs": [{
-            "id": key,
-            "idProperty": self.unique_property,
-            "properties": properties,
-        }]});
+        inputs: &[(String, serde_json::Map<String, Value>)],
+    ) -> Result<std::collections::HashMap<String, String>, Failure> {
+        let body = json!({"inputs": inputs
+            .iter()
+            .map(|(key, properties)| json!({
+                "id": key,
+                "idProperty": self.unique_property,
+                "properties": properties,
+            }))
+            .collect::<Vec<_>>()});
         let answer = self
             .call(
                 reqwest::Method::POST,
@@ -189,10 +194,24 @@ impl Client {
             let message = error["message"].as_str().unwrap_or("refused");
             return Err(Failure::permanent(format!("batch upsert: {message}")));
         }
-        answer["results"][0]["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| Failure::retry("batch upsert answered no call id"))
+        let results = answer["results"].as_array().cloned().unwrap_or_default();
+        let mut ids = std::collections::HashMap::new();
+        for (n, result) in results.iter().enumerate() {
+            let Some(id) = result["id"].as_str() else {
+                continue;
+            };
+            // Each result names its key in the unique property; without it,
+            // the results are taken in the inputs' order.
+            let key = match result["properties"][&self.unique_property].as_str() {
+                Some(key) => Some(key.to_owned()),
+                None if results.len() == inputs.len() => Some(inputs[n].0.clone()),
+                None => None,
+            };
+            if let Some(key) = key {
+                ids.insert(key, id.to_owned());
+            }
+        }
+        Ok(ids)
     }
 
     /// Associates the call with the contact (the default type, 194).
