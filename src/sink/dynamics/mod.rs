@@ -594,3 +594,67 @@ impl Kind for DynamicsSink {
         SPREAD
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(id: &str, operations: usize, body_bytes: usize) -> Planned {
+        Planned {
+            engagement_id: id.into(),
+            operations: (0..operations)
+                .map(|_| Operation {
+                    method: "POST",
+                    url: "annotations".into(),
+                    body: json!({"documentbody": "x".repeat(body_bytes)}),
+                })
+                .collect(),
+            writes: Vec::new(),
+            activity: None,
+            found: CrmIds::default(),
+            by_recorded_id: false,
+        }
+    }
+
+    fn ids(chunks: &[Vec<Planned>]) -> Vec<Vec<&str>> {
+        chunks
+            .iter()
+            .map(|c| c.iter().map(|p| p.engagement_id.as_str()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_operation_limit_and_the_body_size() {
+        // 400 + 400 fit in 1,000 operations; the third opens another batch.
+        let by_count = chunks(vec![
+            planned("a", 400, 1),
+            planned("b", 400, 1),
+            planned("c", 400, 1),
+        ]);
+        assert_eq!(ids(&by_count), [vec!["a", "b"], vec!["c"]]);
+        // Two 20 MB files do not share a batch; a change set larger than
+        // the cap alone still goes, by itself.
+        let mb = 1024 * 1024;
+        let by_size = chunks(vec![
+            planned("a", 3, 20 * mb / 3),
+            planned("b", 3, 20 * mb / 3),
+            planned("c", 1, 40 * mb),
+            planned("d", 2, 10),
+        ]);
+        assert_eq!(ids(&by_size), [vec!["a"], vec!["b"], vec!["c"], vec!["d"]]);
+        assert!(chunks(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn entity_ids_are_read_from_the_answer_header() {
+        assert_eq!(
+            entity_id("https://org/api/data/v9.2/annotations(0000-1)").as_deref(),
+            Some("0000-1")
+        );
+        assert_eq!(
+            entity_id("https://org/api/data/v9.2/phonecalls(k='a')"),
+            None
+        );
+        assert_eq!(entity_id("no id"), None);
+    }
+}
