@@ -236,8 +236,8 @@ async fn run(crm: &str, engagements: usize) -> Figures {
             (
                 c.requests + c.token - before,
                 format!(
-                    "{} $batch, {} contact queries, {} tokens",
-                    c.batch, c.contact_queries, c.token
+                    "{} $batch ({} change sets), {} contact queries, {} tokens",
+                    c.batch, c.change_sets, c.contact_queries, c.token
                 ),
                 files,
             )

@@ -403,3 +403,93 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
     h.shutdown().await;
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_dead_letters_only_the_engagement_hubspot_refuses() {
+    // The operator mapped "Escalated" to an outcome the portal does not
+    // have: HubSpot refuses every call carrying it, and refuses a whole
+    // `batch/upsert` for one such input.
+    let fake = HubSpotFake::start(Portal::new().property(PROPERTY, false))
+        .await
+        .unwrap();
+    let mut h = harness_with(&fake).await;
+    h.config.sinks[0].requests_per_second = Some(2);
+    h.config.sinks[0].max_in_flight = Some(1);
+    h.config.sinks[0].disposition_map = Some(
+        [(
+            "Escalated".to_owned(),
+            "00000000-dead-4000-8000-000000000000".to_owned(),
+        )]
+        .into(),
+    );
+    let options = ScenarioOptions::for_simulator(&h.sim);
+    let script =
+        scenario::generate_with(23, 16, SystemTime::now(), Duration::from_secs(1), &options);
+    // Settings read the way the binary reads them (the token file is real).
+    let config = h.write_config();
+    let daemon = crate::support::Daemon::start(zcc_relay::config::load(&config).unwrap().settings);
+    h.sim.wait_live().await;
+    daemon.wait_first_sweep().await;
+    for event in &script {
+        assert!(h.sim.emit(event.body.clone()));
+    }
+    daemon.wait_handled(script.len() as u64).await;
+    let expected = keyed_persisted(&daemon.stats.snapshot());
+    // A backlog while the property is not unique; then it is.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(fake.calls().is_empty());
+    fake.set_property(PROPERTY, true);
+    let settled = tokio::time::timeout(
+        Duration::from_secs(90),
+        daemon.stats.wait_until(|s| {
+            s.delivered_to(SINK) + s.dead_lettered.get(SINK).copied().unwrap_or(0) >= expected
+        }),
+    )
+    .await;
+    let snapshot = daemon.stats.snapshot();
+    let dead = snapshot.dead_lettered.get(SINK).copied().unwrap_or(0);
+    assert!(
+        settled.is_ok(),
+        "delivered {} and dead-lettered {dead} of {expected}",
+        snapshot.delivered_to(SINK)
+    );
+    daemon.stop().await.unwrap();
+
+    fn engagement<'a>(e: &&'a scenario::ScriptedEvent) -> Option<&'a str> {
+        object(&e.body)["engagement_id"].as_str()
+    }
+    let keyed: Vec<&scenario::ScriptedEvent> = script
+        .iter()
+        .filter(|e| {
+            zcc_relay::crm::engagement::KEYED_EVENTS
+                .contains(&e.body["event"].as_str().unwrap_or(""))
+        })
+        .collect();
+    let escalated: BTreeSet<&str> = keyed
+        .iter()
+        .filter(|e| object(&e.body)["disposition_name"] == "Escalated")
+        .filter_map(engagement)
+        .collect();
+    let others: BTreeSet<&str> = keyed
+        .iter()
+        .filter_map(engagement)
+        .filter(|id| !escalated.contains(id))
+        .collect();
+    assert!(dead > 0, "an engagement ends Escalated in this script");
+    assert!(others.len() >= 8, "{others:?}");
+    // Every other engagement has its call: none went down with a batch
+    // that carried a refused one.
+    for id in &others {
+        assert_eq!(fake.calls_with(PROPERTY, id).len(), 1, "{id}");
+    }
+    let records_of_escalated = keyed
+        .iter()
+        .filter(|e| engagement(e).is_some_and(|id| escalated.contains(id)))
+        .count() as u64;
+    assert!(
+        dead <= records_of_escalated,
+        "{dead} dead-lettered, but only {records_of_escalated} records are of Escalated engagements"
+    );
+    h.shutdown().await;
+    fake.stop().await;
+}

@@ -195,6 +195,8 @@ pub struct SinkTable {
     pub api_base_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unique_property: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposition_map: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl SinkTable {
@@ -229,6 +231,7 @@ impl SinkTable {
             authority_url: None,
             api_base_url: None,
             unique_property: None,
+            disposition_map: None,
         }
     }
 
