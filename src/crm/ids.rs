@@ -16,7 +16,7 @@
 //! recorded yet), and the retention (the journal prunes a row 30 days after
 //! its last update, with the interaction aggregates).
 
-pub use crate::journal::CrmIds;
+pub use crate::journal::{CrmIds, NoteEntry};
 
 use crate::failure::Failure;
 use crate::journal::Journal;

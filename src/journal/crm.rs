@@ -23,6 +23,19 @@ pub struct CrmIds {
     /// on `activity`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// Per note (its `note_id`): the CRM entry holding it on `activity` and
+    /// the digest of the text it holds (a CRM that keeps each note as an
+    /// entry of its own: ServiceNow work notes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<String, NoteEntry>,
+}
+
+/// A note as a CRM holds it: the entry's id and a digest of its text (a
+/// changed digest means the note was edited since).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteEntry {
+    pub id: String,
+    pub digest: String,
 }
 
 impl CrmIds {
@@ -32,6 +45,7 @@ impl CrmIds {
             scope: scope.to_owned(),
             activity: Some(activity.to_owned()),
             files: BTreeMap::new(),
+            notes: BTreeMap::new(),
         }
     }
 
@@ -46,6 +60,7 @@ impl CrmIds {
             return;
         }
         self.files.extend(learned.files);
+        self.notes.extend(learned.notes);
     }
 
     /// The attachment id of `file` on `activity`, if recorded.
@@ -56,8 +71,16 @@ impl CrmIds {
         self.files.get(file).map(String::as_str)
     }
 
+    /// The entry of note `note_id` on `activity`, if recorded.
+    pub fn note_on(&self, activity: &str, note_id: &str) -> Option<&NoteEntry> {
+        if self.activity.as_deref() != Some(activity) {
+            return None;
+        }
+        self.notes.get(note_id)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.activity.is_none() && self.files.is_empty()
+        self.activity.is_none() && self.files.is_empty() && self.notes.is_empty()
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -120,6 +143,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            notes: BTreeMap::new(),
         }
     }
 
@@ -163,6 +187,30 @@ mod tests {
             ids(a, None, &[("f2", "C2")]),
             ids(a, Some("T1"), &[("f1", "C1"), ("f2", "C2")]),
         );
+    }
+
+    #[test]
+    fn notes_merge_like_files_and_are_known_only_on_their_activity() {
+        let entry = |id: &str, digest: &str| NoteEntry {
+            id: id.into(),
+            digest: digest.into(),
+        };
+        let mut stored = ids("s", Some("T1"), &[]);
+        stored.notes.insert("n1".into(), entry("J1", "d1"));
+        let mut learned = ids("s", None, &[]);
+        learned.notes.insert("n1".into(), entry("J1", "d2"));
+        learned.notes.insert("n2".into(), entry("J2", "d3"));
+        stored.merge(learned);
+        assert_eq!(stored.note_on("T1", "n1"), Some(&entry("J1", "d2")));
+        assert_eq!(stored.note_on("T1", "n2"), Some(&entry("J2", "d3")));
+        assert_eq!(stored.note_on("T2", "n1"), None);
+        assert_eq!(CrmIds::decode(&stored.encode()), Some(stored.clone()));
+        // Another activity starts over.
+        stored.merge(ids("s", Some("T2"), &[]));
+        assert!(stored.notes.is_empty());
+        // A value stored before notes were kept still reads.
+        let old = CrmIds::decode(br#"{"scope":"s","activity":"T1"}"#).unwrap();
+        assert!(old.notes.is_empty());
     }
 
     #[test]

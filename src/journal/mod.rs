@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::record::NewRecord;
 use crate::route::EventFilter;
 
-pub use crm::{CrmIds, SetupProblem, setup_problem_key};
+pub use crm::{CrmIds, NoteEntry, SetupProblem, setup_problem_key};
 pub use lock::LOCK_FILE;
 pub use recover::{QUARANTINE_PREFIX, quarantined};
 pub use tables::MEDIA;
