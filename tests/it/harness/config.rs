@@ -195,6 +195,8 @@ pub struct SinkTable {
     pub api_base_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unique_property: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 impl SinkTable {
@@ -229,6 +231,7 @@ impl SinkTable {
             authority_url: None,
             api_base_url: None,
             unique_property: None,
+            username: None,
         }
     }
 
@@ -308,6 +311,22 @@ impl SinkTable {
             retry_schedule: Some(vec!["1s".to_owned()]),
             requests_per_second: Some(100),
             ..SinkTable::of_kind(name, "hubspot")
+        }
+    }
+
+    /// A ServiceNow sink on a `ServiceNowFake` (OAuth client credentials at
+    /// its `/oauth_token.do`), 5 s timeout, durable retries every second, 100
+    /// requests a second.
+    pub fn servicenow(name: &str, fake: &zcc_sim::sink::servicenow::ServiceNowFake) -> SinkTable {
+        SinkTable {
+            instance_url: Some(fake.url()),
+            client_id: Some(fake.client_id()),
+            client_secret: Some(fake.client_secret()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ..SinkTable::of_kind(name, "servicenow")
         }
     }
 
