@@ -396,17 +396,19 @@ async fn a_servicenow_sink_is_checked_against_the_instance_without_writing() {
     assert_eq!(ran.code, Some(1), "{ran:?}");
     assert!(ran.stdout.contains("no token from /oauth_token.do"), "{ran:?}");
     assert!(!ran.stdout.contains("not-the-secret"), "{ran:?}");
-    let password_file = harness.path("sn-password");
-    std::fs::write(&password_file, format!("{}\n", fake.password())).unwrap();
     harness.shutdown().await;
 
+    // Basic auth as the integration user, the field created meanwhile.
+    fake.add_field(TABLE, DEFAULT_CORRELATION_FIELD);
+    let mut harness = Harness::new().await;
+    let password_file = harness.path("sn-password");
+    std::fs::write(&password_file, format!("{}\n", fake.password())).unwrap();
     let mut basic = SinkTable::servicenow("snow", &fake);
     basic.client_id = None;
     basic.client_secret = None;
     basic.password_file = Some(password_file);
     basic.username = Some(fake.username());
-    fake.add_field(TABLE, DEFAULT_CORRELATION_FIELD);
-    let harness = Harness::with_sinks([basic]).await;
+    harness.config.sinks.push(basic);
     let ran = check(&harness).await;
     assert_eq!(ran.code, Some(0), "{ran:?}");
     assert!(!ran.stdout.contains(&fake.password()), "{ran:?}");

@@ -42,6 +42,9 @@ pub struct Client {
     correlation_field: String,
     signer: Signer,
     budget: Budget,
+    /// Whether a create has shown that the table has the correlation field;
+    /// until then creates run one at a time (see [`Client::create_record`]).
+    proven: tokio::sync::Mutex<bool>,
 }
 
 /// A request body.
@@ -116,6 +119,7 @@ impl Client {
             correlation_field: settings.correlation_field.clone(),
             signer,
             budget: Budget::new(settings.requests_per_second),
+            proven: tokio::sync::Mutex::new(false),
         })
     }
 
@@ -268,8 +272,26 @@ impl Client {
             .map_or(Found::None, |id| Found::One(id.to_owned())))
     }
 
-    /// Creates the record; its `sys_id`.
+    /// Creates the record; its `sys_id`. Until one create has shown that
+    /// the table has the correlation field, creates run one at a time and
+    /// look again first: a missing field makes at most one record without
+    /// it (the instance ignores the unknown field), which every later lookup
+    /// then shows, instead of one record per engagement in flight.
     pub async fn create_record(&self, key: &str, fields: Map<String, Value>) -> Result<String, Failure> {
+        let mut proven = self.proven.lock().await;
+        if *proven {
+            drop(proven);
+            return self.post_record(key, fields).await;
+        }
+        if let Found::One(id) = self.find_record(key).await? {
+            return Ok(id);
+        }
+        let id = self.post_record(key, fields).await?;
+        *proven = true;
+        Ok(id)
+    }
+
+    async fn post_record(&self, key: &str, fields: Map<String, Value>) -> Result<String, Failure> {
         let path = format!(
             "/api/now/table/{}?sysparm_fields=sys_id,{}&sysparm_exclude_reference_link=true",
             self.table, self.correlation_field
