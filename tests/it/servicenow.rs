@@ -190,7 +190,10 @@ async fn converges_to_one_interaction_per_engagement_through_faults_and_kill_9()
             .expect("an aggregate");
         let short = record["short_description"].as_str().unwrap_or("");
         if let Some(name) = aggregate.disposition().and_then(|d| d.name) {
-            assert!(short.ends_with(&format!(" — {name}")), "{engagement}: {short}");
+            assert!(
+                short.ends_with(&format!(" — {name}")),
+                "{engagement}: {short}"
+            );
             dispositions += 1;
         }
         let entries = fake.work_notes(TABLE, sys_id);
@@ -200,7 +203,11 @@ async fn converges_to_one_interaction_per_engagement_through_faults_and_kill_9()
             let latest = &versions.iter().max().unwrap().1;
             let marker = format!("[Zoom note {note_id}] ");
             let theirs: Vec<&String> = entries.iter().filter(|e| e.starts_with(&marker)).collect();
-            assert_eq!(theirs.len(), 1, "{engagement}: note {note_id} once: {entries:?}");
+            assert_eq!(
+                theirs.len(),
+                1,
+                "{engagement}: note {note_id} once: {entries:?}"
+            );
             assert!(
                 theirs[0].ends_with(&format!("\n{latest}")),
                 "{engagement}: {latest:?} is not the text of {:?}",
@@ -210,7 +217,11 @@ async fn converges_to_one_interaction_per_engagement_through_faults_and_kill_9()
                 edited += 1;
             }
         }
-        assert_eq!(entries.len(), wanted, "{engagement}: one entry per note: {entries:?}");
+        assert_eq!(
+            entries.len(),
+            wanted,
+            "{engagement}: one entry per note: {entries:?}"
+        );
         let number = aggregate.consumer().number.and_then(|n| normalise(&n, us));
         let contact = record.get("contact").and_then(Value::as_str).unwrap_or("");
         if number.as_deref() == Some(linked_number.as_str()) {
@@ -220,7 +231,11 @@ async fn converges_to_one_interaction_per_engagement_through_faults_and_kill_9()
             assert_eq!(contact, "", "{engagement}");
         }
         let held = fake.attachments_of(TABLE, sys_id);
-        assert_eq!(held.len(), aggregate.files().count(), "{engagement}: one attachment per file");
+        assert_eq!(
+            held.len(),
+            aggregate.files().count(),
+            "{engagement}: one attachment per file"
+        );
         for entry in aggregate.files() {
             let name = entry.location.rsplit('/').next().unwrap();
             let matching: Vec<_> = held.iter().filter(|(n, _, _)| n == name).collect();
@@ -254,9 +269,10 @@ async fn converges_to_one_interaction_per_engagement_through_faults_and_kill_9()
 /// converge once both are fixed, with no second interaction for any.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_correlation_field_or_acl_keeps_records_pending() {
-    let fake = ServiceNowFake::start(Instance::new().without_field(TABLE, DEFAULT_CORRELATION_FIELD))
-        .await
-        .unwrap();
+    let fake =
+        ServiceNowFake::start(Instance::new().without_field(TABLE, DEFAULT_CORRELATION_FIELD))
+            .await
+            .unwrap();
     let h = harness_with(&fake).await;
     let options = ScenarioOptions::for_simulator(&h.sim);
     let script = scenario::generate_with(9, 3, SystemTime::now(), Duration::from_secs(1), &options);
@@ -283,7 +299,10 @@ async fn a_missing_correlation_field_or_acl_keeps_records_pending() {
         "at most the one record that showed the field missing: {:?}",
         fake.records(TABLE)
     );
-    assert!(!read_log().contains(&fake.client_secret()), "the secret was logged");
+    assert!(
+        !read_log().contains(&fake.client_secret()),
+        "the secret was logged"
+    );
     let (pending, _, dead) = pending_in(&config).await;
     assert!(pending > 0, "records wait");
     assert_eq!(dead, 0, "nothing dead-lettered");
@@ -305,7 +324,11 @@ async fn a_missing_correlation_field_or_acl_keeps_records_pending() {
         read_log().contains("ACL Exception Insert Failed")
     })
     .await;
-    assert!(read_log().contains("give the integration user read, create and write on interaction"), "{}", read_log());
+    assert!(
+        read_log().contains("give the integration user read, create and write on interaction"),
+        "{}",
+        read_log()
+    );
     let (pending, _, dead) = pending_in(&config).await;
     assert!(pending > 0, "records wait");
     assert_eq!(dead, 0, "nothing dead-lettered");
@@ -328,7 +351,8 @@ async fn a_missing_correlation_field_or_acl_keeps_records_pending() {
     let engagements = keyed_engagements(&script);
     for engagement in &engagements {
         assert_eq!(
-            fake.records_with(TABLE, DEFAULT_CORRELATION_FIELD, engagement).len(),
+            fake.records_with(TABLE, DEFAULT_CORRELATION_FIELD, engagement)
+                .len(),
             1,
             "{engagement}"
         );
@@ -375,9 +399,10 @@ async fn a_servicenow_sink_is_checked_against_the_instance_without_writing() {
     );
     harness.shutdown().await;
 
-    let fake = ServiceNowFake::start(Instance::new().without_field(TABLE, DEFAULT_CORRELATION_FIELD))
-        .await
-        .unwrap();
+    let fake =
+        ServiceNowFake::start(Instance::new().without_field(TABLE, DEFAULT_CORRELATION_FIELD))
+            .await
+            .unwrap();
     let harness = Harness::with_sinks([SinkTable::servicenow("snow", &fake)]).await;
     let ran = check(&harness).await;
     assert_eq!(ran.code, Some(1), "{ran:?}");
@@ -394,7 +419,10 @@ async fn a_servicenow_sink_is_checked_against_the_instance_without_writing() {
     let harness = Harness::with_sinks([wrong]).await;
     let ran = check(&harness).await;
     assert_eq!(ran.code, Some(1), "{ran:?}");
-    assert!(ran.stdout.contains("no token from /oauth_token.do"), "{ran:?}");
+    assert!(
+        ran.stdout.contains("no token from /oauth_token.do"),
+        "{ran:?}"
+    );
     assert!(!ran.stdout.contains("not-the-secret"), "{ran:?}");
     harness.shutdown().await;
 
@@ -414,4 +442,106 @@ async fn a_servicenow_sink_is_checked_against_the_instance_without_writing() {
     assert!(!ran.stdout.contains(&fake.password()), "{ran:?}");
     harness.shutdown().await;
     fake.stop().await;
+}
+
+/// What the journal does not know is looked up before it is created: a
+/// record and a note's entry already in the instance (as a crash between the
+/// write and its acknowledgement leaves them) are found and brought up to
+/// date, never doubled; a record deleted in the instance is created again
+/// with every note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_what_a_crash_left_and_recreates_a_deleted_record() {
+    let fake = ServiceNowFake::start(Instance::new()).await.unwrap();
+    let mut h = Harness::new().await;
+    h.config.sinks = vec![SinkTable::servicenow(SINK, &fake)];
+    let options = ScenarioOptions::for_simulator(&h.sim);
+    let script = scenario::generate_with(5, 4, SystemTime::now(), Duration::from_secs(1), &options);
+    let note = script
+        .iter()
+        .find(|e| e.body["event"] == "contact_center.engagement_note_added")
+        .expect("a note in the script")
+        .body
+        .clone();
+    let engagement = object(&note)["engagement_id"].as_str().unwrap().to_owned();
+    let note_id = object(&note)["note_id"].as_str().unwrap().to_owned();
+    let seeded = fake.insert_record(
+        TABLE,
+        serde_json::json!({
+            DEFAULT_CORRELATION_FIELD: engagement,
+            "short_description": "left by a crash",
+            "work_notes": format!("[Zoom note {note_id}] 2026-01-01T00:00:00Z\nan older text"),
+        }),
+    );
+
+    let config = h.write_config();
+    let daemon = crate::support::Daemon::start(zcc_relay::config::load(&config).unwrap().settings);
+    h.sim.wait_live().await;
+    daemon.wait_first_sweep().await;
+    for event in &script {
+        assert!(h.sim.emit(event.body.clone()));
+    }
+    daemon.wait_handled(script.len() as u64).await;
+    let expected = keyed_persisted(&daemon.stats.snapshot());
+    daemon.wait_delivered(SINK, expected).await;
+    let records = fake.records_with(TABLE, DEFAULT_CORRELATION_FIELD, &engagement);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        records[0]["sys_id"],
+        seeded.as_str(),
+        "the record was found"
+    );
+    assert_ne!(records[0]["short_description"], "left by a crash");
+    let marker = format!("[Zoom note {note_id}] ");
+    let entries = fake.work_notes(TABLE, &seeded);
+    let theirs: Vec<&String> = entries.iter().filter(|e| e.starts_with(&marker)).collect();
+    assert_eq!(
+        theirs.len(),
+        1,
+        "the entry was found, not added: {entries:?}"
+    );
+    assert!(!theirs[0].contains("an older text"), "{entries:?}");
+    assert!(fake.request_counts().entry_edits >= 1);
+
+    // Deleted in the instance; the next artefact (an edit of the note)
+    // finds the record gone and writes it again, every note included.
+    fake.delete_record(TABLE, &seeded);
+    let mut edited = note.clone();
+    edited["payload"]["object"]["note"] =
+        Value::String("edited after the record was deleted".into());
+    // Later than any time of the script.
+    edited["payload"]["object"]["last_modified_time"] =
+        Value::String("2030-01-01T00:00:00Z".into());
+    assert!(h.sim.emit(edited));
+    daemon.wait_delivered(SINK, expected + 1).await;
+    let records = fake.records_with(TABLE, DEFAULT_CORRELATION_FIELD, &engagement);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let again = records[0]["sys_id"].as_str().unwrap();
+    assert_ne!(again, seeded);
+    let entries = fake.work_notes(TABLE, again);
+    let theirs: Vec<&String> = entries.iter().filter(|e| e.starts_with(&marker)).collect();
+    assert_eq!(theirs.len(), 1, "{entries:?}");
+    assert!(
+        theirs[0].ends_with("\nedited after the record was deleted"),
+        "{entries:?}"
+    );
+    let notes_of_engagement: BTreeSet<&str> = script
+        .iter()
+        .filter(|e| object(&e.body)["engagement_id"] == engagement.as_str())
+        .filter_map(|e| object(&e.body)["note_id"].as_str())
+        .collect();
+    assert_eq!(entries.len(), notes_of_engagement.len(), "{entries:?}");
+    assert_eq!(snapshot_dead(&daemon), 0);
+    daemon.stop().await.unwrap();
+    h.shutdown().await;
+    fake.stop().await;
+}
+
+fn snapshot_dead(daemon: &crate::support::Daemon) -> u64 {
+    daemon
+        .stats
+        .snapshot()
+        .dead_lettered
+        .get(SINK)
+        .copied()
+        .unwrap_or(0)
 }

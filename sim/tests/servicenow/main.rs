@@ -69,12 +69,20 @@ async fn a_record_is_created_found_by_its_field_and_patched() {
         &fake,
         Method::POST,
         "/api/now/table/interaction",
-        Some(json!({DEFAULT_CORRELATION_FIELD: "eng-1", "short_description": "a", "u_unknown": "x"})),
+        Some(
+            json!({DEFAULT_CORRELATION_FIELD: "eng-1", "short_description": "a", "u_unknown": "x"}),
+        ),
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    let id = created.body["result"]["sys_id"].as_str().unwrap().to_owned();
-    assert!(created.body["result"].get("u_unknown").is_none(), "unknown fields are ignored");
+    let id = created.body["result"]["sys_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        created.body["result"].get("u_unknown").is_none(),
+        "unknown fields are ignored"
+    );
     let found = send(
         &fake,
         Method::GET,
@@ -94,8 +102,17 @@ async fn a_record_is_created_found_by_its_field_and_patched() {
     .await;
     assert_eq!(patched.status, 200);
     assert_eq!(patched.body["result"]["short_description"], "b");
-    assert_eq!(patched.body["result"]["contact"]["value"], "c1", "a reference shows its link");
-    let missing = send(&fake, Method::PATCH, "/api/now/table/interaction/nope", Some(json!({}))).await;
+    assert_eq!(
+        patched.body["result"]["contact"]["value"], "c1",
+        "a reference shows its link"
+    );
+    let missing = send(
+        &fake,
+        Method::PATCH,
+        "/api/now/table/interaction/nope",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.body["error"]["message"], "No Record found");
     assert_eq!(missing.body["status"], "failure");
@@ -104,9 +121,11 @@ async fn a_record_is_created_found_by_its_field_and_patched() {
 
 #[tokio::test]
 async fn a_condition_on_an_unknown_field_is_dropped_and_an_unknown_table_refused() {
-    let fake = ServiceNowFake::start(Instance::new().without_field("interaction", DEFAULT_CORRELATION_FIELD))
-        .await
-        .unwrap();
+    let fake = ServiceNowFake::start(
+        Instance::new().without_field("interaction", DEFAULT_CORRELATION_FIELD),
+    )
+    .await
+    .unwrap();
     for n in 0..2 {
         let created = send(
             &fake,
@@ -115,7 +134,11 @@ async fn a_condition_on_an_unknown_field_is_dropped_and_an_unknown_table_refused
             Some(json!({DEFAULT_CORRELATION_FIELD: format!("eng-{n}")})),
         )
         .await;
-        assert!(created.body["result"].get(DEFAULT_CORRELATION_FIELD).is_none());
+        assert!(
+            created.body["result"]
+                .get(DEFAULT_CORRELATION_FIELD)
+                .is_none()
+        );
     }
     let listed = send(
         &fake,
@@ -124,7 +147,11 @@ async fn a_condition_on_an_unknown_field_is_dropped_and_an_unknown_table_refused
         None,
     )
     .await;
-    assert_eq!(listed.body["result"].as_array().unwrap().len(), 2, "the condition was dropped");
+    assert_eq!(
+        listed.body["result"].as_array().unwrap().len(),
+        2,
+        "the condition was dropped"
+    );
     let bad = send(&fake, Method::GET, "/api/now/table/u_nothing", None).await;
     assert_eq!(bad.status, 400);
     assert_eq!(bad.body["error"]["message"], "Invalid table u_nothing");
@@ -141,7 +168,10 @@ async fn work_notes_append_entries_that_read_back_and_edit_in_place() {
         Some(json!({"work_notes": "first"})),
     )
     .await;
-    let id = created.body["result"]["sys_id"].as_str().unwrap().to_owned();
+    let id = created.body["result"]["sys_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     send(
         &fake,
         Method::PATCH,
@@ -157,7 +187,10 @@ async fn work_notes_append_entries_that_read_back_and_edit_in_place() {
     )
     .await;
     let journal = read.body["result"]["work_notes"].as_str().unwrap();
-    assert!(journal.find("second").unwrap() < journal.find("first").unwrap(), "newest first: {journal}");
+    assert!(
+        journal.find("second").unwrap() < journal.find("first").unwrap(),
+        "newest first: {journal}"
+    );
     assert!(journal.contains("(Work notes)"));
     let entries = send(
         &fake,
@@ -177,7 +210,10 @@ async fn work_notes_append_entries_that_read_back_and_edit_in_place() {
     )
     .await;
     assert_eq!(edited.status, 200);
-    assert_eq!(fake.work_notes("interaction", &id), ["first, edited", "second"]);
+    assert_eq!(
+        fake.work_notes("interaction", &id),
+        ["first, edited", "second"]
+    );
     fake.deny_writes("sys_journal_field");
     let denied = send(
         &fake,
@@ -194,8 +230,17 @@ async fn work_notes_append_entries_that_read_back_and_edit_in_place() {
 #[tokio::test]
 async fn attachments_upload_raw_bytes_and_list_by_record() {
     let fake = ServiceNowFake::start(Instance::new()).await.unwrap();
-    let created = send(&fake, Method::POST, "/api/now/table/interaction", Some(json!({}))).await;
-    let id = created.body["result"]["sys_id"].as_str().unwrap().to_owned();
+    let created = send(
+        &fake,
+        Method::POST,
+        "/api/now/table/interaction",
+        Some(json!({})),
+    )
+    .await;
+    let id = created.body["result"]["sys_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let upload = |content_type: Option<&'static str>, name: &'static str| {
         let (url, id) = (fake.url(), id.clone());
         let (user, password) = (fake.username(), fake.password());
@@ -210,7 +255,10 @@ async fn attachments_upload_raw_bytes_and_list_by_record() {
                 request = request.header("content-type", content_type);
             }
             let response = request.send().await.unwrap();
-            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
         }
     };
     let (status, body) = upload(Some("audio/mpeg"), "recording-1.mp3").await;
@@ -222,7 +270,9 @@ async fn attachments_upload_raw_bytes_and_list_by_record() {
     let listed = send(
         &fake,
         Method::GET,
-        &format!("/api/now/attachment?sysparm_query=table_name%3Dinteraction%5Etable_sys_id%3D{id}"),
+        &format!(
+            "/api/now/attachment?sysparm_query=table_name%3Dinteraction%5Etable_sys_id%3D{id}"
+        ),
         None,
     )
     .await;
@@ -250,7 +300,12 @@ async fn tokens_expire_throttles_carry_rate_limit_headers_and_bad_credentials_ar
     fake.throttle_next(1);
     let throttled = get(bearer.clone()).await;
     assert_eq!(throttled.status().as_u16(), 429);
-    for header in ["x-ratelimit-limit", "x-ratelimit-reset", "x-ratelimit-rule", "retry-after"] {
+    for header in [
+        "x-ratelimit-limit",
+        "x-ratelimit-reset",
+        "x-ratelimit-rule",
+        "retry-after",
+    ] {
         assert!(throttled.headers().contains_key(header), "{header}");
     }
     fake.expire_tokens();
@@ -273,6 +328,11 @@ async fn tokens_expire_throttles_carry_rate_limit_headers_and_bad_credentials_ar
     assert_eq!(answer.status, 200, "basic auth as the integration user");
     assert!(answer.headers.get("content-type").is_some());
     fake.unavailable_for_next(1);
-    assert_eq!(send(&fake, Method::GET, "/api/now/table/interaction", None).await.status, 503);
+    assert_eq!(
+        send(&fake, Method::GET, "/api/now/table/interaction", None)
+            .await
+            .status,
+        503
+    );
     fake.stop().await;
 }

@@ -51,7 +51,10 @@ pub struct Client {
 pub enum Body {
     None,
     Json(Value),
-    Bytes { content_type: String, bytes: Vec<u8> },
+    Bytes {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
 }
 
 /// One work-notes entry of a record (`sys_journal_field`).
@@ -277,7 +280,11 @@ impl Client {
     /// look again first: a missing field makes at most one record without
     /// it (the instance ignores the unknown field), which every later lookup
     /// then shows, instead of one record per engagement in flight.
-    pub async fn create_record(&self, key: &str, fields: Map<String, Value>) -> Result<String, Failure> {
+    pub async fn create_record(
+        &self,
+        key: &str,
+        fields: Map<String, Value>,
+    ) -> Result<String, Failure> {
         let mut proven = self.proven.lock().await;
         if *proven {
             drop(proven);
@@ -297,7 +304,11 @@ impl Client {
             self.table, self.correlation_field
         );
         let answer = self
-            .call(reqwest::Method::POST, &path, Body::Json(Value::Object(fields)))
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Body::Json(Value::Object(fields)),
+            )
             .await?;
         let result = &answer["result"];
         if result[&self.correlation_field].as_str() != Some(key) {
@@ -311,14 +322,22 @@ impl Client {
 
     /// Updates the record's fields (a `work_notes` value adds one entry);
     /// `Ok(false)` when the record is gone.
-    pub async fn update_record(&self, sys_id: &str, fields: Map<String, Value>) -> Result<bool, Failure> {
+    pub async fn update_record(
+        &self,
+        sys_id: &str,
+        fields: Map<String, Value>,
+    ) -> Result<bool, Failure> {
         let path = format!(
             "/api/now/table/{}/{}?sysparm_fields=sys_id&sysparm_exclude_reference_link=true",
             self.table,
             encode(sys_id)
         );
         match self
-            .call(reqwest::Method::PATCH, &path, Body::Json(Value::Object(fields)))
+            .call(
+                reqwest::Method::PATCH,
+                &path,
+                Body::Json(Value::Object(fields)),
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -357,7 +376,11 @@ impl Client {
             encode(entry_id)
         );
         match self
-            .call(reqwest::Method::PATCH, &path, Body::Json(json!({ "value": text })))
+            .call(
+                reqwest::Method::PATCH,
+                &path,
+                Body::Json(json!({ "value": text })),
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -368,7 +391,11 @@ impl Client {
 
     /// The record's attachments: (file name, sys_id).
     pub async fn attachments(&self, sys_id: &str) -> Result<Vec<(String, String)>, Failure> {
-        let query = format!("table_name={}^table_sys_id={}", self.table, query_value(sys_id));
+        let query = format!(
+            "table_name={}^table_sys_id={}",
+            self.table,
+            query_value(sys_id)
+        );
         let path = format!(
             "/api/now/attachment?sysparm_query={}&sysparm_limit={ENTRIES_PAGE}",
             encode(&query)

@@ -269,17 +269,25 @@ impl ServiceNowSinkSettings {
                 Auth::OAuth { client_secret, .. } => client_secret,
                 Auth::Basic { password, .. } => password,
             }),
-            (Auth::Basic { username: a, .. }, Auth::Basic { username: b, password }) if a == b => {
-                reload.live("password", password, |s| match &mut s.auth {
-                    Auth::OAuth { client_secret, .. } => client_secret,
-                    Auth::Basic { password, .. } => password,
-                })
-            }
+            (
+                Auth::Basic { username: a, .. },
+                Auth::Basic {
+                    username: b,
+                    password,
+                },
+            ) if a == b => reload.live("password", password, |s| match &mut s.auth {
+                Auth::OAuth { client_secret, .. } => client_secret,
+                Auth::Basic { password, .. } => password,
+            }),
             (running, loaded) => reload.restart("auth", running, loaded),
         }
         reload.restart("instance_url", &self.instance_url, instance_url);
         reload.restart("table", &self.table, table);
-        reload.restart("correlation_field", &self.correlation_field, correlation_field);
+        reload.restart(
+            "correlation_field",
+            &self.correlation_field,
+            correlation_field,
+        );
         reload.restart("summary_field", &self.summary_field, summary_field);
         reload.restart("contact_table", &self.contact_table, contact_table);
         reload.restart(
@@ -352,7 +360,9 @@ mod example_tests {
         let SinkKind::ServiceNow(servicenow) = settings.kind else {
             panic!("not servicenow");
         };
-        assert!(matches!(servicenow.auth, Auth::Basic { ref username, .. } if username == "zcc.relay"));
+        assert!(
+            matches!(servicenow.auth, Auth::Basic { ref username, .. } if username == "zcc.relay")
+        );
         let both = format!("{basic}client_id = \"x\"\n");
         let error = parse_sink::<SinkKind>(&both, &env, Secrets::Read)
             .unwrap_err()

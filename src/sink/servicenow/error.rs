@@ -42,7 +42,8 @@ pub fn throttle_wait(
     reset_epoch_s: Option<u64>,
     now_s: u64,
 ) -> Option<Duration> {
-    retry_after.or_else(|| reset_epoch_s.map(|reset| Duration::from_secs(reset.saturating_sub(now_s))))
+    retry_after
+        .or_else(|| reset_epoch_s.map(|reset| Duration::from_secs(reset.saturating_sub(now_s))))
 }
 
 /// `None` for a success; otherwise the failure with its class and status.
@@ -134,12 +135,24 @@ mod tests {
 
     #[test]
     fn a_throttle_waits_for_its_headers() {
-        assert_eq!(throttle_wait(Some(Duration::from_secs(3)), Some(1_000), 900), Some(Duration::from_secs(3)));
-        assert_eq!(throttle_wait(None, Some(1_000), 900), Some(Duration::from_secs(100)));
+        assert_eq!(
+            throttle_wait(Some(Duration::from_secs(3)), Some(1_000), 900),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            throttle_wait(None, Some(1_000), 900),
+            Some(Duration::from_secs(100))
+        );
         assert_eq!(throttle_wait(None, Some(800), 900), Some(Duration::ZERO));
         assert_eq!(throttle_wait(None, None, 900), None);
         let body = json!({"error": {"message": "Too many requests", "detail": "Rate limit rule"}, "status": "failure"});
-        let waited = classify(429, &said(&body), Some(Duration::from_secs(100)), "interaction").unwrap();
+        let waited = classify(
+            429,
+            &said(&body),
+            Some(Duration::from_secs(100)),
+            "interaction",
+        )
+        .unwrap();
         assert_eq!(waited.retry_after(), Some(Duration::from_secs(100)));
         assert!(waited.reason.contains("Rate limit rule"));
         let default = classify(429, &said(&body), None, "interaction").unwrap();

@@ -226,11 +226,7 @@ impl ServiceNowSink {
             };
             let written = match entry_id {
                 Some(id) if held_text(&held, &id) == Some(want.text.as_str()) => Some(id),
-                Some(id) => self
-                    .client
-                    .edit_entry(&id, &want.text)
-                    .await?
-                    .then_some(id),
+                Some(id) => self.client.edit_entry(&id, &want.text).await?.then_some(id),
                 None => None,
             };
             let id = match written {
@@ -248,9 +244,14 @@ impl ServiceNowSink {
     /// record's entries to learn its id.
     async fn add_entry(&self, sys_id: &str, want: &Wanted) -> Result<String, Failure> {
         let mut note = serde_json::Map::new();
-        note.insert("work_notes".into(), serde_json::Value::String(want.text.clone()));
+        note.insert(
+            "work_notes".into(),
+            serde_json::Value::String(want.text.clone()),
+        );
         if !self.client.update_record(sys_id, note).await? {
-            return Err(Failure::retry("the record vanished while its notes were written"));
+            return Err(Failure::retry(
+                "the record vanished while its notes were written",
+            ));
         }
         self.client
             .work_notes(sys_id)
@@ -286,7 +287,11 @@ impl ServiceNowSink {
         }
         let found = self
             .client
-            .contacts_by_phone(&settings.contact_table, &settings.contact_phone_fields, &number)
+            .contacts_by_phone(
+                &settings.contact_table,
+                &settings.contact_phone_fields,
+                &number,
+            )
             .await?;
         let contacts: Vec<String> = found
             .into_iter()

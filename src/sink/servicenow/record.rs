@@ -75,7 +75,10 @@ pub fn fields(
     if let Some(disposition) = aggregate.disposition().and_then(|d| d.name) {
         title.push_str(&format!(" — {disposition}"));
     }
-    fields.insert("short_description".into(), json!(short(&title, SHORT_LIMIT)));
+    fields.insert(
+        "short_description".into(),
+        json!(short(&title, SHORT_LIMIT)),
+    );
     fields.insert("type".into(), json!(kind_of(aggregate.channel())));
     if let Some(direction) = aggregate.direction() {
         fields.insert("direction".into(), json!(direction));
@@ -208,7 +211,14 @@ mod tests {
     fn renders_the_record() {
         let a = aggregate();
         let links = [("big.mp4".to_owned(), "s3://b/big.mp4".to_owned())];
-        let f = fields(&a, "u_zoom_engagement_id", "contact", Some("C1"), Some("u_zoom_summary"), &links);
+        let f = fields(
+            &a,
+            "u_zoom_engagement_id",
+            "contact",
+            Some("C1"),
+            Some("u_zoom_summary"),
+            &links,
+        );
         assert_eq!(f["u_zoom_engagement_id"], "eng-1");
         assert_eq!(f["short_description"], "Zoom inbound voice — Resolved");
         assert_eq!(f["type"], "phone");
@@ -218,7 +228,10 @@ mod tests {
         assert_eq!(f["state"], "closed_complete");
         assert_eq!(f["contact"], "C1");
         let summary = f["u_zoom_summary"].as_str().unwrap();
-        assert!(summary.contains("Customer: Ada (+14155551212)"), "{summary}");
+        assert!(
+            summary.contains("Customer: Ada (+14155551212)"),
+            "{summary}"
+        );
         assert!(summary.contains("big.mp4: s3://b/big.mp4"), "{summary}");
         let bare = fields(&a, "k", "contact", None, None, &[]);
         assert!(!bare.contains_key("contact") && !bare.contains_key("u_zoom_summary"));
@@ -229,10 +242,16 @@ mod tests {
         let a = aggregate();
         let notes = a.notes();
         let entry = note_entry(&notes[0]);
-        assert!(entry.starts_with("[Zoom note n1] 2026-12-01T10:07:00Z\nedited"), "{entry}");
+        assert!(
+            entry.starts_with("[Zoom note n1] 2026-12-01T10:07:00Z\nedited"),
+            "{entry}"
+        );
         assert!(is_entry_of(&entry, &note_marker("n1")));
         assert!(!is_entry_of(&entry, &note_marker("n")));
-        assert!(is_entry_of(&link_entry("a.mp3", "x"), &link_marker("a.mp3")));
+        assert!(is_entry_of(
+            &link_entry("a.mp3", "x"),
+            &link_marker("a.mp3")
+        ));
         assert_ne!(digest("a"), digest("b"));
         assert_eq!(digest("a").len(), 24);
         assert_eq!(glide_time(0).as_deref(), Some("1970-01-01 00:00:00"));

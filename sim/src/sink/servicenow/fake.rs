@@ -93,7 +93,11 @@ impl ServiceNowFake {
 
     /// Denies the integration user writes on `table` (ACL): 403.
     pub fn deny_writes(&self, table: &str) {
-        self.shared.lock().instance.write_denied.insert(table.to_owned());
+        self.shared
+            .lock()
+            .instance
+            .write_denied
+            .insert(table.to_owned());
     }
 
     pub fn allow_writes(&self, table: &str) {
@@ -117,6 +121,13 @@ impl ServiceNowFake {
         self.shared
             .lock()
             .insert("customer_contact", &fields, "admin")
+    }
+
+    /// Inserts a record as a user of the instance would (a `work_notes`
+    /// value adds an entry); its sys_id.
+    pub fn insert_record(&self, table: &str, fields: Value) -> String {
+        let fields = fields.as_object().cloned().unwrap_or_default();
+        self.shared.lock().insert(table, &fields, "admin")
     }
 
     /// Deletes a record as a user of the instance would.

@@ -98,7 +98,10 @@ fn token(store: &mut Store, content_type: &str, body: &[u8]) -> Response {
         return denied("server_error");
     }
     store.counts.tokens += 1;
-    let access = format!("{:064x}", rand::random::<u128>() ^ (store.counts.tokens as u128));
+    let access = format!(
+        "{:064x}",
+        rand::random::<u128>() ^ (store.counts.tokens as u128)
+    );
     let lifetime = store.instance.token_lifetime_s;
     store.tokens.insert(access.clone(), now_s() + lifetime);
     reply(
@@ -124,7 +127,9 @@ fn user_of(store: &Store, headers: &HeaderMap) -> Option<String> {
         return (*expiry > now_s()).then(|| "oauth.application.user".to_owned());
     }
     let basic = authorization.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(basic).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic)
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     (user == store.instance.username && password == store.instance.password)
@@ -180,7 +185,10 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
             &[
                 ("x-ratelimit-limit", "3600".to_owned()),
                 ("x-ratelimit-reset", reset.to_string()),
-                ("x-ratelimit-rule", "0123456789abcdef0123456789abcdef".to_owned()),
+                (
+                    "x-ratelimit-rule",
+                    "0123456789abcdef0123456789abcdef".to_owned(),
+                ),
                 ("retry-after", "1".to_owned()),
             ],
         );

@@ -179,7 +179,14 @@ impl Store {
         id
     }
 
-    fn append_entry(&mut self, table: &str, element: &str, element_id: &str, value: &str, user: &str) {
+    fn append_entry(
+        &mut self,
+        table: &str,
+        element: &str,
+        element_id: &str,
+        value: &str,
+        user: &str,
+    ) {
         if value.trim().is_empty() {
             return;
         }
@@ -223,7 +230,9 @@ impl Store {
             .into_iter()
             .flatten()
             .filter(|e| {
-                text(&e["name"]) == table && text(&e["element"]) == element && text(&e["element_id"]) == id
+                text(&e["name"]) == table
+                    && text(&e["element"]) == element
+                    && text(&e["element_id"]) == id
             })
             .cloned()
             .collect()
@@ -296,7 +305,9 @@ impl Store {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             ("GET", ["api", "now", "table", table]) => self.list(table, params, base),
-            ("POST", ["api", "now", "table", table]) => self.create(table, params, body, user, base),
+            ("POST", ["api", "now", "table", table]) => {
+                self.create(table, params, body, user, base)
+            }
             ("GET", ["api", "now", "table", table, id]) => self.read(table, id, params, base),
             ("PATCH" | "PUT", ["api", "now", "table", table, id]) => {
                 self.update(table, id, params, body, user, base)
@@ -321,7 +332,9 @@ impl Store {
             error(
                 403,
                 "Operation Failed",
-                Some(&format!("ACL Exception {operation} Failed due to security constraints")),
+                Some(&format!(
+                    "ACL Exception {operation} Failed due to security constraints"
+                )),
             )
         })
     }
@@ -339,14 +352,18 @@ impl Store {
     }
 
     fn exclude_links(params: &HashMap<String, String>) -> bool {
-        params.get("sysparm_exclude_reference_link").map(String::as_str) == Some("true")
+        params
+            .get("sysparm_exclude_reference_link")
+            .map(String::as_str)
+            == Some("true")
     }
 
     fn list(&mut self, table: &str, params: &HashMap<String, String>, base: &str) -> Reply {
         if let Some(reply) = self.table_known(table) {
             return reply;
         }
-        let Some(query) = query::parse(params.get("sysparm_query").map_or("", String::as_str)) else {
+        let Some(query) = query::parse(params.get("sysparm_query").map_or("", String::as_str))
+        else {
             return error(400, "Invalid query", None);
         };
         let limit: usize = match params.get("sysparm_limit").map(|l| l.parse()) {
@@ -359,14 +376,22 @@ impl Store {
             .and_then(|o| o.parse().ok())
             .unwrap_or(0);
         let (rows, fields) = if table == "sys_dictionary" {
-            let fields = ["sys_id", "name", "element"].iter().map(|s| s.to_string()).collect();
+            let fields = ["sys_id", "name", "element"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             (self.dictionary(), fields)
         } else {
             let def = &self.instance.tables[table];
-            (self.rows.get(table).cloned().unwrap_or_default(), def.fields.clone())
+            (
+                self.rows.get(table).cloned().unwrap_or_default(),
+                def.fields.clone(),
+            )
         };
-        let mut matched: Vec<Map<String, Value>> =
-            rows.into_iter().filter(|r| query.matches(r, &fields)).collect();
+        let mut matched: Vec<Map<String, Value>> = rows
+            .into_iter()
+            .filter(|r| query.matches(r, &fields))
+            .collect();
         query.sort(&mut matched);
         let chosen = Self::fields_param(params);
         let result: Vec<Value> = matched
@@ -408,7 +433,10 @@ impl Store {
         user: &str,
         base: &str,
     ) -> Reply {
-        if let Some(reply) = self.table_known(table).or_else(|| self.denied(table, "Insert")) {
+        if let Some(reply) = self
+            .table_known(table)
+            .or_else(|| self.denied(table, "Insert"))
+        {
             return reply;
         }
         let fields = match Self::parse_body(body) {
@@ -431,14 +459,26 @@ impl Store {
         match self.find(table, id) {
             Some(at) => {
                 let row = &self.rows[table][at];
-                let shown = self.show(table, row, &Self::fields_param(params), Self::exclude_links(params), base);
+                let shown = self.show(
+                    table,
+                    row,
+                    &Self::fields_param(params),
+                    Self::exclude_links(params),
+                    base,
+                );
                 ok(status, json!({ "result": shown }))
             }
             None => not_found(),
         }
     }
 
-    fn read(&mut self, table: &str, id: &str, params: &HashMap<String, String>, base: &str) -> Reply {
+    fn read(
+        &mut self,
+        table: &str,
+        id: &str,
+        params: &HashMap<String, String>,
+        base: &str,
+    ) -> Reply {
         if let Some(reply) = self.table_known(table) {
             return reply;
         }
@@ -454,7 +494,10 @@ impl Store {
         user: &str,
         base: &str,
     ) -> Reply {
-        if let Some(reply) = self.table_known(table).or_else(|| self.denied(table, "Update")) {
+        if let Some(reply) = self
+            .table_known(table)
+            .or_else(|| self.denied(table, "Update"))
+        {
             return reply;
         }
         let fields = match Self::parse_body(body) {
@@ -495,7 +538,10 @@ impl Store {
     }
 
     fn delete(&mut self, table: &str, id: &str) -> Reply {
-        if let Some(reply) = self.table_known(table).or_else(|| self.denied(table, "Delete")) {
+        if let Some(reply) = self
+            .table_known(table)
+            .or_else(|| self.denied(table, "Delete"))
+        {
             return reply;
         }
         match self.find(table, id) {
@@ -531,7 +577,11 @@ impl Store {
         base: &str,
     ) -> Reply {
         let param = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
-        let (table, record, name) = (param("table_name"), param("table_sys_id"), param("file_name"));
+        let (table, record, name) = (
+            param("table_name"),
+            param("table_sys_id"),
+            param("file_name"),
+        );
         if table.is_empty() || record.is_empty() || name.is_empty() {
             return error(
                 400,
@@ -550,7 +600,11 @@ impl Store {
             return error(400, &format!("Invalid table {table}"), None);
         }
         if self.find(table, record).is_none() {
-            return error(400, "Invalid table_sys_id", Some(&format!("No record {record} in {table}")));
+            return error(
+                400,
+                "Invalid table_sys_id",
+                Some(&format!("No record {record} in {table}")),
+            );
         }
         if let Some(reply) = self.denied("sys_attachment", "Insert") {
             return reply;
@@ -568,7 +622,12 @@ impl Store {
             table_name: table.to_owned(),
             table_sys_id: record.to_owned(),
             file_name: name.to_owned(),
-            content_type: content_type.split(';').next().unwrap_or("").trim().to_owned(),
+            content_type: content_type
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned(),
             bytes: body.to_vec(),
         };
         let shown = Self::attachment_json(&attachment, base);
@@ -577,17 +636,24 @@ impl Store {
     }
 
     fn list_attachments(&self, params: &HashMap<String, String>, base: &str) -> Reply {
-        let Some(query) = query::parse(params.get("sysparm_query").map_or("", String::as_str)) else {
+        let Some(query) = query::parse(params.get("sysparm_query").map_or("", String::as_str))
+        else {
             return error(400, "Invalid query", None);
         };
         let limit: usize = params
             .get("sysparm_limit")
             .and_then(|l| l.parse().ok())
             .unwrap_or(1000);
-        let fields = ["sys_id", "file_name", "table_name", "table_sys_id", "content_type"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let fields = [
+            "sys_id",
+            "file_name",
+            "table_name",
+            "table_sys_id",
+            "content_type",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let result: Vec<Value> = self
             .attachments
             .iter()
