@@ -47,7 +47,6 @@ fn short(text: &str, limit: usize) -> String {
 /// queue, current disposition), `type`, `direction`, `opened_at` and
 /// `closed_at`, `state` closed once the engagement has ended, the contact
 /// when one matched, the summary when a field is configured.
-#[allow(clippy::too_many_arguments)]
 pub fn fields(
     aggregate: &Interaction,
     correlation_field: &str,

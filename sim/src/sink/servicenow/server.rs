@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::json;
 
-use super::store::{Reply, Store, error, now_s};
+use super::store::{Reply, Request, Store, error, now_s};
 
 pub struct Shared {
     pub store: Mutex<Store>,
@@ -195,18 +195,16 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
     }
     let params = uri.query().map(params_of).unwrap_or_default();
     let path = percent_decode(uri.path());
-    reply(
-        store.handle(
-            method.as_str(),
-            &path,
-            &params,
-            &content_type,
-            &body,
-            &user,
-            &base,
-        ),
-        &[],
-    )
+    let request = Request {
+        method: method.as_str(),
+        path: &path,
+        params: &params,
+        content_type: &content_type,
+        body: &body,
+        user: &user,
+        base: &base,
+    };
+    reply(store.handle(&request), &[])
 }
 
 fn percent_decode(text: &str) -> String {

@@ -81,6 +81,21 @@ pub struct Attachment {
     pub bytes: Vec<u8>,
 }
 
+/// One authenticated API request, as `server` hands it in.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// Percent-decoded.
+    pub path: &'a str,
+    pub params: &'a HashMap<String, String>,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    /// The user the request acts as.
+    pub user: &'a str,
+    /// The instance's base URL, for links.
+    pub base: &'a str,
+}
+
 pub struct Store {
     pub instance: Instance,
     /// Rows per table, in creation order.
@@ -292,16 +307,16 @@ impl Store {
         rows
     }
 
-    pub fn handle(
-        &mut self,
-        method: &str,
-        path: &str,
-        params: &HashMap<String, String>,
-        content_type: &str,
-        body: &[u8],
-        user: &str,
-        base: &str,
-    ) -> Reply {
+    pub fn handle(&mut self, request: &Request<'_>) -> Reply {
+        let Request {
+            method,
+            path,
+            params,
+            content_type,
+            body,
+            user,
+            base,
+        } = *request;
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             ("GET", ["api", "now", "table", table]) => self.list(table, params, base),
