@@ -279,7 +279,13 @@ impl ServiceNowSinkSettings {
                 Auth::OAuth { client_secret, .. } => client_secret,
                 Auth::Basic { password, .. } => password,
             }),
-            (running, loaded) => reload.restart("auth", running, loaded),
+            (running, loaded) => {
+                let key = match loaded {
+                    Auth::OAuth { .. } => "client_id",
+                    Auth::Basic { .. } => "username",
+                };
+                reload.restart(key, running, loaded)
+            }
         }
         reload.restart("instance_url", &self.instance_url, instance_url);
         reload.restart("table", &self.table, table);
@@ -316,6 +322,57 @@ mod tests {
     fn names() {
         assert!(is_name("u_zoom_engagement_id") && is_name("interaction"));
         assert!(!is_name("U_x") && !is_name("a-b") && !is_name("") && !is_name("1a"));
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    fn settings(auth: Auth) -> ServiceNowSinkSettings {
+        ServiceNowSinkSettings {
+            instance_url: url::Url::parse("https://acme.service-now.com").unwrap(),
+            auth,
+            table: DEFAULT_TABLE.into(),
+            correlation_field: DEFAULT_CORRELATION_FIELD.into(),
+            summary_field: None,
+            contact_table: DEFAULT_CONTACT_TABLE.into(),
+            contact_phone_fields: vec!["phone".into()],
+            contact_field: DEFAULT_CONTACT_FIELD.into(),
+            attach_files: true,
+            link_customers: true,
+            default_region: "US".into(),
+            requests_per_second: 10,
+        }
+    }
+
+    fn oauth(id: &str, secret: &str) -> Auth {
+        Auth::OAuth {
+            client_id: id.into(),
+            client_secret: Secret::new(secret.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_new_secret_or_password_applies_live_the_rest_at_restart() {
+        let running = settings(oauth("a", "s1"));
+        let reload = running.reload(&settings(oauth("a", "s2")));
+        assert_eq!(reload.live, ["client_secret"]);
+        assert!(reload.restart.is_empty());
+        assert_eq!(reload.applied.auth, oauth("a", "s2"));
+
+        let basic = |p: &str| Auth::Basic {
+            username: "u".into(),
+            password: Secret::new(p.to_owned()),
+        };
+        let reload = settings(basic("p1")).reload(&settings(basic("p2")));
+        assert_eq!(reload.live, ["password"]);
+
+        let mut moved = settings(basic("p1"));
+        moved.table = "u_calls".into();
+        let reload = running.reload(&moved);
+        assert_eq!(reload.restart, ["username", "table"]);
+        assert_eq!(reload.applied, running, "nothing applied live");
     }
 }
 
