@@ -196,6 +196,9 @@ impl ServiceNowSink {
     /// Each wanted entry once, with its current text: known and unchanged →
     /// nothing; known and changed → edited in place; unknown → looked for
     /// by its marker among the record's entries (read once), else added.
+    /// The added ones' ids come from one read after them; what was learned
+    /// is kept in one journal commit (a failure half-way loses only that
+    /// knowledge: the next write finds the entries by their markers).
     async fn write_entries(
         &self,
         engagement_id: &str,
@@ -204,6 +207,8 @@ impl ServiceNowSink {
         wanted: &[Wanted],
     ) -> Result<(), Failure> {
         let mut held: Option<Vec<Entry>> = None;
+        let mut learned = self.ids.on(sys_id);
+        let mut added = Vec::new();
         for want in wanted {
             let digest = record::digest(&want.text);
             let remembered = known.note_on(sys_id, &want.key);
@@ -229,43 +234,50 @@ impl ServiceNowSink {
                 Some(id) => self.client.edit_entry(&id, &want.text).await?.then_some(id),
                 None => None,
             };
-            let id = match written {
-                Some(id) => id,
-                None => self.add_entry(sys_id, want).await?,
-            };
-            let mut one = self.ids.on(sys_id);
-            one.notes.insert(want.key.clone(), NoteEntry { id, digest });
-            self.ids.record(engagement_id, one).await?;
+            match written {
+                Some(id) => {
+                    learned
+                        .notes
+                        .insert(want.key.clone(), NoteEntry { id, digest });
+                }
+                None => {
+                    let mut note = serde_json::Map::new();
+                    note.insert(
+                        "work_notes".into(),
+                        serde_json::Value::String(want.text.clone()),
+                    );
+                    if !self.client.update_record(sys_id, note).await? {
+                        return Err(Failure::retry(
+                            "the record vanished while its notes were written",
+                        ));
+                    }
+                    added.push((want, digest));
+                }
+            }
+        }
+        if !added.is_empty() {
+            let entries = self.client.work_notes(sys_id).await?;
+            for (want, digest) in added {
+                let id = entries
+                    .iter()
+                    .rev()
+                    .find(|e| record::is_entry_of(&e.value, &want.marker))
+                    .map(|e| e.id.clone())
+                    .ok_or_else(|| {
+                        Failure::setup(
+                            "a work note written is not readable in sys_journal_field — give \
+                             the integration user read on sys_journal_field",
+                        )
+                    })?;
+                learned
+                    .notes
+                    .insert(want.key.clone(), NoteEntry { id, digest });
+            }
+        }
+        if !learned.notes.is_empty() {
+            self.ids.record(engagement_id, learned).await?;
         }
         Ok(())
-    }
-
-    /// Adds the entry through the record's `work_notes`, then reads the
-    /// record's entries to learn its id.
-    async fn add_entry(&self, sys_id: &str, want: &Wanted) -> Result<String, Failure> {
-        let mut note = serde_json::Map::new();
-        note.insert(
-            "work_notes".into(),
-            serde_json::Value::String(want.text.clone()),
-        );
-        if !self.client.update_record(sys_id, note).await? {
-            return Err(Failure::retry(
-                "the record vanished while its notes were written",
-            ));
-        }
-        self.client
-            .work_notes(sys_id)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| record::is_entry_of(&e.value, &want.marker))
-            .map(|e| e.id)
-            .ok_or_else(|| {
-                Failure::setup(
-                    "a work note written is not readable in sys_journal_field — give the \
-                     integration user read on sys_journal_field",
-                )
-            })
     }
 
     /// The one contact whose phone fields hold the consumer's number.
