@@ -1,5 +1,6 @@
 //! The CRM ids a sink created (DESIGN.md §3.5 "Files are attached once"):
-//! per engagement, the activity and one attachment per stored file, kept per
+//! per engagement, the activity, one attachment per stored file and (for a CRM
+//! that keeps notes as entries of their own) one entry per note, kept per
 //! sink in the journal (table `crm_ids`, value [`CrmIds`]) so that neither a
 //! restart nor a later artefact of the engagement looks them up again.
 //!

@@ -1,6 +1,6 @@
 //! Where records go: one folder per sink kind behind a closed registry.
 //!
-//! A kind (`http/`, `file/`, `salesforce/`, `nats/`) implements [`Kind`]: its raw table and validation,
+//! A kind (`http/`, `file/`, `salesforce/`, `servicenow/`, `nats/`) implements [`Kind`]: its raw table and validation,
 //! which of its keys a reload applies live, its secrets, its set-up, the
 //! write-free proof of it that `zcc-relay check` prints, and its delivery. The one list below ([`sink_kinds!`](crate::sink_kinds)) turns the
 //! kinds into [`SinkKind`] (a sink's validated kind settings, inside
@@ -17,6 +17,7 @@ pub mod hubspot;
 pub mod kind;
 pub mod nats;
 pub mod salesforce;
+pub mod servicenow;
 
 pub use kind::{BuildContext, Finding, Kind, Registry, Reload, Running};
 
@@ -31,4 +32,5 @@ crate::sink_kinds! {
     Dynamics => dynamics::DynamicsSink,
     HubSpot => hubspot::HubSpotSink,
     Nats => nats::NatsSink,
+    ServiceNow => servicenow::ServiceNowSink,
 }

@@ -22,6 +22,7 @@ mod queue;
 mod reconcile;
 mod salesforce;
 mod service;
+mod servicenow;
 mod source;
 mod space;
 mod status;

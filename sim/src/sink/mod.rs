@@ -5,8 +5,9 @@
 //! One module per sink kind, named after the daemon's kind: [`http`] (a
 //! Standard Webhooks receiver), [`salesforce`] (a Salesforce org's REST API),
 //! [`dynamics`] (a Dataverse environment's Web API and Entra ID's token
-//! endpoint) and [`hubspot`] (a portal's CRM, calling and files APIs). The
-//! other CRM fake (`servicenow`) goes beside them, one module (or folder) each.
+//! endpoint), [`hubspot`] (a portal's CRM, calling and files APIs) and
+//! [`servicenow`] (an instance's Table and Attachment APIs and its
+//! `/oauth_token.do`), one folder each.
 //! [`nats`] is the exception that is not a fake: it runs the real
 //! `nats-server`. Like the Zoom simulator, nothing here imports
 //! the daemon: a fake checks what the daemon sends against its own reading of
@@ -17,3 +18,4 @@ pub mod http;
 pub mod hubspot;
 pub mod nats;
 pub mod salesforce;
+pub mod servicenow;

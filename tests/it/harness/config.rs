@@ -197,6 +197,8 @@ pub struct SinkTable {
     pub unique_property: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disposition_map: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 impl SinkTable {
@@ -232,6 +234,7 @@ impl SinkTable {
             api_base_url: None,
             unique_property: None,
             disposition_map: None,
+            username: None,
         }
     }
 
@@ -311,6 +314,22 @@ impl SinkTable {
             retry_schedule: Some(vec!["1s".to_owned()]),
             requests_per_second: Some(100),
             ..SinkTable::of_kind(name, "hubspot")
+        }
+    }
+
+    /// A ServiceNow sink on a `ServiceNowFake` (OAuth client credentials at
+    /// its `/oauth_token.do`), 5 s timeout, durable retries every second, 100
+    /// requests a second.
+    pub fn servicenow(name: &str, fake: &zcc_sim::sink::servicenow::ServiceNowFake) -> SinkTable {
+        SinkTable {
+            instance_url: Some(fake.url()),
+            client_id: Some(fake.client_id()),
+            client_secret: Some(fake.client_secret()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ..SinkTable::of_kind(name, "servicenow")
         }
     }
 
