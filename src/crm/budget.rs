@@ -38,6 +38,17 @@ impl Budget {
         }
     }
 
+    /// At most `per_minute` calls a minute (a CRM's per-minute limit on one
+    /// kind of call, such as Zendesk's ticket updates); 0 is taken as 1.
+    pub fn per_minute(per_minute: u32) -> Budget {
+        Budget {
+            interval: Duration::from_secs(60) / per_minute.max(1),
+            state: Mutex::new(State {
+                next: Instant::now(),
+            }),
+        }
+    }
+
     /// Waits for this call's slot.
     pub async fn acquire(&self) {
         let at = {
@@ -81,5 +92,15 @@ mod tests {
         budget.acquire().await;
         budget.acquire().await;
         assert_eq!(idle.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_per_minute_budget_spreads_calls_over_the_minute() {
+        let budget = Budget::per_minute(100);
+        let start = Instant::now();
+        for _ in 0..101 {
+            budget.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
     }
 }

@@ -23,6 +23,10 @@ pub struct CrmIds {
     /// on `activity`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// Other records the sink created on `activity`, by the sink's own key
+    /// (a Zendesk note's comment): kept like `files`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub children: BTreeMap<String, String>,
 }
 
 impl CrmIds {
@@ -32,6 +36,7 @@ impl CrmIds {
             scope: scope.to_owned(),
             activity: Some(activity.to_owned()),
             files: BTreeMap::new(),
+            children: BTreeMap::new(),
         }
     }
 
@@ -46,6 +51,7 @@ impl CrmIds {
             return;
         }
         self.files.extend(learned.files);
+        self.children.extend(learned.children);
     }
 
     /// The attachment id of `file` on `activity`, if recorded.
@@ -56,8 +62,16 @@ impl CrmIds {
         self.files.get(file).map(String::as_str)
     }
 
+    /// The id of the child `key` on `activity`, if recorded.
+    pub fn child_on(&self, activity: &str, key: &str) -> Option<&str> {
+        if self.activity.as_deref() != Some(activity) {
+            return None;
+        }
+        self.children.get(key).map(String::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.activity.is_none() && self.files.is_empty()
+        self.activity.is_none() && self.files.is_empty() && self.children.is_empty()
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -120,6 +134,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            children: BTreeMap::new(),
         }
     }
 
@@ -163,6 +178,25 @@ mod tests {
             ids(a, None, &[("f2", "C2")]),
             ids(a, Some("T1"), &[("f1", "C1"), ("f2", "C2")]),
         );
+    }
+
+    #[test]
+    fn children_merge_like_files_and_round_trip() {
+        let mut stored = ids("s", Some("T1"), &[]);
+        stored.children.insert("note:n1".into(), "C1".into());
+        let mut learned = ids("s", None, &[]);
+        learned.children.insert("note:n2".into(), "C2".into());
+        stored.merge(learned);
+        assert_eq!(stored.child_on("T1", "note:n1"), Some("C1"));
+        assert_eq!(stored.child_on("T1", "note:n2"), Some("C2"));
+        assert_eq!(stored.child_on("T2", "note:n1"), None);
+        assert_eq!(CrmIds::decode(&stored.encode()), Some(stored.clone()));
+        // A value written before children existed still reads.
+        let old = br#"{"scope":"s","activity":"T1"}"#;
+        assert_eq!(CrmIds::decode(old), Some(ids("s", Some("T1"), &[])));
+        let moved = ids("s", Some("T2"), &[]);
+        stored.merge(moved.clone());
+        assert_eq!(stored, moved, "another activity drops the children");
     }
 
     #[test]

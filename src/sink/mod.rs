@@ -17,6 +17,7 @@ pub mod hubspot;
 pub mod kind;
 pub mod nats;
 pub mod salesforce;
+pub mod zendesk;
 
 pub use kind::{BuildContext, Finding, Kind, Registry, Reload, Running};
 
@@ -31,4 +32,5 @@ crate::sink_kinds! {
     Dynamics => dynamics::DynamicsSink,
     HubSpot => hubspot::HubSpotSink,
     Nats => nats::NatsSink,
+    Zendesk => zendesk::ZendeskSink,
 }

@@ -1,0 +1,640 @@
+//! The Zendesk sink (DESIGN.md §3.5): one ticket per engagement, its
+//! `external_id` `zcc:{engagement_id}`, its fields (subject, requester, the
+//! disposition's tag and field) rendered from the engagement's interaction
+//! aggregate *as it is at delivery time*; the artefacts as comments, each
+//! once: every note a private comment (an edited note a new one, the
+//! superseded text redacted), every stored file a private comment with the
+//! file uploaded (or its link when above 50 MB), the call a voice comment
+//! pointing at the recording.
+//!
+//! Owns the API client (`client`: auth, budgets, the calls), the error
+//! table (`error`), the rendering (`ticket`) and `check`. Its keys are in
+//! `config`.
+//!
+//! Zendesk has no upsert and `external_id` is not unique, so the ticket is
+//! found in this order: the id the journal keeps (`crm::ids`, scoped by
+//! `url`); the list by `external_id`; a create with `Idempotency-Key` (the
+//! key covers 2 hours: a create retried later is caught by the list, and
+//! one retried sooner with another body — `IdempotentRequestError` — by
+//! listing again). A comment's id is kept in the journal under its own key
+//! (a file's location, `note:{note_id}:{version}`, `call`); anything not
+//! recorded yet is first looked for among the ticket's comments by the
+//! marker line each comment ends with, so a crash between a write and its
+//! record never writes it twice. Zendesk allows one comment per ticket
+//! update, and 100 updates a minute: every update goes through the
+//! per-minute budget `ticket_updates_per_minute`.
+
+mod check;
+mod client;
+mod config;
+mod error;
+mod ticket;
+
+pub use config::{ZendeskAuth, ZendeskSinkConfig, ZendeskSinkSettings};
+
+use serde_json::{Value, json};
+
+use crate::config::SinkCheck;
+use crate::crm::customer::{CustomerCache, choose};
+use crate::crm::engagement::{KEYED_EVENTS, Serial, engagement_of, fold_views, per_engagement};
+use crate::crm::files;
+use crate::crm::ids::{CreatedIds, CrmIds};
+use crate::crm::phone::{self, Region};
+use crate::deliver::Envelope;
+use crate::failure::Failure;
+use crate::interaction::Interaction;
+use crate::journal::Journal;
+use crate::record::MediaEntry;
+use crate::sink::{BuildContext, Finding, Kind, Reload};
+use client::{Client, Comment, Created};
+
+/// Due records of one engagement written in one go.
+const COALESCE: usize = 64;
+/// Zendesk's limit on one upload.
+pub const FILE_LIMIT: u64 = 50 * 1024 * 1024;
+/// Transcripts up to this size also go into the voice comment.
+const SHORT_TRANSCRIPT: u64 = 64 * 1024;
+/// The journal key of the call's voice comment.
+const CALL: &str = "call";
+
+pub struct ZendeskSink {
+    name: String,
+    client: Box<Client>,
+    journal: Journal,
+    settings: Box<std::sync::RwLock<ZendeskSinkSettings>>,
+    region: Option<Region>,
+    customers: Box<CustomerCache>,
+    serial: Box<Serial>,
+    /// The ticket and comment ids it created, in the journal.
+    ids: CreatedIds,
+}
+
+/// A comment to add, with what to record once it is there.
+enum Add<'a> {
+    File(&'a MediaEntry),
+    Note { key: String, body: String },
+    Call,
+}
+
+fn note_key(note_id: &str, version: &str) -> String {
+    format!("note:{note_id}:{version}")
+}
+
+fn redacted_key(comment: &str) -> String {
+    format!("redacted:{comment}")
+}
+
+/// Text Zendesk has redacted reads as `▇` characters.
+fn is_redacted(text: &str) -> bool {
+    text.chars().all(|c| c == '▇' || c.is_whitespace())
+}
+
+impl ZendeskSink {
+    fn settings(&self) -> ZendeskSinkSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn write(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
+        self.serial
+            .run(engagement_id, self.write_now(engagement_id, fallback))
+            .await
+    }
+
+    async fn write_now(&self, engagement_id: &str, fallback: &[Envelope]) -> Result<(), Failure> {
+        let settings = self.settings();
+        let aggregate = match self.journal.interaction(engagement_id).await {
+            Ok(Some(aggregate)) => aggregate,
+            Ok(None) => fold_views(fallback)
+                .ok_or_else(|| Failure::retry("the engagement's aggregate is not stored yet"))?,
+            Err(error) => return Err(Failure::retry(format!("journal: {error}"))),
+        };
+        let requester = if settings.link_customers {
+            self.requester(&aggregate, &settings).await?
+        } else {
+            None
+        };
+        let mut known = self.ids.get(engagement_id).await?;
+        let mut created = false;
+        let ticket = match known
+            .activity
+            .as_deref()
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            Some(id) => id,
+            None => {
+                let id = self
+                    .find_or_create(engagement_id, &aggregate, requester, &settings)
+                    .await?;
+                known = self.ids.on(&id.to_string());
+                self.ids.record(engagement_id, known.clone()).await?;
+                created = true;
+                id
+            }
+        };
+        let mut fields =
+            ticket::fields(&aggregate, requester, settings.disposition_field_id, false);
+        let adds = self.plan(&aggregate, &known, ticket);
+        let stale = self.stale_notes(&aggregate, &known, ticket);
+        let listed = if (adds.is_empty() && stale.is_empty()) || created {
+            Vec::new()
+        } else {
+            match self.client.comments(ticket).await {
+                Ok(listed) => listed,
+                Err(failure) if failure.status == Some(404) => {
+                    return Err(self.forget(engagement_id, ticket, failure).await);
+                }
+                Err(failure) => return Err(failure),
+            }
+        };
+        let ticket_key = ticket.to_string();
+        let mut recording_url: Option<String> = None;
+        for add in adds {
+            let learned = match add {
+                Add::File(entry) => {
+                    let name = files::name_of(entry);
+                    if let Some(found) = listed
+                        .iter()
+                        .find(|c| c.body.contains(&ticket::file_marker(&name)))
+                    {
+                        if entry.kind == "recording" {
+                            recording_url = found.attachments.first().map(|a| a.1.clone());
+                        }
+                        let mut learned = self.ids.on(&ticket_key);
+                        learned
+                            .files
+                            .insert(entry.location.clone(), found.id.to_string());
+                        learned
+                    } else {
+                        let attach = settings.attach_files
+                            && entry.size <= FILE_LIMIT
+                            && files::readable(entry);
+                        let mut comment = if attach {
+                            let bytes =
+                                files::read_whole(self.client.http(), entry, FILE_LIMIT).await?;
+                            let kind = if entry.content_type.is_empty() {
+                                "application/octet-stream"
+                            } else {
+                                entry.content_type.as_str()
+                            };
+                            let upload = self.client.upload(&name, kind, bytes).await?;
+                            if entry.kind == "recording" && !upload.content_url.is_empty() {
+                                recording_url = Some(upload.content_url.clone());
+                            }
+                            json!({
+                                "body": ticket::file_body(&entry.kind, &name, None),
+                                "public": false,
+                                "uploads": [upload.token],
+                            })
+                        } else {
+                            let link = files::link_of(entry);
+                            if entry.kind == "recording" {
+                                recording_url = Some(link.clone());
+                            }
+                            json!({
+                                "body": ticket::file_body(&entry.kind, &name, Some(&link)),
+                                "public": false,
+                            })
+                        };
+                        let mut update = std::mem::take(&mut fields);
+                        update.insert("comment".into(), comment.take());
+                        let id = self.update(engagement_id, ticket, update).await?;
+                        let mut learned = self.ids.on(&ticket_key);
+                        learned.files.insert(entry.location.clone(), id);
+                        learned
+                    }
+                }
+                Add::Note { key, body } => {
+                    let marker = body.lines().last().unwrap_or("").to_owned();
+                    let id = match listed.iter().find(|c| c.body.ends_with(&marker)) {
+                        Some(found) => found.id.to_string(),
+                        None => {
+                            let mut update = std::mem::take(&mut fields);
+                            update
+                                .insert("comment".into(), json!({ "body": body, "public": false }));
+                            self.update(engagement_id, ticket, update).await?
+                        }
+                    };
+                    let mut learned = self.ids.on(&ticket_key);
+                    learned.children.insert(key, id);
+                    learned
+                }
+                Add::Call => {
+                    let id = match listed.iter().find(|c| c.kind == "VoiceComment") {
+                        Some(found) => found.id.to_string(),
+                        None => {
+                            let url = match recording_url.clone() {
+                                Some(url) => url,
+                                None => recording_of(&aggregate, &listed),
+                            };
+                            let mut transcript = None;
+                            for entry in aggregate.files() {
+                                if entry.kind == "recording_transcript"
+                                    && let Some(text) =
+                                        files::short_text(entry, SHORT_TRANSCRIPT).await
+                                {
+                                    transcript = Some(text);
+                                }
+                            }
+                            let mut update = std::mem::take(&mut fields);
+                            update.insert(
+                                "voice_comment".into(),
+                                ticket::voice_comment(&aggregate, &url, transcript.as_deref()),
+                            );
+                            self.update(engagement_id, ticket, update).await?
+                        }
+                    };
+                    let mut learned = self.ids.on(&ticket_key);
+                    learned.children.insert(CALL.to_owned(), id);
+                    learned
+                }
+            };
+            self.ids.record(engagement_id, learned).await?;
+        }
+        // Superseded note texts: redacted wherever a comment still shows one.
+        let mut redacted = self.ids.on(&ticket_key);
+        for comment in self.superseded(&aggregate, &known, ticket, &listed, &stale) {
+            if let Some(text) = ticket::note_text_of(&comment.body)
+                && !is_redacted(text)
+            {
+                self.client.redact(ticket, comment.id, text).await?;
+            }
+            redacted
+                .children
+                .insert(redacted_key(&comment.id.to_string()), "1".to_owned());
+        }
+        if !redacted.children.is_empty() {
+            self.ids.record(engagement_id, redacted).await?;
+        }
+        if !fields.is_empty() && !created {
+            self.update(engagement_id, ticket, fields).await?;
+        }
+        Ok(())
+    }
+
+    /// The comments still to add, files first (the voice comment points at
+    /// the recording's upload), then notes, then the call.
+    fn plan<'a>(&self, aggregate: &'a Interaction, known: &CrmIds, ticket: u64) -> Vec<Add<'a>> {
+        let ticket = ticket.to_string();
+        let mut adds = Vec::new();
+        for entry in aggregate.files() {
+            if known.file_on(&ticket, &entry.location).is_none() {
+                adds.push(Add::File(entry));
+            }
+        }
+        for note in aggregate.notes() {
+            let key = note_key(note.note_id, &ticket::note_version(note.text));
+            if known.child_on(&ticket, &key).is_none() {
+                adds.push(Add::Note {
+                    key,
+                    body: ticket::note_body(&note),
+                });
+            }
+        }
+        let recorded = aggregate.files().any(|f| f.kind == "recording");
+        if recorded && known.child_on(&ticket, CALL).is_none() {
+            adds.push(Add::Call);
+        }
+        adds
+    }
+
+    /// Recorded comments of a note version that is no longer the note's
+    /// text, not known to be redacted.
+    fn stale_notes(&self, aggregate: &Interaction, known: &CrmIds, ticket: u64) -> Vec<u64> {
+        let ticket = ticket.to_string();
+        let mut stale = Vec::new();
+        for note in aggregate.notes() {
+            let current = note_key(note.note_id, &ticket::note_version(note.text));
+            let prefix = format!("note:{}:", note.note_id);
+            for (key, comment) in &known.children {
+                if key.starts_with(&prefix)
+                    && *key != current
+                    && known.child_on(&ticket, &redacted_key(comment)).is_none()
+                    && let Ok(id) = comment.parse()
+                {
+                    stale.push(id);
+                }
+            }
+        }
+        stale
+    }
+
+    /// The comments showing a superseded note text: the recorded stale ones
+    /// and, among the listed, any of the engagement's notes whose marker
+    /// names another version.
+    fn superseded<'a>(
+        &self,
+        aggregate: &Interaction,
+        known: &CrmIds,
+        ticket: u64,
+        listed: &'a [Comment],
+        stale: &[u64],
+    ) -> Vec<&'a Comment> {
+        let ticket = ticket.to_string();
+        let mut found: Vec<&Comment> = Vec::new();
+        for note in aggregate.notes() {
+            let current = ticket::note_marker(note.note_id, &ticket::note_version(note.text));
+            let prefix = ticket::note_marker_prefix(note.note_id);
+            for comment in listed {
+                let marker = comment.body.lines().last().unwrap_or("");
+                if (stale.contains(&comment.id)
+                    || (marker.starts_with(&prefix) && marker != current))
+                    && known
+                        .child_on(&ticket, &redacted_key(&comment.id.to_string()))
+                        .is_none()
+                    && !found.iter().any(|c| c.id == comment.id)
+                {
+                    found.push(comment);
+                }
+            }
+        }
+        found
+    }
+
+    /// One ticket update; the id of the comment it added (empty when none).
+    async fn update(
+        &self,
+        engagement_id: &str,
+        ticket: u64,
+        update: serde_json::Map<String, Value>,
+    ) -> Result<String, Failure> {
+        match self
+            .client
+            .update_ticket(ticket, Value::Object(update))
+            .await
+        {
+            Ok(comment) => Ok(comment.map(|c| c.to_string()).unwrap_or_default()),
+            Err(failure) if failure.status == Some(404) => {
+                Err(self.forget(engagement_id, ticket, failure).await)
+            }
+            Err(failure) => Err(failure),
+        }
+    }
+
+    /// The ticket the journal knows is gone (deleted in Zendesk): forget it,
+    /// so the next attempt finds the engagement's ticket or creates one.
+    /// The failure to report: a retry.
+    async fn forget(&self, engagement_id: &str, ticket: u64, failure: Failure) -> Failure {
+        tracing::warn!(
+            sink = %self.name,
+            ticket,
+            error = %failure.reason,
+            "the engagement's ticket is gone; it is looked up or created again"
+        );
+        // An activity id that is not a number reads as none.
+        if let Err(journal) = self.ids.record(engagement_id, self.ids.on("gone")).await {
+            return journal;
+        }
+        Failure::retry(format!(
+            "ticket {ticket} is gone ({}); looked up or created again",
+            failure.reason
+        ))
+    }
+
+    /// The engagement's ticket: the oldest listed by `external_id`, else a
+    /// new one created with the engagement's `Idempotency-Key`.
+    async fn find_or_create(
+        &self,
+        engagement_id: &str,
+        aggregate: &Interaction,
+        requester: Option<u64>,
+        settings: &ZendeskSinkSettings,
+    ) -> Result<u64, Failure> {
+        let external_id = ticket::external_id(engagement_id);
+        let listed = self.client.tickets_by_external_id(&external_id).await?;
+        if let Some(id) = listed.first() {
+            if listed.len() > 1 {
+                tracing::warn!(
+                    sink = %self.name,
+                    tickets = listed.len(),
+                    ticket = id,
+                    "several tickets carry the engagement's external_id; the oldest is used"
+                );
+            }
+            return Ok(*id);
+        }
+        let mut create = ticket::fields(aggregate, requester, settings.disposition_field_id, true);
+        create.insert("external_id".into(), json!(external_id));
+        create.insert(
+            "comment".into(),
+            json!({ "body": ticket::description(aggregate), "public": false }),
+        );
+        let key = ticket::idempotency_key(engagement_id);
+        match self
+            .client
+            .create_ticket(&key, Value::Object(create))
+            .await?
+        {
+            Created::Ticket { id, replayed } => {
+                if replayed {
+                    tracing::debug!(sink = %self.name, ticket = id, "an earlier create's ticket (idempotency hit)");
+                }
+                Ok(id)
+            }
+            Created::KeyUsed(failure) => {
+                // The key made a ticket from an earlier rendering: the list
+                // finds it now (it was not there a moment ago only if it was
+                // deleted since).
+                match self
+                    .client
+                    .tickets_by_external_id(&external_id)
+                    .await?
+                    .first()
+                {
+                    Some(id) => Ok(*id),
+                    None => Err(failure),
+                }
+            }
+        }
+    }
+
+    /// The requester: the one user whose phone is the consumer's number,
+    /// else (with `create_requesters`) a new end-user with it.
+    async fn requester(
+        &self,
+        aggregate: &Interaction,
+        settings: &ZendeskSinkSettings,
+    ) -> Result<Option<u64>, Failure> {
+        let Some(number) = aggregate
+            .consumer()
+            .number
+            .as_deref()
+            .and_then(|n| phone::normalise(n, self.region))
+        else {
+            return Ok(None);
+        };
+        if let Some(known) = self.customers.get(&number) {
+            return Ok(known.and_then(|c| c.id().parse().ok()));
+        }
+        let external_id = format!("zcc:{number}");
+        let mut users = self.matching("external_id", &external_id, &number).await?;
+        if users.is_empty() {
+            users = self.matching("query", &number, &number).await?;
+        }
+        if users.is_empty() && settings.create_requesters {
+            let name = aggregate.consumer().name.unwrap_or_else(|| number.clone());
+            let user = json!({
+                "name": name,
+                "phone": number,
+                "role": "end-user",
+                "external_id": external_id,
+            });
+            match self.client.create_user(user).await {
+                Ok(id) => users.push(id.to_string()),
+                // Taken external_id: an earlier attempt created it.
+                Err(failure) if failure.status == Some(422) => {
+                    users = self.matching("external_id", &external_id, &number).await?;
+                    if users.is_empty() {
+                        return Err(failure);
+                    }
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        let answer = choose(&users, &[]);
+        self.customers
+            .put(&self.name, &number, answer.clone(), users.len(), 0);
+        Ok(answer.and_then(|c| c.id().parse().ok()))
+    }
+
+    /// The ids of the users found by `parameter` whose phone is `number`.
+    async fn matching(
+        &self,
+        parameter: &str,
+        value: &str,
+        number: &str,
+    ) -> Result<Vec<String>, Failure> {
+        let mut ids: Vec<String> = self
+            .client
+            .users(parameter, value)
+            .await?
+            .into_iter()
+            .filter(|(_, phone)| {
+                phone
+                    .as_deref()
+                    .and_then(|p| phone::normalise(p, self.region))
+                    .as_deref()
+                    == Some(number)
+            })
+            .map(|(id, _)| id.to_string())
+            .collect();
+        ids.dedup();
+        Ok(ids)
+    }
+}
+
+/// The recording's address for the voice comment when this write did not
+/// upload it: its attachment's content URL among the listed comments, else
+/// its link.
+fn recording_of(aggregate: &Interaction, listed: &[Comment]) -> String {
+    let Some(entry) = aggregate.files().find(|f| f.kind == "recording") else {
+        return String::new();
+    };
+    let name = files::name_of(entry);
+    listed
+        .iter()
+        .find(|c| c.body.contains(&ticket::file_marker(&name)))
+        .and_then(|c| c.attachments.iter().find(|a| a.0 == name))
+        .map(|a| a.1.clone())
+        .unwrap_or_else(|| files::link_of(entry))
+}
+
+impl Kind for ZendeskSink {
+    const TYPE: &'static str = "zendesk";
+    const DEFAULT_EVENTS: &'static [&'static str] = KEYED_EVENTS;
+    type Config = ZendeskSinkConfig;
+    type Settings = ZendeskSinkSettings;
+
+    fn validate(
+        config: ZendeskSinkConfig,
+        check: &mut SinkCheck<'_, '_>,
+    ) -> Option<ZendeskSinkSettings> {
+        config.validate(check)
+    }
+
+    fn reload(
+        running: &ZendeskSinkSettings,
+        loaded: &ZendeskSinkSettings,
+    ) -> Reload<ZendeskSinkSettings> {
+        running.reload(loaded)
+    }
+
+    async fn build(
+        settings: &ZendeskSinkSettings,
+        context: &BuildContext<'_>,
+    ) -> anyhow::Result<ZendeskSink> {
+        let journal = context.journal.cloned().ok_or_else(|| {
+            anyhow::anyhow!("a zendesk sink needs the journal (its interaction aggregates)")
+        })?;
+        if matches!(settings.auth, ZendeskAuth::ApiToken { .. }) {
+            tracing::warn!(
+                sink = %context.name,
+                "authenticating with an API token: Zendesk switches API tokens off on 30 April 2027; move to an OAuth client (client_id, client_secret_file)"
+            );
+        }
+        Ok(ZendeskSink {
+            name: context.name.to_owned(),
+            client: Box::new(Client::new(
+                context.name,
+                settings,
+                context.timeout,
+                context.tls,
+            )?),
+            ids: CreatedIds::new(journal.clone(), context.name, settings.base()),
+            journal,
+            settings: Box::new(std::sync::RwLock::new(settings.clone())),
+            region: Region::parse(&settings.default_region),
+            customers: Box::default(),
+            serial: Box::default(),
+        })
+    }
+
+    async fn ready(&self) -> Result<(), Failure> {
+        self.client.token_check().await
+    }
+
+    async fn check(settings: &ZendeskSinkSettings, context: &BuildContext<'_>) -> Vec<Finding> {
+        check::check(settings, context).await
+    }
+
+    fn apply(&self, settings: &ZendeskSinkSettings) -> anyhow::Result<()> {
+        self.client.set_secret(&settings.auth);
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings.clone();
+        Ok(())
+    }
+
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), Failure> {
+        match engagement_of(envelope) {
+            Some(engagement_id) => {
+                self.write(&engagement_id, std::slice::from_ref(envelope))
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn deliver_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), Failure>> {
+        per_engagement(envelopes, |engagement_id, theirs| async move {
+            self.write(&engagement_id, &theirs).await
+        })
+        .await
+    }
+
+    fn coalesce(&self) -> usize {
+        COALESCE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_text_reads_as_blocks() {
+        assert!(is_redacted("▇▇▇▇ ▇▇\n▇"));
+        assert!(!is_redacted("▇▇ still here"));
+        assert_eq!(note_key("n1", "abc"), "note:n1:abc");
+    }
+}
