@@ -5,7 +5,8 @@
 //! One module per sink kind, named after the daemon's kind: [`http`] (a
 //! Standard Webhooks receiver), [`salesforce`] (a Salesforce org's REST API),
 //! [`dynamics`] (a Dataverse environment's Web API and Entra ID's token
-//! endpoint) and [`hubspot`] (a portal's CRM, calling and files APIs). The
+//! endpoint), [`hubspot`] (a portal's CRM, calling and files APIs) and
+//! [`zendesk`] (an account's Support API and OAuth token endpoint). The
 //! other CRM fake (`servicenow`) goes beside them, one module (or folder) each.
 //! [`nats`] is the exception that is not a fake: it runs the real
 //! `nats-server`. Like the Zoom simulator, nothing here imports
@@ -17,3 +18,4 @@ pub mod http;
 pub mod hubspot;
 pub mod nats;
 pub mod salesforce;
+pub mod zendesk;
