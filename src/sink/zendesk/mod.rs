@@ -630,11 +630,189 @@ impl Kind for ZendeskSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use zcc_sim::sink::zendesk::{Account, IDEMPOTENCY_WINDOW, ZendeskFake};
+
+    use crate::config::Secret;
+    use crate::record::{Consumer, View};
 
     #[test]
     fn redacted_text_reads_as_blocks() {
         assert!(is_redacted("▇▇▇▇ ▇▇\n▇"));
         assert!(!is_redacted("▇▇ still here"));
         assert_eq!(note_key("n1", "abc"), "note:n1:abc");
+    }
+
+    /// One step of a case: a delivery of engagement `n` (a new note
+    /// version each time, so the create's body differs between attempts),
+    /// the fake losing the next create's answer, the account's clock moving
+    /// on (past the 2-hour idempotency window when `hours` ≥ 2), or the
+    /// relay restarting with a journal that never recorded anything (the
+    /// worst crash: no ticket id kept).
+    #[derive(Debug, Clone)]
+    enum Step {
+        Deliver(usize),
+        LoseNextCreate,
+        Advance(u64),
+        RestartWithoutJournal,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..3usize).prop_map(Step::Deliver),
+            2 => Just(Step::LoseNextCreate),
+            2 => (0..5u64).prop_map(Step::Advance),
+            1 => Just(Step::RestartWithoutJournal),
+        ]
+    }
+
+    fn envelope(engagement: usize, version: usize) -> Envelope {
+        let view = View {
+            kind: "engagement_note_added".into(),
+            engagement_id: Some(format!("eng-{engagement}")),
+            direction: Some("inbound".into()),
+            channel: Some("voice".into()),
+            consumer: Some(Consumer {
+                number: Some("+14155550100".into()),
+                name: None,
+            }),
+            note_id: Some("n1".into()),
+            note: Some(format!("note version {version}")),
+            last_modified: Some(format!("2026-12-01T10:{:02}:00Z", version % 60)),
+            ..View::default()
+        };
+        Envelope {
+            seq: version as u64,
+            bytes: Arc::from(&b"{}"[..]),
+            webhook_id: format!("n1~{version}"),
+            lane: Some(format!("eng-{engagement}")),
+            view: Arc::new(view),
+        }
+    }
+
+    async fn sink(fake: &ZendeskFake, journal: &Journal) -> ZendeskSink {
+        let settings = ZendeskSinkSettings {
+            url: fake.url().parse().unwrap(),
+            auth: ZendeskAuth::OAuth {
+                client_id: fake.client_id(),
+                client_secret: Secret::new(fake.client_secret()),
+            },
+            create_requesters: true,
+            disposition_field_id: None,
+            attach_files: true,
+            link_customers: true,
+            default_region: "US".into(),
+            requests_per_second: 1000,
+            ticket_updates_per_minute: 100_000,
+        };
+        let tls = crate::tls::client_config().unwrap();
+        let health = crate::service::Health::default();
+        let context = BuildContext {
+            name: "zendesk",
+            timeout: Duration::from_secs(5),
+            tls: &tls,
+            health: &health,
+            journal: Some(journal),
+        };
+        ZendeskSink::build(&settings, &context).await.unwrap()
+    }
+
+    /// Lost create answers, retried within or after the idempotency
+    /// window, across restarts that forgot every ticket id: still one
+    /// ticket per engagement, each holding the note once.
+    async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
+        let fake = ZendeskFake::start(Account::new()).await.unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(dir.path(), Vec::new()).unwrap();
+        let mut relay = sink(&fake, &journal).await;
+        let mut version = 0;
+        let mut delivered = [None::<usize>; 3];
+        for step in steps.into_iter().chain((0..3).map(Step::Deliver)) {
+            match step {
+                Step::Deliver(n) => {
+                    version += 1;
+                    // A failed attempt (a lost answer, an expired token) is
+                    // retried at once, as the durable schedule would later.
+                    let mut outcome = relay.deliver(&envelope(n, version)).await;
+                    for _ in 0..3 {
+                        if outcome.is_ok() {
+                            break;
+                        }
+                        outcome = relay.deliver(&envelope(n, version)).await;
+                    }
+                    prop_assert!(outcome.is_ok(), "{outcome:?}");
+                    delivered[n] = Some(version);
+                }
+                Step::LoseNextCreate => fake.lose_next_create_answers(1),
+                Step::Advance(hours) => fake.advance_clock(Duration::from_secs(hours * 3600)),
+                Step::RestartWithoutJournal => {
+                    journal.close().await;
+                    dir = tempfile::tempdir().unwrap();
+                    journal = Journal::open(dir.path(), Vec::new()).unwrap();
+                    relay = sink(&fake, &journal).await;
+                }
+            }
+        }
+        prop_assert_eq!(fake.ticket_ids().len(), 3, "one ticket per engagement");
+        for (n, last) in delivered.iter().enumerate() {
+            let tickets = fake.tickets_with(&format!("zcc:eng-{n}"));
+            prop_assert_eq!(tickets.len(), 1);
+            let last = last.unwrap();
+            let holding: Vec<_> = fake
+                .comments(tickets[0])
+                .into_iter()
+                .filter(|c| c.body.contains(&format!("note version {last}\n")))
+                .collect();
+            prop_assert_eq!(holding.len(), 1, "the latest text once");
+        }
+        prop_assert!(IDEMPOTENCY_WINDOW == Duration::from_secs(7200));
+        journal.close().await;
+        fake.stop().await;
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_lost_create_retried_after_the_idempotency_window_makes_no_second_ticket(
+            steps in proptest::collection::vec(step(), 1..14)
+        ) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(run(steps))?;
+        }
+    }
+
+    /// The case the issue names, spelt out: the create happens, its answer
+    /// is lost, the window passes, the retry finds the ticket by
+    /// `external_id`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_create_then_two_hours_then_the_retry() {
+        let fake = ZendeskFake::start(Account::new()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), Vec::new()).unwrap();
+        let relay = sink(&fake, &journal).await;
+        fake.lose_next_create_answers(1);
+        let lost = relay.deliver(&envelope(0, 1)).await.unwrap_err();
+        assert!(lost.is_retry(), "{lost:?}");
+        assert_eq!(fake.ticket_ids().len(), 1, "the create happened");
+        fake.advance_clock(IDEMPOTENCY_WINDOW + Duration::from_secs(60));
+        // Two hours on, the 30-minute token has expired too: one 401, then
+        // a new token.
+        let expired = relay.deliver(&envelope(0, 2)).await.unwrap_err();
+        assert_eq!(expired.class, crate::failure::Class::Reauthenticate);
+        relay.deliver(&envelope(0, 2)).await.unwrap();
+        assert_eq!(fake.ticket_ids().len(), 1, "no second ticket");
+        let counts = fake.request_counts();
+        assert_eq!((counts.creates, counts.lost_answers), (1, 1));
+        journal.close().await;
+        fake.stop().await;
     }
 }
