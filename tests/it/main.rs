@@ -27,3 +27,4 @@ mod space;
 mod status;
 mod support;
 mod upgrade;
+mod zendesk;

@@ -195,6 +195,8 @@ pub struct SinkTable {
     pub api_base_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unique_property: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_updates_per_minute: Option<u32>,
 }
 
 impl SinkTable {
@@ -229,6 +231,7 @@ impl SinkTable {
             authority_url: None,
             api_base_url: None,
             unique_property: None,
+            ticket_updates_per_minute: None,
         }
     }
 
@@ -308,6 +311,23 @@ impl SinkTable {
             retry_schedule: Some(vec!["1s".to_owned()]),
             requests_per_second: Some(100),
             ..SinkTable::of_kind(name, "hubspot")
+        }
+    }
+
+    /// A Zendesk sink on a `ZendeskFake` (OAuth client credentials), 5 s
+    /// timeout, durable retries every second, 100 requests a second and
+    /// 6000 ticket updates a minute.
+    pub fn zendesk(name: &str, fake: &zcc_sim::sink::zendesk::ZendeskFake) -> SinkTable {
+        SinkTable {
+            url: Some(fake.url()),
+            client_id: Some(fake.client_id()),
+            client_secret: Some(fake.client_secret()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ticket_updates_per_minute: Some(6000),
+            ..SinkTable::of_kind(name, "zendesk")
         }
     }
 

@@ -107,6 +107,15 @@ impl ZendeskFake {
         self.shared.lock().faults.lose_create_answers = n;
     }
 
+    /// The next ticket create happens but answers 504, and the account's
+    /// clock moves on by `by` at that moment (so the client's retry comes
+    /// `by` later, whenever it is sent).
+    pub fn lose_next_create_answer_then_advance(&self, by: Duration) {
+        let mut store = self.shared.lock();
+        store.faults.lose_create_answers = 1;
+        store.faults.advance_after_loss = by;
+    }
+
     /// Every OAuth token issued so far expires now.
     pub fn expire_tokens(&self) {
         self.shared.lock().tokens.clear();

@@ -124,6 +124,8 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
     {
         store.faults.lose_create_answers -= 1;
         store.counts.lost_answers += 1;
+        let later = store.faults.advance_after_loss;
+        store.offset += later;
         return reply(error(504, "GatewayTimeout", "The request timed out"));
     }
     reply(answer.header("x-rate-limit", limit.to_string()))

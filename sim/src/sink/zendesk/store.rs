@@ -94,6 +94,9 @@ pub struct Faults {
     pub unavailable_next: u32,
     /// Creates that happen but whose answer is lost (a 504).
     pub lose_create_answers: u32,
+    /// How far the clock moves when an answer is lost (the retry comes
+    /// that much later).
+    pub advance_after_loss: Duration,
 }
 
 #[derive(Debug, Clone)]
