@@ -419,3 +419,74 @@ async fn a_create_retried_after_the_idempotency_window_makes_no_second_ticket() 
     h.shutdown().await;
     fake.stop().await;
 }
+
+/// `check` against the fake account: a proper set-up is ready and nothing
+/// is written; an integration user who is no agent, and a disposition field
+/// that does not exist, are each named with their fix.
+#[tokio::test]
+async fn a_zendesk_sink_is_checked_against_the_account_without_writing() {
+    let fake = ZendeskFake::start(Account::new().ticket_field(360_001))
+        .await
+        .unwrap();
+    let mut harness = Harness::new().await;
+    harness.config.sinks.push(SinkTable::zendesk("desk", &fake));
+    let check = |harness: &Harness| {
+        let path = harness.write_config();
+        async move {
+            crate::support::zcc_relay(["check"])
+                .config(&path)
+                .output()
+                .await
+        }
+    };
+    let ran = check(&harness).await;
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    for expected in [
+        "sink desk (zendesk): ready",
+        "signed in by OAuth client credentials as a Zendesk admin",
+        "tickets can be listed by external_id",
+        "a users search by phone",
+    ] {
+        assert!(ran.stdout.contains(expected), "{expected:?} in {ran:?}");
+    }
+    assert!(!ran.stdout.contains(&fake.client_secret()), "{ran:?}");
+    let counts = fake.request_counts();
+    assert_eq!(
+        (
+            counts.creates,
+            counts.updates,
+            counts.uploads,
+            counts.user_creates
+        ),
+        (0, 0, 0, 0),
+        "check wrote to the account: {counts:?}"
+    );
+
+    fake.set_role("end-user");
+    let ran = check(&harness).await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.stdout.contains("the integration user is not an agent"),
+        "{ran:?}"
+    );
+    fake.set_role("agent");
+    harness.config.sinks[0].ticket_updates_per_minute = None;
+    let mut with_field = std::fs::read_to_string(harness.write_config()).unwrap();
+    with_field = with_field.replace(
+        "type = \"zendesk\"",
+        "type = \"zendesk\"\ndisposition_field_id = 42",
+    );
+    let path = harness.path("with-field.toml");
+    std::fs::write(&path, with_field).unwrap();
+    let ran = crate::support::zcc_relay(["check"])
+        .config(&path)
+        .output()
+        .await;
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(
+        ran.stdout.contains("cannot read the ticket field 42"),
+        "{ran:?}"
+    );
+    harness.shutdown().await;
+    fake.stop().await;
+}
