@@ -185,7 +185,8 @@ async fn converges_to_one_ticket_per_engagement_through_faults_and_kill_9() {
         let tickets = fake.tickets_with(&format!("zcc:{engagement}"));
         assert_eq!(tickets.len(), 1, "engagement {engagement}: {tickets:?}");
         let ticket = tickets[0];
-        let (_, requester, tags, _) = fake.ticket(ticket).unwrap();
+        let stored = fake.ticket(ticket).unwrap();
+        let (requester, tags) = (stored.requester_id, stored.tags);
         let comments = fake.comments(ticket);
         assert!(
             comments

@@ -28,6 +28,16 @@ pub struct StoredComment {
     pub data: Option<Value>,
 }
 
+/// A ticket's fields as a test sees them.
+#[derive(Debug, Clone)]
+pub struct StoredTicket {
+    pub subject: String,
+    pub requester_id: u64,
+    pub tags: Vec<String>,
+    /// (field id, value).
+    pub custom_fields: Vec<(u64, Value)>,
+}
+
 pub struct ZendeskFake {
     shared: Arc<Shared>,
     addr: SocketAddr,
@@ -168,18 +178,17 @@ impl ZendeskFake {
             .collect()
     }
 
-    /// A ticket's (subject, requester id, tags, custom field values).
-    pub fn ticket(&self, id: u64) -> Option<(String, u64, Vec<String>, Vec<(u64, Value)>)> {
-        self.shared.lock().tickets.get(&id).map(|t| {
-            (
-                t.subject.clone(),
-                t.requester_id,
-                t.tags.clone(),
-                t.custom_fields
-                    .iter()
-                    .map(|(k, v)| (*k, v.clone()))
-                    .collect(),
-            )
+    /// A ticket's fields as a test sees them.
+    pub fn ticket(&self, id: u64) -> Option<StoredTicket> {
+        self.shared.lock().tickets.get(&id).map(|t| StoredTicket {
+            subject: t.subject.clone(),
+            requester_id: t.requester_id,
+            tags: t.tags.clone(),
+            custom_fields: t
+                .custom_fields
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
         })
     }
 

@@ -14,5 +14,5 @@ mod server;
 mod store;
 
 pub use account::Account;
-pub use fake::{StoredComment, ZendeskFake};
+pub use fake::{StoredComment, StoredTicket, ZendeskFake};
 pub use store::{IDEMPOTENCY_WINDOW, RequestCounts, UPLOAD_LIMIT};
