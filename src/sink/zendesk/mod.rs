@@ -56,6 +56,8 @@ pub const FILE_LIMIT: u64 = 50 * 1024 * 1024;
 const SHORT_TRANSCRIPT: u64 = 64 * 1024;
 /// The journal key of the call's voice comment.
 const CALL: &str = "call";
+/// The journal key of the version of the ticket's fields last written.
+const FIELDS: &str = "fields";
 
 pub struct ZendeskSink {
     name: String,
@@ -74,6 +76,16 @@ enum Add<'a> {
     File(&'a MediaEntry),
     Note { key: String, body: String },
     Call,
+}
+
+/// The fields still to send (once), noting that they were.
+fn take(
+    fields: &mut serde_json::Map<String, Value>,
+    sent: &mut bool,
+) -> serde_json::Map<String, Value> {
+    let taken = std::mem::take(fields);
+    *sent |= !taken.is_empty();
+    taken
 }
 
 fn note_key(note_id: &str, version: &str) -> String {
@@ -117,7 +129,11 @@ impl ZendeskSink {
             None
         };
         let mut known = self.ids.get(engagement_id).await?;
-        let mut created = false;
+        let mut fields =
+            ticket::fields(&aggregate, requester, settings.disposition_field_id, false);
+        let fields_version = ticket::note_version(&Value::Object(fields.clone()).to_string());
+        // Created by this write: no comment but the description yet.
+        let mut fresh = false;
         let ticket = match known
             .activity
             .as_deref()
@@ -125,20 +141,28 @@ impl ZendeskSink {
         {
             Some(id) => id,
             None => {
-                let id = self
+                let (id, created) = self
                     .find_or_create(engagement_id, &aggregate, requester, &settings)
                     .await?;
                 known = self.ids.on(&id.to_string());
+                if created {
+                    // The create carried these fields.
+                    known
+                        .children
+                        .insert(FIELDS.to_owned(), fields_version.clone());
+                }
                 self.ids.record(engagement_id, known.clone()).await?;
-                created = true;
+                fresh = created;
                 id
             }
         };
-        let mut fields =
-            ticket::fields(&aggregate, requester, settings.disposition_field_id, false);
+        let ticket_key = ticket.to_string();
+        if known.child_on(&ticket_key, FIELDS) == Some(fields_version.as_str()) {
+            fields.clear();
+        }
         let adds = self.plan(&aggregate, &known, ticket);
         let stale = self.stale_notes(&aggregate, &known, ticket);
-        let listed = if (adds.is_empty() && stale.is_empty()) || created {
+        let listed = if (adds.is_empty() && stale.is_empty()) || fresh {
             Vec::new()
         } else {
             match self.client.comments(ticket).await {
@@ -149,8 +173,9 @@ impl ZendeskSink {
                 Err(failure) => return Err(failure),
             }
         };
-        let ticket_key = ticket.to_string();
         let mut recording_url: Option<String> = None;
+        // The fields ride on the first comment's update.
+        let mut fields_sent = false;
         for add in adds {
             let learned = match add {
                 Add::File(entry) => {
@@ -198,7 +223,7 @@ impl ZendeskSink {
                                 "public": false,
                             })
                         };
-                        let mut update = std::mem::take(&mut fields);
+                        let mut update = take(&mut fields, &mut fields_sent);
                         update.insert("comment".into(), comment.take());
                         let id = self.update(engagement_id, ticket, update).await?;
                         let mut learned = self.ids.on(&ticket_key);
@@ -211,7 +236,7 @@ impl ZendeskSink {
                     let id = match listed.iter().find(|c| c.body.ends_with(&marker)) {
                         Some(found) => found.id.to_string(),
                         None => {
-                            let mut update = std::mem::take(&mut fields);
+                            let mut update = take(&mut fields, &mut fields_sent);
                             update
                                 .insert("comment".into(), json!({ "body": body, "public": false }));
                             self.update(engagement_id, ticket, update).await?
@@ -238,7 +263,7 @@ impl ZendeskSink {
                                     transcript = Some(text);
                                 }
                             }
-                            let mut update = std::mem::take(&mut fields);
+                            let mut update = take(&mut fields, &mut fields_sent);
                             update.insert(
                                 "voice_comment".into(),
                                 ticket::voice_comment(&aggregate, &url, transcript.as_deref()),
@@ -268,8 +293,14 @@ impl ZendeskSink {
         if !redacted.children.is_empty() {
             self.ids.record(engagement_id, redacted).await?;
         }
-        if !fields.is_empty() && !created {
+        if !fields.is_empty() {
             self.update(engagement_id, ticket, fields).await?;
+            fields_sent = true;
+        }
+        if fields_sent {
+            let mut learned = self.ids.on(&ticket_key);
+            learned.children.insert(FIELDS.to_owned(), fields_version);
+            self.ids.record(engagement_id, learned).await?;
         }
         Ok(())
     }
@@ -401,7 +432,7 @@ impl ZendeskSink {
         aggregate: &Interaction,
         requester: Option<u64>,
         settings: &ZendeskSinkSettings,
-    ) -> Result<u64, Failure> {
+    ) -> Result<(u64, bool), Failure> {
         let external_id = ticket::external_id(engagement_id);
         let listed = self.client.tickets_by_external_id(&external_id).await?;
         if let Some(id) = listed.first() {
@@ -413,7 +444,7 @@ impl ZendeskSink {
                     "several tickets carry the engagement's external_id; the oldest is used"
                 );
             }
-            return Ok(*id);
+            return Ok((*id, false));
         }
         let mut create = ticket::fields(aggregate, requester, settings.disposition_field_id, true);
         create.insert("external_id".into(), json!(external_id));
@@ -431,7 +462,7 @@ impl ZendeskSink {
                 if replayed {
                     tracing::debug!(sink = %self.name, ticket = id, "an earlier create's ticket (idempotency hit)");
                 }
-                Ok(id)
+                Ok((id, !replayed))
             }
             Created::KeyUsed(failure) => {
                 // The key made a ticket from an earlier rendering: the list
@@ -443,7 +474,7 @@ impl ZendeskSink {
                     .await?
                     .first()
                 {
-                    Some(id) => Ok(*id),
+                    Some(id) => Ok((*id, false)),
                     None => Err(failure),
                 }
             }
@@ -767,6 +798,18 @@ mod tests {
                 .filter(|c| c.body.contains(&format!("note version {last}\n")))
                 .collect();
             prop_assert_eq!(holding.len(), 1, "the latest text once");
+            for comment in fake.comments(tickets[0]) {
+                if let Some(at) = comment.body.find("note version ") {
+                    let shown = &comment.body[at + "note version ".len()..];
+                    let shown = shown.split('\n').next().unwrap_or("");
+                    prop_assert_eq!(
+                        shown,
+                        last.to_string(),
+                        "a superseded text left readable: {:?}",
+                        comment.body
+                    );
+                }
+            }
         }
         prop_assert!(IDEMPOTENCY_WINDOW == Duration::from_secs(7200));
         journal.close().await;
