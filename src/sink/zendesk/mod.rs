@@ -725,12 +725,17 @@ mod tests {
     }
 
     async fn sink(fake: &ZendeskFake, journal: &Journal) -> ZendeskSink {
+        let auth = ZendeskAuth::OAuth {
+            client_id: fake.client_id(),
+            client_secret: Secret::new(fake.client_secret()),
+        };
+        sink_with(fake, journal, auth).await
+    }
+
+    async fn sink_with(fake: &ZendeskFake, journal: &Journal, auth: ZendeskAuth) -> ZendeskSink {
         let settings = ZendeskSinkSettings {
             url: fake.url().parse().unwrap(),
-            auth: ZendeskAuth::OAuth {
-                client_id: fake.client_id(),
-                client_secret: Secret::new(fake.client_secret()),
-            },
+            auth,
             create_requesters: true,
             disposition_field_id: None,
             attach_files: true,
@@ -831,6 +836,44 @@ mod tests {
                 .unwrap();
             runtime.block_on(run(steps))?;
         }
+    }
+
+    /// Email and API token (Basic `{email}/token:{token}`) writes as OAuth
+    /// does; an unchanged engagement costs no second update; a wrong token is
+    /// a re-authentication failure, not a dead letter.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_api_token_writes_and_an_unchanged_ticket_is_not_updated_again() {
+        let fake = ZendeskFake::start(Account::new()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), Vec::new()).unwrap();
+        let token = ZendeskAuth::ApiToken {
+            email: fake.email(),
+            api_token: Secret::new(fake.api_token()),
+        };
+        let relay = sink_with(&fake, &journal, token).await;
+        relay.deliver(&envelope(0, 1)).await.unwrap();
+        let after_first = fake.request_counts();
+        assert_eq!(fake.tickets_with("zcc:eng-0").len(), 1);
+        assert_eq!(after_first.tokens_issued, 0, "no OAuth token");
+        relay.deliver(&envelope(0, 1)).await.unwrap();
+        let after_second = fake.request_counts();
+        assert_eq!(
+            after_second.updates, after_first.updates,
+            "nothing changed, nothing written"
+        );
+        assert_eq!(after_second.creates, 1);
+        let wrong = ZendeskAuth::ApiToken {
+            email: fake.email(),
+            api_token: Secret::new("not-the-token".into()),
+        };
+        let failure = sink_with(&fake, &journal, wrong)
+            .await
+            .deliver(&envelope(1, 1))
+            .await
+            .unwrap_err();
+        assert_eq!(failure.class, crate::failure::Class::Reauthenticate);
+        journal.close().await;
+        fake.stop().await;
     }
 
     /// The case the issue names, spelt out: the create happens, its answer
