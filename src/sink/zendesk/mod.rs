@@ -233,7 +233,7 @@ impl ZendeskSink {
                 }
                 Add::Note { key, body } => {
                     let marker = body.lines().last().unwrap_or("").to_owned();
-                    let id = match listed.iter().find(|c| c.body.ends_with(&marker)) {
+                    let id = match listed.iter().find(|c| c.body.contains(&marker)) {
                         Some(found) => found.id.to_string(),
                         None => {
                             let mut update = take(&mut fields, &mut fields_sent);
