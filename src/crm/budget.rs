@@ -14,6 +14,22 @@ use tokio::time::Instant;
 /// Requests per second when `requests_per_second` is not set.
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 10;
 
+/// A CRM sink's `requests_per_second` key: [`DEFAULT_REQUESTS_PER_SECOND`]
+/// when absent, else 1 to 1000 (reported on `check` otherwise).
+pub fn requests_per_second_key(
+    check: &mut crate::config::SinkCheck<'_, '_>,
+    value: Option<u32>,
+) -> Option<u32> {
+    match value {
+        None => Some(DEFAULT_REQUESTS_PER_SECOND),
+        Some(n @ 1..=1000) => Some(n),
+        Some(_) => {
+            check.error("requests_per_second", "must be between 1 and 1000");
+            None
+        }
+    }
+}
+
 /// Evenly spaced slots, `1 / requests_per_second` apart, plus a pause.
 #[derive(Debug)]
 pub struct Budget {
