@@ -862,6 +862,25 @@ mod tests {
             "nothing changed, nothing written"
         );
         assert_eq!(after_second.creates, 1);
+        // A restart on the same journal looks neither the ticket nor its
+        // comments up again but for what is new (an edited note).
+        let restarted = sink_with(
+            &fake,
+            &journal,
+            ZendeskAuth::ApiToken {
+                email: fake.email(),
+                api_token: Secret::new(fake.api_token()),
+            },
+        )
+        .await;
+        restarted.deliver(&envelope(0, 2)).await.unwrap();
+        let after_restart = fake.request_counts();
+        assert_eq!(
+            (after_restart.ticket_lists, after_restart.comment_lists),
+            (after_first.ticket_lists, after_first.comment_lists + 1),
+            "{after_restart:?}"
+        );
+        assert_eq!(after_restart.redactions, 1, "the first version redacted");
         let wrong = ZendeskAuth::ApiToken {
             email: fake.email(),
             api_token: Secret::new("not-the-token".into()),

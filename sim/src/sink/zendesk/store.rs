@@ -81,6 +81,8 @@ pub struct RequestCounts {
     pub updates: u64,
     pub uploads: u64,
     pub redactions: u64,
+    pub ticket_lists: u64,
+    pub comment_lists: u64,
     pub user_creates: u64,
     pub throttled: u64,
     pub unauthorized: u64,
@@ -385,7 +387,8 @@ impl Store {
         id.parse().ok().and_then(|id: u64| self.tickets.get(&id))
     }
 
-    fn list_tickets(&self, query: &HashMap<String, String>) -> Reply {
+    fn list_tickets(&mut self, query: &HashMap<String, String>) -> Reply {
+        self.counts.ticket_lists += 1;
         let tickets: Vec<Value> = self
             .tickets
             .values()
@@ -676,7 +679,8 @@ impl Store {
         reply
     }
 
-    fn list_comments(&self, id: &str, query: &HashMap<String, String>) -> Reply {
+    fn list_comments(&mut self, id: &str, query: &HashMap<String, String>) -> Reply {
+        self.counts.comment_lists += 1;
         let Some(ticket) = self.ticket(id) else {
             return not_found();
         };
