@@ -491,3 +491,84 @@ async fn a_zendesk_sink_is_checked_against_the_account_without_writing() {
     harness.shutdown().await;
     fake.stop().await;
 }
+
+/// `attach_files = false`: every stored file is one private comment with
+/// its link instead of an upload, and the voice comment points at the
+/// recording's link; nothing is uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_not_attached_are_linked_once() {
+    let fake = ZendeskFake::start(Account::new().ticket_updates_per_minute(6000))
+        .await
+        .unwrap();
+    let h = harness_with(&fake).await;
+    let options = ScenarioOptions::for_simulator(&h.sim);
+    let script =
+        scenario::generate_with(11, 4, SystemTime::now(), Duration::from_secs(1), &options);
+    let written = std::fs::read_to_string(h.write_config()).unwrap();
+    let config = h.path("links.toml");
+    std::fs::write(
+        &config,
+        written.replace(
+            "type = \"zendesk\"",
+            "type = \"zendesk\"\nattach_files = false",
+        ),
+    )
+    .unwrap();
+    let daemon = crate::support::Daemon::start(zcc_relay::config::load(&config).unwrap().settings);
+    h.sim.wait_live().await;
+    daemon.wait_first_sweep().await;
+    for event in &script {
+        assert!(h.sim.emit(event.body.clone()));
+    }
+    daemon.wait_handled(script.len() as u64).await;
+    let expected = keyed_persisted(&daemon.stats.snapshot());
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        daemon
+            .stats
+            .wait_until(|s| s.delivered_to(SINK) >= expected),
+    )
+    .await;
+    assert!(waited.is_ok(), "not delivered: {:?}", fake.request_counts());
+    daemon.stop().await.unwrap();
+    assert_eq!(pending_in(&config).await, (0, 0, 0));
+    let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
+    let txn = db.begin_read().unwrap();
+    let mut linked = 0;
+    for engagement in keyed_engagements(&script) {
+        let tickets = fake.tickets_with(&format!("zcc:{engagement}"));
+        assert_eq!(tickets.len(), 1, "{engagement}");
+        let comments = fake.comments(tickets[0]);
+        let aggregate = zcc_relay::journal::read::interaction(&txn, &engagement)
+            .unwrap()
+            .expect("an aggregate");
+        for entry in aggregate.files() {
+            let name = entry.location.rsplit('/').next().unwrap();
+            let holding: Vec<_> = comments
+                .iter()
+                .filter(|c| c.body.contains(&format!("[zcc file {name}]")))
+                .collect();
+            assert_eq!(holding.len(), 1, "{engagement}: {name}");
+            assert!(holding[0].attachments.is_empty());
+            let link = entry.url.clone().unwrap_or_else(|| entry.location.clone());
+            assert!(holding[0].body.contains(&link), "{:?}", holding[0].body);
+            if entry.kind == "recording" {
+                let voice: Vec<_> = comments
+                    .iter()
+                    .filter(|c| c.kind == "VoiceComment")
+                    .collect();
+                assert_eq!(voice.len(), 1, "{engagement}");
+                assert_eq!(
+                    voice[0].data.as_ref().unwrap()["recording_url"],
+                    link.as_str()
+                );
+            }
+            linked += 1;
+        }
+    }
+    assert!(linked >= 1, "no file linked");
+    assert_eq!(fake.uploads(), 0, "nothing uploaded");
+    drop(txn);
+    h.shutdown().await;
+    fake.stop().await;
+}
