@@ -266,6 +266,7 @@ mod example_tests {
         assert_eq!(client_id, "zcc_relay");
         assert_eq!(client_secret.expose(), "oauth-secret");
         assert!(zendesk.create_requesters);
+        assert_eq!(zendesk.disposition_field_id, Some(360_001_234_567));
         assert_eq!(zendesk.ticket_updates_per_minute, 100);
     }
 
