@@ -733,7 +733,16 @@ mod tests {
     }
 
     async fn sink_with(fake: &ZendeskFake, journal: &Journal, auth: ZendeskAuth) -> ZendeskSink {
-        let settings = ZendeskSinkSettings {
+        sink_of(fake, journal, auth, |_| {}).await
+    }
+
+    async fn sink_of(
+        fake: &ZendeskFake,
+        journal: &Journal,
+        auth: ZendeskAuth,
+        change: impl FnOnce(&mut ZendeskSinkSettings),
+    ) -> ZendeskSink {
+        let mut settings = ZendeskSinkSettings {
             url: fake.url().parse().unwrap(),
             auth,
             create_requesters: true,
@@ -744,6 +753,7 @@ mod tests {
             requests_per_second: 1000,
             ticket_updates_per_minute: 100_000,
         };
+        change(&mut settings);
         let tls = crate::tls::client_config().unwrap();
         let health = crate::service::Health::default();
         let context = BuildContext {
@@ -891,6 +901,68 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(failure.class, crate::failure::Class::Reauthenticate);
+        journal.close().await;
+        fake.stop().await;
+    }
+
+    /// A number no user has: an end-user is created once and is the
+    /// requester of every engagement with that number; with
+    /// `create_requesters = false` the integration user stays requester and
+    /// nobody is created; a number two users have links nobody.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requesters_are_found_created_once_or_left_to_the_integration_user() {
+        let fake = ZendeskFake::start(Account::new()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), Vec::new()).unwrap();
+        let oauth = || ZendeskAuth::OAuth {
+            client_id: fake.client_id(),
+            client_secret: Secret::new(fake.client_secret()),
+        };
+        let relay = sink_with(&fake, &journal, oauth()).await;
+        relay.deliver(&envelope(0, 1)).await.unwrap();
+        // Another process (a restart): the user is found by its external_id.
+        sink_with(&fake, &journal, oauth())
+            .await
+            .deliver(&envelope(1, 2))
+            .await
+            .unwrap();
+        let created = fake.users_with_phone("+14155550100");
+        assert_eq!(created.len(), 1, "one end-user for the number");
+        for n in 0..2 {
+            let ticket = fake.tickets_with(&format!("zcc:eng-{n}"))[0];
+            assert_eq!(fake.ticket(ticket).unwrap().requester_id, created[0]);
+        }
+        let no_create = sink_of(&fake, &journal, oauth(), |s| s.create_requesters = false).await;
+        let mut other = envelope(2, 3);
+        let mut view = (*other.view).clone();
+        view.consumer = Some(Consumer {
+            number: Some("+1 (212) 555-0199".into()),
+            name: Some("Grace".into()),
+        });
+        other.view = Arc::new(view);
+        no_create.deliver(&other).await.unwrap();
+        let ticket = fake.tickets_with("zcc:eng-2")[0];
+        assert_eq!(fake.ticket(ticket).unwrap().requester_id, fake.agent_id());
+        assert!(fake.users_with_phone("+12125550199").is_empty());
+        // Two users with one number: unlinked, nobody created.
+        fake.add_user("Twin A", "+442079460001");
+        fake.add_user("Twin B", "+44 20 7946 0001");
+        let mut twins = envelope(3, 4);
+        let mut view = (*twins.view).clone();
+        view.consumer = Some(Consumer {
+            number: Some("+442079460001".into()),
+            name: None,
+        });
+        twins.view = Arc::new(view);
+        let users_before = fake.request_counts().user_creates;
+        sink_of(&fake, &journal, oauth(), |s| s.default_region = "GB".into())
+            .await
+            .deliver(&twins)
+            .await
+            .unwrap();
+        let ticket = fake.tickets_with("zcc:eng-3")[0];
+        assert_eq!(fake.ticket(ticket).unwrap().requester_id, fake.agent_id());
+        assert_eq!(fake.request_counts().user_creates, users_before);
         journal.close().await;
         fake.stop().await;
     }
