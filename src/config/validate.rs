@@ -1223,13 +1223,13 @@ websocket_url = "ws://zoom.test/ws""#,
             (
                 "[[sinks]]\nname = \"s3\"\ntype = \"s3\"",
                 &[
-                    "error: sinks[0].type: unknown sink type \"s3\"; allowed: \"http\", \"file\", \"salesforce\", \"dynamics\", \"hubspot\", \"nats\", \"servicenow\"",
+                    "error: sinks[0].type: unknown sink type \"s3\"; allowed: \"http\", \"file\", \"salesforce\", \"dynamics\", \"hubspot\", \"nats\", \"servicenow\", \"zendesk\"",
                 ],
             ),
             (
                 "[[sinks]]\nname = \"x\"",
                 &[
-                    "error: sinks[0].type: missing; one of \"http\", \"file\", \"salesforce\", \"dynamics\", \"hubspot\", \"nats\", \"servicenow\"",
+                    "error: sinks[0].type: missing; one of \"http\", \"file\", \"salesforce\", \"dynamics\", \"hubspot\", \"nats\", \"servicenow\", \"zendesk\"",
                 ],
             ),
             (

@@ -14,6 +14,22 @@ use tokio::time::Instant;
 /// Requests per second when `requests_per_second` is not set.
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 10;
 
+/// A CRM sink's `requests_per_second` key: [`DEFAULT_REQUESTS_PER_SECOND`]
+/// when absent, else 1 to 1000 (reported on `check` otherwise).
+pub fn requests_per_second_key(
+    check: &mut crate::config::SinkCheck<'_, '_>,
+    value: Option<u32>,
+) -> Option<u32> {
+    match value {
+        None => Some(DEFAULT_REQUESTS_PER_SECOND),
+        Some(n @ 1..=1000) => Some(n),
+        Some(_) => {
+            check.error("requests_per_second", "must be between 1 and 1000");
+            None
+        }
+    }
+}
+
 /// Evenly spaced slots, `1 / requests_per_second` apart, plus a pause.
 #[derive(Debug)]
 pub struct Budget {
@@ -32,6 +48,17 @@ impl Budget {
     pub fn new(requests_per_second: u32) -> Budget {
         Budget {
             interval: Duration::from_secs(1) / requests_per_second.max(1),
+            state: Mutex::new(State {
+                next: Instant::now(),
+            }),
+        }
+    }
+
+    /// At most `per_minute` calls a minute (a CRM's per-minute limit on one
+    /// kind of call, such as Zendesk's ticket updates); 0 is taken as 1.
+    pub fn per_minute(per_minute: u32) -> Budget {
+        Budget {
+            interval: Duration::from_secs(60) / per_minute.max(1),
             state: Mutex::new(State {
                 next: Instant::now(),
             }),
@@ -81,5 +108,15 @@ mod tests {
         budget.acquire().await;
         budget.acquire().await;
         assert_eq!(idle.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_per_minute_budget_spreads_calls_over_the_minute() {
+        let budget = Budget::per_minute(100);
+        let start = Instant::now();
+        for _ in 0..101 {
+            budget.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
     }
 }

@@ -5,7 +5,8 @@
 //! CRM ids a sink created, kept in the journal (`ids`), how records meet a
 //! CRM write by engagement (`engagement`) and an engagement's stored files as
 //! a CRM holds them (`files`). Each CRM's own client lives with its sink kind
-//! (`sink/salesforce/`, `sink/dynamics/`, `sink/hubspot/`, `sink/servicenow/`).
+//! (`sink/salesforce/`, `sink/dynamics/`, `sink/hubspot/`, `sink/servicenow/`,
+//! `sink/zendesk/`).
 
 pub mod budget;
 pub mod classify;

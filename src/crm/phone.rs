@@ -26,6 +26,24 @@ impl Region {
     }
 }
 
+/// A CRM sink's `default_region` key: `US` when absent, upper case; an
+/// unknown code is reported on `check`.
+pub fn default_region_key(
+    check: &mut crate::config::SinkCheck<'_, '_>,
+    value: Option<String>,
+) -> Option<String> {
+    let region = value.unwrap_or_else(|| "US".to_owned());
+    if Region::parse(&region).is_some() {
+        Some(region.trim().to_ascii_uppercase())
+    } else {
+        check.error(
+            "default_region",
+            "must be a region code such as \"US\" or \"GB\"",
+        );
+        None
+    }
+}
+
 /// `text` as E.164 (`+14155551212`), or `None` when it is not a valid
 /// number: garbage, too short, or a national number without a region.
 pub fn normalise(text: &str, default_region: Option<Region>) -> Option<String> {

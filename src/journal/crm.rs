@@ -31,6 +31,10 @@ pub struct CrmIds {
     /// HubSpot association); `None` until one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
+    /// Other records the sink created on `activity`, by the sink's own key
+    /// (a Zendesk note's comment): kept like `files`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub children: BTreeMap<String, String>,
 }
 
 /// A note's CRM object and what it holds.
@@ -71,6 +75,7 @@ impl CrmIds {
         }
         self.files.extend(learned.files);
         self.notes.extend(learned.notes);
+        self.children.extend(learned.children);
         if learned.customer.is_some() {
             self.customer = learned.customer;
         }
@@ -92,11 +97,20 @@ impl CrmIds {
         self.notes.get(note_id)
     }
 
+    /// The id of the child `key` on `activity`, if recorded.
+    pub fn child_on(&self, activity: &str, key: &str) -> Option<&str> {
+        if self.activity.as_deref() != Some(activity) {
+            return None;
+        }
+        self.children.get(key).map(String::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.activity.is_none()
             && self.files.is_empty()
             && self.notes.is_empty()
             && self.customer.is_none()
+            && self.children.is_empty()
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -236,6 +250,25 @@ mod tests {
             CrmIds::decode(old),
             Some(ids("s", Some("T1"), &[("f", "C")]))
         );
+    }
+
+    #[test]
+    fn children_merge_like_files_and_round_trip() {
+        let mut stored = ids("s", Some("T1"), &[]);
+        stored.children.insert("note:n1".into(), "C1".into());
+        let mut learned = ids("s", None, &[]);
+        learned.children.insert("note:n2".into(), "C2".into());
+        stored.merge(learned);
+        assert_eq!(stored.child_on("T1", "note:n1"), Some("C1"));
+        assert_eq!(stored.child_on("T1", "note:n2"), Some("C2"));
+        assert_eq!(stored.child_on("T2", "note:n1"), None);
+        assert_eq!(CrmIds::decode(&stored.encode()), Some(stored.clone()));
+        // A value written before children existed still reads.
+        let old = br#"{"scope":"s","activity":"T1"}"#;
+        assert_eq!(CrmIds::decode(old), Some(ids("s", Some("T1"), &[])));
+        let moved = ids("s", Some("T2"), &[]);
+        stored.merge(moved.clone());
+        assert_eq!(stored, moved, "another activity drops the children");
     }
 
     #[test]

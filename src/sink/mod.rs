@@ -18,6 +18,7 @@ pub mod kind;
 pub mod nats;
 pub mod salesforce;
 pub mod servicenow;
+pub mod zendesk;
 
 pub use kind::{BuildContext, Finding, Kind, Registry, Reload, Running};
 
@@ -33,4 +34,5 @@ crate::sink_kinds! {
     HubSpot => hubspot::HubSpotSink,
     Nats => nats::NatsSink,
     ServiceNow => servicenow::ServiceNowSink,
+    Zendesk => zendesk::ZendeskSink,
 }

@@ -28,3 +28,4 @@ mod space;
 mod status;
 mod support;
 mod upgrade;
+mod zendesk;

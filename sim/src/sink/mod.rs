@@ -5,9 +5,10 @@
 //! One module per sink kind, named after the daemon's kind: [`http`] (a
 //! Standard Webhooks receiver), [`salesforce`] (a Salesforce org's REST API),
 //! [`dynamics`] (a Dataverse environment's Web API and Entra ID's token
-//! endpoint), [`hubspot`] (a portal's CRM, calling and files APIs) and
+//! endpoint), [`hubspot`] (a portal's CRM, calling and files APIs),
 //! [`servicenow`] (an instance's Table and Attachment APIs and its
-//! `/oauth_token.do`), one folder each.
+//! `/oauth_token.do`) and [`zendesk`] (an account's Support API and OAuth
+//! token endpoint), one folder each.
 //! [`nats`] is the exception that is not a fake: it runs the real
 //! `nats-server`. Like the Zoom simulator, nothing here imports
 //! the daemon: a fake checks what the daemon sends against its own reading of
@@ -19,3 +20,4 @@ pub mod hubspot;
 pub mod nats;
 pub mod salesforce;
 pub mod servicenow;
+pub mod zendesk;

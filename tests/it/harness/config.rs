@@ -199,6 +199,8 @@ pub struct SinkTable {
     pub disposition_map: Option<std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_updates_per_minute: Option<u32>,
 }
 
 impl SinkTable {
@@ -235,6 +237,7 @@ impl SinkTable {
             unique_property: None,
             disposition_map: None,
             username: None,
+            ticket_updates_per_minute: None,
         }
     }
 
@@ -330,6 +333,23 @@ impl SinkTable {
             retry_schedule: Some(vec!["1s".to_owned()]),
             requests_per_second: Some(100),
             ..SinkTable::of_kind(name, "servicenow")
+        }
+    }
+
+    /// A Zendesk sink on a `ZendeskFake` (OAuth client credentials), 5 s
+    /// timeout, durable retries every second, 100 requests a second and
+    /// 6000 ticket updates a minute.
+    pub fn zendesk(name: &str, fake: &zcc_sim::sink::zendesk::ZendeskFake) -> SinkTable {
+        SinkTable {
+            url: Some(fake.url()),
+            client_id: Some(fake.client_id()),
+            client_secret: Some(fake.client_secret()),
+            timeout: Some("5s".to_owned()),
+            retry_fast_window: Some("2s".to_owned()),
+            retry_schedule: Some(vec!["1s".to_owned()]),
+            requests_per_second: Some(100),
+            ticket_updates_per_minute: Some(6000),
+            ..SinkTable::of_kind(name, "zendesk")
         }
     }
 
