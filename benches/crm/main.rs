@@ -213,12 +213,16 @@ async fn run(crm: &str, engagements: usize) -> Figures {
         _ => unreachable!(),
     };
     let _ = files;
+    let dead = |s: &zcc_relay::telemetry::stats::Snapshot| {
+        s.dead_lettered.get("crm").copied().unwrap_or(0)
+    };
     tokio::time::timeout(
         Duration::from_secs(600),
-        stats.wait_until(|s| s.delivered_to("crm") >= artefacts),
+        stats.wait_until(|s| s.delivered_to("crm") + dead(s) >= artefacts),
     )
     .await
     .expect("the backlog drained");
+    assert_eq!(dead(&stats.snapshot()), 0, "nothing dead-lettered");
     let seconds = began.elapsed().as_secs_f64();
     let (requests, detail, files) = match (&dynamics_fake, &hubspot_fake) {
         (Some(f), _) => {
@@ -271,7 +275,20 @@ async fn run(crm: &str, engagements: usize) -> Figures {
 }
 
 fn main() {
+    // `ZCC_BENCH_LOG=zcc_relay=warn`: the daemon's log on stderr.
+    if let Ok(filter) = std::env::var("ZCC_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--only dynamics` or `--only hubspot`: one CRM.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
     let engagements = if quick { 100 } else { 1_000 };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -285,6 +302,9 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for crm in ["dynamics", "hubspot"] {
+        if only.as_deref().is_some_and(|o| o != crm) {
+            continue;
+        }
         let f = runtime.block_on(run(crm, engagements));
         println!(
             "| {crm} | {} | {} | {} | {:.2} | {:.2} | {:.1} s | {} |",
