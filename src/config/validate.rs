@@ -16,13 +16,14 @@ use url::Url;
 
 use super::raw::{
     DaemonConfig, JournalConfig, MediaConfig, MetricsConfig, RawConfig, ReconcileConfig,
-    WebsocketConfig, ZoomConfig,
+    StandbyConfig, WebsocketConfig, ZoomConfig,
 };
 use super::{
-    ConfigError, DEFAULT_LINK_TTL, DaemonSettings, Environment, JournalSettings, Loaded,
-    MediaSettings, MetricsSettings, Problem, ReconcileSettings, Secret, Secrets, Settings,
-    WebsocketSettings, ZOOM_API_BASE_URL, ZOOM_OAUTH_URL, ZOOM_WEBSOCKET_URL, ZoomSettings,
-    default_media_store, unresolvable_media_store,
+    ConfigError, DEFAULT_LEASE_BUCKET, DEFAULT_LEASE_TTL, DEFAULT_LINK_TTL, DaemonSettings,
+    Environment, JournalSettings, Loaded, MediaSettings, MetricsSettings, Problem,
+    ReconcileSettings, Secret, Secrets, Settings, StandbySettings, WebsocketSettings,
+    ZOOM_API_BASE_URL, ZOOM_OAUTH_URL, ZOOM_WEBSOCKET_URL, ZoomSettings, default_media_store,
+    unresolvable_media_store,
 };
 
 /// Where the zoom client secret may come from, besides the config file.
@@ -72,13 +73,17 @@ pub fn validate_with(
     let reconcile = check.reconcile(raw.reconcile);
     let media = check.media(raw.media, journal.as_ref());
     let metrics = check.metrics(raw.metrics);
+    let standby = match raw.standby {
+        None => Some(None),
+        Some(standby) => check.standby(standby, reconcile.as_ref()).map(Some),
+    };
     let sinks = check.sinks(raw.sinks);
 
     let Checker {
         errors, warnings, ..
     } = check;
     match (
-        zoom, websocket, daemon, journal, reconcile, media, metrics, sinks,
+        zoom, websocket, daemon, journal, reconcile, media, metrics, standby, sinks,
     ) {
         (
             Some(zoom),
@@ -88,6 +93,7 @@ pub fn validate_with(
             Some(reconcile),
             Some(media),
             Some(metrics),
+            Some(standby),
             Some(sinks),
         ) if errors.is_empty() => Ok(Loaded {
             settings: Settings {
@@ -98,6 +104,7 @@ pub fn validate_with(
                 reconcile,
                 media,
                 metrics,
+                standby,
                 sinks,
             },
             warnings,
@@ -755,6 +762,95 @@ impl Checker<'_> {
             }
         }
         complete.then_some(options)
+    }
+
+    /// `[standby]` (docs/contract.md §3.7): the lease's keys here, the
+    /// connection keys through the nats kind's own validation.
+    fn standby(
+        &mut self,
+        raw: StandbyConfig,
+        reconcile: Option<&ReconcileSettings>,
+    ) -> Option<StandbySettings> {
+        let StandbyConfig {
+            lease_servers,
+            bucket,
+            ttl,
+            credentials,
+            credentials_file,
+            token,
+            token_file,
+            nkey_seed,
+            nkey_seed_file,
+            user,
+            password,
+            password_file,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+        } = raw;
+        let keys = crate::sink::nats::NatsSinkConfig {
+            credentials,
+            credentials_file,
+            token,
+            token_file,
+            nkey_seed,
+            nkey_seed_file,
+            user,
+            password,
+            password_file,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            ..Default::default()
+        };
+        let connection = {
+            let mut check = super::SinkCheck::section(self, "standby");
+            crate::sink::nats::connection(&mut check, "lease_servers", lease_servers, &keys)
+        };
+        let bucket = bucket.unwrap_or_else(|| DEFAULT_LEASE_BUCKET.to_owned());
+        let bucket_ok = crate::lease::is_bucket_name(&bucket);
+        if !bucket_ok {
+            self.error(
+                "standby.bucket",
+                format!(
+                    "{:?} is not a KV bucket name: letters, digits, '_' and '-', at most {} characters",
+                    crate::escape::for_display(&bucket, 80),
+                    crate::lease::MAX_BUCKET_NAME
+                ),
+            );
+        }
+        let ttl = self.duration("standby.ttl", ttl, DEFAULT_LEASE_TTL);
+        if let Some(ttl) = ttl {
+            if ttl < crate::lease::MIN_TTL {
+                self.error(
+                    "standby.ttl",
+                    "must be at least 1s: the lease is renewed every ttl/5 over the network",
+                );
+            } else if ttl < Duration::from_secs(5) {
+                self.warn(
+                    "standby.ttl",
+                    "under 5s, a slow NATS round trip makes the leader step down",
+                );
+            } else if ttl > Duration::from_secs(300) {
+                self.warn(
+                    "standby.ttl",
+                    "over 5m, a failover leaves the socket closed for that long",
+                );
+            }
+        }
+        if reconcile.is_some_and(|r| !r.enabled || !r.on_reconnect) {
+            self.warn(
+                "standby",
+                "reconcile.enabled or reconcile.on_reconnect is false: a new leader cannot \
+                 fill the window of a failover from the REST API",
+            );
+        }
+        let ttl = ttl.filter(|ttl| *ttl >= crate::lease::MIN_TTL);
+        Some(StandbySettings {
+            connection: connection?,
+            bucket: bucket_ok.then_some(bucket)?,
+            ttl: ttl?,
+        })
     }
 
     fn metrics(&mut self, raw: MetricsConfig) -> Option<MetricsSettings> {

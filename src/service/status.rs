@@ -37,6 +37,7 @@ pub fn line(
             let seconds = retry_at_ms.saturating_sub(now_ms).div_ceil(1000);
             format!("reconnecting in {seconds}s")
         }
+        ConnectionState::Standby => "socket closed (standby)".to_owned(),
         ConnectionState::Stopped => "stopped".to_owned(),
     }];
     if !failing.is_empty() {
@@ -47,6 +48,21 @@ pub fn line(
         parts.push(format!("{pending} pending"));
     }
     parts.join("; ")
+}
+
+/// `line` under `[standby]`: the role, the holder and the lease's age
+/// first, e.g. `leader (lease 42s); connected; 0 pending` or
+/// `standby (leader relay-b:812, lease 42s); socket closed (standby); 3 pending`.
+pub fn with_role(line: String, role: &crate::lease::RoleRecord) -> String {
+    let age = role
+        .lease_age_seconds
+        .map_or_else(String::new, |age| format!("lease {age}s"));
+    let role_text = match (role.role.as_str(), &role.holder) {
+        ("leader", _) => format!("leader ({age})"),
+        (_, Some(holder)) => format!("standby (leader {holder}, {age})"),
+        (_, None) => "standby (no leader)".to_owned(),
+    };
+    format!("{role_text}; {line}")
 }
 
 /// Records waiting for any sink (a record waiting for two sinks counts twice)
@@ -72,9 +88,12 @@ pub async fn run(
     journal: Journal,
     mut state: watch::Receiver<ConnectionState>,
     mut failing: watch::Receiver<BTreeSet<String>>,
+    lease: Option<crate::lease::LeaseView>,
     mut last: String,
     stop: CancellationToken,
 ) {
+    let mut role = lease.as_ref().map(|lease| lease.role.clone());
+    let mut role_open = role.is_some();
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut state_open, mut failing_open) = (true, true);
@@ -83,15 +102,22 @@ pub async fn run(
             _ = stop.cancelled() => return,
             changed = state.changed(), if state_open => state_open = changed.is_ok(),
             changed = failing.changed(), if failing_open => failing_open = changed.is_ok(),
+            changed = async { role.as_mut()?.changed().await.ok() }, if role_open => {
+                role_open = changed.is_some();
+            }
             _ = refresh.tick() => {}
         }
         let count = pending(&journal).await;
-        let now = line(
+        let now_ms = clock::now_ms();
+        let mut now = line(
             &state.borrow_and_update(),
             &failing.borrow_and_update(),
             count,
-            clock::now_ms(),
+            now_ms,
         );
+        if let Some(lease) = &lease {
+            now = with_role(now, &lease.record(now_ms));
+        }
         if now != last {
             notifier.status(&now);
             last = now;
