@@ -373,6 +373,7 @@ pub const SINK_SETUP_ERROR: Series = Series::gauge("sink_setup_error");
 pub const RECONCILE_LAST_SWEEP_AGE: Series = Series::seconds("reconcile_last_sweep_age");
 pub const LEASE_LEADER: Series = Series::gauge("lease_leader");
 pub const LEASE_AGE: Series = Series::seconds("lease_age");
+pub const LEASE_HOLDER: Series = Series::gauge("lease_holder");
 pub const LEASE_ROLE_CHANGES: Series = Series::counter("lease_role_changes");
 pub const WEBSOCKET_EVICTIONS: Series = Series::counter("websocket_evictions");
 
@@ -512,7 +513,7 @@ fn render(
             holder.get_or_create(&labels(&[("holder", name)])).set(1.0);
         }
         registry.register(
-            "lease_holder",
+            LEASE_HOLDER.name,
             "[standby]: 1 for the relay (host:pid) that holds the lease, as this relay last saw it",
             holder,
         );
