@@ -234,9 +234,8 @@ fn live_part(address: SocketAddr, samples: &[Sample]) -> Live {
     let sink_failing = named(metrics::SINK_FAILING)
         .filter_map(|s| Some((s.labels.get("sink")?.clone(), s.value == 1.0)))
         .collect();
-    let role = value(metrics::LEASE_LEADER).map(|leader| {
-        if leader == 1.0 { "leader" } else { "standby" }.to_owned()
-    });
+    let role = value(metrics::LEASE_LEADER)
+        .map(|leader| if leader == 1.0 { "leader" } else { "standby" }.to_owned());
     let lease_holder = named(metrics::LEASE_HOLDER)
         .find(|s| s.value == 1.0)
         .and_then(|s| s.labels.get("holder").cloned());
@@ -379,10 +378,20 @@ pub fn render(report: &Report) -> String {
     };
     out.push_str(&format!("socket:     {socket}\n"));
     let role = match (&report.live, &report.standby) {
-        (Some(Live { role: Some(role), lease_holder, lease_age_seconds, .. }), _) => Some(format!(
+        (
+            Some(Live {
+                role: Some(role),
+                lease_holder,
+                lease_age_seconds,
+                ..
+            }),
+            _,
+        ) => Some(format!(
             "{role}; lease held by {} for {}",
             lease_holder.as_deref().unwrap_or("nobody"),
-            lease_age_seconds.map_or("-".to_string(), |s| age(Duration::from_secs(s.max(0.0) as u64)))
+            lease_age_seconds.map_or("-".to_string(), |s| age(Duration::from_secs(
+                s.max(0.0) as u64
+            )))
         )),
         (_, Some(recorded)) => Some(format!(
             "{} (as last recorded); lease held by {}",
@@ -392,7 +401,10 @@ pub fn render(report: &Report) -> String {
         _ => None,
     };
     if let Some(role) = role {
-        out.push_str(&format!("role:       {}\n", crate::escape::for_display(&role, 200)));
+        out.push_str(&format!(
+            "role:       {}\n",
+            crate::escape::for_display(&role, 200)
+        ));
     }
     let journal = &report.overview.journal;
     let last_live = match (&journal.last_live_at, journal.last_live_age_seconds) {

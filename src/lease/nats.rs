@@ -12,8 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use async_nats::jetstream::{self, stream::StorageType};
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use tokio::sync::Mutex;
 
 use super::{Holding, LeaseStore, StoreError};
@@ -110,23 +111,35 @@ impl NatsLease {
             }
             return Ok(store);
         }
-        let config = kv::Config {
-            bucket: name.to_owned(),
-            history: 1,
+        // The bucket's stream as `create_key_value` would make it. Made by
+        // hand: that call first asks for the account's info, whose 2.9 answer
+        // async-nats 0.52 cannot read.
+        let config = stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
             max_age,
             storage: StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            deny_purge: false,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            num_replicas: 1,
             ..Default::default()
         };
-        match self.jetstream.create_key_value(config).await {
-            Ok(store) => {
-                tracing::info!(bucket = name, max_age = %humantime::format_duration(max_age), "created the lease's KV bucket");
-                Ok(store)
-            }
-            // The other relay may have created it just now.
-            Err(create) => self.jetstream.get_key_value(name).await.map_err(|_| {
-                StoreError::Unavailable(format!("cannot create KV bucket {name}: {create}"))
-            }),
+        let created = self.jetstream.create_stream(config).await;
+        if created.is_ok() {
+            tracing::info!(bucket = name, max_age = %humantime::format_duration(max_age), "created a KV bucket for the lease");
         }
+        // Created, or the other relay created it just now.
+        self.jetstream.get_key_value(name).await.map_err(|error| {
+            let cause = match created {
+                Err(create) => create.to_string(),
+                Ok(_) => error.to_string(),
+            };
+            StoreError::Unavailable(format!("cannot create KV bucket {name}: {cause}"))
+        })
     }
 }
 

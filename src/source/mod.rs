@@ -212,6 +212,14 @@ impl Source {
                 End::TokenRejected(reason) => {
                     tracing::warn!(reason = %reason, retry_in = %retry_in, "Zoom rejected the access token; fetching a new one")
                 }
+                // The lease has moved on (this relay was frozen or cut off):
+                // the new leader's connection took the subscription, as it
+                // should. The gate keeps this socket closed.
+                End::Evicted(reason)
+                    if self.lease.as_ref().is_some_and(|gate| !gate.may_connect()) =>
+                {
+                    tracing::info!(reason = %reason, "the Zoom subscription went to the new lease holder; not reconnecting")
+                }
                 End::Evicted(reason) if self.lease.is_some() => tracing::error!(
                     reason = %reason,
                     retry_in = %retry_in,

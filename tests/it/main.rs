@@ -24,6 +24,7 @@ mod salesforce;
 mod service;
 mod source;
 mod space;
+mod standby;
 mod status;
 mod support;
 mod upgrade;
