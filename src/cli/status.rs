@@ -552,9 +552,32 @@ mod tests {
                 reconnects: None,
                 token_refreshes: None,
                 sink_failing,
+                role: None,
+                lease_holder: None,
+                lease_age_seconds: None,
             }),
             live_unavailable: None,
+            standby: None,
         }
+    }
+
+    /// `[standby]`: a standby's closed socket is how it should be; a
+    /// leader's is not.
+    #[test]
+    fn a_standby_socket_is_closed_by_design() {
+        let with_role = |role: &str| {
+            let mut report = report(true, Some("standby"), vec![sink("crm", 0, 0, Some(false))]);
+            if let Some(live) = report.live.as_mut() {
+                live.role = Some(role.to_owned());
+            }
+            report
+        };
+        check(with_role("standby"), Health::Healthy, &[]);
+        check(
+            with_role("leader"),
+            Health::Attention,
+            &["the Zoom WebSocket is not live (state: standby)"],
+        );
     }
 
     fn check(report: Report, health: Health, problems: &[&str]) {

@@ -1814,4 +1814,83 @@ url = "https://erp.example.com/zoom"
         let problems = parse_with(&both, &env, Secrets::Skip).unwrap_err().problems;
         assert_eq!(problems[0].key, "zoom.client_secret", "{problems:?}");
     }
+
+    /// `[standby]`: the lease's keys and the nats sink's connection keys,
+    /// each problem under `standby.<key>`.
+    #[test]
+    fn standby_is_validated_with_the_nats_connection_keys() {
+        check_table(&[
+            ("", &[]),
+            ("[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]", &[]),
+            (
+                "[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]\nttl = \"3s\"",
+                &["warning: standby.ttl: under 5s, a slow NATS round trip makes the leader step down"],
+            ),
+            (
+                "[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]\nttl = \"10m\"",
+                &["warning: standby.ttl: over 5m, a failover leaves the socket closed for that long"],
+            ),
+            (
+                "[standby]\nttl = \"500ms\"\nbucket = \"a.b\"",
+                &[
+                    "error: standby.lease_servers: missing; required in [standby]",
+                    "error: standby.bucket: \"a.b\" is not a KV bucket name: letters, digits, '_' and '-', at most 200 characters",
+                    "error: standby.ttl: must be at least 1s: the lease is renewed every ttl/5 over the network",
+                ],
+            ),
+            (
+                "[standby]\nlease_servers = [\"http://x:1\"]\ntoken = \"t\"\nuser = \"u\"",
+                &[
+                    "error: standby.credentials_file: set at most one of credentials_file, token_file, nkey_seed_file, user + password_file",
+                    "error: standby.lease_servers: \"http://x:1\" is not a nats://host:port or tls://host:port URL",
+                ],
+            ),
+            (
+                "[standby]\nlease_servers = [\"tls://127.0.0.1:4222\"]\ntls_cert_file = \"/c.pem\"",
+                &["error: standby.tls_key_file: missing; required in [standby]"],
+            ),
+            (
+                "[standby]\nlease_servers = [\"nats://nats.internal:4222\"]",
+                &["warning: standby.lease_servers: nats://nats.internal is not encrypted unless the server requires TLS; use tls://"],
+            ),
+            (
+                "[reconcile]\nenabled = false\n[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]",
+                &["warning: standby: reconcile.enabled or reconcile.on_reconnect is false: a new leader cannot fill the window of a failover from the REST API"],
+            ),
+        ]);
+        let lines = outcome(
+            &with_base("[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]\nholder = \"x\""),
+            &FakeEnvironment::new(),
+        );
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("unknown field `holder`"), "{lines:?}");
+    }
+
+    #[test]
+    fn standby_settings_and_their_secret_places() {
+        let text = with_base("[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]");
+        let standby = settings(&FakeEnvironment::new(), &text).standby.unwrap();
+        assert_eq!(standby.bucket, "zcc_relay");
+        assert_eq!(standby.ttl, std::time::Duration::from_secs(15));
+        assert_eq!(
+            standby.connection.auth,
+            crate::sink::nats::NatsAuth::None
+        );
+        // A token from the credential `standby-token`, else ZCC_RELAY_STANDBY_TOKEN.
+        let env = FakeEnvironment::new()
+            .with_var("CREDENTIALS_DIRECTORY", "/run/credentials/zcc-relay.service")
+            .with_file("/run/credentials/zcc-relay.service/standby-token", "tok\n");
+        let standby = settings(&env, &text).standby.unwrap();
+        assert_eq!(
+            standby.connection.auth,
+            crate::sink::nats::NatsAuth::Token(crate::config::Secret::new("tok".into()))
+        );
+        let env = FakeEnvironment::new().with_var("ZCC_RELAY_STANDBY_TOKEN", "env-tok");
+        let standby = settings(&env, &text).standby.unwrap();
+        assert_eq!(
+            standby.connection.auth,
+            crate::sink::nats::NatsAuth::Token(crate::config::Secret::new("env-tok".into()))
+        );
+        assert!(!format!("{standby:?}").contains("env-tok"));
+    }
 }
