@@ -1893,4 +1893,25 @@ url = "https://erp.example.com/zoom"
         );
         assert!(!format!("{standby:?}").contains("env-tok"));
     }
+
+    /// The commented `[standby]` block of config.toml.example, uncommented,
+    /// validates quietly given the file it names.
+    #[test]
+    fn the_examples_standby_block_validates() {
+        let example = include_str!("../../config.toml.example");
+        let start = example.find("# [standby]").expect("a [standby] block");
+        let block: String = example[start..]
+            .lines()
+            .take_while(|line| line.starts_with("# "))
+            .map(|line| format!("{}\n", &line[2..]))
+            .collect();
+        let env = FakeEnvironment::new()
+            .with_file("/run/credentials/zcc-relay.service/nats.creds", "creds\n");
+        let text = with_base(&block);
+        assert_eq!(outcome(&text, &env), Vec::<String>::new(), "{block}");
+        let standby = settings(&env, &text).standby.unwrap();
+        assert_eq!(standby.ttl, std::time::Duration::from_secs(15));
+        assert_eq!(standby.bucket, "zcc_relay");
+        assert_eq!(standby.connection.servers.len(), 2);
+    }
 }
