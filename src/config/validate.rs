@@ -1821,14 +1821,21 @@ url = "https://erp.example.com/zoom"
     fn standby_is_validated_with_the_nats_connection_keys() {
         check_table(&[
             ("", &[]),
-            ("[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]", &[]),
+            (
+                "[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]",
+                &[],
+            ),
             (
                 "[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]\nttl = \"3s\"",
-                &["warning: standby.ttl: under 5s, a slow NATS round trip makes the leader step down"],
+                &[
+                    "warning: standby.ttl: under 5s, a slow NATS round trip makes the leader step down",
+                ],
             ),
             (
                 "[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]\nttl = \"10m\"",
-                &["warning: standby.ttl: over 5m, a failover leaves the socket closed for that long"],
+                &[
+                    "warning: standby.ttl: over 5m, a failover leaves the socket closed for that long",
+                ],
             ),
             (
                 "[standby]\nttl = \"500ms\"\nbucket = \"a.b\"",
@@ -1851,11 +1858,15 @@ url = "https://erp.example.com/zoom"
             ),
             (
                 "[standby]\nlease_servers = [\"nats://nats.internal:4222\"]",
-                &["warning: standby.lease_servers: nats://nats.internal is not encrypted unless the server requires TLS; use tls://"],
+                &[
+                    "warning: standby.lease_servers: nats://nats.internal is not encrypted unless the server requires TLS; use tls://",
+                ],
             ),
             (
                 "[reconcile]\nenabled = false\n[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]",
-                &["warning: standby: reconcile.enabled or reconcile.on_reconnect is false: a new leader cannot fill the window of a failover from the REST API"],
+                &[
+                    "warning: standby: reconcile.enabled or reconcile.on_reconnect is false: a new leader cannot fill the window of a failover from the REST API",
+                ],
             ),
         ]);
         let lines = outcome(
@@ -1872,13 +1883,13 @@ url = "https://erp.example.com/zoom"
         let standby = settings(&FakeEnvironment::new(), &text).standby.unwrap();
         assert_eq!(standby.bucket, "zcc_relay");
         assert_eq!(standby.ttl, std::time::Duration::from_secs(15));
-        assert_eq!(
-            standby.connection.auth,
-            crate::sink::nats::NatsAuth::None
-        );
+        assert_eq!(standby.connection.auth, crate::sink::nats::NatsAuth::None);
         // A token from the credential `standby-token`, else ZCC_RELAY_STANDBY_TOKEN.
         let env = FakeEnvironment::new()
-            .with_var("CREDENTIALS_DIRECTORY", "/run/credentials/zcc-relay.service")
+            .with_var(
+                "CREDENTIALS_DIRECTORY",
+                "/run/credentials/zcc-relay.service",
+            )
             .with_file("/run/credentials/zcc-relay.service/standby-token", "tok\n");
         let standby = settings(&env, &text).standby.unwrap();
         assert_eq!(
