@@ -182,12 +182,18 @@ pub async fn run_with(
         Some(standby) => {
             let key =
                 crate::lease::key_for(&settings.zoom.account_id, &settings.zoom.subscription_id);
-            match crate::lease::nats::NatsLease::connect(standby, key, &tls).await {
+            match crate::lease::nats::NatsLease::connect(standby, key.clone(), &tls).await {
                 Ok(store) => {
                     let (role, role_rx) =
                         tokio::sync::watch::channel(crate::lease::Role::Standby { holder: None });
                     tracing::info!(holder = %me, bucket = %standby.bucket, ttl = %humantime::format_duration(standby.ttl), "standby: the Zoom socket opens only while this relay holds the lease");
-                    Some((Arc::new(store), role, role_rx, standby.ttl))
+                    Some((
+                        Arc::new(store),
+                        role,
+                        role_rx,
+                        standby.ttl,
+                        format!("{}/{key}", standby.bucket),
+                    ))
                 }
                 Err(e) => {
                     journal.close().await;
@@ -198,9 +204,10 @@ pub async fn run_with(
     };
     let lease_view = lease
         .as_ref()
-        .map(|(_, _, role_rx, _)| crate::lease::LeaseView {
+        .map(|(_, _, role_rx, _, name)| crate::lease::LeaseView {
             role: role_rx.clone(),
             holder: me.clone(),
+            lease: name.clone(),
         });
 
     let (state, state_rx) = tokio::sync::watch::channel(crate::source::ConnectionState::Connecting);
@@ -240,7 +247,7 @@ pub async fn run_with(
         state,
         lease: lease
             .as_ref()
-            .map(|(_, _, role_rx, ttl)| crate::lease::Gate {
+            .map(|(_, _, role_rx, ttl, _)| crate::lease::Gate {
                 role: role_rx.clone(),
                 ttl: *ttl,
             }),
@@ -272,7 +279,7 @@ pub async fn run_with(
                     });
             (source_task, reconciler, None)
         }
-        Some((store, role, role_rx, ttl)) => {
+        Some((store, role, role_rx, ttl, _)) => {
             let lease_loop = crate::lease::Lease {
                 store: store.clone(),
                 ttl,

@@ -206,6 +206,9 @@ pub struct LeaseView {
     pub role: watch::Receiver<Role>,
     /// This relay's name in the lease.
     pub holder: String,
+    /// `<bucket>/<key>`: the same for both relays of a pair (the metrics'
+    /// `lease` label, by which alerts group a pair).
+    pub lease: String,
 }
 
 impl LeaseView {

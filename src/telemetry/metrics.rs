@@ -493,10 +493,14 @@ fn render(
     );
     if let Some(lease) = &endpoint.sources.lease {
         let record = lease.record(now_ms);
+        let leader = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        leader
+            .get_or_create(&labels(&[("lease", &lease.lease)]))
+            .set(if record.role == "leader" { 1.0 } else { 0.0 });
         registry.register(
             LEASE_LEADER.name,
-            "[standby]: 1 while this relay holds the lease and may open the Zoom socket, 0 as the standby",
-            gauge(if record.role == "leader" { 1.0 } else { 0.0 }),
+            "[standby]: 1 while this relay holds the lease and may open the Zoom socket, 0 as the standby; lease = <bucket>/<key>, the same for both relays of a pair",
+            leader,
         );
         registry.register_with_unit(
             LEASE_AGE.name,
