@@ -156,7 +156,7 @@ impl<S: LeaseStore> Terms<S> {
             }
         };
         let work = async {
-            self.take_over(&term, reconciler_beat).await?;
+            self.take_over(&term, source_beat, reconciler_beat).await?;
             let source = async {
                 let result = self.source.run(term.clone(), source_beat).await;
                 term.cancel();
@@ -197,6 +197,7 @@ impl<S: LeaseStore> Terms<S> {
     async fn take_over(
         &self,
         term: &CancellationToken,
+        source_beat: &mut Heartbeat,
         reconciler_beat: &mut Heartbeat,
     ) -> Result<(), TermError> {
         let now = clock::now_ms();
@@ -232,7 +233,9 @@ impl<S: LeaseStore> Terms<S> {
         let catch_up = reconciler.catch_up(&self.journal);
         tokio::select! {
             _ = term.cancelled() => Ok(()),
-            done = timeout(CATCH_UP_LIMIT, reconciler_beat.during(catch_up)) => match done {
+            // The source has not started yet: its heartbeat beats here too,
+            // or the watchdog would take a long catch-up for a stalled loop.
+            done = timeout(CATCH_UP_LIMIT, source_beat.during(reconciler_beat.during(catch_up))) => match done {
                 Ok(done) => {
                     done?;
                     Ok(())
