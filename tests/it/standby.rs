@@ -42,7 +42,11 @@ fn engagement(n: u64, at_ms: u64) -> Vec<Value> {
             .to_string()
     };
     let e = format!("SB{n}");
-    let channel = if n.is_multiple_of(2) { "voice" } else { "messaging" };
+    let channel = if n.is_multiple_of(2) {
+        "voice"
+    } else {
+        "messaging"
+    };
     let (start, end) = (at_ms - 120_000, at_ms - 60_000);
     let object = |extra: Value| {
         let mut base = json!({"engagement_id": e, "engagement_direction": "inbound",
