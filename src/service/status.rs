@@ -129,6 +129,45 @@ pub async fn run(
 mod tests {
     use super::*;
 
+    /// `[standby]`: the role, the holder and the lease's age come first.
+    #[test]
+    fn the_role_comes_first_under_standby() {
+        use crate::lease::{Holding, Role};
+        let now_ms = 100_000;
+        let leader = Role::Leader {
+            acquired_ms: 58_000,
+            expires: tokio::time::Instant::now(),
+        };
+        let standby = Role::Standby {
+            holder: Some(Holding {
+                holder: "vm-b:812".into(),
+                acquired_ms: 58_000,
+            }),
+        };
+        let rows = [
+            (
+                leader,
+                ConnectionState::Live { since_ms: 1 },
+                "leader (lease 42s); connected; 0 pending",
+            ),
+            (
+                standby,
+                ConnectionState::Standby,
+                "standby (leader vm-b:812, lease 42s); socket closed (standby); 3 pending",
+            ),
+            (
+                Role::Standby { holder: None },
+                ConnectionState::Standby,
+                "standby (no leader); socket closed (standby); 3 pending",
+            ),
+        ];
+        for (role, state, expected) in rows {
+            let pending = if role.is_leader() { 0 } else { 3 };
+            let plain = line(&state, &BTreeSet::new(), Some(pending), now_ms);
+            assert_eq!(with_role(plain, &role.record("vm-a:7", now_ms)), expected);
+        }
+    }
+
     fn check(state: ConnectionState, failing: &[&str], pending: Option<u64>, expected: &str) {
         let failing = failing.iter().map(|s| s.to_string()).collect();
         assert_eq!(line(&state, &failing, pending, 10_000), expected);

@@ -305,11 +305,72 @@ async fn wait_delivered(
     }
 }
 
+/// `host:pid` as the relay logged it when it took the lease.
+fn holder_in(log: &str) -> String {
+    log.lines()
+        .find(|line| line.contains("took the lease"))
+        .and_then(|line| line.split("holder=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no holder in:\n{log}"))
+        .to_owned()
+}
+
+/// `standby`'s metrics and `status` name it the standby and `leader` the holder.
+async fn shows_the_standby_and_its_leader(standby: &Relay, leader: &Relay) {
+    let holder = holder_in(&leader.text());
+    let addr = metrics_addr_in(&standby.log).await;
+    let (_, _, scrape) = http_get(addr, "/metrics").await;
+    let samples = zcc_relay::telemetry::metrics::parse(&scrape);
+    let sample = |name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} in:\n{scrape}"))
+    };
+    let role = sample("zcc_relay_lease_leader");
+    assert_eq!(role.value, 0.0, "{scrape}");
+    assert_eq!(
+        role.labels["lease"],
+        "zcc_relay/sim-account.sim-subscription"
+    );
+    let shown = sample("zcc_relay_lease_holder");
+    assert_eq!(
+        (shown.labels["holder"].as_str(), shown.value),
+        (holder.as_str(), 1.0)
+    );
+    let states: Vec<&str> = samples
+        .iter()
+        .filter(|s| s.name == "zcc_relay_websocket_state" && s.value == 1.0)
+        .map(|s| s.labels["state"].as_str())
+        .collect();
+    assert_eq!(states, ["standby"], "{scrape}");
+    // `status` reads the role the daemon recorded in its journal.
+    let config = standby.log.with_file_name("config.toml");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ran = zcc_relay(["status", "--json"])
+            .config(&config)
+            .output()
+            .await;
+        let report: Value = serde_json::from_str(&ran.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", ran.stdout, ran.stderr));
+        let recorded = &report["standby"];
+        if recorded["holder"] == json!(holder) {
+            assert_eq!(recorded["role"], "standby", "{report}");
+            assert!(recorded["lease_age_seconds"].is_u64(), "{report}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{report}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_takes_over_when_the_leader_is_killed() {
     let pair = Pair::new().await;
     let crm = FakeSink::ok().await;
     let (mut a, b) = pair.start(&crm, &crm).await;
+    shows_the_standby_and_its_leader(&b, &a).await;
     let emitter = Emitter::start(&pair.sim, 0, Duration::from_millis(100));
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
