@@ -168,21 +168,47 @@ pub async fn run_with(
         let heartbeat = health.register("media stage");
         workers.spawn(async move { (MEDIA.to_owned(), stage.run(stop, abort, heartbeat).await) });
     }
-    let reconciler = if settings.reconcile.enabled {
-        let reconciler = Reconciler {
-            api: api.clone(),
-            settings: settings.reconcile.clone(),
-            account_id: settings.zoom.account_id.clone(),
-            stats: stats.clone(),
-        };
-        Some(tokio::spawn(reconciler.run(
-            journal.clone(),
-            source_cancel.clone(),
-            health.register("reconciler"),
-        )))
-    } else {
-        None
+    let reconciler = settings.reconcile.enabled.then(|| Reconciler {
+        api: api.clone(),
+        settings: settings.reconcile.clone(),
+        account_id: settings.zoom.account_id.clone(),
+        stats: stats.clone(),
+    });
+
+    // `[standby]`: the lease decides when the socket and the reconciler run.
+    let me = crate::lease::holder_name();
+    let lease = match &settings.standby {
+        None => None,
+        Some(standby) => {
+            let key =
+                crate::lease::key_for(&settings.zoom.account_id, &settings.zoom.subscription_id);
+            match crate::lease::nats::NatsLease::connect(standby, key.clone(), &tls).await {
+                Ok(store) => {
+                    let (role, role_rx) =
+                        tokio::sync::watch::channel(crate::lease::Role::Standby { holder: None });
+                    tracing::info!(holder = %me, bucket = %standby.bucket, ttl = %humantime::format_duration(standby.ttl), "standby: the Zoom socket opens only while this relay holds the lease");
+                    Some((
+                        Arc::new(store),
+                        role,
+                        role_rx,
+                        standby.ttl,
+                        format!("{}/{key}", standby.bucket),
+                    ))
+                }
+                Err(e) => {
+                    journal.close().await;
+                    return Err(e);
+                }
+            }
+        }
     };
+    let lease_view = lease
+        .as_ref()
+        .map(|(_, _, role_rx, _, name)| crate::lease::LeaseView {
+            role: role_rx.clone(),
+            holder: me.clone(),
+            lease: name.clone(),
+        });
 
     let (state, state_rx) = tokio::sync::watch::channel(crate::source::ConnectionState::Connecting);
     // The metrics endpoint lives until the journal closes, so a scrape sees the drain.
@@ -200,6 +226,7 @@ pub async fn run_with(
                     .reconcile
                     .enabled
                     .then_some(settings.reconcile.interval),
+                lease: lease_view.clone(),
             };
             Some(tokio::spawn(crate::telemetry::metrics::serve(
                 listener,
@@ -208,6 +235,7 @@ pub async fn run_with(
             )))
         }
     };
+    let (live, live_rx) = tokio::sync::watch::channel(0u64);
     let source = Source {
         settings: settings.websocket.clone(),
         websocket_url: settings.zoom.websocket_url.clone(),
@@ -217,10 +245,71 @@ pub async fn run_with(
         stats: stats.clone(),
         tls: tls.clone(),
         state,
+        lease: lease
+            .as_ref()
+            .map(|(_, _, role_rx, ttl, _)| crate::lease::Gate {
+                role: role_rx.clone(),
+                ttl: *ttl,
+            }),
+        live: lease.as_ref().map(|_| live),
     };
     let connection = source.state.subscribe();
-    let mut source_task =
-        tokio::spawn(source.run(source_cancel.clone(), health.register("source")));
+    let source_heartbeat = health.register("source");
+    let reconciler_heartbeat = reconciler.as_ref().map(|_| health.register("reconciler"));
+    let lease_cancel = CancellationToken::new();
+    let (mut source_task, reconciler, lease_task) = match lease {
+        None => {
+            let cancel = source_cancel.clone();
+            let source_task: tokio::task::JoinHandle<anyhow::Result<()>> =
+                tokio::spawn(async move {
+                    let mut heartbeat = source_heartbeat;
+                    source
+                        .run(cancel, &mut heartbeat)
+                        .await
+                        .map_err(anyhow::Error::new)
+                });
+            let reconciler =
+                reconciler
+                    .zip(reconciler_heartbeat)
+                    .map(|(reconciler, mut heartbeat)| {
+                        let (journal, cancel) = (journal.clone(), source_cancel.clone());
+                        tokio::spawn(async move {
+                            reconciler.run(journal, cancel, &mut heartbeat).await
+                        })
+                    });
+            (source_task, reconciler, None)
+        }
+        Some((store, role, role_rx, ttl, _)) => {
+            let lease_loop = crate::lease::Lease {
+                store: store.clone(),
+                ttl,
+                holder: me.clone(),
+                role,
+            };
+            let lease_task = tokio::spawn(lease_loop.run(lease_cancel.clone()));
+            let terms = crate::lease::term::Terms {
+                store,
+                role: role_rx,
+                holder: me.clone(),
+                source,
+                reconciler,
+                journal: journal.clone(),
+                stats: stats.clone(),
+                live: live_rx,
+            };
+            let cancel = source_cancel.clone();
+            let reconciler_heartbeat =
+                reconciler_heartbeat.unwrap_or_else(crate::service::Heartbeat::detached);
+            let source_task: tokio::task::JoinHandle<anyhow::Result<()>> =
+                tokio::spawn(async move {
+                    terms
+                        .run(cancel, source_heartbeat, reconciler_heartbeat)
+                        .await
+                        .map_err(anyhow::Error::new)
+                });
+            (source_task, None, Some(lease_task))
+        }
+    };
 
     // Every task runs: tell systemd, then keep it posted.
     let service_stop = CancellationToken::new();
@@ -229,13 +318,18 @@ pub async fn run_with(
     if notifier.is_enabled() {
         let pending = status::pending(&journal).await;
         let state = connection.borrow().clone();
-        let first = status::line(&state, &BTreeSet::new(), pending, crate::clock::now_ms());
+        let now_ms = crate::clock::now_ms();
+        let mut first = status::line(&state, &BTreeSet::new(), pending, now_ms);
+        if let Some(lease) = &lease_view {
+            first = status::with_role(first, &lease.record(now_ms));
+        }
         notifier.ready(&first);
         service_tasks.spawn(status::run(
             notifier.clone(),
             journal.clone(),
             connection,
             stats.failing_sinks(),
+            lease_view.clone(),
             first,
             service_stop.clone(),
         ));
@@ -267,7 +361,7 @@ pub async fn run_with(
         result = &mut source_task => {
             failure = Some(match result {
                 Ok(Ok(())) => anyhow::anyhow!("WebSocket source stopped unexpectedly"),
-                Ok(Err(e)) => anyhow::Error::new(e),
+                Ok(Err(e)) => e,
                 Err(e) => anyhow::anyhow!("WebSocket source crashed: {e}"),
             });
         }
@@ -304,6 +398,11 @@ pub async fn run_with(
             Err(e) => tracing::error!(error = %e, "reconciliation task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    // With the socket closed, the lease is released for the standby.
+    lease_cancel.cancel();
+    if let Some(lease_task) = lease_task {
+        let _ = lease_task.await;
     }
     // 2. Stop pulling; in-flight deliveries get the drain deadline.
     sinks_stop.cancel();

@@ -15,6 +15,7 @@ pub mod escape;
 pub mod failure;
 pub mod interaction;
 pub mod journal;
+pub mod lease;
 pub mod media;
 pub mod oauth;
 pub mod reconcile;

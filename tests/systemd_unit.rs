@@ -425,6 +425,28 @@ async fn the_packaged_unit_runs_under_systemd() {
             .ends_with("/systemd/system/zcc-relay.service"),
         "the package's unit: {unit_file}"
     );
+    // The template for many accounts per host comes with it: an instance per
+    // account, each with its own configuration and state directory.
+    let template = m.ok(&[
+        "systemctl",
+        "show",
+        "zcc-relay@probe.service",
+        "-p",
+        "FragmentPath",
+        "-p",
+        "StateDirectory",
+        "-p",
+        "ExecStart",
+    ]);
+    assert!(
+        template.contains("/systemd/system/zcc-relay@.service"),
+        "the package's template: {template}"
+    );
+    assert!(
+        template.contains("StateDirectory=zcc-relay/probe"),
+        "{template}"
+    );
+    assert!(template.contains("/etc/zcc-relay/probe.toml"), "{template}");
     m.sh(
         "install -m 0644 /mnt/zcc-ci/config.toml /etc/zcc-relay/config.toml && \
          install -m 0600 /mnt/zcc-ci/zoom-client-secret /etc/zcc-relay/zoom-client-secret && \

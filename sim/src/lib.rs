@@ -438,6 +438,18 @@ impl Simulator {
         self.inner.handshakes_completed.load(Ordering::Relaxed)
     }
 
+    /// Live sockets evicted by a newer one ("Connected in another place").
+    pub fn evictions(&self) -> u64 {
+        self.inner.evictions.load(Ordering::Relaxed)
+    }
+
+    /// The periods during which two or more of the subscription's sockets were
+    /// connected at once (from the newer one's `build_connection` success to
+    /// the release of all but one), the current one included.
+    pub fn overlaps(&self) -> Vec<std::time::Duration> {
+        self.inner.overlaps()
+    }
+
     pub fn heartbeats_received(&self) -> u64 {
         self.inner.heartbeats_received.load(Ordering::Relaxed)
     }

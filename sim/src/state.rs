@@ -79,6 +79,10 @@ pub(super) struct Inner {
     pub handshakes_completed: AtomicU64,
     pub heartbeats_received: AtomicU64,
     pub tokens_issued: AtomicU64,
+    /// Live sockets told "Connected in another place" by a newer one.
+    pub evictions: AtomicU64,
+    /// Sockets granted `build_connection` success and not yet released.
+    open: Mutex<Overlap>,
     next_connection_id: AtomicU64,
     /// Mirrors `State::live.is_some()`, for `wait_live` without polling. Only
     /// written while `state` is locked, so the two never disagree for a reader
@@ -127,6 +131,15 @@ struct LiveConnection {
 }
 
 /// Every `/ws` request and what became of it, in order.
+/// How many of the subscription's sockets are open at once, and the periods
+/// during which more than one was (two consumers connected at the same time).
+#[derive(Debug, Default)]
+struct Overlap {
+    open: usize,
+    since: Option<Instant>,
+    periods: Vec<std::time::Duration>,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct ConnectionLog {
     /// The number of `Attempt` entries in `events`, kept so waiters need not count.
@@ -177,6 +190,8 @@ impl Inner {
             handshakes_completed: AtomicU64::new(0),
             heartbeats_received: AtomicU64::new(0),
             tokens_issued: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            open: Mutex::new(Overlap::default()),
             next_connection_id: AtomicU64::new(1),
             live: watch::Sender::new(false),
             connection_log: watch::Sender::new(ConnectionLog::default()),
@@ -310,9 +325,18 @@ impl Inner {
         self.record(ConnectionEventKind::Live);
         self.live.send_replace(true);
         drop(state);
+        {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            open.open += 1;
+            if open.open == 2 {
+                open.since = Some(Instant::now());
+            }
+        }
         if let Some(previous) = previous {
             // A send error means that task already ended; nothing left to evict.
-            let _ = previous.outbound.send(Outbound::Evict);
+            if previous.outbound.send(Outbound::Evict).is_ok() {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::debug!(
                 evicted = previous.id,
                 by = id,
@@ -320,6 +344,27 @@ impl Inner {
             );
         }
         id
+    }
+
+    /// A socket [`register`](Self::register)ed earlier is released (its TCP
+    /// connection dropped on the simulator's side).
+    pub fn released(&self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.open = open.open.saturating_sub(1);
+        if open.open < 2
+            && let Some(since) = open.since.take()
+        {
+            open.periods.push(since.elapsed());
+        }
+    }
+
+    /// Every period during which two or more sockets were open, the current
+    /// one included.
+    pub fn overlaps(&self) -> Vec<std::time::Duration> {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut periods = open.periods.clone();
+        periods.extend(open.since.map(|since| since.elapsed()));
+        periods
     }
 
     /// Forgets connection `id` if it is still the live one (an evicted
@@ -377,7 +422,9 @@ impl Inner {
     /// What a second connection does to the first, without a second connection.
     pub fn evict_live(&self) {
         if let Some(live) = self.take_live() {
-            let _ = live.outbound.send(Outbound::Evict);
+            if live.outbound.send(Outbound::Evict).is_ok() {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::debug!(connection = live.id, "zoom simulator: connection evicted");
         }
     }

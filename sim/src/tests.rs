@@ -404,6 +404,17 @@ async fn second_connection_evicts_the_first() {
     assert!(sim.emit(event(4)));
     assert_eq!(decode_message(&next_frame(&mut second).await), event(4));
     assert_eq!(sim.handshakes_completed(), 2);
+    // Counted: one eviction, and one period with two sockets open, over once
+    // the first is released.
+    wait_closed(&sim, 1).await;
+    assert_eq!(sim.evictions(), 1);
+    let overlaps = sim.overlaps();
+    assert_eq!(overlaps.len(), 1, "{overlaps:?}");
+    assert!(
+        overlaps[0] < std::time::Duration::from_secs(2),
+        "{overlaps:?}"
+    );
+    assert_eq!(sim.overlaps(), overlaps, "over: it no longer grows");
 }
 
 #[tokio::test]
@@ -661,9 +672,12 @@ async fn evict_closes_the_live_socket_as_a_second_consumer_would() {
     wait_closed(&sim, 1).await;
     assert_eq!(kinds(&sim), [Attempt, Live, Closed]);
     assert_eq!(sim.handshakes_completed(), 1);
+    assert_eq!(sim.evictions(), 1);
+    assert!(sim.overlaps().is_empty(), "one socket at a time");
     // Nothing live: a no-op.
     sim.evict();
     assert_eq!(sim.connection_log().len(), 3);
+    assert_eq!(sim.evictions(), 1);
 }
 
 #[tokio::test]

@@ -114,13 +114,17 @@ enum Ending {
 }
 
 async fn run(inner: Arc<Inner>, socket: WebSocket, request: Request) {
-    serve(&inner, socket, request).await;
+    if serve(&inner, socket, request).await {
+        inner.released();
+    }
     // After `serve` has dropped the socket: "closed" means the TCP connection is
     // gone on the simulator's side.
     inner.record(ConnectionEventKind::Closed);
 }
 
-async fn serve(inner: &Inner, mut socket: WebSocket, request: Request) {
+/// Serves one socket; true if it was registered as live (and is released
+/// now that this returns).
+async fn serve(inner: &Inner, mut socket: WebSocket, request: Request) -> bool {
     let Request {
         subscription_id,
         access_token,
@@ -133,7 +137,7 @@ async fn serve(inner: &Inner, mut socket: WebSocket, request: Request) {
         link.go_dark();
         tracing::debug!("zoom simulator: handshake stalled");
         hold_dark(inner, &mut socket).await;
-        return;
+        return false;
     }
 
     let verdict = if admission.reject_tokens {
@@ -148,7 +152,7 @@ async fn serve(inner: &Inner, mut socket: WebSocket, request: Request) {
         if socket.send(Message::Text(refused.into())).await.is_ok() {
             close(&mut socket, close_code::POLICY, &reason).await;
         }
-        return;
+        return false;
     }
 
     if admission.mode == HandshakeMode::AcceptThenDrop {
@@ -157,7 +161,7 @@ async fn serve(inner: &Inner, mut socket: WebSocket, request: Request) {
         // without a close frame.
         let _ = socket.send(Message::Text(connected.into())).await;
         tracing::debug!("zoom simulator: connection dropped right after the handshake");
-        return;
+        return false;
     }
 
     // Registered before the success frame is written: an event emitted from
@@ -169,7 +173,7 @@ async fn serve(inner: &Inner, mut socket: WebSocket, request: Request) {
     let connected = string_frame("build_connection", true, CONNECTED);
     if socket.send(Message::Text(connected.into())).await.is_err() {
         inner.unregister(id);
-        return;
+        return true;
     }
     tracing::debug!(connection = id, "zoom simulator: connection live");
 
@@ -235,6 +239,7 @@ async fn serve(inner: &Inner, mut socket: WebSocket, request: Request) {
         Ending::Aborted | Ending::ClientGone => {}
     }
     tracing::debug!(connection = id, "zoom simulator: connection closed");
+    true
 }
 
 /// Holds a socket whose link is dark until the client leaves or the simulator

@@ -382,6 +382,7 @@ fn demo_settings(
         journal: JournalSettings { dir: journal_dir },
         reconcile: ReconcileSettings::default(),
         metrics: MetricsSettings::default(),
+        standby: None,
         sinks: vec![
             SinkSettings::new(
                 "archive",

@@ -74,6 +74,10 @@ pub struct Report {
     /// (`live_unavailable` says which).
     pub live: Option<Live>,
     pub live_unavailable: Option<LiveUnavailable>,
+    /// `[standby]`: the role as the daemon last wrote it to the journal
+    /// (`role`, `holder`, `acquired_ms`, `lease_age_seconds` as of `at_ms`);
+    /// absent without `[standby]`.
+    pub standby: Option<crate::lease::RoleRecord>,
 }
 
 impl Report {
@@ -122,8 +126,15 @@ const SWEEP_SLACK: Duration = Duration::from_secs(300);
 #[derive(Debug, Serialize)]
 pub struct Live {
     pub endpoint: String,
-    /// `connecting`, `awaiting_build_connection`, `live`, `backing_off` or `stopped`.
+    /// `connecting`, `awaiting_build_connection`, `live`, `backing_off`,
+    /// `standby` or `stopped`.
     pub socket_state: Option<SocketState>,
+    /// `[standby]`: `leader` or `standby`, now.
+    pub role: Option<String>,
+    /// `[standby]`: the relay (`host:pid`) holding the lease, as this one sees it.
+    pub lease_holder: Option<String>,
+    /// `[standby]`: seconds since the holder took the lease.
+    pub lease_age_seconds: Option<f64>,
     pub last_event_age_seconds: Option<f64>,
     pub last_heartbeat_reply_age_seconds: Option<f64>,
     pub reconnects: Option<u64>,
@@ -150,9 +161,19 @@ pub fn run(args: &StatusArgs, settings: &Settings) -> anyhow::Result<Health> {
 }
 
 fn gather(settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Report> {
-    let overview = {
+    let (overview, standby) = {
         let view = View::open(settings)?;
-        Overview::gather(&view, settings, now)?
+        let standby = match settings.standby {
+            None => None,
+            Some(_) => {
+                let txn = view.begin_read()?;
+                crate::lease::term::recorded(
+                    journal::read::meta(&txn, crate::lease::ROLE_META)
+                        .context("cannot read the journal")?,
+                )
+            }
+        };
+        (Overview::gather(&view, settings, now)?, standby)
     };
     let (live, live_unavailable) = match (overview.mode.daemon_running(), settings.metrics.listen) {
         (false, _) => (None, None),
@@ -168,6 +189,7 @@ fn gather(settings: &Settings, now: jiff::Timestamp) -> anyhow::Result<Report> {
         overview,
         live,
         live_unavailable,
+        standby,
     };
     let (health, problems) = assess(&report);
     report.health = health;
@@ -212,6 +234,11 @@ fn live_part(address: SocketAddr, samples: &[Sample]) -> Live {
     let sink_failing = named(metrics::SINK_FAILING)
         .filter_map(|s| Some((s.labels.get("sink")?.clone(), s.value == 1.0)))
         .collect();
+    let role = value(metrics::LEASE_LEADER)
+        .map(|leader| if leader == 1.0 { "leader" } else { "standby" }.to_owned());
+    let lease_holder = named(metrics::LEASE_HOLDER)
+        .find(|s| s.value == 1.0)
+        .and_then(|s| s.labels.get("holder").cloned());
     Live {
         endpoint: endpoint(address),
         socket_state,
@@ -220,6 +247,9 @@ fn live_part(address: SocketAddr, samples: &[Sample]) -> Live {
         reconnects: value(metrics::WEBSOCKET_RECONNECTS).map(|v| v as u64),
         token_refreshes: value(metrics::TOKEN_REFRESHES).map(|v| v as u64),
         sink_failing,
+        role,
+        lease_holder,
+        lease_age_seconds: value(metrics::LEASE_AGE),
     }
 }
 
@@ -234,6 +264,8 @@ fn assess(report: &Report) -> (Health, Vec<String>) {
     if let Some(live) = &report.live
         && let Some(state) = live.socket_state
         && state != SocketState::Live
+        // A standby's socket is closed by design.
+        && !(state == SocketState::Standby && live.role.as_deref() == Some("standby"))
     {
         problems.push(format!(
             "the Zoom WebSocket is not live (state: {})",
@@ -345,6 +377,35 @@ pub fn render(report: &Report) -> String {
         (None, None) => "down (the daemon is not running)".to_string(),
     };
     out.push_str(&format!("socket:     {socket}\n"));
+    let role = match (&report.live, &report.standby) {
+        (
+            Some(Live {
+                role: Some(role),
+                lease_holder,
+                lease_age_seconds,
+                ..
+            }),
+            _,
+        ) => Some(format!(
+            "{role}; lease held by {} for {}",
+            lease_holder.as_deref().unwrap_or("nobody"),
+            lease_age_seconds.map_or("-".to_string(), |s| age(Duration::from_secs(
+                s.max(0.0) as u64
+            )))
+        )),
+        (_, Some(recorded)) => Some(format!(
+            "{} (as last recorded); lease held by {}",
+            recorded.role,
+            recorded.holder.as_deref().unwrap_or("nobody"),
+        )),
+        _ => None,
+    };
+    if let Some(role) = role {
+        out.push_str(&format!(
+            "role:       {}\n",
+            crate::escape::for_display(&role, 200)
+        ));
+    }
     let journal = &report.overview.journal;
     let last_live = match (&journal.last_live_at, journal.last_live_age_seconds) {
         (Some(at), Some(seconds)) => format!("{at} ({})", ago(seconds)),
@@ -491,9 +552,32 @@ mod tests {
                 reconnects: None,
                 token_refreshes: None,
                 sink_failing,
+                role: None,
+                lease_holder: None,
+                lease_age_seconds: None,
             }),
             live_unavailable: None,
+            standby: None,
         }
+    }
+
+    /// `[standby]`: a standby's closed socket is how it should be; a
+    /// leader's is not.
+    #[test]
+    fn a_standby_socket_is_closed_by_design() {
+        let with_role = |role: &str| {
+            let mut report = report(true, Some("standby"), vec![sink("crm", 0, 0, Some(false))]);
+            if let Some(live) = report.live.as_mut() {
+                live.role = Some(role.to_owned());
+            }
+            report
+        };
+        check(with_role("standby"), Health::Healthy, &[]);
+        check(
+            with_role("leader"),
+            Health::Attention,
+            &["the Zoom WebSocket is not live (state: standby)"],
+        );
     }
 
     fn check(report: Report, health: Health, problems: &[&str]) {

@@ -268,8 +268,24 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     pub media: MediaSettings,
     pub metrics: MetricsSettings,
+    /// `[standby]`: an active/standby pair through a NATS KV lease; `None`
+    /// runs alone, as always.
+    pub standby: Option<StandbySettings>,
     pub sinks: Vec<SinkSettings>,
 }
+
+/// The lease of an active/standby pair (docs/contract.md §3.7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StandbySettings {
+    pub connection: crate::sink::nats::NatsConnection,
+    /// The lease bucket (history 1, `max_age` = `ttl`); the last-live
+    /// instant lives in `<bucket>_state`, which has no short `max_age`.
+    pub bucket: String,
+    pub ttl: Duration,
+}
+
+pub const DEFAULT_LEASE_BUCKET: &str = "zcc_relay";
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
 impl Settings {
     pub fn sink(&self, name: &str) -> Option<&SinkSettings> {

@@ -29,7 +29,30 @@ pub struct RawConfig {
     pub reconcile: ReconcileConfig,
     pub media: MediaConfig,
     pub metrics: MetricsConfig,
+    pub standby: Option<StandbyConfig>,
     pub sinks: Vec<SinkConfig>,
+}
+
+/// `[standby]` (docs/contract.md §3.7): the lease's own keys, and the nats
+/// sink's connection keys under the same names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StandbyConfig {
+    pub lease_servers: Option<Vec<String>>,
+    pub bucket: Option<String>,
+    pub ttl: Option<String>,
+    pub credentials: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub nkey_seed: Option<String>,
+    pub nkey_seed_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

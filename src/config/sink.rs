@@ -94,6 +94,7 @@ impl Checker<'_> {
                     type_name: type_name.to_owned(),
                     kind_keys: raw.kind_keys,
                     all_keys: R::keys(),
+                    section: None,
                 };
                 match R::validate(type_name, &mut check) {
                     Some(kind) => kind,
@@ -220,12 +221,35 @@ pub struct SinkCheck<'c, 'e> {
     kind_keys: Vec<(String, toml::Value)>,
     /// Every kind's keys in the registry's order.
     all_keys: Vec<&'static str>,
+    /// A top-level table (`standby`) that shares a kind's keys: keys are
+    /// `<section>.<key>`, secrets the credential `<section>-<key>` and the
+    /// variable `ZCC_RELAY_<SECTION>_<KEY>`.
+    section: Option<&'static str>,
+}
+
+impl<'c, 'e> SinkCheck<'c, 'e> {
+    /// The check of a top-level table whose keys a sink kind's validation
+    /// shares (`[standby]` reuses the nats kind's connection keys).
+    pub(super) fn section(checker: &'c mut Checker<'e>, section: &'static str) -> Self {
+        SinkCheck {
+            checker,
+            index: 0,
+            name: None,
+            type_name: String::new(),
+            kind_keys: Vec::new(),
+            all_keys: Vec::new(),
+            section: Some(section),
+        }
+    }
 }
 
 impl SinkCheck<'_, '_> {
-    /// `sinks[<index>].<key>`.
+    /// `sinks[<index>].<key>` (or `<section>.<key>`).
     pub fn key(&self, key: &str) -> String {
-        format!("sinks[{}].{key}", self.index)
+        match self.section {
+            Some(section) => format!("{section}.{key}"),
+            None => format!("sinks[{}].{key}", self.index),
+        }
     }
 
     pub fn error(&mut self, key: &str, message: impl Into<String>) {
@@ -240,7 +264,10 @@ impl SinkCheck<'_, '_> {
 
     /// Reports `key` as missing for this type; always `None`.
     pub fn missing<T>(&mut self, key: &str) -> Option<T> {
-        let message = format!("missing; required for type {:?}", self.type_name);
+        let message = match self.section {
+            Some(section) => format!("missing; required in [{section}]"),
+            None => format!("missing; required for type {:?}", self.type_name),
+        };
         self.error(key, message);
         None
     }
@@ -282,11 +309,17 @@ impl SinkCheck<'_, '_> {
             file_key: self.key(&format!("{key}_file")),
             inline,
             file,
-            credential: self
-                .name
-                .as_deref()
-                .map(|name| format!("sink-{name}-{}", key.replace('_', "-"))),
-            var: self.name.as_deref().map(|name| secret_var(name, key)),
+            credential: match self.section {
+                Some(section) => Some(format!("{section}-{}", key.replace('_', "-"))),
+                None => self
+                    .name
+                    .as_deref()
+                    .map(|name| format!("sink-{name}-{}", key.replace('_', "-"))),
+            },
+            var: match self.section {
+                Some(section) => Some(section_var(section, key)),
+                None => self.name.as_deref().map(|name| secret_var(name, key)),
+            },
         };
         match self.checker.secret(places) {
             SecretLookup::Found(secret) => Some(Some(secret)),
@@ -344,6 +377,15 @@ fn secret_var(name: &str, key: &str) -> String {
             .collect()
     };
     format!("ZCC_RELAY_SINK_{}_{}", upper(name), upper(key))
+}
+
+/// `ZCC_RELAY_<SECTION>_<KEY>` for a top-level table's secret.
+fn section_var(section: &str, key: &str) -> String {
+    format!(
+        "ZCC_RELAY_{}_{}",
+        section.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    )
 }
 
 fn quoted(items: &[&str]) -> String {

@@ -16,13 +16,14 @@ use url::Url;
 
 use super::raw::{
     DaemonConfig, JournalConfig, MediaConfig, MetricsConfig, RawConfig, ReconcileConfig,
-    WebsocketConfig, ZoomConfig,
+    StandbyConfig, WebsocketConfig, ZoomConfig,
 };
 use super::{
-    ConfigError, DEFAULT_LINK_TTL, DaemonSettings, Environment, JournalSettings, Loaded,
-    MediaSettings, MetricsSettings, Problem, ReconcileSettings, Secret, Secrets, Settings,
-    WebsocketSettings, ZOOM_API_BASE_URL, ZOOM_OAUTH_URL, ZOOM_WEBSOCKET_URL, ZoomSettings,
-    default_media_store, unresolvable_media_store,
+    ConfigError, DEFAULT_LEASE_BUCKET, DEFAULT_LEASE_TTL, DEFAULT_LINK_TTL, DaemonSettings,
+    Environment, JournalSettings, Loaded, MediaSettings, MetricsSettings, Problem,
+    ReconcileSettings, Secret, Secrets, Settings, StandbySettings, WebsocketSettings,
+    ZOOM_API_BASE_URL, ZOOM_OAUTH_URL, ZOOM_WEBSOCKET_URL, ZoomSettings, default_media_store,
+    unresolvable_media_store,
 };
 
 /// Where the zoom client secret may come from, besides the config file.
@@ -72,13 +73,17 @@ pub fn validate_with(
     let reconcile = check.reconcile(raw.reconcile);
     let media = check.media(raw.media, journal.as_ref());
     let metrics = check.metrics(raw.metrics);
+    let standby = match raw.standby {
+        None => Some(None),
+        Some(standby) => check.standby(standby, reconcile.as_ref()).map(Some),
+    };
     let sinks = check.sinks(raw.sinks);
 
     let Checker {
         errors, warnings, ..
     } = check;
     match (
-        zoom, websocket, daemon, journal, reconcile, media, metrics, sinks,
+        zoom, websocket, daemon, journal, reconcile, media, metrics, standby, sinks,
     ) {
         (
             Some(zoom),
@@ -88,6 +93,7 @@ pub fn validate_with(
             Some(reconcile),
             Some(media),
             Some(metrics),
+            Some(standby),
             Some(sinks),
         ) if errors.is_empty() => Ok(Loaded {
             settings: Settings {
@@ -98,6 +104,7 @@ pub fn validate_with(
                 reconcile,
                 media,
                 metrics,
+                standby,
                 sinks,
             },
             warnings,
@@ -755,6 +762,95 @@ impl Checker<'_> {
             }
         }
         complete.then_some(options)
+    }
+
+    /// `[standby]` (docs/contract.md §3.7): the lease's keys here, the
+    /// connection keys through the nats kind's own validation.
+    fn standby(
+        &mut self,
+        raw: StandbyConfig,
+        reconcile: Option<&ReconcileSettings>,
+    ) -> Option<StandbySettings> {
+        let StandbyConfig {
+            lease_servers,
+            bucket,
+            ttl,
+            credentials,
+            credentials_file,
+            token,
+            token_file,
+            nkey_seed,
+            nkey_seed_file,
+            user,
+            password,
+            password_file,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+        } = raw;
+        let keys = crate::sink::nats::NatsSinkConfig {
+            credentials,
+            credentials_file,
+            token,
+            token_file,
+            nkey_seed,
+            nkey_seed_file,
+            user,
+            password,
+            password_file,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            ..Default::default()
+        };
+        let connection = {
+            let mut check = super::SinkCheck::section(self, "standby");
+            crate::sink::nats::connection(&mut check, "lease_servers", lease_servers, &keys)
+        };
+        let bucket = bucket.unwrap_or_else(|| DEFAULT_LEASE_BUCKET.to_owned());
+        let bucket_ok = crate::lease::is_bucket_name(&bucket);
+        if !bucket_ok {
+            self.error(
+                "standby.bucket",
+                format!(
+                    "{:?} is not a KV bucket name: letters, digits, '_' and '-', at most {} characters",
+                    crate::escape::for_display(&bucket, 80),
+                    crate::lease::MAX_BUCKET_NAME
+                ),
+            );
+        }
+        let ttl = self.duration("standby.ttl", ttl, DEFAULT_LEASE_TTL);
+        if let Some(ttl) = ttl {
+            if ttl < crate::lease::MIN_TTL {
+                self.error(
+                    "standby.ttl",
+                    "must be at least 1s: the lease is renewed every ttl/5 over the network",
+                );
+            } else if ttl < Duration::from_secs(5) {
+                self.warn(
+                    "standby.ttl",
+                    "under 5s, a slow NATS round trip makes the leader step down",
+                );
+            } else if ttl > Duration::from_secs(300) {
+                self.warn(
+                    "standby.ttl",
+                    "over 5m, a failover leaves the socket closed for that long",
+                );
+            }
+        }
+        if reconcile.is_some_and(|r| !r.enabled || !r.on_reconnect) {
+            self.warn(
+                "standby",
+                "reconcile.enabled or reconcile.on_reconnect is false: a new leader cannot \
+                 fill the window of a failover from the REST API",
+            );
+        }
+        let ttl = ttl.filter(|ttl| *ttl >= crate::lease::MIN_TTL);
+        Some(StandbySettings {
+            connection: connection?,
+            bucket: bucket_ok.then_some(bucket)?,
+            ttl: ttl?,
+        })
     }
 
     fn metrics(&mut self, raw: MetricsConfig) -> Option<MetricsSettings> {
@@ -1717,5 +1813,116 @@ url = "https://erp.example.com/zoom"
         );
         let problems = parse_with(&both, &env, Secrets::Skip).unwrap_err().problems;
         assert_eq!(problems[0].key, "zoom.client_secret", "{problems:?}");
+    }
+
+    /// `[standby]`: the lease's keys and the nats sink's connection keys,
+    /// each problem under `standby.<key>`.
+    #[test]
+    fn standby_is_validated_with_the_nats_connection_keys() {
+        check_table(&[
+            ("", &[]),
+            (
+                "[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]",
+                &[],
+            ),
+            (
+                "[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]\nttl = \"3s\"",
+                &[
+                    "warning: standby.ttl: under 5s, a slow NATS round trip makes the leader step down",
+                ],
+            ),
+            (
+                "[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]\nttl = \"10m\"",
+                &[
+                    "warning: standby.ttl: over 5m, a failover leaves the socket closed for that long",
+                ],
+            ),
+            (
+                "[standby]\nttl = \"500ms\"\nbucket = \"a.b\"",
+                &[
+                    "error: standby.lease_servers: missing; required in [standby]",
+                    "error: standby.bucket: \"a.b\" is not a KV bucket name: letters, digits, '_' and '-', at most 200 characters",
+                    "error: standby.ttl: must be at least 1s: the lease is renewed every ttl/5 over the network",
+                ],
+            ),
+            (
+                "[standby]\nlease_servers = [\"http://x:1\"]\ntoken = \"t\"\nuser = \"u\"",
+                &[
+                    "error: standby.credentials_file: set at most one of credentials_file, token_file, nkey_seed_file, user + password_file",
+                    "error: standby.lease_servers: \"http://x:1\" is not a nats://host:port or tls://host:port URL",
+                ],
+            ),
+            (
+                "[standby]\nlease_servers = [\"tls://127.0.0.1:4222\"]\ntls_cert_file = \"/c.pem\"",
+                &["error: standby.tls_key_file: missing; required in [standby]"],
+            ),
+            (
+                "[standby]\nlease_servers = [\"nats://nats.internal:4222\"]",
+                &[
+                    "warning: standby.lease_servers: nats://nats.internal is not encrypted unless the server requires TLS; use tls://",
+                ],
+            ),
+            (
+                "[reconcile]\nenabled = false\n[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]",
+                &[
+                    "warning: standby: reconcile.enabled or reconcile.on_reconnect is false: a new leader cannot fill the window of a failover from the REST API",
+                ],
+            ),
+        ]);
+        let lines = outcome(
+            &with_base("[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]\nholder = \"x\""),
+            &FakeEnvironment::new(),
+        );
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("unknown field `holder`"), "{lines:?}");
+    }
+
+    #[test]
+    fn standby_settings_and_their_secret_places() {
+        let text = with_base("[standby]\nlease_servers = [\"nats://127.0.0.1:4222\"]");
+        let standby = settings(&FakeEnvironment::new(), &text).standby.unwrap();
+        assert_eq!(standby.bucket, "zcc_relay");
+        assert_eq!(standby.ttl, std::time::Duration::from_secs(15));
+        assert_eq!(standby.connection.auth, crate::sink::nats::NatsAuth::None);
+        // A token from the credential `standby-token`, else ZCC_RELAY_STANDBY_TOKEN.
+        let env = FakeEnvironment::new()
+            .with_var(
+                "CREDENTIALS_DIRECTORY",
+                "/run/credentials/zcc-relay.service",
+            )
+            .with_file("/run/credentials/zcc-relay.service/standby-token", "tok\n");
+        let standby = settings(&env, &text).standby.unwrap();
+        assert_eq!(
+            standby.connection.auth,
+            crate::sink::nats::NatsAuth::Token(crate::config::Secret::new("tok".into()))
+        );
+        let env = FakeEnvironment::new().with_var("ZCC_RELAY_STANDBY_TOKEN", "env-tok");
+        let standby = settings(&env, &text).standby.unwrap();
+        assert_eq!(
+            standby.connection.auth,
+            crate::sink::nats::NatsAuth::Token(crate::config::Secret::new("env-tok".into()))
+        );
+        assert!(!format!("{standby:?}").contains("env-tok"));
+    }
+
+    /// The commented `[standby]` block of config.toml.example, uncommented,
+    /// validates quietly given the file it names.
+    #[test]
+    fn the_examples_standby_block_validates() {
+        let example = include_str!("../../config.toml.example");
+        let start = example.find("# [standby]").expect("a [standby] block");
+        let block: String = example[start..]
+            .lines()
+            .take_while(|line| line.starts_with("# "))
+            .map(|line| format!("{}\n", &line[2..]))
+            .collect();
+        let env = FakeEnvironment::new()
+            .with_file("/run/credentials/zcc-relay.service/nats.creds", "creds\n");
+        let text = with_base(&block);
+        assert_eq!(outcome(&text, &env), Vec::<String>::new(), "{block}");
+        let standby = settings(&env, &text).standby.unwrap();
+        assert_eq!(standby.ttl, std::time::Duration::from_secs(15));
+        assert_eq!(standby.bucket, "zcc_relay");
+        assert_eq!(standby.connection.servers.len(), 2);
     }
 }

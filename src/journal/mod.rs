@@ -658,6 +658,12 @@ impl Journal {
             .await
     }
 
+    /// The last moment the socket was known live, as recorded (see
+    /// [`read::live_until`]).
+    pub async fn live_until(&self) -> Result<Option<u64>, JournalError> {
+        self.read(read::live_until).await
+    }
+
     /// See [`read::gaps`].
     pub async fn gaps(&self) -> Result<Vec<Gap>, JournalError> {
         self.read(read::gaps).await

@@ -160,10 +160,10 @@ impl Reconciler {
     /// requests bounded by their timeouts and of journal appends, whose writer
     /// has its own heartbeat).
     pub async fn run(
-        self,
+        &self,
         journal: Journal,
         cancel: CancellationToken,
-        mut heartbeat: Heartbeat,
+        heartbeat: &mut Heartbeat,
     ) -> Result<(), JournalError> {
         let target = Target::Apply(journal.clone());
         let interval = self.settings.interval.as_millis() as u64;
@@ -227,7 +227,23 @@ impl Reconciler {
         }
     }
 
-    /// Reconciles every pending gap; false if one failed (it stays pending).
+    /// Runs every pending gap once, now (a new leader's catch-up before it
+    /// opens the socket, docs/contract.md §3.7); false if one failed (it
+    /// stays pending). Gaps whose margin is not yet past stay pending for
+    /// [`run`](Reconciler::run) to repeat.
+    pub async fn catch_up(&self, journal: &Journal) -> Result<bool, JournalError> {
+        let target = Target::Apply(journal.clone());
+        let lookback = self.settings.lookback.as_millis() as u64;
+        self.reconcile_gaps(
+            journal,
+            &target,
+            clock::now_ms(),
+            lookback,
+            &mut BTreeMap::new(),
+        )
+        .await
+    }
+
     /// Reconciles every pending gap that is due; false if one failed (it stays
     /// pending). A gap is run as soon as it is recorded and then every
     /// [`GAP_RERUN`] until its window, margin included, lies in the past: items

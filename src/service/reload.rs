@@ -102,6 +102,7 @@ pub fn plan(running: &Settings, loaded: &Settings) -> Plan {
         reconcile: _,
         media: _,
         metrics: _,
+        standby: _,
         sinks: _,
     } = running;
     compare!(
@@ -176,6 +177,23 @@ pub fn plan(running: &Settings, loaded: &Settings) -> Plan {
         "metrics",
         MetricsSettings { listen }
     );
+    // The lease's connection, bucket and ttl are fixed when it is taken.
+    match (&running.standby, &loaded.standby) {
+        (None, None) => {}
+        (Some(old), Some(new)) => {
+            if old.connection != new.connection {
+                restart.push("standby (connection)".to_owned());
+            }
+            if old.bucket != new.bucket {
+                restart.push("standby.bucket".to_owned());
+            }
+            if old.ttl != new.ttl {
+                restart.push("standby.ttl".to_owned());
+            }
+        }
+        (None, Some(_)) => restart.push("standby (added)".to_owned()),
+        (Some(_), None) => restart.push("standby (removed)".to_owned()),
+    }
 
     if running.daemon.log_level != loaded.daemon.log_level {
         plan.log_level = Some(loaded.daemon.log_level.clone());

@@ -37,6 +37,7 @@ pub fn line(
             let seconds = retry_at_ms.saturating_sub(now_ms).div_ceil(1000);
             format!("reconnecting in {seconds}s")
         }
+        ConnectionState::Standby => "socket closed (standby)".to_owned(),
         ConnectionState::Stopped => "stopped".to_owned(),
     }];
     if !failing.is_empty() {
@@ -47,6 +48,21 @@ pub fn line(
         parts.push(format!("{pending} pending"));
     }
     parts.join("; ")
+}
+
+/// `line` under `[standby]`: the role, the holder and the lease's age
+/// first, e.g. `leader (lease 42s); connected; 0 pending` or
+/// `standby (leader relay-b:812, lease 42s); socket closed (standby); 3 pending`.
+pub fn with_role(line: String, role: &crate::lease::RoleRecord) -> String {
+    let age = role
+        .lease_age_seconds
+        .map_or_else(String::new, |age| format!("lease {age}s"));
+    let role_text = match (role.role.as_str(), &role.holder) {
+        ("leader", _) => format!("leader ({age})"),
+        (_, Some(holder)) => format!("standby (leader {holder}, {age})"),
+        (_, None) => "standby (no leader)".to_owned(),
+    };
+    format!("{role_text}; {line}")
 }
 
 /// Records waiting for any sink (a record waiting for two sinks counts twice)
@@ -72,9 +88,12 @@ pub async fn run(
     journal: Journal,
     mut state: watch::Receiver<ConnectionState>,
     mut failing: watch::Receiver<BTreeSet<String>>,
+    lease: Option<crate::lease::LeaseView>,
     mut last: String,
     stop: CancellationToken,
 ) {
+    let mut role = lease.as_ref().map(|lease| lease.role.clone());
+    let mut role_open = role.is_some();
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut state_open, mut failing_open) = (true, true);
@@ -83,15 +102,22 @@ pub async fn run(
             _ = stop.cancelled() => return,
             changed = state.changed(), if state_open => state_open = changed.is_ok(),
             changed = failing.changed(), if failing_open => failing_open = changed.is_ok(),
+            changed = async { role.as_mut()?.changed().await.ok() }, if role_open => {
+                role_open = changed.is_some();
+            }
             _ = refresh.tick() => {}
         }
         let count = pending(&journal).await;
-        let now = line(
+        let now_ms = clock::now_ms();
+        let mut now = line(
             &state.borrow_and_update(),
             &failing.borrow_and_update(),
             count,
-            clock::now_ms(),
+            now_ms,
         );
+        if let Some(lease) = &lease {
+            now = with_role(now, &lease.record(now_ms));
+        }
         if now != last {
             notifier.status(&now);
             last = now;
@@ -102,6 +128,45 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[standby]`: the role, the holder and the lease's age come first.
+    #[test]
+    fn the_role_comes_first_under_standby() {
+        use crate::lease::{Holding, Role};
+        let now_ms = 100_000;
+        let leader = Role::Leader {
+            acquired_ms: 58_000,
+            expires: tokio::time::Instant::now(),
+        };
+        let standby = Role::Standby {
+            holder: Some(Holding {
+                holder: "vm-b:812".into(),
+                acquired_ms: 58_000,
+            }),
+        };
+        let rows = [
+            (
+                leader,
+                ConnectionState::Live { since_ms: 1 },
+                "leader (lease 42s); connected; 0 pending",
+            ),
+            (
+                standby,
+                ConnectionState::Standby,
+                "standby (leader vm-b:812, lease 42s); socket closed (standby); 3 pending",
+            ),
+            (
+                Role::Standby { holder: None },
+                ConnectionState::Standby,
+                "standby (no leader); socket closed (standby); 3 pending",
+            ),
+        ];
+        for (role, state, expected) in rows {
+            let pending = if role.is_leader() { 0 } else { 3 };
+            let plain = line(&state, &BTreeSet::new(), Some(pending), now_ms);
+            assert_eq!(with_role(plain, &role.record("vm-a:7", now_ms)), expected);
+        }
+    }
 
     fn check(state: ConnectionState, failing: &[&str], pending: Option<u64>, expected: &str) {
         let failing = failing.iter().map(|s| s.to_string()).collect();

@@ -108,8 +108,16 @@ impl End {
 pub enum ConnectionState {
     Connecting,
     AwaitingBuildConnection,
-    Live { since_ms: u64 },
-    BackingOff { reason: String, retry_at_ms: u64 },
+    Live {
+        since_ms: u64,
+    },
+    BackingOff {
+        reason: String,
+        retry_at_ms: u64,
+    },
+    /// `[standby]`: closed because this relay does not hold the lease (or
+    /// holds it with less than a third of `ttl` left).
+    Standby,
     Stopped,
 }
 
@@ -137,6 +145,10 @@ pub struct Source {
     pub stats: Stats,
     pub tls: Arc<rustls::ClientConfig>,
     pub state: tokio::sync::watch::Sender<ConnectionState>,
+    /// `[standby]`: asked before every connect; `None` connects freely.
+    pub lease: Option<crate::lease::Gate>,
+    /// The last moment the socket was known live (ms), for the lease bucket.
+    pub live: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Source {
@@ -144,15 +156,34 @@ impl Source {
     /// beats in the live loop's `select!` and during the waits bounded by their
     /// own timeouts (token request, connect, backoff).
     pub async fn run(
-        self,
+        &self,
         cancel: CancellationToken,
-        mut heartbeat: Heartbeat,
+        heartbeat: &mut Heartbeat,
     ) -> Result<(), SourceError> {
         let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
         let mut rng = StdRng::from_os_rng();
         loop {
+            // Without the lease (or with too little of it left) the socket
+            // stays closed: two relays must never fight over the subscription.
+            if let Some(gate) = &self.lease {
+                let mut gate = gate.clone();
+                while !gate.may_connect() {
+                    self.state.send_replace(ConnectionState::Standby);
+                    tokio::select! {
+                        _ = cancel.cancelled() => {
+                            self.state.send_replace(ConnectionState::Stopped);
+                            return Ok(());
+                        }
+                        _ = gate.changed() => {}
+                        _ = heartbeat.tick() => {}
+                    }
+                }
+            }
             self.state.send_replace(ConnectionState::Connecting);
-            let end = self.session(&cancel, &mut backoff, &mut heartbeat).await?;
+            let end = self.session(&cancel, &mut backoff, heartbeat).await?;
+            if matches!(end, End::Evicted(_)) {
+                self.stats.evicted();
+            }
             let delay = match &end {
                 End::Cancelled => {
                     self.state.send_replace(ConnectionState::Stopped);
@@ -181,6 +212,20 @@ impl Source {
                 End::TokenRejected(reason) => {
                     tracing::warn!(reason = %reason, retry_in = %retry_in, "Zoom rejected the access token; fetching a new one")
                 }
+                // The lease has moved on (this relay was frozen or cut off):
+                // the new leader's connection took the subscription, as it
+                // should. The gate keeps this socket closed.
+                End::Evicted(reason)
+                    if self.lease.as_ref().is_some_and(|gate| !gate.may_connect()) =>
+                {
+                    tracing::info!(reason = %reason, "the Zoom subscription went to the new lease holder; not reconnecting")
+                }
+                End::Evicted(reason) if self.lease.is_some() => tracing::error!(
+                    reason = %reason,
+                    retry_in = %retry_in,
+                    alarm = true,
+                    "ALARM: Zoom gave this subscription to another connection while this relay holds the lease: a consumer outside the pair (another integration, a relay with another lease bucket) uses the same subscription id"
+                ),
                 End::Evicted(reason) => tracing::error!(
                     reason = %reason,
                     retry_in = %retry_in,
@@ -311,6 +356,9 @@ impl Source {
         self.stats.connected();
         tracing::info!(subscription = %self.subscription_id, "connected to Zoom WebSocket");
         session.last_seen_ms = since;
+        if let Some(live) = &self.live {
+            live.send_replace(since);
+        }
         let end = self.live_loop(session).await?;
         // A clean stop was live until now; otherwise the last frame is the last
         // moment we know of, and the gap to reconcile starts there.
@@ -443,6 +491,9 @@ impl Source {
         last_recorded: &mut Instant,
     ) -> Result<(), SourceError> {
         *last_seen_ms = clock::now_ms();
+        if let Some(live) = &self.live {
+            live.send_replace(*last_seen_ms);
+        }
         if last_recorded.elapsed() >= self.settings.heartbeat_interval {
             *last_recorded = Instant::now();
             self.journal.still_live(*last_seen_ms).await?;

@@ -58,6 +58,8 @@ pub struct Sources {
     /// `reconcile.interval` when reconciliation is on; `None` leaves the
     /// sweep series out.
     pub reconcile_interval: Option<Duration>,
+    /// `[standby]`: the lease's role; `None` leaves the lease series out.
+    pub lease: Option<crate::lease::LeaseView>,
 }
 
 /// The journal's figures as of one read.
@@ -369,6 +371,11 @@ pub const TOKEN_REFRESHES: Series = Series::counter("token_refreshes");
 pub const SINK_FAILING: Series = Series::gauge("sink_failing");
 pub const SINK_SETUP_ERROR: Series = Series::gauge("sink_setup_error");
 pub const RECONCILE_LAST_SWEEP_AGE: Series = Series::seconds("reconcile_last_sweep_age");
+pub const LEASE_LEADER: Series = Series::gauge("lease_leader");
+pub const LEASE_AGE: Series = Series::seconds("lease_age");
+pub const LEASE_HOLDER: Series = Series::gauge("lease_holder");
+pub const LEASE_ROLE_CHANGES: Series = Series::counter("lease_role_changes");
+pub const WEBSOCKET_EVICTIONS: Series = Series::counter("websocket_evictions");
 
 /// The `state` label of `zcc_relay_websocket_state`: the source's
 /// [`ConnectionState`] without its data.
@@ -378,16 +385,18 @@ pub enum SocketState {
     AwaitingBuildConnection,
     Live,
     BackingOff,
+    Standby,
     Stopped,
 }
 
 impl SocketState {
     /// In transition order.
-    pub const ALL: [SocketState; 5] = [
+    pub const ALL: [SocketState; 6] = [
         SocketState::Connecting,
         SocketState::AwaitingBuildConnection,
         SocketState::Live,
         SocketState::BackingOff,
+        SocketState::Standby,
         SocketState::Stopped,
     ];
 
@@ -397,6 +406,7 @@ impl SocketState {
             ConnectionState::AwaitingBuildConnection => SocketState::AwaitingBuildConnection,
             ConnectionState::Live { .. } => SocketState::Live,
             ConnectionState::BackingOff { .. } => SocketState::BackingOff,
+            ConnectionState::Standby => SocketState::Standby,
             ConnectionState::Stopped => SocketState::Stopped,
         }
     }
@@ -408,6 +418,7 @@ impl SocketState {
             SocketState::AwaitingBuildConnection => "awaiting_build_connection",
             SocketState::Live => "live",
             SocketState::BackingOff => "backing_off",
+            SocketState::Standby => "standby",
             SocketState::Stopped => "stopped",
         }
     }
@@ -475,6 +486,47 @@ fn render(
         "Times the WebSocket went live again after the first connection",
         counter(stats.connects.saturating_sub(1)),
     );
+    registry.register(
+        WEBSOCKET_EVICTIONS.name,
+        "Times Zoom gave the subscription to another connection (\"Connected in another place\")",
+        counter(stats.evictions),
+    );
+    if let Some(lease) = &endpoint.sources.lease {
+        let record = lease.record(now_ms);
+        let leader = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        leader
+            .get_or_create(&labels(&[("lease", &lease.lease)]))
+            .set(if record.role == "leader" { 1.0 } else { 0.0 });
+        registry.register(
+            LEASE_LEADER.name,
+            "[standby]: 1 while this relay holds the lease and may open the Zoom socket, 0 as the standby; lease = <bucket>/<key>, the same for both relays of a pair",
+            leader,
+        );
+        registry.register_with_unit(
+            LEASE_AGE.name,
+            "[standby]: seconds since the current holder took the lease (0 when nobody holds it)",
+            Unit::Seconds,
+            gauge(
+                record
+                    .acquired_ms
+                    .map_or(0.0, |at| seconds_between(at, now_ms)),
+            ),
+        );
+        let holder = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        if let Some(name) = &record.holder {
+            holder.get_or_create(&labels(&[("holder", name)])).set(1.0);
+        }
+        registry.register(
+            LEASE_HOLDER.name,
+            "[standby]: 1 for the relay (host:pid) that holds the lease, as this relay last saw it",
+            holder,
+        );
+        registry.register(
+            LEASE_ROLE_CHANGES.name,
+            "[standby]: times this relay became leader or standby since it started",
+            counter(stats.role_changes),
+        );
+    }
     registry.register(
         "websocket_frames_refused",
         "Frames refused as malformed, oversized, binary or of an unknown module",
@@ -885,6 +937,7 @@ mod tests {
                 journal: journal.clone(),
                 journal_dir: dir.path().to_path_buf(),
                 reconcile_interval: Some(Duration::from_secs(3600)),
+                lease: None,
             },
             started_ms: 0,
             token_refreshes: AtomicU64::new(0),

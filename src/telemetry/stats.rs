@@ -121,6 +121,10 @@ pub struct Snapshot {
     pub reconciled: BTreeMap<String, u64>,
     pub bad_frames: u64,
     pub connects: u64,
+    /// "Connected in another place": another connection took the subscription.
+    pub evictions: u64,
+    /// Changes of the active/standby role (`[standby]`).
+    pub role_changes: u64,
     /// When the last event body was read from the socket (`clock::now_ms`).
     pub last_event_ms: Option<u64>,
     /// When Zoom last answered a heartbeat (`clock::now_ms`).
@@ -338,6 +342,14 @@ impl Stats {
 
     pub fn connected(&self) {
         self.update(|s| s.connects += 1);
+    }
+
+    pub fn evicted(&self) {
+        self.update(|s| s.evictions += 1);
+    }
+
+    pub fn role_changed(&self) {
+        self.update(|s| s.role_changes += 1);
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -384,6 +384,7 @@ async fn metrics_endpoint(
         journal,
         journal_dir: dir.to_path_buf(),
         reconcile_interval: None,
+        lease: None,
     };
     let task = tokio::spawn(metrics::serve(listener, sources, cancel.clone()));
     (address, cancel, task)

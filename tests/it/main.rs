@@ -25,6 +25,7 @@ mod service;
 mod servicenow;
 mod source;
 mod space;
+mod standby;
 mod status;
 mod support;
 mod upgrade;

@@ -469,17 +469,24 @@ async fn every_series_the_dashboard_and_the_alerts_use_is_exported() {
     );
 
     // Real traffic through the real binary: a record only reconciliation
-    // finds, live ones, a sink that delivers and one that refuses, media on.
+    // finds, live ones, a sink that delivers and one that refuses, media on,
+    // and `[standby]` with a lease in a real nats-server (the pair's series).
+    let dir = temp_dir();
+    let nats = zcc_sim::sink::nats::NatsServer::start(&dir.path().join("nats")).unwrap();
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     sim.emit_without_socket(recording_event("only-rest", clock::now_ms()));
     let crm = FakeSink::ok().await;
     let refuses = FakeSink::always(400).await;
-    let dir = temp_dir();
     let mut config = TestConfig::new(&sim, &dir.path().join("journal"))
         .sink(SinkTable::http("crm", &crm.url()))
         .sink(SinkTable::http("refuses", &refuses.url()));
     config.metrics = Some(MetricsTable::any_port());
     config.media = Some(MediaTable::enabled());
+    config.standby = Some(crate::harness::config::StandbyTable {
+        lease_servers: vec![nats.url()],
+        bucket: None,
+        ttl: None,
+    });
     let path = config.write(&dir.path().join("config.toml"));
     let log = dir.path().join("run.log");
     let child = spawn_run(&path, "info", &log);

@@ -20,6 +20,8 @@ use zcc_sim::{SimConfig, Simulator};
 use crate::support::*;
 
 const UNIT: &str = include_str!("../../systemd/zcc-relay.service");
+/// The template for many accounts per host (`zcc-relay@<account>`).
+const TEMPLATE: &str = include_str!("../../systemd/zcc-relay@.service");
 const INSTALLED_BIN: &str = "/usr/bin/zcc-relay";
 
 /// The unit with the installed binary's path pointed at the one cargo built, so
@@ -28,6 +30,48 @@ fn unit_for_this_build(dir: &Path) -> PathBuf {
     let path = dir.join("zcc-relay.service");
     std::fs::write(&path, UNIT.replace(INSTALLED_BIN, BIN)).unwrap();
     path
+}
+
+/// The template as instance `acme` (a file named after the instance is read
+/// with `%i` = `acme`), the binary pointed at this build.
+fn template_instance_for_this_build(dir: &Path) -> PathBuf {
+    let path = dir.join("zcc-relay@acme.service");
+    std::fs::write(&path, TEMPLATE.replace(INSTALLED_BIN, BIN)).unwrap();
+    path
+}
+
+/// `systemd-analyze security`'s overall exposure of `unit`.
+fn exposure(unit: &Path) -> f64 {
+    let output = systemd_analyze(&["security", "--offline=true", "--no-pager"], unit);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure level in:\n{stdout}"));
+    line.split(':')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the score in {line:?}"))
+}
+
+/// `verify`'s findings, but for the restart back-off keys systemd < 254
+/// does not know (it ignores them: the unit restarts every RestartSec).
+fn verify_findings(unit: &Path) -> Vec<String> {
+    let output = systemd_analyze(&["verify"], unit);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "verify failed:\n{stderr}");
+    stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .filter(|line| {
+            !(line.contains("Unknown key 'RestartSteps'")
+                || line.contains("Unknown key 'RestartMaxDelaySec'")
+                || line.contains("Unknown key name 'RestartSteps'")
+                || line.contains("Unknown key name 'RestartMaxDelaySec'"))
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 fn systemd_analyze(args: &[&str], unit: &Path) -> std::process::Output {
@@ -100,6 +144,56 @@ fn unit_exposure_is_at_most_2() {
             "README's exposure for systemd {installed} is out of date"
         );
     }
+}
+
+#[test]
+fn template_unit_passes_systemd_analyze_verify() {
+    let dir = temp_dir();
+    let unit = template_instance_for_this_build(dir.path());
+    let findings = verify_findings(&unit);
+    assert!(
+        findings.is_empty(),
+        "systemd-analyze verify:\n{findings:#?}"
+    );
+}
+
+#[test]
+fn template_unit_keeps_the_main_units_exposure() {
+    let dir = temp_dir();
+    let main = exposure(&unit_for_this_build(dir.path()));
+    let template = exposure(&template_instance_for_this_build(dir.path()));
+    assert!(template <= main, "template {template} > main unit {main}");
+}
+
+/// One instance per account: its own configuration, journal and secret;
+/// everything else is the main unit's, line for line.
+#[test]
+fn template_unit_is_the_main_unit_per_account() {
+    for line in [
+        "ExecStartPre=/usr/bin/zcc-relay validate --config /etc/zcc-relay/%i.toml",
+        "ExecStart=/usr/bin/zcc-relay run --config /etc/zcc-relay/%i.toml",
+        "StateDirectory=zcc-relay/%i",
+        "LoadCredential=zoom-client-secret:/etc/zcc-relay/%i/zoom-client-secret",
+    ] {
+        assert!(
+            TEMPLATE.lines().any(|l| l == line),
+            "the template lacks {line:?}"
+        );
+    }
+    let settings = |text: &'static str| -> Vec<&'static str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter(|l| !l.contains("%i") && !l.starts_with("Description="))
+            .filter(|l| !l.contains("/etc/zcc-relay/") && !l.starts_with("StateDirectory="))
+            .collect()
+    };
+    assert_eq!(settings(TEMPLATE), settings(UNIT));
+    // cargo-deb installs every unit of the package from `unit-scripts`,
+    // `zcc-relay@.service` included (templates are never enabled or started).
+    let cargo: toml::Value = toml::from_str(include_str!("../../Cargo.toml")).unwrap();
+    let units = &cargo["package"]["metadata"]["deb"]["systemd-units"];
+    assert_eq!(units["unit-scripts"].as_str(), Some("systemd/"));
+    assert_eq!(units["unit-name"].as_str(), Some("zcc-relay"));
 }
 
 /// The unit runs what the .deb installs, with the settings the daemon relies on.

@@ -13,7 +13,7 @@ use crate::sink::{BuildContext, Finding};
 
 pub async fn check(settings: &NatsSinkSettings, context: &BuildContext<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let options = match connect_options(settings, context) {
+    let options = match connect_options(&settings.connection(), context.tls, context.timeout) {
         Ok(options) => options,
         Err(error) => {
             findings.push(Finding::problem(

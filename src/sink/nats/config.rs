@@ -67,21 +67,69 @@ pub struct NatsSinkSettings {
     pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
+/// What a NATS connection is made from: the servers, the credentials and the
+/// TLS files. The nats sink has one; so has `[standby]`'s lease, whose table
+/// takes the same connection keys (its servers under `lease_servers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsConnection {
+    pub servers: Vec<url::Url>,
+    pub auth: NatsAuth,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+/// The connection keys of `config` (its credentials and TLS files) with the
+/// servers written under `servers_key`, validated as for a nats sink.
+pub fn connection(
+    check: &mut SinkCheck<'_, '_>,
+    servers_key: &str,
+    servers: Option<Vec<String>>,
+    config: &NatsSinkConfig,
+) -> Option<NatsConnection> {
+    let auth = auth(check, config);
+    let servers = match servers {
+        Some(list) if list.is_empty() => {
+            check.error(servers_key, "must name at least one server");
+            None
+        }
+        Some(list) => {
+            let parsed: Vec<Option<url::Url>> = list
+                .iter()
+                .map(|text| server_url(check, servers_key, text))
+                .collect();
+            parsed.into_iter().collect::<Option<Vec<_>>>()
+        }
+        None => check.missing(servers_key),
+    };
+    let tls_client = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(Some((cert.clone(), key.clone()))),
+        (None, None) => Some(None),
+        (Some(_), None) => check.missing("tls_key_file"),
+        (None, Some(_)) => check.missing("tls_cert_file"),
+    };
+    Some(NatsConnection {
+        servers: servers?,
+        auth: auth?,
+        tls_ca_file: config.tls_ca_file.clone(),
+        tls_client: tls_client?,
+    })
+}
+
+impl NatsSinkSettings {
+    /// The sink's connection keys.
+    pub fn connection(&self) -> NatsConnection {
+        NatsConnection {
+            servers: self.servers.clone(),
+            auth: self.auth.clone(),
+            tls_ca_file: self.tls_ca_file.clone(),
+            tls_client: self.tls_client.clone(),
+        }
+    }
+}
+
 impl NatsSinkConfig {
     pub fn validate(self, check: &mut SinkCheck<'_, '_>) -> Option<NatsSinkSettings> {
-        let auth = auth(check, &self);
-        let servers = match self.servers {
-            Some(list) if list.is_empty() => {
-                check.error("servers", "must name at least one server");
-                None
-            }
-            Some(list) => {
-                let parsed: Vec<Option<url::Url>> =
-                    list.iter().map(|text| server_url(check, text)).collect();
-                parsed.into_iter().collect::<Option<Vec<_>>>()
-            }
-            None => check.missing("servers"),
-        };
+        let connection = connection(check, "servers", self.servers.clone(), &self);
         let stream = match self.stream {
             Some(name) if is_stream_name(&name) => Some(name),
             Some(_) => {
@@ -113,20 +161,20 @@ impl NatsSinkConfig {
                 None
             }
         };
-        let tls_client = match (self.tls_cert_file, self.tls_key_file) {
-            (Some(cert), Some(key)) => Some(Some((cert, key))),
-            (None, None) => Some(None),
-            (Some(_), None) => check.missing("tls_key_file"),
-            (None, Some(_)) => check.missing("tls_cert_file"),
-        };
+        let NatsConnection {
+            servers,
+            auth,
+            tls_ca_file,
+            tls_client,
+        } = connection?;
         Some(NatsSinkSettings {
-            servers: servers?,
+            servers,
             stream: stream?,
             subject: subject?,
             create_stream,
-            auth: auth?,
-            tls_ca_file: self.tls_ca_file,
-            tls_client: tls_client?,
+            auth,
+            tls_ca_file,
+            tls_client,
         })
     }
 }
@@ -134,12 +182,12 @@ impl NatsSinkConfig {
 /// One `servers` entry: `nats://host:port` or `tls://host:port`, with no
 /// credentials in it (they belong in files). Plain `nats://` beyond loopback
 /// works but is unencrypted unless the server demands TLS: a warning.
-fn server_url(check: &mut SinkCheck<'_, '_>, text: &str) -> Option<url::Url> {
+fn server_url(check: &mut SinkCheck<'_, '_>, key: &str, text: &str) -> Option<url::Url> {
     let url = match url::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "nats" | "tls") && url.host_str().is_some() => url,
         _ => {
             check.error(
-                "servers",
+                key,
                 format!(
                     "{:?} is not a nats://host:port or tls://host:port URL",
                     crate::escape::for_display(text, 80)
@@ -150,7 +198,7 @@ fn server_url(check: &mut SinkCheck<'_, '_>, text: &str) -> Option<url::Url> {
     };
     if !url.username().is_empty() || url.password().is_some() {
         check.error(
-            "servers",
+            key,
             "a server URL must not carry credentials; use user + password_file, token_file, \
              nkey_seed_file or credentials_file",
         );
@@ -166,7 +214,7 @@ fn server_url(check: &mut SinkCheck<'_, '_>, text: &str) -> Option<url::Url> {
             .is_ok_and(|ip| ip.is_loopback());
     if url.scheme() == "nats" && !loopback {
         check.warn(
-            "servers",
+            key,
             format!(
                 "nats://{} is not encrypted unless the server requires TLS; use tls://",
                 url.host_str().unwrap_or_default()

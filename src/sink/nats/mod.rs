@@ -17,7 +17,7 @@ mod check;
 mod config;
 pub mod subject;
 
-pub use config::{NatsAuth, NatsSinkConfig, NatsSinkSettings};
+pub use config::{NatsAuth, NatsConnection, NatsSinkConfig, NatsSinkSettings, connection};
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,7 +79,7 @@ impl NatsSink {
         context: &BuildContext<'_>,
     ) -> anyhow::Result<NatsSink> {
         let connection = Arc::new(Connection::default());
-        let options = connect_options(settings, context)?
+        let options = connect_options(&settings.connection(), context.tls, context.timeout)?
             .retry_on_initial_connect()
             .max_reconnects(None)
             .event_callback({
@@ -451,10 +451,12 @@ fn request_failure(
 
 /// The connection's options from the settings: credentials and TLS. Reads
 /// the TLS files (bounded) and checks credentials whose format can be
-/// checked offline; the errors name the key, never the secret.
-fn connect_options(
-    settings: &NatsSinkSettings,
-    context: &BuildContext<'_>,
+/// checked offline; the errors name the key, never the secret. Shared with
+/// the lease's connection (`lease::nats`).
+pub fn connect_options(
+    settings: &NatsConnection,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+    timeout: Duration,
 ) -> anyhow::Result<ConnectOptions> {
     let read = |key: &str, path: &std::path::Path| -> anyhow::Result<String> {
         crate::config::read_bounded(path, 1024 * 1024)
@@ -474,11 +476,11 @@ fn connect_options(
             client.as_ref().map(|(c, k)| (c.as_bytes(), k.as_bytes())),
         )?
     } else {
-        context.tls.clone()
+        tls.clone()
     };
     let mut options = ConnectOptions::new()
         .name(concat!("zcc-relay/", env!("CARGO_PKG_VERSION")))
-        .connection_timeout(context.timeout.min(Duration::from_secs(10)))
+        .connection_timeout(timeout.min(Duration::from_secs(10)))
         // Only the servers the config names: a peer a server announces (its
         // INFO `connect_urls`) could otherwise get the credentials over a
         // scheme the operator never chose.

@@ -31,8 +31,20 @@ pub struct TestConfig {
     pub reconcile: Option<ReconcileTable>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsTable>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby: Option<StandbyTable>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<SinkTable>,
+}
+
+/// `[standby]` (docs/contract.md §3.7).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StandbyTable {
+    pub lease_servers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -397,6 +409,7 @@ impl TestConfig {
             media: Some(MediaTable::default()),
             reconcile: None,
             metrics: None,
+            standby: None,
             sinks: Vec::new(),
         }
     }
