@@ -57,6 +57,15 @@ impl CreatedIds {
             }))
     }
 
+    /// Ids of this scope on no activity yet (files that exist before their
+    /// activity does), for [`Self::record`]: they join the activity's.
+    pub fn before_activity(&self) -> CrmIds {
+        CrmIds {
+            scope: self.scope.clone(),
+            ..CrmIds::default()
+        }
+    }
+
     /// Ids of this scope on the activity `activity`, for [`Self::record`].
     pub fn on(&self, activity: &str) -> CrmIds {
         CrmIds::on(&self.scope, activity)

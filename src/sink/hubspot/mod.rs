@@ -259,6 +259,14 @@ impl HubSpotSink {
             learned.insert(entry.location.clone(), id.clone());
             attachments.push(id);
         }
+        if !learned.is_empty() {
+            // Recorded now, before the call's upsert: a file exists in its
+            // folder whatever becomes of the upsert (an outage, a set-up
+            // problem), and is never looked up again.
+            let mut uploaded = self.ids.before_activity();
+            uploaded.files = learned.clone();
+            self.ids.record(engagement_id, uploaded).await?;
+        }
         let mut transcripts = Vec::new();
         for entry in aggregate.files() {
             if let Some(text) = files::short_text(entry, SHORT_TRANSCRIPT).await {
