@@ -448,3 +448,63 @@ async fn a_note_deleted_in_the_crm_is_written_again_on_its_next_edit() {
     h.shutdown().await;
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phonecall_deleted_in_the_crm_is_recreated_with_its_notes() {
+    let fake = DynamicsFake::start(Environment::new()).await.unwrap();
+    let h = harness_with(&fake).await;
+    let daemon = h.start_live().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let account = h.sim.config().account_id.clone();
+    let note = serde_json::json!({
+        "event": "contact_center.engagement_note_added",
+        "event_ts": now,
+        "payload": {"account_id": account, "object": {
+            "engagement_id": "eng-gone-1", "channel": "voice", "note_id": "note-1",
+            "note": "kept words", "last_modified_time": "2026-12-07T10:00:00Z",
+        }},
+    });
+    assert!(h.sim.emit(note));
+    daemon.wait_delivered(SINK, 1).await;
+    let first = fake.phonecalls_with_key("eng-gone-1")[0]["activityid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fake.delete_phonecall(&first);
+    // A later artefact of the engagement: the journal still holds the old
+    // phonecall's note, which is not on the one the upsert makes.
+    let disposition = serde_json::json!({
+        "event": "contact_center.engagement_disposition_added",
+        "event_ts": now + 1,
+        "payload": {"account_id": account, "object": {
+            "engagement_id": "eng-gone-1", "channel": "voice",
+            "disposition_id": "d-1", "disposition_name": "Resolved",
+            "last_modified_time": "2026-12-07T10:06:00Z",
+        }},
+    });
+    assert!(h.sim.emit(disposition));
+    daemon.wait_delivered(SINK, 2).await;
+    assert_eq!(
+        daemon
+            .stats
+            .snapshot()
+            .dead_lettered
+            .get(SINK)
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    daemon.stop().await.unwrap();
+    let calls = fake.phonecalls_with_key("eng-gone-1");
+    assert_eq!(calls.len(), 1);
+    let second = calls[0]["activityid"].as_str().unwrap();
+    assert_ne!(second, first);
+    let on = fake.annotations_on(second);
+    assert_eq!(on.len(), 1, "{on:?}");
+    assert_eq!(on[0].notetext, "kept words");
+    h.shutdown().await;
+    fake.stop().await;
+}

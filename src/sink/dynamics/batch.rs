@@ -43,6 +43,8 @@ pub fn request(operations: &[Operation], id: &str) -> (String, String) {
 pub fn request_many(change_sets: &[&[Operation]], id: &str) -> (String, String) {
     let batch = format!("batch_{id}");
     let mut body = String::new();
+    // Content-IDs are unique across the whole batch (OData 4.01).
+    let mut content_id = 0;
     for (n, operations) in change_sets.iter().enumerate() {
         let changeset = if change_sets.len() == 1 {
             format!("changeset_{id}")
@@ -52,10 +54,11 @@ pub fn request_many(change_sets: &[&[Operation]], id: &str) -> (String, String) 
         body.push_str(&format!(
             "--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
         ));
-        for (i, operation) in operations.iter().enumerate() {
+        for operation in operations.iter() {
+            content_id += 1;
             body.push_str(&format!(
                 "--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n{} {} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n{}\r\n",
-                i + 1,
+                content_id,
                 operation.method,
                 operation.url,
                 operation.body
@@ -226,6 +229,10 @@ mod tests {
         assert_eq!(body.matches("boundary=changeset_y_").count(), 2);
         assert!(body.contains("--changeset_y_0--\r\n--batch_y\r\n"));
         assert!(body.ends_with("--changeset_y_1--\r\n--batch_y--\r\n"));
+        assert!(
+            body.contains("Content-ID: 3\r\n\r\nPATCH b1 HTTP/1.1"),
+            "unique across the batch"
+        );
         let answer = "--b\r\nContent-Type: multipart/mixed; boundary=c1\r\n\r\n\
 --c1\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--c1--\r\n\
 --b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 404 Not Found\r\n\r\n{\"error\":{\"code\":\"0x80040217\"}}\r\n--b--\r\n";

@@ -227,7 +227,10 @@ impl Client {
         for operations in change_sets {
             let outcome = match parts.next() {
                 Some(batch::Part::Applied(answers)) if answers.len() == operations.len() => {
-                    Ok(answers)
+                    match answers.iter().find(|a| !(200..300).contains(&a.status)) {
+                        Some(refused) => Err(self.refused(refused, context)),
+                        None => Ok(answers),
+                    }
                 }
                 Some(batch::Part::Applied(answers)) => Err(Failure::retry(format!(
                     "$batch answered {} of {} operations",

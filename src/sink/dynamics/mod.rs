@@ -36,7 +36,6 @@ use std::future::Future;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::config::SinkCheck;
@@ -157,46 +156,66 @@ impl DynamicsSink {
         type Planning<'a> = std::pin::Pin<
             Box<dyn Future<Output = (&'a String, Result<Planned, Failure>)> + Send + 'a>,
         >;
-        let mut jobs: Vec<Planning<'_>> = Vec::with_capacity(groups.len());
-        for (engagement_id, envelopes) in groups {
-            jobs.push(Box::pin(async move {
-                let plan = self.plan(settings, engagement_id, envelopes).await;
-                (engagement_id, plan)
-            }));
-        }
-        let planned: Vec<(&String, Result<Planned, Failure>)> = futures_util::stream::iter(jobs)
-            .buffered(AT_ONCE)
-            .collect()
-            .await;
-        let mut ready = Vec::with_capacity(planned.len());
-        for (engagement_id, plan) in planned {
-            match plan {
-                Ok(plan) => ready.push(plan),
-                Err(failure) => {
-                    outcomes.insert(engagement_id.clone(), Err(failure));
+        // Planned a few at a time and sent as soon as a `$batch` is full, so
+        // that no more than about one batch of file bodies is held at once.
+        let mut pending: Vec<Planned> = Vec::new();
+        for slice in groups.chunks(AT_ONCE) {
+            let jobs: Vec<Planning<'_>> = slice
+                .iter()
+                .map(|(engagement_id, envelopes)| -> Planning<'_> {
+                    Box::pin(async move {
+                        let plan = self.plan(settings, engagement_id, envelopes).await;
+                        (engagement_id, plan)
+                    })
+                })
+                .collect();
+            let planned: Vec<(&String, Result<Planned, Failure>)> =
+                futures_util::future::join_all(jobs).await;
+            for (engagement_id, plan) in planned {
+                match plan {
+                    Ok(plan) => pending.push(plan),
+                    Err(failure) => {
+                        outcomes.insert(engagement_id.clone(), Err(failure));
+                    }
                 }
             }
-        }
-        for chunk in chunks(ready) {
-            let change_sets: Vec<&[Operation]> =
-                chunk.iter().map(|p| p.operations.as_slice()).collect();
-            let answered = self
-                .client
-                .change_sets(&change_sets, context(settings))
-                .await;
-            let mut answered = match answered {
-                Ok(each) => each.into_iter().map(Some).collect::<Vec<_>>(),
-                Err(failure) => vec![Some(Err(failure)); chunk.len()],
-            };
-            for (plan, answers) in chunk.into_iter().zip(answered.iter_mut()) {
-                let engagement_id = plan.engagement_id.clone();
-                let answers = answers
-                    .take()
-                    .unwrap_or_else(|| Err(Failure::retry("$batch gave no answer")));
-                outcomes.insert(engagement_id, self.settle(plan, answers).await);
+            let mut full = chunks(std::mem::take(&mut pending));
+            // The last one may still take more.
+            pending = full.pop().unwrap_or_default();
+            for chunk in full {
+                self.send(settings, chunk, &mut outcomes).await;
             }
         }
+        for chunk in chunks(pending) {
+            self.send(settings, chunk, &mut outcomes).await;
+        }
         outcomes
+    }
+
+    /// One `$batch` of `chunk`'s change sets; each engagement's outcome.
+    async fn send(
+        &self,
+        settings: &DynamicsSinkSettings,
+        chunk: Vec<Planned>,
+        outcomes: &mut HashMap<String, Result<(), Failure>>,
+    ) {
+        let change_sets: Vec<&[Operation]> =
+            chunk.iter().map(|p| p.operations.as_slice()).collect();
+        let answered = self
+            .client
+            .change_sets(&change_sets, context(settings))
+            .await;
+        let mut answered = match answered {
+            Ok(each) => each.into_iter().map(Some).collect::<Vec<_>>(),
+            Err(failure) => vec![Some(Err(failure)); chunk.len()],
+        };
+        for (plan, answers) in chunk.into_iter().zip(answered.iter_mut()) {
+            let engagement_id = plan.engagement_id.clone();
+            let answers = answers
+                .take()
+                .unwrap_or_else(|| Err(Failure::retry("$batch gave no answer")));
+            outcomes.insert(engagement_id, self.settle(plan, answers).await);
+        }
     }
 
     /// The engagement's change set as the aggregate is now: what the journal
@@ -401,12 +420,22 @@ impl DynamicsSink {
             Err(failure) => return Err(failure),
         };
         // The phonecall's id: the upsert's answer names it.
-        let Some(activity) = answers
+        let answered = answers
             .first()
             .and_then(|a| a.header("odata-entityid"))
-            .and_then(entity_id)
-            .or(planned.activity)
-        else {
+            .and_then(entity_id);
+        if let (Some(now), Some(known)) = (&answered, &planned.activity)
+            && now != known
+        {
+            // The phonecall known was deleted in the CRM and the upsert made
+            // another: the notes and files skipped as already there are not
+            // on it. Forget them; the next try, at once, writes them all.
+            self.ids.forget(&planned.engagement_id).await?;
+            return Err(Failure::retry(
+                "the phonecall was recreated in the CRM; writing its notes and files again",
+            ));
+        }
+        let Some(activity) = answered.or(planned.activity) else {
             return Ok(());
         };
         let mut learned = self.ids.on(&activity);

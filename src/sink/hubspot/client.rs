@@ -200,11 +200,12 @@ impl Client {
             let Some(id) = result["id"].as_str() else {
                 continue;
             };
-            // Each result names its key in the unique property; without it,
-            // the results are taken in the inputs' order.
+            // Each result names its key in the unique property. Without it,
+            // only a batch of one says whose call it is (HubSpot does not
+            // promise the inputs' order); the others are left unmatched.
             let key = match result["properties"][&self.unique_property].as_str() {
                 Some(key) => Some(key.to_owned()),
-                None if results.len() == inputs.len() => Some(inputs[n].0.clone()),
+                None if inputs.len() == 1 && n == 0 => Some(inputs[0].0.clone()),
                 None => None,
             };
             if let Some(key) = key {

@@ -185,7 +185,8 @@ impl HubSpotSink {
                         let engagement_id = p.engagement_id.clone();
                         let outcome = match ids.get(&engagement_id) {
                             Some(call_id) => self.finish(p, call_id).await,
-                            None => Err(Failure::retry("batch upsert answered no call id")),
+                            // Unmatched: the upsert again alone says which.
+                            None => self.upsert_one(p).await,
                         };
                         outcomes.insert(engagement_id, outcome);
                     }

@@ -143,6 +143,24 @@ impl DynamicsFake {
         store.data.bodies.remove(id);
     }
 
+    /// Deletes a phonecall and, as Dataverse does, the notes on it, as a
+    /// CRM user may.
+    pub fn delete_phonecall(&self, id: &str) {
+        let mut store = self.shared.lock();
+        store.data.phonecalls.remove(id);
+        let on: Vec<String> = store
+            .data
+            .annotations
+            .iter()
+            .filter(|(_, r)| r.get("_objectid_value").and_then(Value::as_str) == Some(id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for annotation in on {
+            store.data.annotations.remove(&annotation);
+            store.data.bodies.remove(&annotation);
+        }
+    }
+
     pub fn add_contact(&self, contact: Contact) -> String {
         self.shared.lock().add_contact(&contact)
     }
