@@ -1,11 +1,46 @@
 //! Customer lookup's rules and cache (DESIGN.md §3.5 "Customer"): which of a
 //! CRM's matches links the activity, and a per-sink cache of the answer by
 //! E.164 number so each number is looked up once and "unlinked" is logged
-//! once. The search itself is each CRM's; a search that fails is not cached
-//! (the delivery fails and is retried).
+//! once; [`CustomerCache::contact`], the whole lookup of a CRM that links
+//! contacts only, around the CRM's own search. A search that fails is not
+//! cached (the delivery fails and is retried).
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Mutex;
+
+use crate::crm::phone::{self, Region};
+use crate::failure::Failure;
+use crate::interaction::Interaction;
+
+/// The consumer's number in E.164 (`region` for numbers without a country
+/// code); `None`: nothing to link.
+pub fn number_of(aggregate: &Interaction, region: Option<Region>) -> Option<String> {
+    aggregate
+        .consumer()
+        .number
+        .as_deref()
+        .and_then(|n| phone::normalise(n, region))
+}
+
+/// The ids among a CRM search's `found` (id, its phones as stored) with a
+/// phone equal to `number` in E.164: CRMs store phones as free text, and
+/// their searches pre-filter.
+pub fn matching<'a>(
+    found: impl IntoIterator<Item = &'a (String, Vec<String>)>,
+    number: &str,
+    region: Option<Region>,
+) -> Vec<String> {
+    found
+        .into_iter()
+        .filter(|(_, phones)| {
+            phones
+                .iter()
+                .any(|p| phone::normalise(p, region).as_deref() == Some(number))
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
 
 /// Entries kept before the cache starts over (bounded memory).
 const CACHE_LIMIT: usize = 10_000;
@@ -82,6 +117,35 @@ impl CustomerCache {
         }
         state.found.insert(number.to_owned(), answer);
     }
+
+    /// The one contact whose phone is the consumer's number, for a CRM that
+    /// links contacts only: the cached answer, else `search(number)` (the
+    /// CRM's search, answering (id, phones)) matched in E.164 and cached.
+    /// No number, no match or several: `None`. A failed search fails the
+    /// delivery.
+    pub async fn contact<F, Fut>(
+        &self,
+        sink: &str,
+        aggregate: &Interaction,
+        region: Option<Region>,
+        search: F,
+    ) -> Result<Option<String>, Failure>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<Vec<(String, Vec<String>)>, Failure>>,
+    {
+        let Some(number) = number_of(aggregate, region) else {
+            return Ok(None);
+        };
+        if let Some(known) = self.get(&number) {
+            return Ok(known.map(|c| c.id().to_owned()));
+        }
+        let found = search(number.clone()).await?;
+        let contacts = matching(&found, &number, region);
+        let answer = choose(&contacts, &[]);
+        self.put(sink, &number, answer.clone(), contacts.len(), 0);
+        Ok(answer.map(|c| c.id().to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +169,21 @@ mod tests {
         assert_eq!(choose(&ids(2, "c"), &ids(1, "l")), None);
         assert_eq!(choose(&ids(0, "c"), &ids(2, "l")), None);
         assert_eq!(choose(&[], &[]), None);
+    }
+
+    #[test]
+    fn matches_in_e164_only() {
+        let us = Region::parse("US");
+        let found = vec![
+            ("a".to_owned(), vec!["(415) 555-1212".to_owned()]),
+            ("b".to_owned(), vec!["+1 415 555 1213".to_owned()]),
+            (
+                "c".to_owned(),
+                vec!["x".to_owned(), "415.555.1212".to_owned()],
+            ),
+        ];
+        assert_eq!(matching(&found, "+14155551212", us), ["a", "c"]);
+        assert!(matching(&found, "+14155550000", us).is_empty());
     }
 
     #[test]

@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use redb::ReadableDatabase;
-use serde_json::Value;
 use zcc_relay::crm::phone::{Region, normalise};
 use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::dynamics::{Contact, DynamicsFake, Environment};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable, keyed_persisted, object, spawn_run};
+use crate::support::{
+    MediaTable, SinkTable, keyed_persisted, object, pending_in, spawn_run, wait_for,
+};
 
 const SINK: &str = "dynamics";
 async fn harness_with(fake: &DynamicsFake) -> Harness {
@@ -21,38 +22,6 @@ async fn harness_with(fake: &DynamicsFake) -> Harness {
     h.config.media = Some(MediaTable::enabled());
     h.config.sinks = vec![SinkTable::dynamics(SINK, fake)];
     h
-}
-
-/// Records the sink and the media stage (which hands them on to the sink)
-/// still have to deliver, and the sink's dead letters, per `queue stats`
-/// of a stopped daemon (it opens, and after a kill -9 repairs, the journal).
-async fn pending_in(config: &std::path::Path) -> (u64, u64, u64) {
-    let stats: Value = crate::support::zcc_relay(["queue", "stats", "--json"])
-        .config(config)
-        .json()
-        .await;
-    let sink = stats["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["sink"] == SINK)
-        .unwrap_or_else(|| panic!("no sink {SINK} in {stats:#}"))
-        .clone();
-    (
-        sink["pending"].as_u64().unwrap(),
-        stats["media"]["pending"].as_u64().unwrap_or(0),
-        sink["dead"].as_u64().unwrap(),
-    )
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +60,7 @@ async fn converges_to_one_phonecall_per_engagement_through_faults_and_kill_9() {
     wait_for("the first phonecalls", || fake.phonecalls().len() >= 2).await;
     child.kill().unwrap();
     child.wait().unwrap();
-    let (sink_pending, media_pending, dead) = pending_in(&config).await;
+    let (sink_pending, media_pending, dead) = pending_in(&config, SINK).await;
     assert_eq!(dead, 0);
     eprintln!(
         "killed with {} phonecalls written, {sink_pending} records pending, {media_pending} waiting for media",
@@ -137,7 +106,7 @@ async fn converges_to_one_phonecall_per_engagement_through_faults_and_kill_9() {
     assert_eq!(snapshot.dead_lettered.get(SINK).copied().unwrap_or(0), 0);
     daemon.stop().await.unwrap();
     assert_eq!(
-        pending_in(&config).await,
+        pending_in(&config, SINK).await,
         (0, 0, 0),
         "nothing left, nothing dead"
     );
@@ -325,7 +294,7 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
     )));
     // `queue stats` beside the running daemon, until nothing waits.
     let drained = tokio::time::timeout(Duration::from_secs(60), async {
-        while pending_in(&config).await != (0, 0, 0) {
+        while pending_in(&config, SINK).await != (0, 0, 0) {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
@@ -333,7 +302,7 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
     assert!(
         drained.is_ok(),
         "still pending: {:?}",
-        pending_in(&config).await
+        pending_in(&config, SINK).await
     );
     crate::support::sigterm(&child);
     let output = crate::support::wait_output(child).await;

@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use redb::ReadableDatabase;
-use serde_json::Value;
 use zcc_relay::crm::phone::{Region, normalise};
 use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::hubspot::{Contact, DEFAULT_DISPOSITIONS, HubSpotFake, Portal};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable, keyed_persisted, object, spawn_run};
+use crate::support::{
+    MediaTable, SinkTable, keyed_persisted, object, pending_in, spawn_run, wait_for,
+};
 
 const SINK: &str = "hubspot";
 const PROPERTY: &str = "zcc_engagement_id";
@@ -24,38 +25,6 @@ async fn harness_with(fake: &HubSpotFake) -> Harness {
     let token_file = h.path("hubspot-token");
     h.config.sinks = vec![SinkTable::hubspot(SINK, fake, &token_file)];
     h
-}
-
-/// Pending for the sink and the media stage, and the sink's dead letters,
-/// per `queue stats` (beside a running daemon, or opening a stopped one's
-/// journal, repairing it after a kill -9).
-async fn pending_in(config: &std::path::Path) -> (u64, u64, u64) {
-    let stats: Value = crate::support::zcc_relay(["queue", "stats", "--json"])
-        .config(config)
-        .json()
-        .await;
-    let sink = stats["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["sink"] == SINK)
-        .unwrap_or_else(|| panic!("no sink {SINK} in {stats:#}"))
-        .clone();
-    (
-        sink["pending"].as_u64().unwrap(),
-        stats["media"]["pending"].as_u64().unwrap_or(0),
-        sink["dead"].as_u64().unwrap(),
-    )
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +62,7 @@ async fn converges_to_one_call_per_engagement_through_faults_and_kill_9() {
     wait_for("the first calls", || fake.calls().len() >= 2).await;
     child.kill().unwrap();
     child.wait().unwrap();
-    let (sink_pending, media_pending, dead) = pending_in(&config).await;
+    let (sink_pending, media_pending, dead) = pending_in(&config, SINK).await;
     assert_eq!(dead, 0);
     eprintln!(
         "killed with {} calls written, {sink_pending} records pending, {media_pending} waiting for media",
@@ -143,7 +112,7 @@ async fn converges_to_one_call_per_engagement_through_faults_and_kill_9() {
     assert_eq!(snapshot.dead_lettered.get(SINK).copied().unwrap_or(0), 0);
     daemon.stop().await.unwrap();
     assert_eq!(
-        pending_in(&config).await,
+        pending_in(&config, SINK).await,
         (0, 0, 0),
         "nothing left, nothing dead"
     );
@@ -327,7 +296,7 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
     assert!(fake.calls().is_empty());
     assert!(!read_log().contains(&fake.token()), "the token was logged");
 
-    let (pending, _, dead) = pending_in(&config).await;
+    let (pending, _, dead) = pending_in(&config, SINK).await;
     assert!(pending > 0, "records wait");
     assert_eq!(dead, 0, "nothing dead-lettered");
     crate::support::sigterm(&child);
@@ -356,14 +325,14 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
         read_log()
     );
     assert!(fake.calls().is_empty());
-    let (pending, _, dead) = pending_in(&config).await;
+    let (pending, _, dead) = pending_in(&config, SINK).await;
     assert!(pending > 0, "records wait");
     assert_eq!(dead, 0, "nothing dead-lettered");
 
     let before = fake.request_counts();
     fake.set_scopes(zcc_sim::sink::hubspot::ALL_SCOPES);
     let drained = tokio::time::timeout(Duration::from_secs(60), async {
-        while pending_in(&config).await != (0, 0, 0) {
+        while pending_in(&config, SINK).await != (0, 0, 0) {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
@@ -371,7 +340,7 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
     assert!(
         drained.is_ok(),
         "still pending: {:?}",
-        pending_in(&config).await
+        pending_in(&config, SINK).await
     );
     crate::support::sigterm(&child);
     let output = crate::support::wait_output(child).await;

@@ -13,7 +13,9 @@ use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::servicenow::{DEFAULT_CORRELATION_FIELD, Instance, ServiceNowFake};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable, keyed_persisted, object, spawn_run};
+use crate::support::{
+    MediaTable, SinkTable, keyed_persisted, object, pending_in, spawn_run, wait_for,
+};
 
 const SINK: &str = "servicenow";
 const TABLE: &str = "interaction";
@@ -23,38 +25,6 @@ async fn harness_with(fake: &ServiceNowFake) -> Harness {
     h.config.media = Some(MediaTable::enabled());
     h.config.sinks = vec![SinkTable::servicenow(SINK, fake)];
     h
-}
-
-/// Pending for the sink and the media stage, and the sink's dead letters,
-/// per `queue stats` (beside a running daemon, or opening a stopped one's
-/// journal, repairing it after a kill -9).
-async fn pending_in(config: &std::path::Path) -> (u64, u64, u64) {
-    let stats: Value = crate::support::zcc_relay(["queue", "stats", "--json"])
-        .config(config)
-        .json()
-        .await;
-    let sink = stats["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["sink"] == SINK)
-        .unwrap_or_else(|| panic!("no sink {SINK} in {stats:#}"))
-        .clone();
-    (
-        sink["pending"].as_u64().unwrap(),
-        stats["media"]["pending"].as_u64().unwrap_or(0),
-        sink["dead"].as_u64().unwrap(),
-    )
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
 fn keyed_engagements(script: &[scenario::ScriptedEvent]) -> BTreeSet<String> {
@@ -102,7 +72,7 @@ async fn converges_to_one_interaction_per_engagement_through_faults_and_kill_9()
     wait_for("the first interactions", || fake.records(TABLE).len() >= 2).await;
     child.kill().unwrap();
     child.wait().unwrap();
-    let (sink_pending, media_pending, dead) = pending_in(&config).await;
+    let (sink_pending, media_pending, dead) = pending_in(&config, SINK).await;
     assert_eq!(dead, 0);
     eprintln!(
         "killed with {} interactions written, {sink_pending} records pending, {media_pending} waiting for media",
@@ -150,7 +120,7 @@ async fn converges_to_one_interaction_per_engagement_through_faults_and_kill_9()
     assert_eq!(snapshot.dead_lettered.get(SINK).copied().unwrap_or(0), 0);
     daemon.stop().await.unwrap();
     assert_eq!(
-        pending_in(&config).await,
+        pending_in(&config, SINK).await,
         (0, 0, 0),
         "nothing left, nothing dead"
     );
@@ -303,7 +273,7 @@ async fn a_missing_correlation_field_or_acl_keeps_records_pending() {
         !read_log().contains(&fake.client_secret()),
         "the secret was logged"
     );
-    let (pending, _, dead) = pending_in(&config).await;
+    let (pending, _, dead) = pending_in(&config, SINK).await;
     assert!(pending > 0, "records wait");
     assert_eq!(dead, 0, "nothing dead-lettered");
     crate::support::sigterm(&child);
@@ -329,13 +299,13 @@ async fn a_missing_correlation_field_or_acl_keeps_records_pending() {
         "{}",
         read_log()
     );
-    let (pending, _, dead) = pending_in(&config).await;
+    let (pending, _, dead) = pending_in(&config, SINK).await;
     assert!(pending > 0, "records wait");
     assert_eq!(dead, 0, "nothing dead-lettered");
 
     fake.allow_writes(TABLE);
     let drained = tokio::time::timeout(Duration::from_secs(60), async {
-        while pending_in(&config).await != (0, 0, 0) {
+        while pending_in(&config, SINK).await != (0, 0, 0) {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
@@ -343,7 +313,7 @@ async fn a_missing_correlation_field_or_acl_keeps_records_pending() {
     assert!(
         drained.is_ok(),
         "still pending: {:?}",
-        pending_in(&config).await
+        pending_in(&config, SINK).await
     );
     crate::support::sigterm(&child);
     let output = crate::support::wait_output(child).await;

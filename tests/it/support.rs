@@ -299,3 +299,37 @@ pub fn keyed_persisted(snapshot: &zcc_relay::telemetry::stats::Snapshot) -> u64 
         .map(|(_, counts)| counts.persisted)
         .sum()
 }
+
+/// Records `sink` and the media stage (which hands them on to the sink)
+/// still have to deliver, and the sink's dead letters, per `queue stats`
+/// (beside a running daemon, or opening a stopped one's journal, repairing
+/// it after a kill -9).
+pub async fn pending_in(config: &Path, sink: &str) -> (u64, u64, u64) {
+    let stats: serde_json::Value = zcc_relay(["queue", "stats", "--json"])
+        .config(config)
+        .json()
+        .await;
+    let row = stats["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sink"] == sink)
+        .unwrap_or_else(|| panic!("no sink {sink} in {stats:#}"))
+        .clone();
+    (
+        row["pending"].as_u64().unwrap(),
+        stats["media"]["pending"].as_u64().unwrap_or(0),
+        row["dead"].as_u64().unwrap(),
+    )
+}
+
+/// Polls `done` every 50 ms for up to 60 s.
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for {what}");
+}

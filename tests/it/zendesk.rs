@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use redb::ReadableDatabase;
-use serde_json::Value;
 use zcc_relay::crm::phone::{Region, normalise};
 use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::zendesk::{Account, ZendeskFake};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable, keyed_persisted, object, spawn_run};
+use crate::support::{
+    MediaTable, SinkTable, keyed_persisted, object, pending_in, spawn_run, wait_for,
+};
 
 const SINK: &str = "zendesk";
 
@@ -22,37 +23,6 @@ async fn harness_with(fake: &ZendeskFake) -> Harness {
     h.config.media = Some(MediaTable::enabled());
     h.config.sinks = vec![SinkTable::zendesk(SINK, fake)];
     h
-}
-
-/// Pending for the sink and the media stage, and the sink's dead letters,
-/// per `queue stats`.
-async fn pending_in(config: &std::path::Path) -> (u64, u64, u64) {
-    let stats: Value = crate::support::zcc_relay(["queue", "stats", "--json"])
-        .config(config)
-        .json()
-        .await;
-    let sink = stats["sinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["sink"] == SINK)
-        .unwrap_or_else(|| panic!("no sink {SINK} in {stats:#}"))
-        .clone();
-    (
-        sink["pending"].as_u64().unwrap(),
-        stats["media"]["pending"].as_u64().unwrap_or(0),
-        sink["dead"].as_u64().unwrap(),
-    )
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
 fn keyed_engagements(script: &[zcc_sim::scenario::ScriptedEvent]) -> BTreeSet<String> {
@@ -103,7 +73,7 @@ async fn converges_to_one_ticket_per_engagement_through_faults_and_kill_9() {
     wait_for("the first tickets", || fake.ticket_ids().len() >= 2).await;
     child.kill().unwrap();
     child.wait().unwrap();
-    let (sink_pending, media_pending, dead) = pending_in(&config).await;
+    let (sink_pending, media_pending, dead) = pending_in(&config, SINK).await;
     assert_eq!(dead, 0);
     eprintln!(
         "killed with {} tickets written, {sink_pending} records pending, {media_pending} waiting for media",
@@ -150,7 +120,7 @@ async fn converges_to_one_ticket_per_engagement_through_faults_and_kill_9() {
     assert_eq!(snapshot.dead_lettered.get(SINK).copied().unwrap_or(0), 0);
     daemon.stop().await.unwrap();
     assert_eq!(
-        pending_in(&config).await,
+        pending_in(&config, SINK).await,
         (0, 0, 0),
         "nothing left, nothing dead"
     );
@@ -337,13 +307,13 @@ async fn an_integration_user_who_may_not_write_keeps_records_pending() {
         !read_log().contains(&fake.client_secret()),
         "the secret was logged"
     );
-    let (pending, _, dead) = pending_in(&config).await;
+    let (pending, _, dead) = pending_in(&config, SINK).await;
     assert!(pending > 0, "records wait");
     assert_eq!(dead, 0, "nothing dead-lettered");
 
     fake.set_role("agent");
     let drained = tokio::time::timeout(Duration::from_secs(60), async {
-        while pending_in(&config).await != (0, 0, 0) {
+        while pending_in(&config, SINK).await != (0, 0, 0) {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
@@ -351,7 +321,7 @@ async fn an_integration_user_who_may_not_write_keeps_records_pending() {
     assert!(
         drained.is_ok(),
         "still pending: {:?}",
-        pending_in(&config).await
+        pending_in(&config, SINK).await
     );
     crate::support::sigterm(&child);
     let output = crate::support::wait_output(child).await;
@@ -531,7 +501,7 @@ async fn files_not_attached_are_linked_once() {
     .await;
     assert!(waited.is_ok(), "not delivered: {:?}", fake.request_counts());
     daemon.stop().await.unwrap();
-    assert_eq!(pending_in(&config).await, (0, 0, 0));
+    assert_eq!(pending_in(&config, SINK).await, (0, 0, 0));
     let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
     let txn = db.begin_read().unwrap();
     let mut linked = 0;

@@ -38,11 +38,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::SinkCheck;
-use crate::crm::customer::{CustomerCache, choose};
+use crate::crm::customer::CustomerCache;
 use crate::crm::engagement::{KEYED_EVENTS, Serial, by_engagement, engagement_of, fold_views};
 use crate::crm::files;
 use crate::crm::ids::{CreatedIds, CrmIds};
-use crate::crm::phone::{self, Region};
+use crate::crm::phone::Region;
 use crate::deliver::Envelope;
 use crate::failure::{Class, Failure};
 use crate::interaction::Interaction;
@@ -333,31 +333,11 @@ impl HubSpotSink {
 
     /// The one contact whose phone or mobile phone is the consumer's number.
     async fn contact(&self, aggregate: &Interaction) -> Result<Option<String>, Failure> {
-        let Some(number) = aggregate
-            .consumer()
-            .number
-            .as_deref()
-            .and_then(|n| phone::normalise(n, self.region))
-        else {
-            return Ok(None);
-        };
-        if let Some(known) = self.customers.get(&number) {
-            return Ok(known.map(|c| c.id().to_owned()));
-        }
-        let found = self.client.contacts_by_phone(&number).await?;
-        let contacts: Vec<String> = found
-            .into_iter()
-            .filter(|(_, phones)| {
-                phones
-                    .iter()
-                    .any(|p| phone::normalise(p, self.region).as_deref() == Some(number.as_str()))
-            })
-            .map(|(id, _)| id)
-            .collect();
-        let answer = choose(&contacts, &[]);
         self.customers
-            .put(&self.name, &number, answer.clone(), contacts.len(), 0);
-        Ok(answer.map(|c| c.id().to_owned()))
+            .contact(&self.name, aggregate, self.region, |number| async move {
+                self.client.contacts_by_phone(&number).await
+            })
+            .await
     }
 }
 

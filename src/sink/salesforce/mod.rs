@@ -36,10 +36,10 @@ pub use config::{SalesforceSinkConfig, SalesforceSinkSettings};
 use std::collections::HashMap;
 
 use crate::config::SinkCheck;
-use crate::crm::customer::{Customer, CustomerCache, choose};
+use crate::crm::customer::{Customer, CustomerCache, choose, matching, number_of};
 use crate::crm::engagement::{Serial, by_engagement, engagement_of, fold_views};
 use crate::crm::ids::{CreatedIds, CrmIds};
-use crate::crm::phone::{self, Region};
+use crate::crm::phone::Region;
 use crate::deliver::Envelope;
 use crate::failure::Failure;
 use crate::interaction::Interaction;
@@ -205,35 +205,15 @@ impl SalesforceSink {
     /// The Contact, else the Lead, whose phone is the consumer's number; a
     /// failed search fails the delivery.
     async fn customer(&self, aggregate: &Interaction) -> Result<Option<Customer>, Failure> {
-        let Some(number) = aggregate
-            .consumer()
-            .number
-            .as_deref()
-            .and_then(|n| phone::normalise(n, self.region))
-        else {
+        let Some(number) = number_of(aggregate, self.region) else {
             return Ok(None);
         };
         if let Some(known) = self.customers.get(&number) {
             return Ok(known);
         }
         let found = self.client.search_phone(&number).await?;
-        let same = |phones: &Vec<String>| {
-            phones
-                .iter()
-                .any(|p| phone::normalise(p, self.region).as_deref() == Some(number.as_str()))
-        };
-        let contacts: Vec<String> = found
-            .contacts
-            .iter()
-            .filter(|(_, p)| same(p))
-            .map(|(id, _)| id.clone())
-            .collect();
-        let leads: Vec<String> = found
-            .leads
-            .iter()
-            .filter(|(_, p)| same(p))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let contacts = matching(&found.contacts, &number, self.region);
+        let leads = matching(&found.leads, &number, self.region);
         let answer = choose(&contacts, &leads);
         self.customers.put(
             &self.name,

@@ -35,7 +35,7 @@ pub use config::{ZendeskAuth, ZendeskSinkConfig, ZendeskSinkSettings};
 use serde_json::{Value, json};
 
 use crate::config::SinkCheck;
-use crate::crm::customer::{CustomerCache, choose};
+use crate::crm::customer::{CustomerCache, choose, number_of};
 use crate::crm::engagement::{KEYED_EVENTS, Serial, engagement_of, fold_views, per_engagement};
 use crate::crm::files;
 use crate::crm::ids::{CreatedIds, CrmIds};
@@ -488,12 +488,7 @@ impl ZendeskSink {
         aggregate: &Interaction,
         settings: &ZendeskSinkSettings,
     ) -> Result<Option<u64>, Failure> {
-        let Some(number) = aggregate
-            .consumer()
-            .number
-            .as_deref()
-            .and_then(|n| phone::normalise(n, self.region))
-        else {
+        let Some(number) = number_of(aggregate, self.region) else {
             return Ok(None);
         };
         if let Some(known) = self.customers.get(&number) {
