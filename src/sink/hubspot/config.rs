@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::config::{Secret, SinkCheck};
-use crate::crm::budget::DEFAULT_REQUESTS_PER_SECOND;
-use crate::crm::phone::Region;
+use crate::crm::budget::requests_per_second_key;
+use crate::crm::phone::default_region_key;
 use crate::sink::Reload;
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.hubapi.com";
@@ -108,24 +108,8 @@ impl HubSpotSinkConfig {
                 map_ok = false;
             }
         }
-        let default_region = self.default_region.unwrap_or_else(|| "US".to_owned());
-        let default_region = if Region::parse(&default_region).is_some() {
-            Some(default_region.to_ascii_uppercase())
-        } else {
-            check.error(
-                "default_region",
-                "must be a region code such as \"US\" or \"GB\"",
-            );
-            None
-        };
-        let requests_per_second = match self.requests_per_second {
-            None => Some(DEFAULT_REQUESTS_PER_SECOND),
-            Some(n @ 1..=1000) => Some(n),
-            Some(_) => {
-                check.error("requests_per_second", "must be between 1 and 1000");
-                None
-            }
-        };
+        let default_region = default_region_key(check, self.default_region);
+        let requests_per_second = requests_per_second_key(check, self.requests_per_second);
         if !map_ok {
             return None;
         }
