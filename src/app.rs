@@ -168,13 +168,6 @@ pub async fn run_with(
         let heartbeat = health.register("media stage");
         workers.spawn(async move { (MEDIA.to_owned(), stage.run(stop, abort, heartbeat).await) });
     }
-    let reconciler = settings.reconcile.enabled.then(|| Reconciler {
-        api: api.clone(),
-        settings: settings.reconcile.clone(),
-        account_id: settings.zoom.account_id.clone(),
-        stats: stats.clone(),
-    });
-
     // `[standby]`: the lease decides when the socket and the reconciler run.
     let me = crate::lease::holder_name();
     let lease = match &settings.standby {
@@ -202,6 +195,17 @@ pub async fn run_with(
             }
         }
     };
+    // In a pair, note versions are numbered from the ledger the two share.
+    let ledger = lease.as_ref().map(|(store, _, _, ttl, _)| {
+        crate::lease::ledger::Ledger::new(store.clone(), *ttl / 3, stats.clone())
+    });
+    let reconciler = settings.reconcile.enabled.then(|| Reconciler {
+        api: api.clone(),
+        settings: settings.reconcile.clone(),
+        account_id: settings.zoom.account_id.clone(),
+        stats: stats.clone(),
+        ledger: ledger.clone(),
+    });
     let lease_view = lease
         .as_ref()
         .map(|(_, _, role_rx, _, name)| crate::lease::LeaseView {
@@ -252,6 +256,7 @@ pub async fn run_with(
                 ttl: *ttl,
             }),
         live: lease.as_ref().map(|_| live),
+        ledger,
     };
     let connection = source.state.subscribe();
     let source_heartbeat = health.register("source");

@@ -59,11 +59,28 @@ pub async fn run(args: &ReconcileArgs, settings: &Settings) -> anyhow::Result<()
         tokens,
         settings.reconcile.max_requests_per_second,
     );
+    let stats = crate::telemetry::stats::Stats::default();
+    // In a pair, what this run appends is numbered as the daemon numbers it:
+    // note versions from the ledger the two relays share.
+    let ledger = match &settings.standby {
+        Some(standby) if !args.dry_run => {
+            let key =
+                crate::lease::key_for(&settings.zoom.account_id, &settings.zoom.subscription_id);
+            let store = crate::lease::nats::NatsLease::connect(standby, key, &tls).await?;
+            Some(crate::lease::ledger::Ledger::new(
+                Arc::new(store),
+                standby.ttl / 3,
+                stats.clone(),
+            ))
+        }
+        _ => None,
+    };
     let reconciler = Reconciler {
         api: Arc::new(api),
         settings: settings.reconcile.clone(),
         account_id: settings.zoom.account_id.clone(),
-        stats: crate::telemetry::stats::Stats::default(),
+        stats,
+        ledger,
     };
 
     let dir = &settings.journal.dir;

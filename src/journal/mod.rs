@@ -412,9 +412,22 @@ impl Journal {
         &self,
         record: NewRecord,
     ) -> Result<oneshot::Receiver<Result<AppendOutcome, JournalError>>, JournalError> {
+        self.submit_numbered(record, None).await
+    }
+
+    /// Like [`submit`](Self::submit), but a new version is stored as
+    /// `revision` (when `Some`) rather than the next number this journal
+    /// would give it: the number the pair's note ledger assigned
+    /// (`lease::ledger`). A version the journal knows is still a duplicate.
+    pub async fn submit_numbered(
+        &self,
+        record: NewRecord,
+        revision: Option<u32>,
+    ) -> Result<oneshot::Receiver<Result<AppendOutcome, JournalError>>, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Append {
             record: Box::new(record),
+            revision,
             reply,
         })
         .await?;
@@ -639,6 +652,17 @@ impl Journal {
         })
         .await?;
         rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// See [`read::key_state`].
+    pub async fn key_state(
+        &self,
+        id: &str,
+        version: Option<[u8; 32]>,
+    ) -> Result<read::KeyState, JournalError> {
+        let id = id.to_string();
+        self.read(move |txn| read::key_state(txn, &id, version))
+            .await
     }
 
     /// See [`read::is_new`].

@@ -394,6 +394,38 @@ pub fn live_until(txn: &ReadTransaction) -> Result<Option<u64>, JournalError> {
         .map(u64::from_le_bytes))
 }
 
+/// What the journal knows of a natural key, for one version of its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Never stored (or pruned after 30 days).
+    Unknown,
+    /// Stored, but not this version: `revision` is the highest stored.
+    Revised { revision: u32 },
+    /// This version (or the first-wins item) is stored: a duplicate.
+    Known,
+}
+
+/// See [`KeyState`].
+pub fn key_state(
+    txn: &ReadTransaction,
+    id: &str,
+    version: Option<[u8; 32]>,
+) -> Result<KeyState, JournalError> {
+    let Some(keys) = open(txn, tables::KEYS)? else {
+        return Ok(KeyState::Unknown);
+    };
+    let known = keys
+        .get(id)?
+        .and_then(|v| tables::KeyEntry::decode(v.value()));
+    Ok(match known {
+        None => KeyState::Unknown,
+        Some(entry) if entry.knows(version) => KeyState::Known,
+        Some(entry) => KeyState::Revised {
+            revision: entry.revision,
+        },
+    })
+}
+
 /// Would appending a record with this key and version store something new?
 /// (The journal's dedup rule, read-only: a dry run's answer.)
 pub fn is_new(
@@ -401,14 +433,5 @@ pub fn is_new(
     id: &str,
     version: Option<[u8; 32]>,
 ) -> Result<bool, JournalError> {
-    let Some(keys) = open(txn, tables::KEYS)? else {
-        return Ok(true);
-    };
-    let known = keys
-        .get(id)?
-        .and_then(|v| tables::KeyEntry::decode(v.value()));
-    Ok(match known {
-        None => true,
-        Some(entry) => !entry.knows(version),
-    })
+    Ok(key_state(txn, id, version)? != KeyState::Known)
 }

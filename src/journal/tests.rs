@@ -858,3 +858,61 @@ async fn a_journal_without_the_crm_ids_table_reads_none_and_keeps_its_format() {
     assert!(journal.crm_ids("a", "E").await.unwrap().is_some());
     journal.close().await;
 }
+
+#[tokio::test]
+async fn a_revision_the_pairs_ledger_assigned_is_stored_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path(), routes(&[("a", &[])])).unwrap();
+    let numbered = |version: u8, revision: Option<u32>| {
+        let journal = journal.clone();
+        async move {
+            journal
+                .submit_numbered(record("n", "note", Some([version; 32])), revision)
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    // The other relay forwarded two versions before this one saw any.
+    assert!(matches!(
+        numbered(3, Some(3)).await,
+        AppendOutcome::Stored { revision: 3, .. }
+    ));
+    let forwarded: Vec<serde_json::Value> = outbox(&journal, "a", 0, 10)
+        .await
+        .iter()
+        .map(|p| serde_json::from_slice(&p.bytes).unwrap())
+        .collect();
+    assert_eq!(forwarded[0]["revision"], 3, "{forwarded:?}");
+    assert_eq!(
+        journal.key_state("n", Some([4; 32])).await.unwrap(),
+        read::KeyState::Revised { revision: 3 }
+    );
+    // An older version numbered below: stored as numbered, and the next
+    // number the journal gives stays above everything it has seen.
+    assert!(matches!(
+        numbered(2, Some(2)).await,
+        AppendOutcome::Stored { revision: 2, .. }
+    ));
+    assert_eq!(
+        journal.key_state("n", Some([4; 32])).await.unwrap(),
+        read::KeyState::Revised { revision: 3 }
+    );
+    assert!(matches!(
+        numbered(4, None).await,
+        AppendOutcome::Stored { revision: 4, .. }
+    ));
+    // A version the journal knows is a duplicate whatever the number.
+    assert_eq!(numbered(3, Some(9)).await, AppendOutcome::Duplicate);
+    assert_eq!(
+        journal.key_state("n", Some([3; 32])).await.unwrap(),
+        read::KeyState::Known
+    );
+    assert_eq!(
+        journal.key_state("other", Some([3; 32])).await.unwrap(),
+        read::KeyState::Unknown
+    );
+    journal.close().await;
+}

@@ -70,6 +70,9 @@ pub(super) struct Budget {
 pub(super) enum Op {
     Append {
         record: Box<NewRecord>,
+        /// The revision the pair's note ledger assigned (`None`: the journal
+        /// numbers it).
+        revision: Option<u32>,
         reply: oneshot::Sender<Result<AppendOutcome, JournalError>>,
     },
     Ack {
@@ -464,7 +467,9 @@ impl Writer {
     /// Applies one request inside the batch's transaction.
     fn apply(&mut self, txn: &WriteTransaction, op: &Op) -> Result<Done, JournalError> {
         Ok(match op {
-            Op::Append { record, .. } => Done::Append(self.append(txn, record)?),
+            Op::Append {
+                record, revision, ..
+            } => Done::Append(self.append(txn, record, *revision)?),
             Op::Ack { sink, seq, .. } => {
                 ack(txn, sink, *seq)?;
                 Done::Unit
@@ -568,18 +573,21 @@ impl Writer {
         &mut self,
         txn: &WriteTransaction,
         record: &NewRecord,
+        assigned: Option<u32>,
     ) -> Result<AppendOutcome, JournalError> {
         let mut keys = txn.open_table(tables::KEYS)?;
         let known = keys
             .get(record.id.as_str())?
             .and_then(|v| KeyEntry::decode(v.value()));
+        // A revision the pair's ledger assigned is the record's as it is: the
+        // other relay numbered the same version the same (DESIGN.md §3.7).
         let revision = match &known {
-            None => 1,
+            None => assigned.unwrap_or(1),
             // First-wins types, and notes whose text and time did not change.
             Some(entry) if entry.knows(record.version) => {
                 return Ok(AppendOutcome::Duplicate);
             }
-            Some(entry) => entry.revision + 1,
+            Some(entry) => assigned.unwrap_or(entry.revision + 1),
         };
         let mut versions = known
             .as_ref()
@@ -592,7 +600,11 @@ impl Writer {
             }
         }
         let entry = KeyEntry {
-            revision,
+            // Never backwards: an old version numbered by the ledger below
+            // what this journal has seen leaves the next local number alone.
+            revision: known
+                .as_ref()
+                .map_or(revision, |k| k.revision.max(revision)),
             first_seen_ms: known
                 .as_ref()
                 .map_or_else(clock::now_ms, |k| k.first_seen_ms),

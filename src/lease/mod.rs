@@ -15,6 +15,7 @@
 //! reconciler, the takeover's catch-up) — that is `term`, which the app starts
 //! and stops on the role changes published here.
 
+pub mod ledger;
 pub mod nats;
 pub mod term;
 

@@ -1,8 +1,8 @@
 //! The lease in NATS KV (docs/contract.md §3.7), on what a 2.9 server has:
 //! the lease bucket's `max_age` (= `ttl`, history 1) expires a lease nobody
-//! renews; no per-key TTL. The last-live instant lives in a second bucket,
-//! `<bucket>_state` (history 1, `max_age` 30 days), so that it outlives the
-//! lease key.
+//! renews; no per-key TTL. The last-live instant and the note ledger's
+//! entries (`ledger`) live in a second bucket, `<bucket>_state` (history 1,
+//! `max_age` 30 days), so that they outlive the lease key.
 //!
 //! Owns the connection (the nats sink's `connect_options`: the same servers,
 //! credentials and TLS keys), the buckets' creation when missing, and the
@@ -17,6 +17,9 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use tokio::sync::Mutex;
 
+use futures_util::future::BoxFuture;
+
+use super::ledger::{NoteStore, Stored};
 use super::{Holding, LeaseStore, StoreError};
 use crate::config::StandbySettings;
 
@@ -25,6 +28,8 @@ const STATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Each request's limit; the lease loop bounds each by its own deadlines too.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const LAST_LIVE_KEY_PREFIX: &str = "last_live.";
+/// The note ledger's entries: `notes.<lease key>.<entry key>`.
+const NOTES_KEY_PREFIX: &str = "notes.";
 
 pub struct NatsLease {
     jetstream: jetstream::Context,
@@ -210,5 +215,61 @@ impl LeaseStore for NatsLease {
             .await
             .map_err(|error| StoreError::Unavailable(format!("last-live read: {error}")))?;
         Ok(value.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.trim().parse().ok()))
+    }
+}
+
+impl NatsLease {
+    fn note_key(&self, key: &str) -> String {
+        format!("{NOTES_KEY_PREFIX}{}.{key}", self.key)
+    }
+}
+
+impl NoteStore for NatsLease {
+    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
+        Box::pin(async move {
+            let stores = self.stores().await?;
+            let entry =
+                stores.1.entry(self.note_key(key)).await.map_err(|error| {
+                    StoreError::Unavailable(format!("note ledger read: {error}"))
+                })?;
+            // A deleted or purged entry is none; `create` writes over it.
+            Ok(entry
+                .filter(|entry| entry.operation == kv::Operation::Put)
+                .map(|entry| (entry.value.to_vec(), entry.revision)))
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        expected: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let stores = self.stores().await?;
+            let key = self.note_key(key);
+            match expected {
+                None => stores.1.create(&key, value.into()).await.map_err(|error| {
+                    if error.kind() == CreateErrorKind::AlreadyExists {
+                        StoreError::Lost
+                    } else {
+                        StoreError::Unavailable(format!("note ledger write: {error}"))
+                    }
+                }),
+                Some(revision) => {
+                    stores
+                        .1
+                        .update(&key, value.into(), revision)
+                        .await
+                        .map_err(|error| {
+                            if error.kind() == UpdateErrorKind::WrongLastRevision {
+                                StoreError::Lost
+                            } else {
+                                StoreError::Unavailable(format!("note ledger write: {error}"))
+                            }
+                        })
+                }
+            }
+        })
     }
 }

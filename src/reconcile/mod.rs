@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::config::ReconcileSettings;
 use crate::journal::{AppendOutcome, GapState, Journal, JournalError};
+use crate::lease::ledger::{self, Ledger};
 use crate::record::{NewRecord, now_rfc3339};
 use crate::service::Heartbeat;
 use crate::telemetry::stats::Stats;
@@ -75,6 +76,9 @@ pub struct Reconciler {
     pub settings: ReconcileSettings,
     pub account_id: String,
     pub stats: Stats,
+    /// `[standby]`: the pair's note ledger, which numbers a note version
+    /// before it is appended (`lease::ledger`).
+    pub ledger: Option<Ledger>,
 }
 
 impl Reconciler {
@@ -109,7 +113,14 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_recording(item, &origin))
                     .collect();
-                take(records, target, &mut report, &self.stats).await?;
+                take(
+                    records,
+                    target,
+                    self.ledger.as_ref(),
+                    &mut report,
+                    &self.stats,
+                )
+                .await?;
             }
         }
         // Engagement listings filter on start time: look further back.
@@ -131,7 +142,14 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_engagement(item, &origin))
                     .collect();
-                take(records, target, &mut report, &self.stats).await?;
+                take(
+                    records,
+                    target,
+                    self.ledger.as_ref(),
+                    &mut report,
+                    &self.stats,
+                )
+                .await?;
             }
         }
         for part in window.split() {
@@ -148,7 +166,14 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_inbox_message(item, &origin))
                     .collect();
-                take(records, target, &mut report, &self.stats).await?;
+                take(
+                    records,
+                    target,
+                    self.ledger.as_ref(),
+                    &mut report,
+                    &self.stats,
+                )
+                .await?;
             }
         }
         report.requests = self.api.requests() - requests;
@@ -325,6 +350,7 @@ impl Reconciler {
 async fn take(
     records: Vec<NewRecord>,
     target: &Target,
+    ledger: Option<&Ledger>,
     report: &mut RunReport,
     stats: &Stats,
 ) -> Result<(), ReconcileError> {
@@ -339,7 +365,7 @@ async fn take(
             }
             Target::Apply(journal) => {
                 let event = record.event.clone();
-                pending.push((event, journal.submit(record).await?));
+                pending.push((event, ledger::submit(ledger, journal, record).await?));
             }
         }
     }

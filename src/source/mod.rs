@@ -25,6 +25,7 @@ use crate::backoff::Backoff;
 use crate::clock;
 use crate::config::WebsocketSettings;
 use crate::journal::{AppendOutcome, Journal, JournalError};
+use crate::lease::ledger::{self, Ledger};
 use crate::record::{Source as Origin, now_rfc3339};
 use crate::service::Heartbeat;
 use crate::telemetry::stats::Stats;
@@ -149,6 +150,9 @@ pub struct Source {
     pub lease: Option<crate::lease::Gate>,
     /// The last moment the socket was known live (ms), for the lease bucket.
     pub live: Option<tokio::sync::watch::Sender<u64>>,
+    /// `[standby]`: the pair's note ledger, which numbers a note version
+    /// before it is appended.
+    pub ledger: Option<Ledger>,
 }
 
 impl Source {
@@ -521,7 +525,7 @@ impl Source {
             id: record.id.clone(),
         };
         self.stats.received(&ingested.event);
-        let rx = self.journal.submit(record).await?;
+        let rx = ledger::submit(self.ledger.as_ref(), &self.journal, record).await?;
         Ok(Some(rx.map(move |result| (ingested, result)).boxed()))
     }
 

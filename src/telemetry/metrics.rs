@@ -375,6 +375,7 @@ pub const LEASE_LEADER: Series = Series::gauge("lease_leader");
 pub const LEASE_AGE: Series = Series::seconds("lease_age");
 pub const LEASE_HOLDER: Series = Series::gauge("lease_holder");
 pub const LEASE_ROLE_CHANGES: Series = Series::counter("lease_role_changes");
+pub const LEASE_LEDGER_FALLBACKS: Series = Series::counter("lease_note_ledger_fallbacks");
 pub const WEBSOCKET_EVICTIONS: Series = Series::counter("websocket_evictions");
 
 /// The `state` label of `zcc_relay_websocket_state`: the source's
@@ -525,6 +526,11 @@ fn render(
             LEASE_ROLE_CHANGES.name,
             "[standby]: times this relay became leader or standby since it started",
             counter(stats.role_changes),
+        );
+        registry.register(
+            LEASE_LEDGER_FALLBACKS.name,
+            "[standby]: note versions this relay numbered from its own journal because the pair's note ledger did not answer; the other relay may number them differently",
+            counter(stats.ledger_fallbacks),
         );
     }
     registry.register(

@@ -125,6 +125,8 @@ pub struct Snapshot {
     pub evictions: u64,
     /// Changes of the active/standby role (`[standby]`).
     pub role_changes: u64,
+    /// `[standby]`: note versions numbered without the pair's ledger.
+    pub ledger_fallbacks: u64,
     /// When the last event body was read from the socket (`clock::now_ms`).
     pub last_event_ms: Option<u64>,
     /// When Zoom last answered a heartbeat (`clock::now_ms`).
@@ -350,6 +352,10 @@ impl Stats {
 
     pub fn role_changed(&self) {
         self.update(|s| s.role_changes += 1);
+    }
+
+    pub fn ledger_fallback(&self) {
+        self.update(|s| s.ledger_fallbacks += 1);
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -554,6 +554,7 @@ async fn endless_pagination_stops_and_the_other_listings_go_on() {
         settings: zcc_relay::config::ReconcileSettings::default(),
         account_id: "a".into(),
         stats: zcc_relay::telemetry::stats::Stats::default(),
+        ledger: None,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
