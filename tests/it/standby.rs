@@ -416,6 +416,141 @@ async fn standby_takes_over_when_the_leader_is_killed() {
     b.stop().await;
 }
 
+/// Note `N{n}` of engagement `SB{n}` edited to `text` at `modified_ms`.
+fn note_edit(n: u64, at_ms: u64, text: &str, modified_ms: u64) -> Value {
+    let mut body = engagement(n, at_ms)
+        .into_iter()
+        .find(|body| body["event"] == "contact_center.engagement_note_added")
+        .unwrap();
+    let modified = jiff::Timestamp::from_millisecond(modified_ms as i64)
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    body["payload"]["object"]["note"] = json!(text);
+    body["payload"]["object"]["last_modified_time"] = json!(modified);
+    body["event_ts"] = json!(modified_ms);
+    body
+}
+
+/// What `sinks` received of note `id`: revision → the texts sent under it,
+/// and the `webhook-id` of each revision.
+fn note_revisions(
+    sinks: &[&FakeSink],
+    id: &str,
+) -> std::collections::BTreeMap<u64, BTreeSet<(String, String)>> {
+    let mut revisions = std::collections::BTreeMap::<u64, BTreeSet<(String, String)>>::new();
+    for sink in sinks {
+        for received in sink.accepted() {
+            let record = received.record();
+            if record["id"] == id {
+                revisions
+                    .entry(record["revision"].as_u64().unwrap())
+                    .or_default()
+                    .insert((
+                        record["payload"]["object"]["note"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                        received.webhook_id.clone(),
+                    ));
+            }
+        }
+    }
+    revisions
+}
+
+async fn wait_note(sink: &FakeSink, id: &str, revision: u64, text: &str, logs: &[&Path]) {
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while !note_revisions(&[sink], id)
+            .get(&revision)
+            .is_some_and(|texts| texts.iter().any(|(t, _)| t == text))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        let logs: Vec<String> = logs
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect();
+        panic!(
+            "no revision {revision} {text:?} of {id}; got {:?}\n{}",
+            note_revisions(&[sink], id),
+            logs.join("\n-----\n")
+        );
+    }
+}
+
+/// DESIGN.md §3.7: a note edited before a takeover keeps, at the new leader,
+/// the revision the old one gave each text, though Zoom's REST API lists only
+/// the latest text and the new leader's journal never saw the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_edited_across_a_takeover_keeps_one_text_per_revision() {
+    let pair = Pair::new().await;
+    let (crm_a, crm_b) = (FakeSink::ok().await, FakeSink::ok().await);
+    let (mut a, b) = pair.start(&crm_a, &crm_b).await;
+    let at_ms = clock::now_ms();
+    for body in engagement(7, at_ms) {
+        assert!(pair.sim.emit(body));
+    }
+    let id = "engagement_note_added:SB7:N7";
+    wait_note(&crm_a, id, 1, "called back", &[&a.log]).await;
+    assert!(
+        pair.sim
+            .emit(note_edit(7, at_ms, "called back twice", at_ms))
+    );
+    wait_note(&crm_a, id, 2, "called back twice", &[&a.log]).await;
+
+    // a dies; b reconciles the engagement from REST, which shows the note's
+    // latest text only, and numbers it as a did.
+    let handshakes = pair.sim.handshakes_completed();
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let took_over = tokio::time::timeout(Duration::from_secs(30), async {
+        while pair.sim.handshakes_completed() <= handshakes {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(took_over.is_ok(), "b never connected:\n{}", b.text());
+    wait_note(&crm_b, id, 2, "called back twice", &[&b.log]).await;
+    // An edit b sees live goes above every revision a gave.
+    assert!(pair.sim.emit(note_edit(
+        7,
+        at_ms,
+        "resolved on the third call",
+        at_ms + 60_000
+    )));
+    wait_note(&crm_b, id, 3, "resolved on the third call", &[&b.log]).await;
+
+    let revisions = note_revisions(&[&crm_a, &crm_b], id);
+    let texts: Vec<(u64, Vec<&str>)> = revisions
+        .iter()
+        .map(|(revision, sent)| (*revision, sent.iter().map(|(t, _)| t.as_str()).collect()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            (1, vec!["called back"]),
+            (2, vec!["called back twice"]),
+            (3, vec!["resolved on the third call"]),
+        ],
+        "one text per revision across both relays:\n{}",
+        b.text()
+    );
+    // The same fact, the same webhook-id from either relay.
+    assert!(revisions.values().all(|sent| {
+        sent.iter()
+            .map(|(_, webhook_id)| webhook_id)
+            .collect::<BTreeSet<_>>()
+            .len()
+            == 1
+    }));
+    let b_text = b.stop().await;
+    assert!(!b_text.contains("note ledger did not answer"), "{b_text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_steps_down_without_reconnecting() {
     let pair = Pair::new().await;
