@@ -551,6 +551,99 @@ async fn a_note_edited_across_a_takeover_keeps_one_text_per_revision() {
     assert!(!b_text.contains("note ledger did not answer"), "{b_text}");
 }
 
+/// The ledger on a real nats-server 2.9: two relays numbering versions of
+/// one note at once (`create` of a new entry and `update` of the last
+/// revision each losing races) never give two versions one number, and give
+/// a version the same number at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_numbering_one_note_at_once_in_nats_never_share_a_revision() {
+    use zcc_relay::lease::ledger::Ledger;
+    use zcc_relay::lease::nats::NatsLease;
+
+    let dir = temp_dir();
+    let nats = NatsServer::start(&dir.path().join("nats"))
+        .unwrap_or_else(|e| panic!("nats-server ({:?}): {e}", zcc_sim::sink::nats::version()));
+    let settings = zcc_relay::config::StandbySettings {
+        connection: zcc_relay::sink::nats::NatsConnection {
+            servers: vec![nats.url().parse().unwrap()],
+            auth: zcc_relay::sink::nats::NatsAuth::None,
+            tls_ca_file: None,
+            tls_client: None,
+        },
+        bucket: "ledger_race".into(),
+        ttl: TTL,
+    };
+    let tls = zcc_relay::tls::client_config().unwrap();
+    let stats = zcc_relay::telemetry::stats::Stats::default();
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        let store = NatsLease::connect(&settings, "sim-account.sim-subscription".into(), &tls)
+            .await
+            .unwrap();
+        stores.push(Arc::new(store));
+    }
+    // The store's compare-and-swap, as the server answers it: a second
+    // create and an update of a revision that is gone both lose.
+    {
+        use zcc_relay::lease::StoreError;
+        use zcc_relay::lease::ledger::NoteStore;
+        let (one, other) = (&stores[0], &stores[1]);
+        let first = one.write("k", b"1".to_vec(), None).await.unwrap();
+        assert_eq!(
+            other.write("k", b"2".to_vec(), None).await,
+            Err(StoreError::Lost)
+        );
+        let second = other.write("k", b"2".to_vec(), Some(first)).await.unwrap();
+        assert_eq!(
+            one.write("k", b"3".to_vec(), Some(first)).await,
+            Err(StoreError::Lost)
+        );
+        assert_eq!(one.read("k").await.unwrap(), Some((b"2".to_vec(), second)));
+        assert_eq!(one.read("absent").await.unwrap(), None);
+    }
+    let relays: Vec<Ledger> = stores
+        .into_iter()
+        .map(|store| Ledger::new(store, TTL, stats.clone()))
+        .collect();
+    // Each relay numbers the twelve versions one after another, as its
+    // socket and reconciler would; the two run at once, in opposite orders.
+    let tasks: Vec<_> = relays
+        .iter()
+        .enumerate()
+        .map(|(at, ledger)| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let mut order: Vec<u8> = (0..12).collect();
+                if at == 1 {
+                    order.reverse();
+                }
+                let mut numbered = Vec::new();
+                for version in order {
+                    let assigned = ledger
+                        .assign("engagement_note_added:E:N", [version; 32], 0)
+                        .await;
+                    numbered.push((version, assigned));
+                }
+                numbered
+            })
+        })
+        .collect();
+    let mut numbers = std::collections::BTreeMap::<u8, u32>::new();
+    for task in tasks {
+        for (version, assigned) in task.await.unwrap() {
+            let revision = assigned.unwrap_or_else(|e| panic!("version {version}: {e}"));
+            assert_eq!(
+                *numbers.entry(version).or_insert(revision),
+                revision,
+                "version {version} numbered twice"
+            );
+        }
+    }
+    let mut revisions: Vec<u32> = numbers.into_values().collect();
+    revisions.sort_unstable();
+    assert_eq!(revisions, (1..=12).collect::<Vec<u32>>());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_steps_down_without_reconnecting() {
     let pair = Pair::new().await;
