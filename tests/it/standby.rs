@@ -551,18 +551,8 @@ async fn a_note_edited_across_a_takeover_keeps_one_text_per_revision() {
     assert!(!b_text.contains("note ledger did not answer"), "{b_text}");
 }
 
-/// The ledger on a real nats-server 2.9: two relays numbering versions of
-/// one note at once (`create` of a new entry and `update` of the last
-/// revision each losing races) never give two versions one number, and give
-/// a version the same number at both.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_relays_numbering_one_note_at_once_in_nats_never_share_a_revision() {
-    use zcc_relay::lease::ledger::Ledger;
-    use zcc_relay::lease::nats::NatsLease;
-
-    let dir = temp_dir();
-    let nats = NatsServer::start(&dir.path().join("nats"))
-        .unwrap_or_else(|e| panic!("nats-server ({:?}): {e}", zcc_sim::sink::nats::version()));
+/// The lease store a relay of the simulated account uses, on `nats`.
+async fn lease_store(nats: &NatsServer, bucket: &str) -> Arc<zcc_relay::lease::nats::NatsLease> {
     let settings = zcc_relay::config::StandbySettings {
         connection: zcc_relay::sink::nats::NatsConnection {
             servers: vec![nats.url().parse().unwrap()],
@@ -570,18 +560,126 @@ async fn two_relays_numbering_one_note_at_once_in_nats_never_share_a_revision() 
             tls_ca_file: None,
             tls_client: None,
         },
-        bucket: "ledger_race".into(),
+        bucket: bucket.into(),
         ttl: TTL,
     };
     let tls = zcc_relay::tls::client_config().unwrap();
-    let stats = zcc_relay::telemetry::stats::Stats::default();
+    let store = zcc_relay::lease::nats::NatsLease::connect(
+        &settings,
+        "sim-account.sim-subscription".into(),
+        &tls,
+    )
+    .await
+    .unwrap();
+    Arc::new(store)
+}
+
+/// `zcc-relay reconcile` on a relay of a pair numbers a note version as the
+/// pair's ledger says, not from its own journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_command_numbers_notes_from_the_pairs_ledger() {
+    let pair = Pair::new().await;
+    let crm = FakeSink::ok().await;
+    let config = pair.config("a", &crm);
+    let at_ms = clock::now_ms();
+    let first = engagement(9, at_ms);
+    let edited = note_edit(9, at_ms, "called back twice", at_ms);
+    for body in first.iter().chain([&edited]) {
+        pair.sim.emit_without_socket(body.clone());
+    }
+    // The other relay forwarded both texts: numbered 1 and 2 in the ledger.
+    let parse = |body: &Value| {
+        zcc_relay::zoom::event::parse_body(
+            &body.to_string(),
+            zcc_relay::record::Source::Websocket,
+            "2026-01-01T00:00:00.000Z".into(),
+            0,
+        )
+        .unwrap()
+    };
+    let note = first
+        .iter()
+        .find(|body| body["event"] == "contact_center.engagement_note_added")
+        .map(parse)
+        .unwrap();
+    let ledger = zcc_relay::lease::ledger::Ledger::new(
+        lease_store(&pair.nats, zcc_relay::config::DEFAULT_LEASE_BUCKET).await,
+        TTL,
+        zcc_relay::telemetry::stats::Stats::default(),
+    );
+    assert_eq!(
+        ledger.assign(&note.id, note.version.unwrap(), 0).await,
+        Ok(1)
+    );
+    let latest = parse(&edited).version.unwrap();
+    assert_eq!(ledger.assign(&note.id, latest, 1).await, Ok(2));
+
+    let rfc3339 = |ms: u64| {
+        jiff::Timestamp::from_millisecond(ms as i64)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let ran = zcc_relay([
+        "reconcile".to_owned(),
+        "--from".to_owned(),
+        rfc3339(at_ms - 3_600_000),
+        "--to".to_owned(),
+        rfc3339(at_ms + 60_000),
+    ])
+    .config(&config)
+    .output()
+    .await;
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        !ran.stderr.contains("note ledger did not answer"),
+        "{}",
+        ran.stderr
+    );
+
+    let journal = zcc_relay::journal::Journal::open(
+        &pair.dir.path().join("a").join("journal"),
+        vec![zcc_relay::journal::SinkRoute {
+            name: "crm".into(),
+            filter: zcc_relay::route::EventFilter::new(Vec::new()),
+        }],
+    )
+    .unwrap();
+    let (pending, _) = journal.read_outbox("crm", 0, 100).await.unwrap();
+    let notes: Vec<(u64, String)> = pending
+        .iter()
+        .map(|p| serde_json::from_slice::<Value>(&p.bytes).unwrap())
+        .filter(|record| record["id"] == json!(note.id))
+        .map(|record| {
+            (
+                record["revision"].as_u64().unwrap(),
+                record["payload"]["object"]["note"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(notes, [(2, "called back twice".to_owned())]);
+    journal.close().await;
+}
+
+/// The ledger on a real nats-server 2.9: two relays numbering versions of
+/// one note at once (`create` of a new entry and `update` of the last
+/// revision each losing races) never give two versions one number, and give
+/// a version the same number at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_numbering_one_note_at_once_in_nats_never_share_a_revision() {
+    use zcc_relay::lease::ledger::Ledger;
+
+    let dir = temp_dir();
+    let nats = NatsServer::start(&dir.path().join("nats"))
+        .unwrap_or_else(|e| panic!("nats-server ({:?}): {e}", zcc_sim::sink::nats::version()));
     let mut stores = Vec::new();
     for _ in 0..2 {
-        let store = NatsLease::connect(&settings, "sim-account.sim-subscription".into(), &tls)
-            .await
-            .unwrap();
-        stores.push(Arc::new(store));
+        stores.push(lease_store(&nats, "ledger_race").await);
     }
+    let stats = zcc_relay::telemetry::stats::Stats::default();
     // The store's compare-and-swap, as the server answers it: a second
     // create and an update of a revision that is gone both lose.
     {
