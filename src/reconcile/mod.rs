@@ -113,14 +113,7 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_recording(item, &origin))
                     .collect();
-                take(
-                    records,
-                    target,
-                    self.ledger.as_ref(),
-                    &mut report,
-                    &self.stats,
-                )
-                .await?;
+                self.take(records, target, &mut report).await?;
             }
         }
         // Engagement listings filter on start time: look further back.
@@ -142,14 +135,7 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_engagement(item, &origin))
                     .collect();
-                take(
-                    records,
-                    target,
-                    self.ledger.as_ref(),
-                    &mut report,
-                    &self.stats,
-                )
-                .await?;
+                self.take(records, target, &mut report).await?;
             }
         }
         for part in window.split() {
@@ -166,14 +152,7 @@ impl Reconciler {
                     .iter()
                     .flat_map(|item| synth::from_inbox_message(item, &origin))
                     .collect();
-                take(
-                    records,
-                    target,
-                    self.ledger.as_ref(),
-                    &mut report,
-                    &self.stats,
-                )
-                .await?;
+                self.take(records, target, &mut report).await?;
             }
         }
         report.requests = self.api.requests() - requests;
@@ -344,38 +323,38 @@ impl Reconciler {
             }
         }
     }
-}
 
-/// Appends (or checks) one page's records and counts them.
-async fn take(
-    records: Vec<NewRecord>,
-    target: &Target,
-    ledger: Option<&Ledger>,
-    report: &mut RunReport,
-    stats: &Stats,
-) -> Result<(), ReconcileError> {
-    let mut pending = Vec::new();
-    for record in records {
-        *report.found.entry(record.event.clone()).or_default() += 1;
-        match target {
-            Target::DryRun(is_new) => {
-                if is_new(&record.id, record.version)? {
-                    *report.new.entry(record.event.clone()).or_default() += 1;
+    /// Appends (or checks) one page's records and counts them.
+    async fn take(
+        &self,
+        records: Vec<NewRecord>,
+        target: &Target,
+        report: &mut RunReport,
+    ) -> Result<(), ReconcileError> {
+        let mut pending = Vec::new();
+        for record in records {
+            *report.found.entry(record.event.clone()).or_default() += 1;
+            match target {
+                Target::DryRun(is_new) => {
+                    if is_new(&record.id, record.version)? {
+                        *report.new.entry(record.event.clone()).or_default() += 1;
+                    }
+                }
+                Target::Apply(journal) => {
+                    let event = record.event.clone();
+                    let rx = ledger::submit(self.ledger.as_ref(), journal, record).await?;
+                    pending.push((event, rx));
                 }
             }
-            Target::Apply(journal) => {
-                let event = record.event.clone();
-                pending.push((event, ledger::submit(ledger, journal, record).await?));
+        }
+        for (event, rx) in pending {
+            if let AppendOutcome::Stored { .. } = rx.await.map_err(|_| JournalError::Closed)?? {
+                self.stats.reconciled(&event);
+                *report.new.entry(event).or_default() += 1;
             }
         }
+        Ok(())
     }
-    for (event, rx) in pending {
-        if let AppendOutcome::Stored { .. } = rx.await.map_err(|_| JournalError::Closed)?? {
-            stats.reconciled(&event);
-            *report.new.entry(event).or_default() += 1;
-        }
-    }
-    Ok(())
 }
 
 fn summary(counts: &BTreeMap<String, u64>) -> String {

@@ -205,6 +205,28 @@ impl Pair {
             .await;
         (a, b)
     }
+
+    /// Kills `leader` with SIGKILL and waits until `standby` has a live
+    /// socket; how long that took from the kill.
+    async fn kill_leader(&self, leader: &mut Relay, standby: &Relay) -> Duration {
+        let handshakes = self.sim.handshakes_completed();
+        let killed = Instant::now();
+        leader.child.kill().unwrap();
+        leader.child.wait().unwrap();
+        let took_over = tokio::time::timeout(Duration::from_secs(30), async {
+            while self.sim.handshakes_completed() <= handshakes {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            took_over.is_ok(),
+            "{} never connected:\n{}",
+            standby.name,
+            standby.text()
+        );
+        killed.elapsed()
+    }
 }
 
 impl Relay {
@@ -374,18 +396,7 @@ async fn standby_takes_over_when_the_leader_is_killed() {
     let emitter = Emitter::start(&pair.sim, 0, Duration::from_millis(100));
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let handshakes = pair.sim.handshakes_completed();
-    let killed = Instant::now();
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
-    let took_over = tokio::time::timeout(Duration::from_secs(30), async {
-        while pair.sim.handshakes_completed() <= handshakes {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(took_over.is_ok(), "b never connected:\n{}", b.text());
-    let takeover = killed.elapsed();
+    let takeover = pair.kill_leader(&mut a, &b).await;
     eprintln!("standby took over {takeover:?} after the leader was killed (ttl {TTL:?})");
     assert!(
         takeover <= TTL + Duration::from_secs(2),
@@ -504,16 +515,7 @@ async fn a_note_edited_across_a_takeover_keeps_one_text_per_revision() {
 
     // a dies; b reconciles the engagement from REST, which shows the note's
     // latest text only, and numbers it as a did.
-    let handshakes = pair.sim.handshakes_completed();
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
-    let took_over = tokio::time::timeout(Duration::from_secs(30), async {
-        while pair.sim.handshakes_completed() <= handshakes {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(took_over.is_ok(), "b never connected:\n{}", b.text());
+    pair.kill_leader(&mut a, &b).await;
     wait_note(&crm_b, id, 2, "called back twice", &[&b.log]).await;
     // An edit b sees live goes above every revision a gave.
     assert!(pair.sim.emit(note_edit(
