@@ -508,6 +508,10 @@ async fn the_packaged_unit_runs_under_systemd() {
         assert!(sim.emit(event.body.clone()));
     }
     let deadline = Instant::now() + Duration::from_secs(90);
+    // Settled: everything received and acked, and the delivered counters the
+    // same in two scrapes in a row (a counter moves just after its ack's
+    // commit, which a scrape between the two can see half done).
+    let mut delivered_before = None;
     let samples = loop {
         let samples = tokio::task::spawn_blocking(move || metrics(metrics_addr))
             .await
@@ -517,12 +521,16 @@ async fn the_packaged_unit_runs_under_systemd() {
             value(&samples, "zcc_relay_sink_pending_records", Some(sink)) == 0.0
                 && value(&samples, "zcc_relay_sink_delivered_total", Some(sink)) > 0.0
         });
+        let delivered = ["crm", "archive"]
+            .map(|sink| value(&samples, "zcc_relay_sink_delivered_total", Some(sink)));
         if received == script.len() as f64
             && settled
             && value(&samples, "zcc_relay_media_pending_records", None) == 0.0
+            && delivered_before == Some(delivered)
         {
             break samples;
         }
+        delivered_before = Some(delivered);
         assert!(
             Instant::now() < deadline,
             "the run did not settle: received {received} of {}\n{}",
@@ -540,19 +548,22 @@ async fn the_packaged_unit_runs_under_systemd() {
         "every record reached the sink, signed with the credential's secret"
     );
     assert!(crm.requests().iter().all(|r| r.signed_by(SINK_SECRET)));
-    let archived = m.ok(&[
-        "wc",
-        "-l",
-        "/var/lib/private/zcc-relay/archive/events.jsonl",
-    ]);
+    let archived = m.ok(&["cat", "/var/lib/private/zcc-relay/archive/events.jsonl"]);
+    let lines: Vec<(String, u64)> = archived
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                record["id"].as_str().unwrap().to_owned(),
+                record["revision"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&(String, u64)> = lines.iter().collect();
     assert_eq!(
-        archived
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse::<f64>()
-            .unwrap(),
-        delivered_archive
+        (lines.len() as f64, distinct.len() as f64),
+        (delivered_archive, delivered_archive),
+        "one line per record delivered to the archive"
     );
     let media_files =
         m.sh("find /var/lib/private/zcc-relay -type f | grep -vc -e journal -e archive || true");

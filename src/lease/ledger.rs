@@ -11,26 +11,32 @@
 //! last-modified instant, `zoom::event::note_version`) → revision — and, when
 //! it is not there, assigns the next number above both the ledger's and the
 //! journal's and records it with a compare-and-swap before the journal, and so
-//! any sink, sees the record. Entries expire with the journal's dedup keys
-//! (30 days: the state bucket's `max_age`).
+//! any sink, sees the record. An entry lives 30 days after its last write (the
+//! state bucket's `max_age`), as long as the journal keeps a key.
 //!
-//! When the ledger does not answer within its wait (the NATS server gone: the
-//! lease is lost within 2/3 `ttl` then anyway), the record goes in numbered by
-//! the journal alone, with a warning and a counted fallback: an event is
-//! never held back or dropped for the ledger's sake.
+//! When the ledger cannot number a version within its wait (the NATS server
+//! gone: the lease is lost within 2/3 `ttl` then anyway), or the relay stops
+//! leading meanwhile, the record goes in numbered above everything the ledger
+//! and the journal showed, with a warning and a counted fallback; for the
+//! next wait after a failure the ledger is not asked at all. An event is never
+//! dropped for the ledger's sake, and the socket never waits on it for longer
+//! than one wait per failure.
 //!
 //! Owns the entry format, the assignment and [`submit`], the one way the
 //! socket and the reconciler put a record into the journal. The store is a
 //! trait ([`NoteStore`]) so that the assignment is tested in memory; the NATS
 //! KV implementation is [`super::nats::NatsLease`].
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 use crate::journal::read::KeyState;
@@ -43,7 +49,10 @@ use crate::telemetry::stats::Stats;
 pub const MAX_VERSIONS: usize = 64;
 /// Lost compare-and-swaps in a row (the other relay writing the same note)
 /// before an assignment gives up and the journal numbers the version.
-const CAS_ATTEMPTS: usize = 8;
+const CAS_ATTEMPTS: u32 = 16;
+/// After a lost compare-and-swap, a random pause of up to 1, 2, 4 … this many
+/// milliseconds, so that two relays writing one note stop colliding.
+const CAS_PAUSE_MAX_MS: u64 = 64;
 
 /// A stored entry: its bytes and its store revision.
 pub type Stored = (Vec<u8>, u64);
@@ -78,6 +87,13 @@ struct Entry {
 }
 
 impl Entry {
+    fn new(id: &str) -> Entry {
+        Entry {
+            id: id.to_owned(),
+            versions: Vec::new(),
+        }
+    }
+
     fn decode(bytes: &[u8], id: &str) -> Result<Entry, StoreError> {
         let entry: Entry = serde_json::from_slice(bytes).map_err(|error| {
             StoreError::Unavailable(format!("note ledger entry for {id} is unreadable: {error}"))
@@ -126,30 +142,53 @@ pub struct Ledger {
     /// How long a record may wait for the ledger before the journal numbers it.
     wait: Duration,
     stats: Stats,
+    /// Until when the ledger is not asked, after a failure.
+    resting: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Ledger {
     pub fn new(store: Arc<dyn NoteStore>, wait: Duration, stats: Stats) -> Ledger {
-        Ledger { store, wait, stats }
+        Ledger {
+            store,
+            wait,
+            stats,
+            resting: Arc::default(),
+        }
     }
 
     /// The revision of note `id`'s `version`: the one the ledger holds, else
     /// the next above the ledger's highest and `local` (the journal's
     /// highest), recorded before it is returned.
     pub async fn assign(&self, id: &str, version: [u8; 32], local: u32) -> Result<u32, StoreError> {
+        self.assign_seeing(id, version, local, &AtomicU32::new(local))
+            .await
+    }
+
+    /// [`assign`](Self::assign), keeping in `seen` the highest revision the
+    /// ledger showed, for a fallback to number above.
+    async fn assign_seeing(
+        &self,
+        id: &str,
+        version: [u8; 32],
+        local: u32,
+        seen: &AtomicU32,
+    ) -> Result<u32, StoreError> {
         let key = entry_key(id);
         let fingerprint = hex::encode(version);
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
             let (mut entry, expected) = match self.store.read(&key).await? {
-                None => (
-                    Entry {
-                        id: id.to_owned(),
-                        versions: Vec::new(),
-                    },
-                    None,
-                ),
-                Some((bytes, revision)) => (Entry::decode(&bytes, id)?, Some(revision)),
+                None => (Entry::new(id), None),
+                Some((bytes, revision)) => match Entry::decode(&bytes, id) {
+                    Ok(entry) => (entry, Some(revision)),
+                    // Unusable as it is: replaced, rather than leave the note
+                    // unnumbered by the ledger until the entry expires.
+                    Err(error) => {
+                        tracing::warn!(record_id = %id, error = %error, "replacing the note ledger's entry for this note");
+                        (Entry::new(id), Some(revision))
+                    }
+                },
             };
+            seen.fetch_max(entry.highest(), Ordering::Relaxed);
             if let Some(revision) = entry.revision_of(&fingerprint) {
                 return Ok(revision);
             }
@@ -158,8 +197,13 @@ impl Ledger {
             let value = serde_json::to_vec(&entry).unwrap_or_default();
             match self.store.write(&key, value, expected).await {
                 Ok(_) => return Ok(revision),
-                // The other relay wrote this note in between: read it again.
-                Err(StoreError::Lost) => continue,
+                // The other relay wrote this note in between: read it again,
+                // after a pause that keeps the two from colliding again.
+                Err(StoreError::Lost) => {
+                    let most = (1u64 << attempt.min(6)).min(CAS_PAUSE_MAX_MS);
+                    let pause = rand::random_range(0..=most);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
                 Err(error) => return Err(error),
             }
         }
@@ -174,11 +218,13 @@ pub type PendingAppend = oneshot::Receiver<Result<AppendOutcome, JournalError>>;
 
 /// Queues `record` for the journal (see [`Journal::submit`]). In a pair
 /// (`ledger` set), a note version the journal does not know yet is numbered
-/// by the ledger first; everything else goes straight in.
+/// by the ledger first; everything else goes straight in. `stop` (the
+/// source's: the relay stopped leading) ends a wait for the ledger at once.
 pub async fn submit(
     ledger: Option<&Ledger>,
     journal: &Journal,
     record: NewRecord,
+    stop: Option<&CancellationToken>,
 ) -> Result<PendingAppend, JournalError> {
     let (Some(ledger), Some(version)) = (ledger, record.version) else {
         return journal.submit(record).await;
@@ -189,24 +235,57 @@ pub async fn submit(
         KeyState::Unknown => 0,
         KeyState::Revised { revision } => revision,
     };
-    let assigned = tokio::time::timeout(ledger.wait, ledger.assign(&record.id, version, local))
-        .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "no answer within {}",
-                humantime::format_duration(ledger.wait)
-            )))
-        });
+    let seen = AtomicU32::new(local);
+    let resting = *ledger.resting.lock().unwrap_or_else(|p| p.into_inner());
+    let assigned = match resting {
+        Some(until) if Instant::now() < until => Err(format!(
+            "not asked: it failed less than {} ago",
+            humantime::format_duration(ledger.wait)
+        )),
+        _ => {
+            let stopped = async {
+                match stop {
+                    Some(stop) => stop.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                assigned = tokio::time::timeout(
+                    ledger.wait,
+                    ledger.assign_seeing(&record.id, version, local, &seen),
+                ) => match assigned {
+                    Ok(Ok(revision)) => Ok(revision),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err(format!(
+                        "no answer within {}",
+                        humantime::format_duration(ledger.wait)
+                    )),
+                },
+                () = stopped => Err("this relay stopped leading while it waited".to_owned()),
+            }
+        }
+    };
     let revision = match assigned {
-        Ok(revision) => Some(revision),
+        Ok(revision) => {
+            *ledger.resting.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            Some(revision)
+        }
         Err(error) => {
+            if resting.is_none_or(|until| Instant::now() >= until) {
+                *ledger.resting.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Instant::now() + ledger.wait);
+            }
             ledger.stats.ledger_fallback();
+            // Above every revision the ledger showed, when it showed one
+            // above the journal's; else the journal's next.
+            let seen = seen.load(Ordering::Relaxed);
+            let revision = (seen > local).then(|| seen + 1);
             tracing::warn!(
                 record_id = %record.id,
                 error = %error,
-                "the note ledger did not answer; this note version is numbered by this relay's journal alone, and the other relay of the pair may number it differently"
+                "the note ledger could not number this note version; this relay numbered it, and the other relay of the pair may give the number to another text (a sink then drops one as a duplicate)"
             );
-            None
+            revision
         }
     };
     journal.submit_numbered(record, revision).await
@@ -215,8 +294,7 @@ pub async fn submit(
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     use serde_json::value::RawValue;
 
@@ -303,11 +381,15 @@ mod tests {
                     self.put(key, serde_json::to_vec(&entry).unwrap());
                     return Err(StoreError::Lost);
                 }
-                let current = self.entries.lock().unwrap().get(key).map(|(_, r)| *r);
-                if current != expected {
+                // Compared and written under one lock, as the server does.
+                let mut entries = self.entries.lock().unwrap();
+                if entries.get(key).map(|(_, r)| *r) != expected {
                     return Err(StoreError::Lost);
                 }
-                Ok(self.put(key, value))
+                let mut revision = self.revision.lock().unwrap();
+                *revision += 1;
+                entries.insert(key.to_owned(), (value, *revision));
+                Ok(*revision)
             })
         }
     }
@@ -343,7 +425,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_lost_compare_and_swap_reads_the_entry_again() {
         let store = Arc::new(Memory::default());
         store.races.store(2, Ordering::SeqCst);
@@ -355,7 +437,7 @@ mod tests {
         // A store that never stops racing is given up on, not spun on.
         store.races.store(u32::MAX, Ordering::SeqCst);
         let error = ledger(&store).assign("n", version(2), 0).await.unwrap_err();
-        assert!(error.to_string().contains("8 writes in a row"), "{error}");
+        assert!(error.to_string().contains("16 writes in a row"), "{error}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,15 +484,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unreadable_entry_is_an_error_and_is_left_as_it_is() {
+    async fn an_unreadable_entry_is_replaced() {
         let store = Arc::new(Memory::default());
         store.put(&entry_key("n"), b"{not json".to_vec());
-        let error = ledger(&store).assign("n", version(1), 0).await.unwrap_err();
-        assert!(error.to_string().contains("unreadable"), "{error}");
+        assert_eq!(ledger(&store).assign("n", version(1), 3).await, Ok(4));
+        assert_eq!(store.entry("n").versions, [(hex::encode(version(1)), 4)]);
         store.put(&entry_key("n"), br#"{"id":"other","versions":[]}"#.to_vec());
-        let error = ledger(&store).assign("n", version(1), 0).await.unwrap_err();
-        assert!(error.to_string().contains("names other"), "{error}");
-        assert_eq!(store.writes.load(Ordering::SeqCst), 0);
+        assert_eq!(ledger(&store).assign("n", version(1), 4).await, Ok(5));
+        assert_eq!(store.entry("n").id, "n");
     }
 
     fn note(id: &str, version: u8) -> NewRecord {
@@ -431,7 +512,7 @@ mod tests {
         journal: &Journal,
         record: NewRecord,
     ) -> AppendOutcome {
-        submit(ledger, journal, record)
+        submit(ledger, journal, record, None)
             .await
             .unwrap()
             .await
@@ -482,7 +563,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_ledger_that_does_not_answer_leaves_the_numbering_to_the_journal() {
+    async fn a_ledger_that_fails_is_rested_and_the_journal_numbers_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let journal = journal(&dir);
         let store = Arc::new(Memory::default());
@@ -492,15 +573,81 @@ mod tests {
             stored(Some(&ledger), &journal, note("n", 1)).await,
             AppendOutcome::Stored { revision: 1, .. }
         ));
+        // Failed a moment ago: not asked again within the wait (a store that
+        // would hang costs nothing).
         store.down.store(false, Ordering::SeqCst);
         store.hangs.store(true, Ordering::SeqCst);
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         assert!(matches!(
             stored(Some(&ledger), &journal, note("n", 2)).await,
             AppendOutcome::Stored { revision: 2, .. }
         ));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Past the wait it is asked again, and waited for at most the wait.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let started = Instant::now();
+        assert!(matches!(
+            stored(Some(&ledger), &journal, note("n", 3)).await,
+            AppendOutcome::Stored { revision: 3, .. }
+        ));
         assert_eq!(started.elapsed(), Duration::from_secs(5));
-        assert_eq!(ledger.stats.snapshot().ledger_fallbacks, 2);
+        assert_eq!(ledger.stats.snapshot().ledger_fallbacks, 3);
+        // Answering again: numbered by the ledger, above the journal.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        store.hangs.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            stored(Some(&ledger), &journal, note("n", 4)).await,
+            AppendOutcome::Stored { revision: 4, .. }
+        ));
+        assert_eq!(ledger.stats.snapshot().ledger_fallbacks, 3);
+        journal.close().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_that_stops_leading_stops_waiting_for_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = journal(&dir);
+        let store = Arc::new(Memory::default());
+        let ledger = ledger(&store);
+        store.hangs.store(true, Ordering::SeqCst);
+        let stop = CancellationToken::new();
+        let stopping = {
+            let stop = stop.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                stop.cancel();
+            }
+        };
+        let started = Instant::now();
+        let ((), submitted) = tokio::join!(
+            stopping,
+            submit(Some(&ledger), &journal, note("n", 1), Some(&stop))
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert!(matches!(
+            submitted.unwrap().await.unwrap().unwrap(),
+            AppendOutcome::Stored { revision: 1, .. }
+        ));
+        journal.close().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fallback_numbers_above_what_the_ledger_showed() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = journal(&dir);
+        let store = Arc::new(Memory::default());
+        let ledger = ledger(&store);
+        // The other relay numbered versions 1 and 2; this relay's writes to
+        // the entry then keep losing.
+        ledger.assign("n", version(1), 0).await.unwrap();
+        ledger.assign("n", version(2), 1).await.unwrap();
+        store.races.store(u32::MAX, Ordering::SeqCst);
+        match stored(Some(&ledger), &journal, note("n", 3)).await {
+            // Above the other relay's (and every version it raced in), not 1.
+            AppendOutcome::Stored { revision, .. } => assert!(revision > 2, "{revision}"),
+            AppendOutcome::Duplicate => panic!("stored as a duplicate"),
+        }
+        assert_eq!(ledger.stats.snapshot().ledger_fallbacks, 1);
         journal.close().await;
     }
 }

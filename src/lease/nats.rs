@@ -15,9 +15,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
-use tokio::sync::Mutex;
-
 use futures_util::future::BoxFuture;
+use tokio::sync::Mutex;
 
 use super::ledger::{NoteStore, Stored};
 use super::{Holding, LeaseStore, StoreError};

@@ -342,7 +342,7 @@ impl Reconciler {
                 }
                 Target::Apply(journal) => {
                     let event = record.event.clone();
-                    let rx = ledger::submit(self.ledger.as_ref(), journal, record).await?;
+                    let rx = ledger::submit(self.ledger.as_ref(), journal, record, None).await?;
                     pending.push((event, rx));
                 }
             }

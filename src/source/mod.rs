@@ -460,7 +460,7 @@ impl Source {
                         Ok(Frame::Message { body }) => {
                             backoff.reset();
                             self.seen_live(last_seen_ms, &mut last_recorded).await?;
-                            if let Some(append) = self.ingest(&body, &mut refusals).await? {
+                            if let Some(append) = self.ingest(&body, &mut refusals, cancel).await? {
                                 pending.push(append);
                             }
                         }
@@ -511,6 +511,7 @@ impl Source {
         &self,
         body: &str,
         refusals: &mut RefusalLog,
+        cancel: &CancellationToken,
     ) -> Result<Option<PendingAppend>, SourceError> {
         let received_ms = jiff::Timestamp::now().as_millisecond();
         let record = match event::parse_body(body, Origin::Websocket, now_rfc3339(), received_ms) {
@@ -525,7 +526,7 @@ impl Source {
             id: record.id.clone(),
         };
         self.stats.received(&ingested.event);
-        let rx = ledger::submit(self.ledger.as_ref(), &self.journal, record).await?;
+        let rx = ledger::submit(self.ledger.as_ref(), &self.journal, record, Some(cancel)).await?;
         Ok(Some(rx.map(move |result| (ingested, result)).boxed()))
     }
 

@@ -529,7 +529,7 @@ fn render(
         );
         registry.register(
             LEASE_LEDGER_FALLBACKS.name,
-            "[standby]: note versions this relay numbered from its own journal because the pair's note ledger did not answer; the other relay may number them differently",
+            "[standby]: note versions this relay numbered itself because the pair's note ledger could not within ttl/3; the other relay may number them otherwise",
             counter(stats.ledger_fallbacks),
         );
     }

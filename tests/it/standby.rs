@@ -550,7 +550,7 @@ async fn a_note_edited_across_a_takeover_keeps_one_text_per_revision() {
             == 1
     }));
     let b_text = b.stop().await;
-    assert!(!b_text.contains("note ledger did not answer"), "{b_text}");
+    assert!(!b_text.contains("note ledger could not number"), "{b_text}");
 }
 
 /// The lease store a relay of the simulated account uses, on `nats`.
@@ -566,13 +566,10 @@ async fn lease_store(nats: &NatsServer, bucket: &str) -> Arc<zcc_relay::lease::n
         ttl: TTL,
     };
     let tls = zcc_relay::tls::client_config().unwrap();
-    let store = zcc_relay::lease::nats::NatsLease::connect(
-        &settings,
-        "sim-account.sim-subscription".into(),
-        &tls,
-    )
-    .await
-    .unwrap();
+    let key = zcc_relay::lease::key_for("sim-account", "sim-subscription");
+    let store = zcc_relay::lease::nats::NatsLease::connect(&settings, key, &tls)
+        .await
+        .unwrap();
     Arc::new(store)
 }
 
@@ -634,7 +631,7 @@ async fn the_reconcile_command_numbers_notes_from_the_pairs_ledger() {
     .await;
     assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
     assert!(
-        !ran.stderr.contains("note ledger did not answer"),
+        !ran.stderr.contains("note ledger could not number"),
         "{}",
         ran.stderr
     );

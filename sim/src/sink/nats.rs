@@ -57,16 +57,24 @@ impl NatsServer {
 
     pub fn start_with(store: &Path, options: NatsOptions) -> io::Result<NatsServer> {
         std::fs::create_dir_all(store)?;
-        let port = free_port()?;
         let mut server = NatsServer {
             child: None,
-            port,
+            port: 0,
             store: store.to_path_buf(),
             log: store.join("nats-server.log"),
             options,
         };
-        server.spawn()?;
-        Ok(server)
+        // The free port is the OS's pick, released for the server: another
+        // process can bind it in between. Then the server exits saying so,
+        // and another port is tried.
+        let mut attempts = 0;
+        loop {
+            server.port = free_port()?;
+            match server.spawn() {
+                Err(error) if error.to_string().contains(IN_USE) && attempts < 5 => attempts += 1,
+                done => return done.map(|()| server),
+            }
+        }
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -129,20 +137,29 @@ impl NatsServer {
             std::fs::write(&config, format!("max_payload: {max_payload}\n"))?;
             command.arg("-c").arg(config);
         }
+        // The log is appended to across restarts: only this run's part counts.
+        let logged = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
         let child = command.spawn()?;
         self.child = Some(child);
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
                 return Err(io::Error::other(format!(
                     "nats-server exited with {status}: {}",
-                    self.log()
+                    self.log().get(logged..).unwrap_or_default()
                 )));
+            }
+            // Ready by its own word, not by a connect that another process
+            // on the same port could answer.
+            if self
+                .log()
+                .get(logged..)
+                .is_some_and(|run| run.contains(READY))
+                && TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
@@ -162,6 +179,11 @@ impl Drop for NatsServer {
         }
     }
 }
+
+/// What the server logs once it takes connections.
+const READY: &str = "Server is ready";
+/// What it logs, and exits on, when its port is taken.
+const IN_USE: &str = "address already in use";
 
 /// A port nothing listens on now (the OS's pick, released for the server).
 fn free_port() -> io::Result<u16> {
