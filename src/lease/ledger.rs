@@ -213,6 +213,9 @@ impl Ledger {
     }
 }
 
+/// Why a wait for the ledger ended when its `stop` fired.
+const STOPPED: &str = "this relay stopped leading while it waited";
+
 /// What [`submit`] hands back: the journal's answer, when its commit returns.
 pub type PendingAppend = oneshot::Receiver<Result<AppendOutcome, JournalError>>;
 
@@ -261,7 +264,7 @@ pub async fn submit(
                         humantime::format_duration(ledger.wait)
                     )),
                 },
-                () = stopped => Err("this relay stopped leading while it waited".to_owned()),
+                () = stopped => Err(STOPPED.to_owned()),
             }
         }
     };
@@ -271,7 +274,8 @@ pub async fn submit(
             Some(revision)
         }
         Err(error) => {
-            if resting.is_none_or(|until| Instant::now() >= until) {
+            // A ledger that failed rests; one left waiting by a step-down did not fail.
+            if error != STOPPED && resting.is_none_or(|until| Instant::now() >= until) {
                 *ledger.resting.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(Instant::now() + ledger.wait);
             }
@@ -628,6 +632,13 @@ mod tests {
             submitted.unwrap().await.unwrap().unwrap(),
             AppendOutcome::Stored { revision: 1, .. }
         ));
+        // The ledger did not fail: the next version is asked for at once.
+        store.hangs.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            stored(Some(&ledger), &journal, note("n", 2)).await,
+            AppendOutcome::Stored { revision: 2, .. }
+        ));
+        assert_eq!(store.writes.load(Ordering::SeqCst), 1);
         journal.close().await;
     }
 
