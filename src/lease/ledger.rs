@@ -321,13 +321,12 @@ mod tests {
     }
 
     impl Memory {
+        /// Locks the entries, then the revision (as `write` does).
         fn put(&self, key: &str, value: Vec<u8>) -> u64 {
+            let mut entries = self.entries.lock().unwrap();
             let mut revision = self.revision.lock().unwrap();
             *revision += 1;
-            self.entries
-                .lock()
-                .unwrap()
-                .insert(key.to_owned(), (value, *revision));
+            entries.insert(key.to_owned(), (value, *revision));
             *revision
         }
 
