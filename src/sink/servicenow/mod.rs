@@ -17,8 +17,9 @@
 //! (the note's marker), an attachment by its file name on the record; so a
 //! crash between a write and its record never writes it twice. Writes of
 //! one engagement are serial within this relay; two relays writing one
-//! instance could both create a record (README "ServiceNow": the Import Set
-//! API with a coalesce field is the cure there).
+//! instance — an active/standby pair too, when after a failover both drain
+//! the same engagement — could both create a record (README "ServiceNow":
+//! the Import Set API with a coalesce field is the cure there).
 
 mod check;
 mod client;
