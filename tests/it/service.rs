@@ -281,6 +281,14 @@ impl Listener {
     }
 }
 
+/// A message that says "connected": a STATUS line of its own, or the one
+/// sent with READY=1 when the socket was live before the daemon was ready.
+fn is_connected(message: &str) -> bool {
+    message
+        .lines()
+        .any(|line| line.starts_with("STATUS=connected"))
+}
+
 fn position(texts: &[String], what: impl Fn(&str) -> bool) -> Option<usize> {
     texts.iter().position(|t| what(t))
 }
@@ -288,9 +296,11 @@ fn position(texts: &[String], what: impl Fn(&str) -> bool) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifies_ready_watchdog_status_and_stopping_in_order() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    // Two refusals, then accepted: the sink fails for a moment and recovers.
-    let crm =
-        FakeSink::with(|_, attempt| Reply::status(if attempt <= 2 { 503 } else { 200 })).await;
+    // The sink fails until the status says so, then recovers. (Failing for
+    // a fixed number of attempts could recover before the status task, slow
+    // on a loaded machine, looked: the line never showed the failure.)
+    let crm = FakeSink::ok().await;
+    crm.set_down(true);
     let dir = temp_dir();
     let config = dir.path().join("config.toml");
     TestConfig::new(&sim, &dir.path().join("journal"))
@@ -327,7 +337,7 @@ async fn notifies_ready_watchdog_status_and_stopping_in_order() {
         .await;
     listener
         .wait("a connected status", |t| {
-            position(t, |m| m.starts_with("STATUS=connected")).is_some()
+            position(t, is_connected).is_some()
         })
         .await;
     let script = scenario::generate(3, 1, SystemTime::now(), Duration::from_secs(1));
@@ -337,6 +347,7 @@ async fn notifies_ready_watchdog_status_and_stopping_in_order() {
             position(t, |m| m.contains("sinks failing: crm")).is_some()
         })
         .await;
+    crm.set_down(false);
     crm.wait_accepted(1).await;
     listener
         .wait("the recovered status", |t| {
@@ -360,10 +371,10 @@ async fn notifies_ready_watchdog_status_and_stopping_in_order() {
     let texts = listener.texts();
     let ready = position(&texts, |m| m.starts_with("READY=1\nSTATUS=")).unwrap();
     let first_ping = position(&texts, |m| m == "WATCHDOG=1").unwrap();
-    let connected = position(&texts, |m| m.starts_with("STATUS=connected")).unwrap();
+    let connected = position(&texts, is_connected).unwrap();
     let stopping = position(&texts, |m| m.starts_with("STOPPING=1")).unwrap();
     assert_eq!(ready, 0, "READY comes first: {texts:#?}");
-    assert!(first_ping > ready && connected > ready, "{texts:#?}");
+    assert!(first_ping > ready && connected >= ready, "{texts:#?}");
     assert_eq!(stopping, texts.len() - 1, "STOPPING comes last: {texts:#?}");
     // Pings every 100 ms for the seconds the daemon ran: all its loops beat.
     let pings = texts.iter().filter(|m| *m == "WATCHDOG=1").count();
