@@ -14,13 +14,13 @@
 //! any sink, sees the record. An entry lives 30 days after its last write (the
 //! state bucket's `max_age`), as long as the journal keeps a key.
 //!
-//! When the ledger cannot number a version within its wait (the NATS server
-//! gone: the lease is lost within 2/3 `ttl` then anyway), or the relay stops
-//! leading meanwhile, the record goes in numbered above everything the ledger
-//! and the journal showed, with a warning and a counted fallback; for the
-//! next wait after a failure the ledger is not asked at all. An event is never
-//! dropped for the ledger's sake, and the socket never waits on it for longer
-//! than one wait per failure.
+//! When the ledger cannot number a version (no answer within its wait — the
+//! NATS server gone: the lease is lost within 2/3 `ttl` then anyway — or an
+//! error), or the relay stops leading meanwhile, the record goes in numbered
+//! above everything the ledger and the journal showed, with a warning and a
+//! counted fallback; after a wait that timed out the ledger is not asked for
+//! one more wait. An event is never dropped for the ledger's sake, and the
+//! socket never waits on it for longer than one wait per outage.
 //!
 //! Owns the entry format, the assignment and [`submit`], the one way the
 //! socket and the reconciler put a record into the journal. The store is a
@@ -199,11 +199,12 @@ impl Ledger {
                 Ok(_) => return Ok(revision),
                 // The other relay wrote this note in between: read it again,
                 // after a pause that keeps the two from colliding again.
-                Err(StoreError::Lost) => {
+                Err(StoreError::Lost) if attempt + 1 < CAS_ATTEMPTS => {
                     let most = (1u64 << attempt.min(6)).min(CAS_PAUSE_MAX_MS);
                     let pause = rand::random_range(0..=most);
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
+                Err(StoreError::Lost) => {}
                 Err(error) => return Err(error),
             }
         }
@@ -213,8 +214,36 @@ impl Ledger {
     }
 }
 
-/// Why a wait for the ledger ended when its `stop` fired.
-const STOPPED: &str = "this relay stopped leading while it waited";
+/// Why a note version was numbered without the ledger.
+#[derive(Debug)]
+enum Fallback {
+    /// The ledger timed out a moment ago and is not asked until `until`.
+    Resting { until: Instant },
+    /// No answer within the wait: the ledger rests.
+    TimedOut(Duration),
+    /// This relay stopped leading while it waited.
+    Stopped,
+    /// The store answered with an error (or kept losing the
+    /// compare-and-swap): this record only; the next asks again.
+    Failed(StoreError),
+}
+
+impl std::fmt::Display for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fallback::Resting { until } => write!(
+                f,
+                "not asked: it timed out, and rests {} more",
+                humantime::format_duration(until.saturating_duration_since(Instant::now()))
+            ),
+            Fallback::TimedOut(wait) => {
+                write!(f, "no answer within {}", humantime::format_duration(*wait))
+            }
+            Fallback::Stopped => f.write_str("this relay stopped leading while it waited"),
+            Fallback::Failed(error) => write!(f, "{error}"),
+        }
+    }
+}
 
 /// What [`submit`] hands back: the journal's answer, when its commit returns.
 pub type PendingAppend = oneshot::Receiver<Result<AppendOutcome, JournalError>>;
@@ -241,10 +270,7 @@ pub async fn submit(
     let seen = AtomicU32::new(local);
     let resting = *ledger.resting.lock().unwrap_or_else(|p| p.into_inner());
     let assigned = match resting {
-        Some(until) if Instant::now() < until => Err(format!(
-            "not asked: it failed less than {} ago",
-            humantime::format_duration(ledger.wait)
-        )),
+        Some(until) if Instant::now() < until => Err(Fallback::Resting { until }),
         _ => {
             let stopped = async {
                 match stop {
@@ -258,13 +284,10 @@ pub async fn submit(
                     ledger.assign_seeing(&record.id, version, local, &seen),
                 ) => match assigned {
                     Ok(Ok(revision)) => Ok(revision),
-                    Ok(Err(error)) => Err(error.to_string()),
-                    Err(_) => Err(format!(
-                        "no answer within {}",
-                        humantime::format_duration(ledger.wait)
-                    )),
+                    Ok(Err(error)) => Err(Fallback::Failed(error)),
+                    Err(_) => Err(Fallback::TimedOut(ledger.wait)),
                 },
-                () = stopped => Err(STOPPED.to_owned()),
+                () = stopped => Err(Fallback::Stopped),
             }
         }
     };
@@ -273,11 +296,12 @@ pub async fn submit(
             *ledger.resting.lock().unwrap_or_else(|p| p.into_inner()) = None;
             Some(revision)
         }
-        Err(error) => {
-            // A ledger that failed rests; one left waiting by a step-down did not fail.
-            if error != STOPPED && resting.is_none_or(|until| Instant::now() >= until) {
+        Err(fallback) => {
+            // Only a ledger that kept the socket waiting rests: an error it
+            // answered at once costs the next record nothing to ask again.
+            if let Fallback::TimedOut(wait) = fallback {
                 *ledger.resting.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Instant::now() + ledger.wait);
+                    Some(Instant::now() + wait);
             }
             ledger.stats.ledger_fallback();
             // Above every revision the ledger showed, when it showed one
@@ -286,7 +310,7 @@ pub async fn submit(
             let revision = (seen > local).then(|| seen + 1);
             tracing::warn!(
                 record_id = %record.id,
-                error = %error,
+                error = %fallback,
                 "the note ledger could not number this note version; this relay numbered it, and the other relay of the pair may give the number to another text (a sink then drops one as a duplicate)"
             );
             revision
@@ -566,42 +590,52 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_ledger_that_fails_is_rested_and_the_journal_numbers_meanwhile() {
+    async fn the_journal_numbers_when_the_ledger_fails_and_a_ledger_that_timed_out_rests() {
         let dir = tempfile::tempdir().unwrap();
         let journal = journal(&dir);
         let store = Arc::new(Memory::default());
         let ledger = ledger(&store);
+        // An error at once: this record only.
         store.down.store(true, Ordering::SeqCst);
         assert!(matches!(
             stored(Some(&ledger), &journal, note("n", 1)).await,
             AppendOutcome::Stored { revision: 1, .. }
         ));
-        // Failed a moment ago: not asked again within the wait (a store that
-        // would hang costs nothing).
         store.down.store(false, Ordering::SeqCst);
-        store.hangs.store(true, Ordering::SeqCst);
-        let started = Instant::now();
         assert!(matches!(
             stored(Some(&ledger), &journal, note("n", 2)).await,
             AppendOutcome::Stored { revision: 2, .. }
         ));
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        // Past the wait it is asked again, and waited for at most the wait.
-        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            store.writes.load(Ordering::SeqCst),
+            1,
+            "asked again at once"
+        );
+        // No answer: waited for at most the wait, then not asked for one
+        // more wait (a store that would hang costs nothing).
+        store.hangs.store(true, Ordering::SeqCst);
         let started = Instant::now();
         assert!(matches!(
             stored(Some(&ledger), &journal, note("n", 3)).await,
             AppendOutcome::Stored { revision: 3, .. }
         ));
         assert_eq!(started.elapsed(), Duration::from_secs(5));
-        assert_eq!(ledger.stats.snapshot().ledger_fallbacks, 3);
-        // Answering again: numbered by the ledger, above the journal.
-        tokio::time::advance(Duration::from_secs(5)).await;
-        store.hangs.store(false, Ordering::SeqCst);
+        let started = Instant::now();
         assert!(matches!(
             stored(Some(&ledger), &journal, note("n", 4)).await,
             AppendOutcome::Stored { revision: 4, .. }
         ));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(ledger.stats.snapshot().ledger_fallbacks, 3);
+        // Past the rest, answering again: numbered by the ledger, above the
+        // journal.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        store.hangs.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            stored(Some(&ledger), &journal, note("n", 5)).await,
+            AppendOutcome::Stored { revision: 5, .. }
+        ));
+        assert_eq!(store.writes.load(Ordering::SeqCst), 2);
         assert_eq!(ledger.stats.snapshot().ledger_fallbacks, 3);
         journal.close().await;
     }
@@ -652,11 +686,17 @@ mod tests {
         ledger.assign("n", version(1), 0).await.unwrap();
         ledger.assign("n", version(2), 1).await.unwrap();
         store.races.store(u32::MAX, Ordering::SeqCst);
-        match stored(Some(&ledger), &journal, note("n", 3)).await {
-            // Above the other relay's (and every version it raced in), not 1.
-            AppendOutcome::Stored { revision, .. } => assert!(revision > 2, "{revision}"),
-            AppendOutcome::Duplicate => panic!("stored as a duplicate"),
-        }
+        // Each try read one more of the other relay's versions (3, 4, …):
+        // above the last it showed, not the journal's 1.
+        let shown = 2 + CAS_ATTEMPTS - 1;
+        assert_eq!(
+            stored(Some(&ledger), &journal, note("n", 3)).await,
+            AppendOutcome::Stored {
+                seq: 1,
+                revision: shown + 1,
+                sinks: 1
+            }
+        );
         assert_eq!(ledger.stats.snapshot().ledger_fallbacks, 1);
         journal.close().await;
     }

@@ -109,7 +109,7 @@ impl NatsLease {
                         bucket = name,
                         max_age = %humantime::format_duration(age),
                         expected = %humantime::format_duration(max_age),
-                        "the lease bucket's max_age is not the configured value (another relay's ttl?); a lease expires after the bucket's max_age"
+                        "a KV bucket's max_age is not the expected value (the lease bucket: another relay's ttl?); its keys expire after the bucket's max_age"
                     );
                 }
             }

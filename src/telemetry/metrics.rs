@@ -529,7 +529,7 @@ fn render(
         );
         registry.register(
             LEASE_LEDGER_FALLBACKS.name,
-            "[standby]: note versions this relay numbered itself because the pair's note ledger could not within ttl/3; the other relay may number them otherwise",
+            "[standby]: note versions this relay numbered itself: the pair's note ledger answered with an error, not within ttl/3, or rested after a timeout, or the relay stepped down while it waited; the other relay may number them otherwise",
             counter(stats.ledger_fallbacks),
         );
     }

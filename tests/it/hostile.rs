@@ -394,8 +394,10 @@ async fn metrics_endpoint(
 /// clock tokio jumps to the next timer as soon as no task can run, while
 /// loopback traffic (an accept, a request's bytes, a close) can still be on
 /// its way through the kernel of a loaded machine: each 100 ms of tokio time
-/// here gives the kernel a millisecond of real time first, so a jump never
-/// outruns a packet already sent.
+/// here gives the kernel a millisecond of real time first, so that a jump
+/// outruns a packet already sent only if the kernel holds it for longer than
+/// that at every step. The real sleep is the deliberate exception to "no real
+/// sleeps in tests": it stands for the wire, not for the logic under test.
 async fn paced<F: std::future::Future>(limit: Duration, future: F) -> Option<F::Output> {
     tokio::pin!(future);
     let deadline = tokio::time::Instant::now() + limit;

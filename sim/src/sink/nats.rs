@@ -4,7 +4,10 @@
 //! installs (Debian's `nats-server` package) on a free loopback port with
 //! its own store directory (`-js -sd DIR -p PORT -a 127.0.0.1`), and kills it
 //! when dropped. It can be stopped and started again on the same port and
-//! store (a server restart under a publishing daemon).
+//! store (a server restart under a publishing daemon). A free port is the
+//! OS's pick, released for the server, so another process can take it in
+//! between: `start` then tries another port; `restart`, which must keep its
+//! port, fails saying so rather than report a server that is not its own.
 //!
 //! Deliberately not here: a NATS client. Whoever reads the stream back brings
 //! its own (the daemon's tests use `async-nats`), so this crate stays free of it.
