@@ -146,20 +146,22 @@ impl NatsServer {
         self.child = Some(child);
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let deadline = Instant::now() + Duration::from_secs(20);
+        // This run's lines (the whole log if the server started it anew).
+        let this_run = |log: String| match log.get(logged..) {
+            Some(run) => run.to_owned(),
+            None => log,
+        };
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
                 return Err(io::Error::other(format!(
                     "nats-server exited with {status}: {}",
-                    self.log().get(logged..).unwrap_or_default()
+                    this_run(self.log())
                 )));
             }
             // Ready by its own word, not by a connect that another process
             // on the same port could answer.
-            if self
-                .log()
-                .get(logged..)
-                .is_some_and(|run| run.contains(READY))
+            if this_run(self.log()).contains(READY)
                 && TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
             {
                 return Ok(());
