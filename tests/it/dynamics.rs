@@ -3,7 +3,7 @@
 //! store, and the fake Dataverse environment
 //! (`zcc_sim::sink::dynamics`) on real loopback sockets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use redb::ReadableDatabase;
@@ -13,7 +13,8 @@ use zcc_sim::sink::dynamics::{Contact, DynamicsFake, Environment};
 
 use crate::harness::Harness;
 use crate::support::{
-    MediaTable, SinkTable, keyed_persisted, object, pending_in, spawn_run, wait_for,
+    MediaTable, SinkTable, keyed_engagements, keyed_persisted, note_versions, object, pending_in,
+    spawn_run, wait_for,
 };
 
 const SINK: &str = "dynamics";
@@ -117,29 +118,9 @@ async fn converges_to_one_phonecall_per_engagement_through_faults_and_kill_9() {
     // What the journal folded, to compare against.
     let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
     let txn = db.begin_read().unwrap();
-    let engagements: BTreeSet<String> = script
-        .iter()
-        .filter(|e| {
-            let event = e.body["event"].as_str().unwrap_or("");
-            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
-        })
-        .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
-        .collect();
+    let engagements = keyed_engagements(&script);
     assert!(engagements.len() >= 15, "{} engagements", engagements.len());
-    let mut notes: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
-    for event in &script {
-        let o = object(&event.body);
-        if let (Some(eng), Some(id), Some(text)) = (
-            o["engagement_id"].as_str(),
-            o["note_id"].as_str(),
-            o["note"].as_str(),
-        ) {
-            notes.entry((eng.into(), id.into())).or_default().push((
-                o["last_modified_time"].as_str().unwrap_or("").to_owned(),
-                text.to_owned(),
-            ));
-        }
-    }
+    let notes = note_versions(&script);
     let edited = notes
         .values()
         .filter(|v| v.iter().map(|(_, t)| t).collect::<BTreeSet<_>>().len() > 1);
@@ -279,14 +260,7 @@ async fn a_missing_alternate_key_keeps_records_pending_names_the_fix_and_converg
     assert!(fake.phonecalls().is_empty());
     assert_eq!(fake.annotation_count(), 0);
 
-    let engagements: BTreeSet<&str> = script
-        .iter()
-        .filter(|e| {
-            let event = e.body["event"].as_str().unwrap_or("");
-            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
-        })
-        .filter_map(|e| object(&e.body)["engagement_id"].as_str())
-        .collect();
+    let engagements = keyed_engagements(&script);
     assert!(engagements.len() >= 10, "{engagements:?}");
     let before = fake.request_counts();
     fake.set_key(Some(zcc_sim::sink::dynamics::AlternateKey::active(

@@ -3,7 +3,7 @@
 //! store, and the fake portal (`zcc_sim::sink::hubspot`) on real loopback
 //! sockets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use redb::ReadableDatabase;
@@ -13,7 +13,8 @@ use zcc_sim::sink::hubspot::{Contact, DEFAULT_DISPOSITIONS, HubSpotFake, Portal}
 
 use crate::harness::Harness;
 use crate::support::{
-    MediaTable, SinkTable, keyed_persisted, object, pending_in, spawn_run, wait_for,
+    MediaTable, SinkTable, keyed_engagements, keyed_persisted, note_versions, object, pending_in,
+    spawn_run, wait_for,
 };
 
 const SINK: &str = "hubspot";
@@ -124,29 +125,9 @@ async fn converges_to_one_call_per_engagement_through_faults_and_kill_9() {
 
     let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
     let txn = db.begin_read().unwrap();
-    let engagements: BTreeSet<String> = script
-        .iter()
-        .filter(|e| {
-            let event = e.body["event"].as_str().unwrap_or("");
-            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
-        })
-        .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
-        .collect();
+    let engagements = keyed_engagements(&script);
     assert!(engagements.len() >= 15, "{} engagements", engagements.len());
-    let mut notes: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
-    for event in &script {
-        let o = object(&event.body);
-        if let (Some(eng), Some(id), Some(text)) = (
-            o["engagement_id"].as_str(),
-            o["note_id"].as_str(),
-            o["note"].as_str(),
-        ) {
-            notes.entry((eng.into(), id.into())).or_default().push((
-                o["last_modified_time"].as_str().unwrap_or("").to_owned(),
-                text.to_owned(),
-            ));
-        }
-    }
+    let notes = note_versions(&script);
 
     let (mut linked, mut files, mut edited, mut mapped, mut in_body) = (0, 0, 0, 0, 0);
     for engagement in &engagements {
@@ -345,14 +326,7 @@ async fn a_property_that_is_not_unique_or_a_missing_scope_keeps_records_pending(
     crate::support::sigterm(&child);
     let output = crate::support::wait_output(child).await;
     assert!(output.status.success(), "{}", read_log());
-    let engagements: BTreeSet<&str> = script
-        .iter()
-        .filter(|e| {
-            let event = e.body["event"].as_str().unwrap_or("");
-            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
-        })
-        .filter_map(|e| object(&e.body)["engagement_id"].as_str())
-        .collect();
+    let engagements = keyed_engagements(&script);
     for engagement in &engagements {
         assert_eq!(
             fake.calls_with(PROPERTY, engagement).len(),

@@ -2,7 +2,7 @@
 //! process, the simulator's Zoom, a `file://` media store, and the fake org
 //! (`zcc_sim::sink::salesforce`) on real loopback sockets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use redb::ReadableDatabase;
@@ -12,7 +12,9 @@ use zcc_sim::scenario::{self, ScenarioOptions};
 use zcc_sim::sink::salesforce::{ExternalIdField, Org, Person, SalesforceFake};
 
 use crate::harness::Harness;
-use crate::support::{MediaTable, SinkTable, keyed_persisted, object, zcc_relay};
+use crate::support::{
+    MediaTable, SinkTable, keyed_engagements, keyed_persisted, note_versions, object, zcc_relay,
+};
 
 async fn harness_with(fake: &SalesforceFake) -> Harness {
     let mut h = Harness::new().await;
@@ -165,31 +167,11 @@ async fn converges_to_one_task_per_engagement_through_faults() {
     // What the journal folded, to compare against.
     let db = zcc_relay::journal::open_read_only(&h.journal()).unwrap();
     let txn = db.begin_read().unwrap();
-    let engagements: BTreeSet<String> = script
-        .iter()
-        .filter(|e| {
-            let event = e.body["event"].as_str().unwrap_or("");
-            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
-        })
-        .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
-        .collect();
+    let engagements = keyed_engagements(&script);
     assert!(engagements.len() >= 15, "{} engagements", engagements.len());
 
     // The latest text of each note, and every text it had.
-    let mut notes: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
-    for event in &script {
-        let o = object(&event.body);
-        if let (Some(eng), Some(id), Some(text)) = (
-            o["engagement_id"].as_str(),
-            o["note_id"].as_str(),
-            o["note"].as_str(),
-        ) {
-            notes.entry((eng.into(), id.into())).or_default().push((
-                o["last_modified_time"].as_str().unwrap_or("").to_owned(),
-                text.to_owned(),
-            ));
-        }
-    }
+    let notes = note_versions(&script);
 
     assert!(
         notes

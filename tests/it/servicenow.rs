@@ -3,7 +3,7 @@
 //! store, and the fake instance (`zcc_sim::sink::servicenow`) on real
 //! loopback sockets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use redb::ReadableDatabase;
@@ -14,7 +14,8 @@ use zcc_sim::sink::servicenow::{DEFAULT_CORRELATION_FIELD, Instance, ServiceNowF
 
 use crate::harness::Harness;
 use crate::support::{
-    MediaTable, SinkTable, keyed_persisted, object, pending_in, spawn_run, wait_for,
+    MediaTable, SinkTable, keyed_engagements, keyed_persisted, note_versions, object, pending_in,
+    spawn_run, wait_for,
 };
 
 const SINK: &str = "servicenow";
@@ -25,17 +26,6 @@ async fn harness_with(fake: &ServiceNowFake) -> Harness {
     h.config.media = Some(MediaTable::enabled());
     h.config.sinks = vec![SinkTable::servicenow(SINK, fake)];
     h
-}
-
-fn keyed_engagements(script: &[scenario::ScriptedEvent]) -> BTreeSet<String> {
-    script
-        .iter()
-        .filter(|e| {
-            let event = e.body["event"].as_str().unwrap_or("");
-            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
-        })
-        .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,20 +124,7 @@ async fn converges_to_one_interaction_per_engagement_through_faults_and_kill_9()
     let txn = db.begin_read().unwrap();
     let engagements = keyed_engagements(&script);
     assert!(engagements.len() >= 15, "{} engagements", engagements.len());
-    let mut notes: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
-    for event in &script {
-        let o = object(&event.body);
-        if let (Some(eng), Some(id), Some(text)) = (
-            o["engagement_id"].as_str(),
-            o["note_id"].as_str(),
-            o["note"].as_str(),
-        ) {
-            notes.entry((eng.into(), id.into())).or_default().push((
-                o["last_modified_time"].as_str().unwrap_or("").to_owned(),
-                text.to_owned(),
-            ));
-        }
-    }
+    let notes = note_versions(&script);
 
     let (mut linked, mut files, mut edited, mut dispositions) = (0, 0, 0, 0);
     for engagement in &engagements {

@@ -280,6 +280,42 @@ pub async fn build_sink<R: zcc_relay::sink::Registry>(
 }
 
 /// The Zoom object of an event body (`payload.object`).
+/// The engagements of the script's keyed events (the ones a CRM sink writes).
+pub fn keyed_engagements(
+    script: &[zcc_sim::scenario::ScriptedEvent],
+) -> std::collections::BTreeSet<String> {
+    script
+        .iter()
+        .filter(|e| {
+            let event = e.body["event"].as_str().unwrap_or("");
+            zcc_relay::crm::engagement::KEYED_EVENTS.contains(&event)
+        })
+        .filter_map(|e| object(&e.body)["engagement_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Every version the script gave each note: (engagement, note id) →
+/// [(last_modified_time, text)], in script order.
+pub fn note_versions(
+    script: &[zcc_sim::scenario::ScriptedEvent],
+) -> std::collections::BTreeMap<(String, String), Vec<(String, String)>> {
+    let mut notes = std::collections::BTreeMap::<(String, String), Vec<(String, String)>>::new();
+    for event in script {
+        let o = object(&event.body);
+        if let (Some(eng), Some(id), Some(text)) = (
+            o["engagement_id"].as_str(),
+            o["note_id"].as_str(),
+            o["note"].as_str(),
+        ) {
+            notes.entry((eng.into(), id.into())).or_default().push((
+                o["last_modified_time"].as_str().unwrap_or("").to_owned(),
+                text.to_owned(),
+            ));
+        }
+    }
+    notes
+}
+
 pub fn object(body: &serde_json::Value) -> &serde_json::Value {
     &body["payload"]["object"]
 }
