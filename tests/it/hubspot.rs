@@ -13,8 +13,8 @@ use zcc_sim::sink::hubspot::{Contact, DEFAULT_DISPOSITIONS, HubSpotFake, Portal}
 
 use crate::harness::Harness;
 use crate::support::{
-    MediaTable, SinkTable, keyed_engagements, keyed_persisted, note_versions, object, pending_in,
-    spawn_run, wait_for,
+    MediaTable, SinkTable, drained_and_stopped, keyed_engagements, keyed_persisted, note_versions,
+    object, pending_in, spawn_run, wait_for,
 };
 
 const SINK: &str = "hubspot";
@@ -97,26 +97,7 @@ async fn converges_to_one_call_per_engagement_through_faults_and_kill_9() {
         .wait_handled((script.len() - first + first.div_ceil(3)) as u64)
         .await;
     let expected = sink_pending + media_pending + keyed_persisted(&daemon.stats.snapshot());
-    let waited = tokio::time::timeout(
-        Duration::from_secs(90),
-        daemon
-            .stats
-            .wait_until(|s| s.delivered_to(SINK) >= expected),
-    )
-    .await;
-    let snapshot = daemon.stats.snapshot();
-    assert!(
-        waited.is_ok(),
-        "delivered {} of {expected}",
-        snapshot.delivered_to(SINK)
-    );
-    assert_eq!(snapshot.dead_lettered.get(SINK).copied().unwrap_or(0), 0);
-    daemon.stop().await.unwrap();
-    assert_eq!(
-        pending_in(&config, SINK).await,
-        (0, 0, 0),
-        "nothing left, nothing dead"
-    );
+    drained_and_stopped(daemon, &config, SINK, expected).await;
     let counts = fake.request_counts();
     assert!(
         counts.throttled >= 2 && counts.unauthorized >= 1,

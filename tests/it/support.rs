@@ -340,6 +340,32 @@ pub fn keyed_persisted(snapshot: &zcc_relay::telemetry::stats::Snapshot) -> u64 
 /// still have to deliver, and the sink's dead letters, per `queue stats`
 /// (beside a running daemon, or opening a stopped one's journal, repairing
 /// it after a kill -9).
+/// Waits (90 s at most) until `daemon` has delivered `expected` records to
+/// `sink` with none dead-lettered, stops it, and checks that the journal
+/// (`config`'s) holds nothing more for the sink.
+pub async fn drained_and_stopped(daemon: Daemon, config: &Path, sink: &str, expected: u64) {
+    let waited = tokio::time::timeout(
+        Duration::from_secs(90),
+        daemon
+            .stats
+            .wait_until(|s| s.delivered_to(sink) >= expected),
+    )
+    .await;
+    let snapshot = daemon.stats.snapshot();
+    assert!(
+        waited.is_ok(),
+        "delivered {} of {expected}",
+        snapshot.delivered_to(sink)
+    );
+    assert_eq!(snapshot.dead_lettered.get(sink).copied().unwrap_or(0), 0);
+    daemon.stop().await.unwrap();
+    assert_eq!(
+        pending_in(config, sink).await,
+        (0, 0, 0),
+        "nothing left, nothing dead"
+    );
+}
+
 pub async fn pending_in(config: &Path, sink: &str) -> (u64, u64, u64) {
     let stats: serde_json::Value = zcc_relay(["queue", "stats", "--json"])
         .config(config)
